@@ -1,0 +1,1 @@
+"""Plans, money, Midtrans payments, subscriptions and invoices."""

@@ -1,0 +1,243 @@
+"""All configuration, read from the environment in this one module and validated at start.
+
+``Settings.from_env()`` either returns a complete, valid ``Settings`` or raises ``ConfigError`` with one
+line a person can act on. The CLI prints that line and exits 2 (no traceback). There is no fallback secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
+
+# Named defaults, each with its reason.
+DEFAULT_PROXY_PORT = 8080  # the port OpenAI SDK users expect to type in local docs
+DEFAULT_DASHBOARD_PORT = 8081  # next to the proxy, so `make run` is easy to remember
+DEFAULT_IP_RATE_LIMIT = 100  # requests/minute per client address: the product rule
+DEFAULT_API_BODY_LIMIT = 1 << 20  # 1 MiB: management JSON is small
+DEFAULT_GATEWAY_BODY_LIMIT = 10 << 20  # 10 MiB: room for base64 images in chat requests
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a TCP/TLS connection to a provider
+DEFAULT_FIRST_BYTE_TIMEOUT = 120.0  # long prompts on big models take this long before the first token
+DEFAULT_IDLE_TIMEOUT = 60.0  # a stream silent this long is dead
+DEFAULT_UPSTREAM_CONNECTIONS = 4096  # sized for thousands of concurrent open streams per process
+DEFAULT_USD_TO_IDR = 16_500  # rupiah per US dollar for cost estimates; update in settings, not code
+DEFAULT_PPN_PERCENT = 11  # Indonesian VAT
+DEFAULT_KEY_CACHE_SIZE = 10_000  # resolved proxy keys kept per process
+DEFAULT_KEY_CACHE_TTL = 60.0  # seconds; invalidations arrive by pub/sub well before this
+DEFAULT_USAGE_QUEUE_MAX = 100_000  # rows held in memory while PostgreSQL is away, then spill to disk
+DEFAULT_SHUTDOWN_GRACE = 30.0  # seconds open streams get to finish on SIGTERM
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message is one line that says what to do."""
+
+
+def _b64_32(name: str, raw: str) -> bytes:
+    try:
+        value = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{name} is not valid base64; {GENERATE_KEY_HINT}") from None
+    if len(value) != 32:
+        raise ConfigError(f"{name} must decode to exactly 32 bytes (got {len(value)}); {GENERATE_KEY_HINT}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    raw = env.get(name, "").strip() or default
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _secret(env: Mapping[str, str], name: str, hint: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set; {hint}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    master_key: bytes
+    master_key_previous: bytes | None
+    jwt_secret: str
+    midtrans_server_key: str
+    midtrans_client_key: str
+    midtrans_is_production: bool = False
+    midtrans_snap_base_url: str = "https://app.sandbox.midtrans.com/snap/v1"
+    midtrans_api_base_url: str = "https://api.sandbox.midtrans.com"
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = DEFAULT_PROXY_PORT
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    api_url: str = f"http://127.0.0.1:{DEFAULT_PROXY_PORT}"
+    console_url: str = f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}"
+    ip_rate_limit: int = DEFAULT_IP_RATE_LIMIT
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default_factory=lambda: (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")))
+    api_body_limit: int = DEFAULT_API_BODY_LIMIT
+    gateway_body_limit: int = DEFAULT_GATEWAY_BODY_LIMIT
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    qwen_base_url: str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    upstream_connections: int = DEFAULT_UPSTREAM_CONNECTIONS
+    usd_to_idr: int = DEFAULT_USD_TO_IDR
+    ppn_percent: int = DEFAULT_PPN_PERCENT
+    key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
+    key_cache_ttl: float = DEFAULT_KEY_CACHE_TTL
+    usage_queue_max: int = DEFAULT_USAGE_QUEUE_MAX
+    usage_spill_dir: str = ".webrana/spill"
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    log_format: str = "json"
+    log_level: str = "INFO"
+    dev_mode: bool = False
+    background_jobs: bool = True
+
+    @property
+    def upstream_base_urls(self) -> dict[str, str]:
+        """Upstream base URL per provider id. Every upstream URL comes from here, never from a request."""
+        return {
+            "openai": self.openai_base_url,
+            "anthropic": self.anthropic_base_url,
+            "google": self.gemini_base_url,
+            "qwen": self.qwen_base_url,
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        database_url = _url(e, "DATABASE_URL", "", ("postgres", "postgresql")) if e.get("DATABASE_URL") else ""
+        if not database_url:
+            raise ConfigError("DATABASE_URL is not set; e.g. postgresql://user:pass@127.0.0.1:5432/webrana "
+                              "(`make run` starts an embedded PostgreSQL and sets it for you)")
+        if not e.get("REDIS_URL"):
+            raise ConfigError("REDIS_URL is not set; e.g. redis://127.0.0.1:6379/0 "
+                              "(`make run` starts an embedded Redis and sets it for you)")
+        redis_url = _url(e, "REDIS_URL", "", ("redis", "rediss", "unix"))
+        master_key = _b64_32("MASTER_ENCRYPTION_KEY",
+                             _secret(e, "MASTER_ENCRYPTION_KEY", GENERATE_KEY_HINT))
+        previous_raw = e.get("MASTER_ENCRYPTION_KEY_PREVIOUS", "").strip()
+        previous = _b64_32("MASTER_ENCRYPTION_KEY_PREVIOUS", previous_raw) if previous_raw else None
+        jwt_secret = _secret(e, "JWT_SECRET", "set it to a random string of at least 32 bytes")
+        if len(jwt_secret.encode()) < 32:
+            raise ConfigError("JWT_SECRET is shorter than 32 bytes; use a random string of at least 32 bytes, "
+                              "e.g. python -c \"import secrets;print(secrets.token_urlsafe(48))\"")
+        server_key = _secret(e, "MIDTRANS_SERVER_KEY", "copy it from Midtrans Dashboard > Settings > Access Keys")
+        client_key = _secret(e, "MIDTRANS_CLIENT_KEY", "copy it from Midtrans Dashboard > Settings > Access Keys")
+        production = _bool(e, "MIDTRANS_IS_PRODUCTION", False)
+        snap_default = ("https://app.midtrans.com/snap/v1" if production
+                        else "https://app.sandbox.midtrans.com/snap/v1")
+        api_default = "https://api.midtrans.com" if production else "https://api.sandbox.midtrans.com"
+        log_format = e.get("WEBRANA_LOG_FORMAT", "json").strip().lower() or "json"
+        if log_format not in {"json", "text"}:
+            raise ConfigError(f"WEBRANA_LOG_FORMAT must be json or text, got {log_format!r}")
+        log_level = e.get("WEBRANA_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"WEBRANA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+        proxy_port = _int(e, "WEBRANA_PROXY_PORT", DEFAULT_PROXY_PORT, 1)
+        dashboard_port = _int(e, "WEBRANA_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT, 1)
+        return cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            master_key=master_key,
+            master_key_previous=previous,
+            jwt_secret=jwt_secret,
+            midtrans_server_key=server_key,
+            midtrans_client_key=client_key,
+            midtrans_is_production=production,
+            midtrans_snap_base_url=_url(e, "MIDTRANS_SNAP_BASE_URL", snap_default),
+            midtrans_api_base_url=_url(e, "MIDTRANS_API_BASE_URL", api_default),
+            proxy_host=e.get("WEBRANA_PROXY_HOST", "127.0.0.1").strip() or "127.0.0.1",
+            proxy_port=proxy_port,
+            dashboard_host=e.get("WEBRANA_DASHBOARD_HOST", "127.0.0.1").strip() or "127.0.0.1",
+            dashboard_port=dashboard_port,
+            api_url=_url(e, "WEBRANA_API_URL", f"http://127.0.0.1:{proxy_port}"),
+            console_url=_url(e, "WEBRANA_CONSOLE_URL", f"http://127.0.0.1:{dashboard_port}"),
+            ip_rate_limit=_int(e, "WEBRANA_IP_RATE_LIMIT", DEFAULT_IP_RATE_LIMIT, 1),
+            trusted_proxies=_networks(e.get("WEBRANA_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")),
+            api_body_limit=_int(e, "WEBRANA_API_BODY_LIMIT", DEFAULT_API_BODY_LIMIT, 1024),
+            gateway_body_limit=_int(e, "WEBRANA_GATEWAY_BODY_LIMIT", DEFAULT_GATEWAY_BODY_LIMIT, 1024),
+            openai_base_url=_url(e, "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            anthropic_base_url=_url(e, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            gemini_base_url=_url(e, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
+            qwen_base_url=_url(e, "QWEN_BASE_URL", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+            connect_timeout=_float(e, "WEBRANA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            first_byte_timeout=_float(e, "WEBRANA_FIRST_BYTE_TIMEOUT", DEFAULT_FIRST_BYTE_TIMEOUT),
+            idle_timeout=_float(e, "WEBRANA_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
+            upstream_connections=_int(e, "WEBRANA_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1),
+            usd_to_idr=_int(e, "WEBRANA_USD_TO_IDR", DEFAULT_USD_TO_IDR, 1),
+            ppn_percent=_int(e, "WEBRANA_PPN_PERCENT", DEFAULT_PPN_PERCENT, 0),
+            key_cache_size=_int(e, "WEBRANA_KEY_CACHE_SIZE", DEFAULT_KEY_CACHE_SIZE, 1),
+            key_cache_ttl=_float(e, "WEBRANA_KEY_CACHE_TTL", DEFAULT_KEY_CACHE_TTL),
+            usage_queue_max=_int(e, "WEBRANA_USAGE_QUEUE_MAX", DEFAULT_USAGE_QUEUE_MAX, 1),
+            usage_spill_dir=e.get("WEBRANA_USAGE_SPILL_DIR", ".webrana/spill").strip() or ".webrana/spill",
+            shutdown_grace=_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
+            log_format=log_format,
+            log_level=log_level,
+            dev_mode=_bool(e, "WEBRANA_DEV", False),
+            background_jobs=_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
+        )
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"WEBRANA_TRUSTED_PROXIES has an invalid CIDR {part!r}; "
+                              "use a comma-separated list like 127.0.0.0/8,10.0.0.0/8") from None
+    return tuple(nets)
