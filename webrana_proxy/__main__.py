@@ -1,0 +1,167 @@
+"""``webrana-proxy``: serve, migrate, create-admin, rotate-master-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from webrana_proxy.settings import ConfigError, Settings
+
+log = logging.getLogger("webrana.cli")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _run(coro_factory: Callable[[], Awaitable[int]]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro_factory())  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency; kept for odd platforms
+        return asyncio.run(coro_factory())  # type: ignore[arg-type]
+
+
+async def _migrate(settings: Settings) -> int:
+    from webrana_proxy.db import create_pool
+    from webrana_proxy.migrate import apply_migrations
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+    finally:
+        await pool.close()
+    print(f"migrations applied: {', '.join(applied)}" if applied else "migrations: already up to date")
+    return 0
+
+
+async def _create_admin(settings: Settings, email: str, password: str) -> int:
+    from webrana_proxy.db import create_pool
+    from webrana_proxy.errors import ValidationFailed
+    from webrana_proxy.jsonio import req_email
+    from webrana_proxy.passwords import Passwords, check_policy
+
+    try:
+        req_email({"email": email})
+        check_policy(password)
+    except ValidationFailed as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    password_hash = await Passwords().hash(password)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        await pool.execute(
+            """INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'admin')
+               ON CONFLICT ((lower(email))) DO UPDATE SET role = 'admin', password_hash = EXCLUDED.password_hash,
+                                                         status = 'active'""",
+            email, password_hash)
+    finally:
+        await pool.close()
+    print(f"admin ready: {email}")
+    return 0
+
+
+async def _rotate(settings: Settings) -> int:
+    from webrana_proxy.crypto import Keyring
+    from webrana_proxy.db import create_pool
+    from webrana_proxy.rotation import rotate
+
+    if settings.master_key_previous is None:
+        print("note: MASTER_ENCRYPTION_KEY_PREVIOUS is not set; only rows already readable with the current "
+              "key can be processed", file=sys.stderr)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        count = await rotate(pool, Keyring(settings.master_key, settings.master_key_previous))
+    finally:
+        await pool.close()
+    print(f"re-encrypted {count} provider key(s) under the current master key")
+    return 0
+
+
+def _serve_one(settings: Settings, reuse_port: bool) -> int:
+    from webrana_proxy.logs import configure
+    from webrana_proxy.server import serve
+
+    configure(settings.log_format, settings.log_level)
+    return _run(lambda: serve(settings, reuse_port=reuse_port))
+
+
+def _worker(reuse_port: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
+    sys.exit(_serve_one(_settings(), reuse_port))
+
+
+def _serve(settings: Settings, workers: int) -> int:
+    if workers == 1:
+        return _serve_one(settings, reuse_port=False)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(True,), name=f"webrana-proxy-{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webrana-proxy", description="Webrana AI API gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="run the gateway and management API",
+                             description="Serve /v1 (gateway), /api (management), /metrics and /health on "
+                                         "WEBRANA_PROXY_HOST:WEBRANA_PROXY_PORT.")
+    serve_p.add_argument("--workers", type=int, default=int(os.environ.get("WEBRANA_WORKERS", "1") or 1),
+                         help="worker processes sharing the port with SO_REUSEPORT (default: WEBRANA_WORKERS or "
+                              "1; 0 means one per core)")
+    sub.add_parser("migrate", help="apply pending SQL migrations from sql/",
+                   description="Apply pending migrations in order; safe to run from several replicas at once.")
+    admin_p = sub.add_parser("create-admin", help="create (or promote) an admin account",
+                             description="Create an admin, or promote an existing account. The password comes "
+                                         "from WEBRANA_ADMIN_PASSWORD or is asked for.")
+    admin_p.add_argument("email")
+    sub.add_parser("rotate-master-key", help="re-encrypt provider keys under MASTER_ENCRYPTION_KEY",
+                   description="Re-encrypt every provider key sealed with another master key, reading old rows "
+                               "with MASTER_ENCRYPTION_KEY_PREVIOUS. Online, batched and resumable.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings()
+        if args.command == "serve":
+            workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+            return _serve(settings, workers)
+        if args.command == "migrate":
+            return _run(lambda: _migrate(settings))
+        if args.command == "create-admin":
+            password = os.environ.get("WEBRANA_ADMIN_PASSWORD") or getpass.getpass("Admin password: ")
+            return _run(lambda: _create_admin(settings, args.email, password))
+        if args.command == "rotate-master-key":
+            return _run(lambda: _rotate(settings))
+    except ConfigError as exc:
+        print(f"webrana-proxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

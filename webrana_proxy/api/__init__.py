@@ -1,0 +1,1 @@
+"""The management JSON API under /api: one module per resource, each exposing ``routes``."""

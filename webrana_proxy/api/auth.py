@@ -1,0 +1,168 @@
+"""/api/auth: register, login, refresh (rotating, with reuse detection), logout, me."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from webrana_proxy.api.identity import User, current_user
+from webrana_proxy.errors import BadRequest, Forbidden, Unauthorized, ValidationFailed
+from webrana_proxy.jsonio import json_response, read_json, req_email, req_str
+from webrana_proxy.loginguard import LoginGuard
+from webrana_proxy.middleware import CLIENT_IP
+from webrana_proxy.passwords import check_policy
+from webrana_proxy.settings import Settings
+from webrana_proxy.state import PASSWORDS, POOL, REDIS, SETTINGS, TOKENS
+from webrana_proxy.tokens import ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS, sha256
+
+routes = web.RouteTableDef()
+LOGIN_GUARD = web.AppKey("login_guard", LoginGuard)
+
+
+def _limit(request: web.Request) -> int:
+    settings: Settings = request.app[SETTINGS]
+    return settings.api_body_limit
+
+
+async def issue_tokens(request: web.Request, conn: asyncpg.Connection, user: User,
+                       family_id: uuid.UUID | None = None) -> dict[str, Any]:
+    tokens = request.app[TOKENS]
+    token_id = uuid.uuid4()
+    family = family_id or uuid.uuid4()
+    now = time.time()
+    refresh = tokens.refresh_token(user.id, token_id, family, now)
+    await conn.execute(
+        """INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
+           VALUES ($1, $2, $3, $4, $5)""",
+        token_id, user.id, family, sha256(refresh),
+        datetime.fromtimestamp(now, timezone.utc) + timedelta(seconds=REFRESH_TTL_SECONDS))
+    return {"access_token": tokens.access_token(user.id, user.role, now), "refresh_token": refresh,
+            "token_type": "bearer", "expires_in": ACCESS_TTL_SECONDS, "user": user.public()}
+
+
+@routes.post("/api/auth/register")
+async def register(request: web.Request) -> web.Response:
+    body = await read_json(request, _limit(request))
+    email = req_email(body)
+    password = req_str(body, "password", max_len=256, min_len=0)
+    check_policy(password)
+    password_hash = await request.app[PASSWORDS].hash(password)
+    pool = request.app[POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            row = await conn.fetchrow(
+                """INSERT INTO users (email, password_hash) VALUES ($1, $2)
+                   RETURNING id, email, role, plan, status, created_at, burst_per_minute_override,
+                             monthly_requests_override""", email, password_hash)
+        except asyncpg.UniqueViolationError:
+            raise ValidationFailed("an account with this e-mail already exists", param="email",
+                                   code="email_taken") from None
+        assert row is not None
+        payload = await issue_tokens(request, conn, User.from_row(row))
+    return json_response(payload, status=201)
+
+
+@routes.post("/api/auth/login")
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, _limit(request))
+    email = req_email(body)
+    password = req_str(body, "password", max_len=256, min_len=0)
+    guard = request.app[LOGIN_GUARD]
+    ip = request[CLIENT_IP]
+    await guard.check(email, ip)
+    pool = request.app[POOL]
+    row = await pool.fetchrow(
+        """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
+                  monthly_requests_override, password_hash
+           FROM users WHERE lower(email) = lower($1)""", email)
+    passwords = request.app[PASSWORDS]
+    if row is None:
+        # Spend the same time as a real check so response timing does not reveal which e-mails exist.
+        await passwords.verify_dummy(password)
+        await guard.failed(email, ip)
+        raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
+    ok, new_hash = await passwords.verify(row["password_hash"], password)
+    if not ok:
+        await guard.failed(email, ip)
+        raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
+    user = User.from_row(row)
+    if user.status != "active":
+        raise Forbidden("account is suspended; contact support", code="account_suspended")
+    await guard.succeeded(email)
+    async with pool.acquire() as conn, conn.transaction():
+        if new_hash:
+            await conn.execute("UPDATE users SET password_hash = $1 WHERE id = $2", new_hash, user.id)
+        payload = await issue_tokens(request, conn, user)
+    return json_response(payload)
+
+
+@routes.post("/api/auth/refresh")
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_json(request, _limit(request))
+    token = req_str(body, "refresh_token", max_len=2048)
+    claims = request.app[TOKENS].verify_refresh(token)
+    pool = request.app[POOL]
+    refused: str | None = None
+    payload: dict[str, Any] = {}
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT id, user_id, family_id, used_at, revoked_at FROM refresh_tokens
+               WHERE token_hash = $1 FOR UPDATE""", sha256(token))
+        if row is None or row["id"] != claims.token_id:
+            raise Unauthorized("unknown refresh token", code="invalid_token")
+        if row["used_at"] is not None or row["revoked_at"] is not None:
+            # A rotated token presented again means it leaked: revoke the whole family (committed below).
+            await conn.execute(
+                """UPDATE refresh_tokens SET revoked_at = now()
+                   WHERE family_id = $1 AND revoked_at IS NULL""", row["family_id"])
+            refused = ("refresh token was already used; every session of this sign-in is now revoked"
+                       if row["used_at"] is not None else "refresh token has been revoked")
+        else:
+            await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", row["id"])
+            user_row = await conn.fetchrow(
+                """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
+                          monthly_requests_override FROM users WHERE id = $1""", row["user_id"])
+            if user_row is None:
+                raise Unauthorized("account no longer exists", code="invalid_token")
+            user = User.from_row(user_row)
+            if user.status != "active":
+                raise Forbidden("account is suspended; contact support", code="account_suspended")
+            payload = await issue_tokens(request, conn, user, family_id=row["family_id"])
+    if refused is not None:
+        raise _Refused(refused)
+    return json_response(payload)
+
+
+class _Refused(Unauthorized):
+    default_code = "refresh_token_reused"
+
+
+@routes.post("/api/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    body = await read_json(request, _limit(request))
+    token = req_str(body, "refresh_token", max_len=2048)
+    try:
+        claims = request.app[TOKENS].verify_refresh(token)
+    except Unauthorized:
+        raise BadRequest("refresh_token is not a valid refresh token", param="refresh_token",
+                         code="invalid_token") from None
+    await request.app[POOL].execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+        claims.family_id)
+    return json_response({"ok": True})
+
+
+@routes.get("/api/auth/me")
+async def me(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return json_response(user.public())
+
+
+async def login_guard_ctx(app: web.Application) -> Any:
+    app[LOGIN_GUARD] = LoginGuard(app[REDIS])
+    yield

@@ -1,0 +1,116 @@
+"""The OpenAPI 3.1 document of /api, served at /api/openapi.json. A test checks it against the router, so
+a route cannot be added or removed without this document following."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from webrana_proxy import __version__
+from webrana_proxy.jsonio import json_response
+
+routes = web.RouteTableDef()
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+STR = {"type": "string"}
+UUID = {"type": "string", "format": "uuid"}
+DATE = {"type": "string", "format": "date"}
+INT = {"type": "integer"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props, "additionalProperties": True}
+
+
+def _op(summary: str, *, body: dict[str, Any] | None = None, ok: int = 200, auth: bool = True,
+        params: list[dict[str, Any]] | None = None, response: dict[str, Any] | None = None,
+        content_type: str = "application/json") -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(ok): {"description": "success",
+                      "content": {content_type: {"schema": response or {"type": "object"}}}},
+            "default": {"description": "error", "content": {"application/json": {"schema": ERROR}}},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    op["security"] = [{"bearer": []}] if auth else []
+    return op
+
+
+def _path_id(description: str = "resource id") -> dict[str, Any]:
+    return {"name": "id", "in": "path", "required": True, "schema": UUID, "description": description}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+TOKENS_RESPONSE = _obj(["access_token", "refresh_token", "token_type", "expires_in", "user"],
+                       access_token=STR, refresh_token=STR, token_type={"const": "bearer"},
+                       expires_in=INT, user={"$ref": "#/components/schemas/User"})
+CREDENTIALS = _obj(["email", "password"], email={"type": "string", "format": "email", "maxLength": 254},
+                   password={"type": "string", "minLength": 8, "maxLength": 256})
+REFRESH = _obj(["refresh_token"], refresh_token={"type": "string", "maxLength": 2048})
+PROVIDER = {"type": "string", "enum": ["openai", "anthropic", "google", "qwen"]}
+PLAN = {"type": "string", "enum": ["free", "starter", "pro", "team"]}
+RANGE_PARAMS = [_query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD"),
+                _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD")]
+
+
+def paths() -> dict[str, dict[str, Any]]:
+    """Every /api route: method -> operation."""
+    return {
+        "/api/openapi.json": {"get": _op("This document", auth=False)},
+        "/api/auth/register": {"post": _op("Create an account", body=CREDENTIALS, ok=201, auth=False,
+                                           response=TOKENS_RESPONSE)},
+        "/api/auth/login": {"post": _op("Sign in", body=CREDENTIALS, auth=False, response=TOKENS_RESPONSE)},
+        "/api/auth/refresh": {"post": _op("Rotate a refresh token", body=REFRESH, auth=False,
+                                          response=TOKENS_RESPONSE)},
+        "/api/auth/logout": {"post": _op("Revoke a sign-in", body=REFRESH, auth=False)},
+        "/api/auth/me": {"get": _op("The signed-in user", response={"$ref": "#/components/schemas/User"})},
+        "/api/provider-keys": {
+            "get": _op("List provider keys (masked)"),
+            "post": _op("Store a provider key (encrypted)", ok=201, body=_obj(
+                ["provider", "name", "key"], provider=PROVIDER, name={"type": "string", "maxLength": 100},
+                key={"type": "string", "minLength": 8, "maxLength": 512})),
+        },
+        "/api/provider-keys/{id}": {"delete": _op("Delete a provider key", params=[_path_id()])},
+        "/api/provider-keys/{id}/test": {"post": _op("Test a provider key against the provider",
+                                                     params=[_path_id()])},
+        "/api/proxy-keys": {
+            "get": _op("List active proxy keys"),
+            "post": _op("Create a proxy key (returned once)", ok=201,
+                        body=_obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})),
+        },
+        "/api/proxy-keys/{id}": {"delete": _op("Revoke a proxy key", params=[_path_id()])},
+    }
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Webrana management API", "version": __version__},
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {
+                "Error": _obj(["error"], error=_obj(["message", "type"], message=STR, type=STR,
+                                                    code={"type": ["string", "null"]},
+                                                    param={"type": ["string", "null"]})),
+                "User": _obj(["id", "email", "role", "plan", "status", "created_at"], id=UUID, email=STR,
+                             role={"type": "string", "enum": ["user", "admin"]}, plan=PLAN,
+                             status={"type": "string", "enum": ["active", "suspended"]},
+                             created_at={"type": "string", "format": "date-time"}),
+            },
+        },
+    }
+
+
+@routes.get("/api/openapi.json")
+async def serve(request: web.Request) -> web.Response:
+    return json_response(document())

@@ -1,0 +1,126 @@
+"""/api/provider-keys: store (encrypted), list (masked), delete and test a user's provider keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from webrana_proxy.api.identity import User, current_user
+from webrana_proxy.billing.plans import cheapest_plan_with, get_plan
+from webrana_proxy.crypto import Sealed, mask_key
+from webrana_proxy.errors import NotFound, PlanLimitReached, ValidationFailed
+from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
+from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS
+
+routes = web.RouteTableDef()
+KEY_TEST_TIMEOUT = aiohttp.ClientTimeout(total=15)  # a models list answers in well under a second normally
+MAX_KEY_LENGTH = 512
+
+
+def _public(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": str(row["id"]), "provider": row["provider"], "name": row["name"],
+            "masked_key": row["masked_hint"], "created_at": row["created_at"].isoformat(),
+            "last_used_at": row["last_used_at"].isoformat() if row["last_used_at"] else None}
+
+
+async def _check_provider_limit(conn: asyncpg.Connection, user: User, provider: str) -> None:
+    plan = get_plan(user.plan)
+    if plan.max_providers is None:
+        return
+    providers = {r["provider"] for r in await conn.fetch(
+        "SELECT DISTINCT provider FROM api_keys WHERE user_id = $1", user.id)}
+    if provider in providers or len(providers) < plan.max_providers:
+        return
+    better = cheapest_plan_with("max_providers", len(providers) + 1)
+    hint = f"; upgrade to {better.name} to use more" if better else ""
+    raise PlanLimitReached(f"the {plan.name} plan allows keys for {plan.max_providers} provider(s){hint}",
+                           code="provider_limit")
+
+
+@routes.post("/api/provider-keys")
+async def create(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    body = await read_json(request, request.app[SETTINGS].api_body_limit)
+    registry = request.app[REGISTRY]
+    provider_id = req_str(body, "provider", max_len=32)
+    if provider_id not in registry.ids():
+        raise ValidationFailed(f"unknown provider {provider_id!r}; use one of: {', '.join(registry.ids())}",
+                               param="provider", code="unknown_provider")
+    provider = registry.get(provider_id)
+    name = req_str(body, "name", max_len=100)
+    key = req_str(body, "key", max_len=MAX_KEY_LENGTH, min_len=8)
+    if not key.startswith(provider.key_prefixes) or any(c.isspace() for c in key):
+        raise ValidationFailed(
+            f"this does not look like a {provider.display_name} key (expected it to start with "
+            f"{' or '.join(repr(p) for p in provider.key_prefixes)})", param="key", code="invalid_key_format")
+    key_id = uuid.uuid4()
+    sealed = request.app[KEYRING].seal(key, user.id, key_id)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", str(user.id))
+        await _check_provider_limit(conn, user, provider_id)
+        row = await conn.fetchrow(
+            """INSERT INTO api_keys (id, user_id, provider, name, ciphertext, nonce, key_version, masked_hint)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               RETURNING id, provider, name, masked_hint, created_at, last_used_at""",
+            key_id, user.id, provider_id, name, sealed.ciphertext, sealed.nonce, sealed.key_version,
+            mask_key(key))
+    assert row is not None
+    await request.app[KEYCACHE].invalidate_user(user.id)
+    return json_response(_public(row), status=201)
+
+
+@routes.get("/api/provider-keys")
+async def list_keys(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    rows = await request.app[POOL].fetch(
+        """SELECT id, provider, name, masked_hint, created_at, last_used_at FROM api_keys
+           WHERE user_id = $1 ORDER BY created_at, id""", user.id)
+    return json_response({"data": [_public(r) for r in rows]})
+
+
+@routes.delete("/api/provider-keys/{id}")
+async def delete(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    key_id = path_uuid(request)
+    deleted = await request.app[POOL].fetchval(
+        "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING id", key_id, user.id)
+    if deleted is None:
+        raise NotFound("provider key not found")
+    await request.app[KEYCACHE].invalidate_user(user.id)
+    return json_response({"id": str(key_id), "deleted": True})
+
+
+@routes.post("/api/provider-keys/{id}/test")
+async def test_key(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    key_id = path_uuid(request)
+    row = await request.app[POOL].fetchrow(
+        "SELECT id, provider, ciphertext, nonce, key_version FROM api_keys WHERE id = $1 AND user_id = $2",
+        key_id, user.id)
+    if row is None:
+        raise NotFound("provider key not found")
+    key = request.app[KEYRING].open(Sealed(row["ciphertext"], row["nonce"], row["key_version"]), user.id,
+                                    row["id"])
+    provider = request.app[REGISTRY].get(row["provider"])
+    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    upstream = provider.models_request(key, base_url)
+    try:
+        async with request.app[HTTP].request(upstream.method, upstream.url, headers=upstream.headers,
+                                             data=upstream.body, timeout=KEY_TEST_TIMEOUT) as resp:
+            await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
+                              "detail": f"could not reach {provider.display_name}: {type(exc).__name__}"})
+    if status < 300:
+        verdict, detail = "ok", f"{provider.display_name} accepted the key"
+    elif status in (401, 403):
+        verdict, detail = "invalid_key", f"{provider.display_name} rejected the key (HTTP {status})"
+    else:
+        verdict, detail = "unreachable", f"{provider.display_name} answered HTTP {status}"
+    return json_response({"id": str(key_id), "provider": provider.id, "status": verdict, "detail": detail})

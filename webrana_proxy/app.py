@@ -1,0 +1,83 @@
+"""``create_app``: the proxy's aiohttp application (gateway /v1, management /api, health, metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+
+from webrana_proxy import health
+from webrana_proxy.api import auth, openapi, provider_keys, proxy_keys
+from webrana_proxy.crypto import Keyring
+from webrana_proxy.db import create_pool
+from webrana_proxy.keycache import KeyCache, running_listener
+from webrana_proxy.limits import Limiter
+from webrana_proxy.middleware import pipeline
+from webrana_proxy.passwords import Passwords
+from webrana_proxy.providers.registry import build_registry
+from webrana_proxy.settings import Settings
+from webrana_proxy.state import (
+    HTTP,
+    KEYCACHE,
+    KEYRING,
+    LIMITER,
+    PASSWORDS,
+    POOL,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+    TOKENS,
+)
+from webrana_proxy.tokens import TokenIssuer
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    app[POOL] = await create_pool(app[SETTINGS].database_url)
+    yield
+    await app[POOL].close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    client = Redis.from_url(app[SETTINGS].redis_url, socket_connect_timeout=2, socket_timeout=2,
+                            health_check_interval=10)
+    app[REDIS] = client
+    app[LIMITER] = Limiter(client, app[SETTINGS].ip_rate_limit)
+    yield
+    await client.aclose()
+
+
+async def _upstream_http(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=s.upstream_connections, limit_per_host=0, ttl_dns_cache=300,
+                                     enable_cleanup_closed=True)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                    timeout=aiohttp.ClientTimeout(total=None, connect=s.connect_timeout))
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+async def _keycache(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    cache = KeyCache(app[POOL], app[REDIS], app[KEYRING], max_size=s.key_cache_size, ttl=s.key_cache_ttl)
+    app[KEYCACHE] = cache
+    async with running_listener(cache):
+        yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[pipeline], client_max_size=settings.gateway_body_limit,
+                          handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
+    app[SETTINGS] = settings
+    app[KEYRING] = Keyring(settings.master_key, settings.master_key_previous)
+    app[TOKENS] = TokenIssuer(settings.jwt_secret)
+    app[PASSWORDS] = Passwords()
+    app[REGISTRY] = build_registry()
+    app[health.SHUTTING_DOWN] = asyncio.Event()
+    app.cleanup_ctx.extend([_database, _redis, _upstream_http, _keycache, auth.login_guard_ctx])
+    for module in (health, auth, provider_keys, proxy_keys, openapi):
+        app.router.add_routes(module.routes)
+    return app

@@ -1,0 +1,45 @@
+"""The PostgreSQL pool (asyncpg). Every query in the project is hand-written and parameterised ($1, $2...)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import orjson
+
+from webrana_proxy.settings import ConfigError
+
+POOL_MIN = 2  # keep two warm connections for the API's first requests
+POOL_MAX = 20  # PostgreSQL's default max_connections is 100; leave room for replicas
+CONNECT_TIMEOUT = 10.0  # seconds before a start-up connection attempt is called failed
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
+                                  schema="pg_catalog")
+
+
+def describe_target(url: str) -> str:
+    """host:port/db of a DATABASE_URL, without the password, for error messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+
+
+async def create_pool(database_url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> asyncpg.Pool:
+    """Open the pool, or raise ``ConfigError`` naming the host and the error."""
+    try:
+        pool = await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size,
+                                         timeout=CONNECT_TIMEOUT, init=_init_connection,
+                                         command_timeout=60)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ConfigError(f"cannot connect to PostgreSQL at {describe_target(database_url)}: {reason}") from None
+    assert pool is not None
+    return pool
+
+
+def row_to_dict(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(row) if row is not None else None

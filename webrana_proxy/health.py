@@ -1,0 +1,47 @@
+"""/health (the process is alive) and /health/ready (PostgreSQL and Redis answer; not shutting down)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from webrana_proxy.jsonio import json_response
+from webrana_proxy.state import POOL, REDIS
+
+routes = web.RouteTableDef()
+SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
+PROBE_TIMEOUT = 1.0  # seconds; a dependency slower than this is not ready
+
+
+@routes.get("/health")
+async def alive(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _probe_pg(request: web.Request) -> str:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await request.app[POOL].fetchval("SELECT 1")
+        return "ok"
+    except Exception as exc:  # any failure means "not ready"; the reason is reported
+        return f"down: {type(exc).__name__}"
+
+
+async def _probe_redis(request: web.Request) -> str:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await request.app[REDIS].ping()
+        return "ok"
+    except Exception as exc:  # any failure means "not ready"; the reason is reported
+        return f"down: {type(exc).__name__}"
+
+
+@routes.get("/health/ready")
+async def ready(request: web.Request) -> web.Response:
+    pg, rd = await asyncio.gather(_probe_pg(request), _probe_redis(request))
+    stopping = request.app[SHUTTING_DOWN].is_set()
+    ok = pg == "ok" and rd == "ok" and not stopping
+    body = {"status": "ready" if ok else "not_ready", "postgres": pg, "redis": rd,
+            "shutting_down": stopping}
+    return json_response(body, status=200 if ok else 503)

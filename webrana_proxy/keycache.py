@@ -1,0 +1,200 @@
+"""The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
+keys already decrypted. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
+
+Changes (revoked proxy key, provider key added or deleted, user suspended, plan or limits changed) are
+published on Redis; every replica's listener drops that user's entries at once. If the listener loses
+Redis, it clears the whole cache when it reconnects (it may have missed messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from webrana_proxy.billing.plans import get_plan
+from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
+
+log = logging.getLogger("webrana.keycache")
+CHANNEL = "webrana:keycache:invalidate"
+NEGATIVE_TTL = 5.0  # seconds an unknown key is remembered, so guessing keys cannot hammer PostgreSQL
+RECONNECT_DELAY = 0.5  # seconds between pub/sub reconnect attempts
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKey:
+    id: uuid.UUID
+    key: str
+
+
+@dataclass(slots=True)
+class Principal:
+    user_id: uuid.UUID
+    user_id_str: str
+    proxy_key_id: uuid.UUID
+    key_prefix: str
+    plan: str
+    active: bool
+    burst_per_minute: int
+    monthly_requests: int
+    provider_keys: dict[str, tuple[ProviderKey, ...]]
+    rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
+
+    def keys_in_order(self, provider_id: str) -> tuple[ProviderKey, ...]:
+        """This provider's keys, starting at the next one in turn, so calls spread across them."""
+        keys = self.provider_keys.get(provider_id, ())
+        if len(keys) < 2:
+            return keys
+        start = self.rr.get(provider_id, 0) % len(keys)
+        self.rr[provider_id] = start + 1
+        return keys[start:] + keys[:start]
+
+
+class KeyCache:
+    def __init__(self, pool: asyncpg.Pool, redis: Redis, keyring: Keyring, *, max_size: int, ttl: float) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._keyring = keyring
+        self._max = max_size
+        self._ttl = ttl
+        self._entries: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+        self._by_user: dict[uuid.UUID, set[bytes]] = {}
+        self._loading: dict[bytes, asyncio.Future[Principal | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def resolve(self, key_hash: bytes) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            self._entries.move_to_end(key_hash)
+            return entry[1]
+        pending = self._loading.get(key_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._loading[key_hash] = future
+        try:
+            principal = await self._load(key_hash)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._loading.pop(key_hash, None)
+        future.set_result(principal)
+        self._store(key_hash, principal, now)
+        return principal
+
+    def _store(self, key_hash: bytes, principal: Principal | None, now: float) -> None:
+        ttl = self._ttl if principal is not None else NEGATIVE_TTL
+        self._entries[key_hash] = (now + ttl, principal)
+        self._entries.move_to_end(key_hash)
+        if principal is not None:
+            self._by_user.setdefault(principal.user_id, set()).add(key_hash)
+        while len(self._entries) > self._max:
+            old_hash, (_, old) = self._entries.popitem(last=False)
+            if old is not None:
+                self._forget_index(old.user_id, old_hash)
+
+    def _forget_index(self, user_id: uuid.UUID, key_hash: bytes) -> None:
+        hashes = self._by_user.get(user_id)
+        if hashes is not None:
+            hashes.discard(key_hash)
+            if not hashes:
+                del self._by_user[user_id]
+
+    async def _load(self, key_hash: bytes) -> Principal | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT k.id AS key_id, k.prefix, u.id AS user_id, u.plan, u.status,
+                          u.burst_per_minute_override, u.monthly_requests_override
+                   FROM proxy_api_keys k JOIN users u ON u.id = k.user_id
+                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", key_hash)
+            if row is None:
+                return None
+            key_rows = await conn.fetch(
+                """SELECT id, provider, ciphertext, nonce, key_version FROM api_keys
+                   WHERE user_id = $1 ORDER BY created_at, id""", row["user_id"])
+        plan = get_plan(row["plan"])
+        by_provider: dict[str, list[ProviderKey]] = {}
+        for kr in key_rows:
+            try:
+                plaintext = self._keyring.open(Sealed(kr["ciphertext"], kr["nonce"], kr["key_version"]),
+                                               row["user_id"], kr["id"])
+            except DecryptionFailed as exc:
+                log.error("provider key unreadable; skipped", extra={"key_id": str(kr["id"]), "reason": str(exc)})
+                continue
+            by_provider.setdefault(kr["provider"], []).append(ProviderKey(kr["id"], plaintext))
+        return Principal(
+            user_id=row["user_id"], user_id_str=str(row["user_id"]), proxy_key_id=row["key_id"],
+            key_prefix=row["prefix"], plan=plan.id, active=row["status"] == "active",
+            burst_per_minute=row["burst_per_minute_override"] or plan.burst_per_minute,
+            monthly_requests=(row["monthly_requests_override"] if row["monthly_requests_override"] is not None
+                              else plan.monthly_requests),
+            provider_keys={p: tuple(ks) for p, ks in by_provider.items()})
+
+    def drop_user(self, user_id: uuid.UUID) -> None:
+        for key_hash in self._by_user.pop(user_id, set()):
+            self._entries.pop(key_hash, None)
+        # Negative entries are not indexed by user; a newly created key is never among them (keys are random).
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._by_user.clear()
+
+    async def invalidate_user(self, user_id: uuid.UUID) -> None:
+        """Drop locally at once, and tell every replica."""
+        self.drop_user(user_id)
+        try:
+            await self._redis.publish(CHANNEL, str(user_id))
+        except (RedisError, OSError):
+            log.warning("could not publish key-cache invalidation; other replicas expire it by TTL",
+                        extra={"user_id": str(user_id)})
+
+    async def listen(self, ready: asyncio.Event | None = None) -> None:
+        """Apply invalidations from other replicas until cancelled."""
+        first = True
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    if not first:
+                        self.clear()  # we may have missed messages while disconnected
+                    first = False
+                    if ready is not None:
+                        ready.set()
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if isinstance(data, bytes):
+                            with contextlib.suppress(ValueError):
+                                self.drop_user(uuid.UUID(data.decode()))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("key-cache invalidation channel lost; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(RECONNECT_DELAY)
+
+
+@contextlib.asynccontextmanager
+async def running_listener(cache: KeyCache) -> AsyncIterator[None]:
+    ready = asyncio.Event()
+    task = asyncio.create_task(cache.listen(ready), name="keycache-listener")
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(ready.wait(), timeout=5)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

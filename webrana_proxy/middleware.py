@@ -1,0 +1,93 @@
+"""The request pipeline shared by every route: request id, the per-IP limit, and the one error renderer."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from webrana_proxy.clientip import client_ip
+from webrana_proxy.errors import (
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    WebranaError,
+)
+from webrana_proxy.state import LIMITER, SETTINGS
+
+log = logging.getLogger("webrana.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = "request_id"
+CLIENT_IP = "client_ip"
+UNLIMITED_PATHS = ("/health", "/metrics")  # probes and scrapes come from the platform, not from clients
+GATEWAY_PREFIX = "/v1/"  # the gateway checks the IP limit inside its single Lua call
+
+
+def error_response(err: WebranaError, request_id: str) -> web.Response:
+    headers = {"x-request-id": request_id, **err.headers}
+    return web.Response(body=err.body_bytes(), status=err.status, content_type="application/json",
+                        headers=headers)
+
+
+def _from_http_exception(exc: web.HTTPException) -> WebranaError:
+    if exc.status == 404:
+        return NotFound("no such route; see /api/openapi.json for the management API and /v1 for the gateway",
+                        code="route_not_found")
+    if exc.status == 413:
+        return PayloadTooLarge("request body is too large")
+    return WebranaError(exc.reason or "request failed", status=exc.status,
+                        code=exc.reason.lower().replace(" ", "_") if exc.reason else None)
+
+
+@web.middleware
+async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("x-request-id", "")
+    if not (0 < len(request_id) <= 64 and request_id.replace("-", "").replace("_", "").isalnum()):
+        request_id = "req_" + secrets.token_hex(12)
+    request[REQUEST_ID] = request_id
+    settings = request.app[SETTINGS]
+    request[CLIENT_IP] = client_ip(request.remote, request.headers.get("X-Forwarded-For"),
+                                   settings.trusted_proxies)
+    path = request.path
+    try:
+        rate_headers: dict[str, str] = {}
+        if not path.startswith(UNLIMITED_PATHS) and not path.startswith(GATEWAY_PREFIX):
+            rate_headers = await _check_ip(request)
+        response = await handler(request)
+    except WebranaError as err:
+        return error_response(err, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(exc), request_id)
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id, "path": path})
+        err = WebranaError(f"internal error; quote request id {request_id} when reporting it",
+                           code="internal_error")
+        return error_response(err, request_id)
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+        response.headers.update(rate_headers)
+    return response
+
+
+async def _check_ip(request: web.Request) -> dict[str, str]:
+    limiter = request.app[LIMITER]
+    try:
+        verdict = await limiter.check_ip(request[CLIENT_IP])
+    except (RedisError, OSError):
+        log.warning("rate limiter unavailable (Redis); allowing request", extra={"limits": "degraded"})
+        return {}
+    headers = {
+        "X-RateLimit-Limit": str(verdict.limit),
+        "X-RateLimit-Remaining": str(verdict.remaining),
+        "X-RateLimit-Reset": str(verdict.reset_seconds),
+    }
+    if not verdict.allowed:
+        raise RateLimited(f"too many requests from this address: limit is {verdict.limit} per minute",
+                          retry_after=verdict.reset_seconds, headers=headers)
+    return headers

@@ -1,0 +1,111 @@
+"""The contract every provider module fulfils. Core code talks to providers only through this.
+
+A provider turns an OpenAI-shaped request into an ``UpstreamRequest`` (URL from settings, never from the
+client), turns the upstream's answer back into OpenAI bytes, and reports usage. Everything here is pure:
+no I/O, no clock reads other than ``created`` timestamps, so it is tested offline against recorded bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from webrana_proxy.errors import UpstreamError
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    created: int  # unix seconds, shown in /v1/models
+    input_usd_per_mtok: float  # price per million input tokens
+    output_usd_per_mtok: float  # price per million output tokens
+    kind: str = "chat"  # "chat" | "embedding"
+
+
+@dataclass(slots=True)
+class ChatResult:
+    body: bytes  # OpenAI chat.completion JSON bytes for the client
+    usage: Usage | None
+    upstream_id: str | None = None
+    usage_estimated: bool = False  # True when the upstream gave no usage and the provider estimated it
+
+
+class StreamTranslator(Protocol):
+    """Feeds raw upstream bytes, yields client bytes (complete SSE events in OpenAI chunk shape).
+
+    ``feed`` may be called with any split of the upstream byte stream. ``finish`` is called once when the
+    upstream closed normally and returns the trailing events (usage chunk if the client asked, ``[DONE]``).
+    ``usage`` holds the last usage seen (None if the upstream never sent it); ``completion_chars`` counts the
+    characters of generated text and tool arguments seen, for estimating when usage never came; ``error`` is
+    the in-band error seen, if any (already forwarded to the client in OpenAI shape by ``feed``).
+    """
+
+    usage: Usage | None
+    completion_chars: int
+    error: JSON | None
+    upstream_id: str | None
+    done: bool  # True once the upstream signalled a normal end of stream
+
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+
+class Provider(Protocol):
+    id: str  # "openai" | "anthropic" | "google" | "qwen"
+    display_name: str  # "OpenAI", shown in the console
+    key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
+    models: tuple[ModelInfo, ...]  # catalogue with prices
+    supports_embeddings: bool
+
+    def owns_model(self, model: str) -> bool: ...
+
+    def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        """``body`` is the client's parsed request; ``model`` the upstream model name (prefix stripped).
+        Raises ``BadRequest`` for inputs this provider cannot honour (e.g. n > 1 on Anthropic)."""
+        ...
+
+    def chat_response(self, raw: bytes, model: str) -> ChatResult: ...
+
+    def stream_translator(self, model: str, include_usage: bool) -> StreamTranslator: ...
+
+    def embeddings_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest: ...
+
+    def embeddings_response(self, raw: bytes, model: str, request: JSON | None = None) -> ChatResult:
+        """``request`` (the client's parsed body, optional) lets a provider estimate usage when the upstream
+        reports none and honour ``encoding_format: "base64"`` when the upstream only returns floats."""
+        ...
+
+    def models_request(self, api_key: str, base_url: str) -> UpstreamRequest:
+        """A cheap authenticated call (list models) used to test a stored key."""
+        ...
+
+    def upstream_error(self, status: int, raw: bytes, headers: dict[str, str]) -> UpstreamError:
+        """Map an upstream error answer to an ``UpstreamError`` in OpenAI terms (status, type, message,
+        retry-after passed on, ``retryable`` True for 429/5xx)."""
+        ...
+
+
+@dataclass(slots=True)
+class Route:
+    provider: Provider
+    model: str  # upstream model name
+    requested: str = field(default="")  # what the client asked for
