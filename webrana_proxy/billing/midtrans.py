@@ -11,6 +11,7 @@ opened in ``cleanup_ctx``). Errors come out as the project's error tree:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -160,6 +161,11 @@ def build_snap_request(*, order_id: str, gross_amount: int, item_details: Sequen
     return body
 
 
+def basic_authorization(server_key: str) -> str:
+    """The ``Authorization`` header Midtrans wants: Basic, server key as user name, empty password."""
+    return "Basic " + base64.b64encode(f"{server_key}:".encode()).decode("ascii")
+
+
 def _error_messages(body: Any) -> list[str]:
     if isinstance(body, Mapping):
         messages = body.get("error_messages")
@@ -179,7 +185,7 @@ class MidtransClient:
     def __init__(self, session: aiohttp.ClientSession, *, server_key: str, snap_base_url: str,
                  api_base_url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._session = session
-        self._auth = aiohttp.BasicAuth(server_key, "")
+        self._authorization = basic_authorization(server_key)
         self._snap_base = snap_base_url.rstrip("/")
         self._api_base = api_base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -219,14 +225,14 @@ class MidtransClient:
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None,
                        headers: dict[str, str]) -> dict[str, Any]:
-        send_headers = {"Accept": "application/json", **headers}
+        send_headers = {"Accept": "application/json", "Authorization": self._authorization, **headers}
         data: bytes | None = None
         if body is not None:
             data = orjson.dumps(body)
             send_headers["Content-Type"] = "application/json"
         try:
-            async with self._session.request(method, url, data=data, headers=send_headers, auth=self._auth,
-                                             timeout=self._timeout) as response:
+            async with self._session.request(method, url, data=data, headers=send_headers,
+                                             timeout=self._timeout, raise_for_status=False) as response:
                 raw = await response.read()
                 http_status = response.status
         except TimeoutError as exc:
