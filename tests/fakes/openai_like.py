@@ -1,0 +1,458 @@
+"""Fake OpenAI and Qwen (DashScope compatible-mode) servers: chat completions, embeddings, models.
+
+Standalone base URLs: ``make_openai_app`` serves ``{root}/v1/...`` (OpenAI base URL ``http://HOST:P/v1``);
+``make_qwen_app`` serves ``{root}/compatible-mode/v1/...`` (base URL ``http://HOST:P/compatible-mode/v1``).
+
+Wire details kept: ``Authorization: Bearer`` required (missing or a key containing "invalid": the provider's
+401 body); ``stream_options`` without ``stream`` is a 400 (as OpenAI answers); the usage chunk
+(``choices: []``) comes only with ``stream_options.include_usage``; every chunk has the same id/created; the
+stream ends ``data: [DONE]``; tool calls stream with index/id/type/name on the first delta of each call, then
+argument fragments (Qwen repeats ``"id": ""`` and ``"type"`` on later deltas, as DashScope does). Qwen's
+stream-only models (``qwq*``, ``qvq*``) answer 400 when not streamed. A model containing ``does-not-exist``
+answers 404. Embeddings honour ``encoding_format: base64`` (the openai SDK's default) and ``dimensions``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.playback import Exchange, intake
+from tests.fakes.scenario import (
+    EMBEDDING_DIMENSIONS,
+    Behaviour,
+    FakeState,
+    HttpError,
+    ToolCall,
+    Usage,
+    completion_tokens,
+    embedding_vector,
+    floats_to_base64,
+    prompt_tokens,
+    split_json_fragments,
+    split_pieces,
+)
+
+STATE_KEY = web.AppKey("fake_openai_state", FakeState)
+
+
+@dataclass(frozen=True, slots=True)
+class Flavor:
+    name: str  # provider name recorded on requests: "openai" | "qwen"
+    prefix: str  # path prefix of the API inside the app
+    models: tuple[str, ...]
+    stream_only_prefixes: tuple[str, ...]
+    errors: Mapping[int, tuple[str, str | None, str]]  # status -> (type, code, message)
+
+
+OPENAI = Flavor(
+    name="openai",
+    prefix="/v1",
+    models=("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o3-mini", "text-embedding-3-small"),
+    stream_only_prefixes=(),
+    errors={
+        400: ("invalid_request_error", None, "Invalid request."),
+        401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+        403: ("request_forbidden", "unsupported_country_region_territory", "Country, region, or territory not supported"),
+        404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+        429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests per min (RPM). Please try again in 1s."),
+        500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+        503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+    },
+)
+QWEN = Flavor(
+    name="qwen",
+    prefix="/compatible-mode/v1",
+    models=("qwen-plus", "qwen-max", "qwen-turbo", "qwq-plus", "text-embedding-v3"),
+    stream_only_prefixes=("qwq", "qvq"),
+    errors={
+        400: ("invalid_request_error", "invalid_parameter_error", "The request parameters are invalid."),
+        401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided. "),
+        403: ("AccessDenied", "AccessDenied", "Access denied."),
+        404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+        429: ("limit_requests", "limit_requests", "Requests rate limit exceeded, please try again later."),
+        500: ("internal_error", "internal_error", "An internal error has occured, please try again later."),
+        503: ("ServiceUnavailable", "ServiceUnavailable", "The service is temporarily unavailable."),
+    },
+)
+
+
+# ---- error bodies ----
+
+
+def error_body(flavor: Flavor, status: int, message: str | None = None, *, param: str | None = None,
+               error_type: str | None = None, code: str | None = None) -> bytes:
+    etype, ecode, emsg = flavor.errors.get(status, flavor.errors[500 if status >= 500 else 400])
+    err = {"message": message or emsg, "type": error_type or etype, "param": param, "code": code or ecode}
+    body: dict[str, Any] = {"error": err}
+    if flavor is QWEN:
+        body["request_id"] = "fake-qwen-request"
+    return orjson.dumps(body)
+
+
+def _error_response(flavor: Flavor, status: int, body: bytes, headers: Mapping[str, str] | None = None
+                    ) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json",
+                        headers={"x-request-id": "req_fakeerror", **(headers or {})})
+
+
+def _scripted_error(flavor: Flavor, err: HttpError) -> web.Response:
+    headers = dict(err.headers)
+    if err.retry_after is not None:
+        headers["retry-after"] = err.retry_after
+    if err.status == 429 and flavor is OPENAI:
+        headers.setdefault("x-ratelimit-limit-requests", "500")
+        headers.setdefault("x-ratelimit-remaining-requests", "0")
+        headers.setdefault("x-ratelimit-reset-requests", f"{err.retry_after or '1'}s")
+    body = err.body if err.body is not None else error_body(flavor, err.status, err.message,
+                                                            error_type=err.error_type)
+    return _error_response(flavor, err.status, body, headers)
+
+
+def _bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    return None
+
+
+def _auth_error(flavor: Flavor, key: str | None) -> web.Response | None:
+    if key is None:
+        if flavor is OPENAI:
+            msg = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
+                   "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            return _error_response(flavor, 401, error_body(flavor, 401, msg, code="missing_api_key"))
+        return _error_response(flavor, 401, error_body(flavor, 401))
+    if "invalid" in key:
+        msg = None
+        if flavor is OPENAI:
+            msg = f"Incorrect API key provided: {key[:3]}*****{key[-4:]}. You can find your API key at https://platform.openai.com/account/api-keys."
+        return _error_response(flavor, 401, error_body(flavor, 401, msg))
+    return None
+
+
+# ---- reading the request ----
+
+
+def _content_texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return []
+
+
+def prompt_texts(messages: list[Any]) -> list[str]:
+    """Every text the prompt holds: contents (strings and text parts) and tool-call arguments."""
+    out: list[str] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        out.extend(_content_texts(m.get("content")))
+        for tc in m.get("tool_calls") or ():
+            args = (tc.get("function") or {}).get("arguments")
+            if isinstance(args, str):
+                out.append(args)
+    return out
+
+
+def last_user_text(messages: list[Any]) -> str:
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") in ("user", "tool"):
+            return " ".join(_content_texts(m.get("content")))
+    return ""
+
+
+def _validate(flavor: Flavor, body: Any) -> tuple[int, bytes] | None:
+    if not isinstance(body, dict):
+        return 400, error_body(flavor, 400, "We could not parse the JSON body of your request. (HINT: This "
+                               "likely means you aren't using your HTTP library correctly.)")
+    if not isinstance(body.get("model"), str):
+        return 400, error_body(flavor, 400, "you must provide a model parameter", param="model",
+                               code="missing_required_parameter" if flavor is OPENAI else None)
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        return 400, error_body(flavor, 400, "Missing required parameter: 'messages'.", param="messages",
+                               code="missing_required_parameter" if flavor is OPENAI else None)
+    streaming = body.get("stream") is True
+    if body.get("stream_options") is not None and not streaming:
+        return 400, error_body(flavor, 400, "The 'stream_options' parameter is only allowed when 'stream' is "
+                               "enabled.", param="stream_options", code="invalid_value")
+    model: str = body["model"]
+    if "does-not-exist" in model:
+        msg = f"The model `{model}` does not exist or you do not have access to it."
+        return 404, error_body(flavor, 404, msg)
+    if not streaming and model.startswith(flavor.stream_only_prefixes):
+        return 400, error_body(flavor, 400, "This model only support stream mode, please enable the stream "
+                               "parameter to access the model. ")
+    return None
+
+
+# ---- building the answer ----
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    id: str
+    created: int
+    model: str
+    text: str
+    calls: tuple[ToolCall, ...]
+    call_ids: tuple[str, ...]
+    args_json: tuple[str, ...]
+    finish: str
+    usage: Usage
+    usage_json: dict[str, Any]
+
+
+def build_answer(flavor: Flavor, state: FakeState, body: dict[str, Any], b: Behaviour) -> Answer:
+    seq = state.next_id()
+    messages: list[Any] = body["messages"]
+    calls = b.tool_calls
+    answer = b.answer_text(last_user_text(messages)) if not calls or b.text is not None else ""
+    args_json = tuple(orjson.dumps(dict(c.arguments)).decode() for c in calls)
+    call_ids = tuple(c.id or f"call_fake{seq:06d}x{i}" for i, c in enumerate(calls))
+    prompt = prompt_tokens(prompt_texts(messages)) + b.cached_tokens
+    completion = completion_tokens(answer, calls, args_json) + b.reasoning_tokens
+    usage_json: dict[str, Any] = {
+        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+    }
+    if flavor is OPENAI:
+        usage_json["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens, "audio_tokens": 0}
+        usage_json["completion_tokens_details"] = {
+            "reasoning_tokens": b.reasoning_tokens, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+        }
+    else:
+        usage_json["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens}
+    finish = "length" if b.truncated else ("tool_calls" if calls else "stop")
+    return Answer(
+        id=f"chatcmpl-fake{seq:020d}", created=int(time.time()), model=body["model"], text=answer,
+        calls=calls, call_ids=call_ids, args_json=args_json, finish=finish,
+        usage=Usage(prompt, completion), usage_json=usage_json,
+    )
+
+
+def completion_body(flavor: Flavor, a: Answer, send_usage: bool) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": a.text if a.text or not a.calls else None}
+    if flavor is OPENAI:
+        message["refusal"] = None
+        message["annotations"] = []
+    if a.calls:
+        message["tool_calls"] = [
+            {"id": cid, "type": "function", "function": {"name": c.name, "arguments": args}}
+            for c, cid, args in zip(a.calls, a.call_ids, a.args_json, strict=True)
+        ]
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": a.finish}
+    body: dict[str, Any]
+    if flavor is OPENAI:
+        body = {"id": a.id, "object": "chat.completion", "created": a.created, "model": a.model,
+                "choices": [choice]}
+        if send_usage:
+            body["usage"] = a.usage_json
+        body["service_tier"] = "default"
+        body["system_fingerprint"] = "fp_fake"
+    else:
+        body = {"choices": [choice], "object": "chat.completion"}
+        if send_usage:
+            body["usage"] = a.usage_json
+        body.update({"created": a.created, "system_fingerprint": None, "model": a.model, "id": a.id})
+    return orjson.dumps(body)
+
+
+def stream_events(flavor: Flavor, a: Answer, b: Behaviour, include_usage: bool) -> list[bytes]:
+    """Every ``data:`` event of the stream, before ``[DONE]``."""
+    ident = orjson.dumps(a.id).decode()
+    model = orjson.dumps(a.model).decode()
+    if flavor is OPENAI:
+        head = (f'data: {{"id":{ident},"object":"chat.completion.chunk","created":{a.created},"model":{model},'
+                f'"service_tier":"default","system_fingerprint":"fp_fake","choices":').encode()
+        tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+    else:
+        head = b'data: {"choices":'
+        tail = (f',"object":"chat.completion.chunk","usage":null,"created":{a.created},'
+                f'"system_fingerprint":null,"model":{model},"id":{ident}}}\n\n').encode()
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return head + b"[" + orjson.dumps(choice) + b"]" + tail
+
+    events: list[bytes] = []
+    first: dict[str, Any] = {"role": "assistant", "content": ""}
+    if flavor is OPENAI:
+        first["refusal"] = None
+    if a.text or not a.calls:
+        events.append(chunk(first))
+        events.extend(chunk({"content": piece}) for piece in split_pieces(a.text, b.words_per_chunk))
+        first = {}
+    for i, (c, cid, args) in enumerate(zip(a.calls, a.call_ids, a.args_json, strict=True)):
+        opening = {"index": i, "id": cid, "type": "function", "function": {"name": c.name, "arguments": ""}}
+        if first:
+            first["content"] = None
+            events.append(chunk({**first, "tool_calls": [opening]}))
+            first = {}
+        else:
+            events.append(chunk({"tool_calls": [opening]}))
+        for frag in split_json_fragments(args):
+            later: dict[str, Any] = {"index": i, "function": {"arguments": frag}}
+            if flavor is QWEN:
+                later = {"index": i, "id": "", "type": "function", "function": {"arguments": frag}}
+            events.append(chunk({"tool_calls": [later]}))
+    events.append(chunk({"content": ""} if flavor is QWEN else {}, a.finish))
+    if include_usage and b.send_usage:
+        if flavor is OPENAI:
+            usage = (f'data: {{"id":{ident},"object":"chat.completion.chunk","created":{a.created},'
+                     f'"model":{model},"service_tier":"default","system_fingerprint":"fp_fake","choices":[],'
+                     f'"usage":').encode() + orjson.dumps(a.usage_json) + b"}\n\n"
+        else:
+            usage = (b'data: {"choices":[],"object":"chat.completion.chunk","usage":' + orjson.dumps(a.usage_json)
+                     + f',"created":{a.created},"system_fingerprint":null,"model":{model},"id":{ident}}}\n\n'.encode())
+        events.append(usage)
+    return events
+
+
+def inband_error_event(flavor: Flavor, message: str) -> bytes:
+    err = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    return b"data: " + orjson.dumps(err) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+# ---- handlers ----
+
+
+def _response_headers(flavor: Flavor) -> dict[str, str]:
+    if flavor is OPENAI:
+        return {"x-request-id": "req_fake", "openai-processing-ms": "1", "openai-version": "2020-10-01",
+                "x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999",
+                "x-ratelimit-reset-requests": "6ms"}
+    return {"x-request-id": "fake-qwen-request"}
+
+
+def _chat_handler(flavor: Flavor) -> Any:
+    headers = _response_headers(flavor)
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, body, parsed = await intake(request, state, flavor.name, key or "")
+        denied = _auth_error(flavor, key)
+        if denied is not None:
+            rec.outcome = "error"
+            return denied
+        invalid = _validate(flavor, body if parsed else None)
+        if invalid is not None:
+            rec.outcome = "error"
+            return _error_response(flavor, invalid[0], invalid[1])
+        b = state.next_behaviour(flavor.name, key or "")
+        ex = Exchange(request, state, rec, b)
+
+        async def answer(ex: Exchange) -> web.StreamResponse:
+            if b.error is not None:
+                rec.outcome = "error"
+                return _scripted_error(flavor, b.error)
+            a = build_answer(flavor, state, body, b)
+            if body.get("stream") is True:
+                include = bool((body.get("stream_options") or {}).get("include_usage"))
+                rec.usage = a.usage if include and b.send_usage else None
+                msg = b.fault.message if b.fault is not None else ""
+                return await ex.stream(stream_events(flavor, a, b, include), terminator=DONE,
+                                       inband=inband_error_event(flavor, msg), headers=headers)
+            rec.usage = a.usage if b.send_usage else None
+            return await ex.json(200, completion_body(flavor, a, b.send_usage), headers)
+
+        return await ex.run(answer)
+
+    return chat_completions
+
+
+def _embeddings_handler(flavor: Flavor) -> Any:
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, body, parsed = await intake(request, state, flavor.name, key or "")
+        denied = _auth_error(flavor, key)
+        if denied is not None:
+            rec.outcome = "error"
+            return denied
+        if not parsed or not isinstance(body, dict) or "input" not in body or "model" not in body:
+            rec.outcome = "error"
+            return _error_response(flavor, 400, error_body(flavor, 400, "'input' and 'model' are required",
+                                                           param="input"))
+        b = state.next_behaviour(flavor.name, key or "")
+        ex = Exchange(request, state, rec, b)
+
+        async def answer(ex: Exchange) -> web.StreamResponse:
+            if b.error is not None:
+                rec.outcome = "error"
+                return _scripted_error(flavor, b.error)
+            inputs = body["input"]
+            if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+                inputs = [inputs]
+            dims = body.get("dimensions") or EMBEDDING_DIMENSIONS
+            b64 = body.get("encoding_format") == "base64"
+            data = []
+            tokens = 0
+            for i, item in enumerate(inputs):
+                as_text = item if isinstance(item, str) else " ".join(str(t) for t in item)
+                tokens += len(as_text.split()) if isinstance(item, str) else len(item)
+                vec = embedding_vector(as_text, int(dims))
+                data.append({"object": "embedding", "index": i, "embedding": floats_to_base64(vec) if b64 else vec})
+            rec.usage = Usage(tokens, 0)
+            out = {"object": "list", "data": data, "model": body["model"],
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+            if flavor is QWEN:
+                out["id"] = f"fake-embedding-{state.next_id()}"
+            return await ex.json(200, orjson.dumps(out), _response_headers(flavor))
+
+        return await ex.run(answer)
+
+    return embeddings
+
+
+def _models_handler(flavor: Flavor) -> Any:
+    listing = orjson.dumps({"object": "list", "data": [
+        {"id": m, "object": "model", "created": 1700000000, "owned_by": "system" if flavor is OPENAI else "qwen"}
+        for m in flavor.models
+    ]})
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, _, _ = await intake(request, state, flavor.name, key or "")
+        denied = _auth_error(flavor, key)
+        if denied is not None:
+            rec.outcome = "error"
+            return denied
+        b = state.next_behaviour(flavor.name, key or "")
+        if b.error is not None:
+            rec.outcome = "error"
+            return _scripted_error(flavor, b.error)
+        rec.outcome = "ok"
+        return web.Response(body=listing, content_type="application/json", headers=_response_headers(flavor))
+
+    return models
+
+
+def _make(state: FakeState, flavor: Flavor) -> web.Application:
+    app = web.Application()
+    app[STATE_KEY] = state
+    app.router.add_post(f"{flavor.prefix}/chat/completions", _chat_handler(flavor))
+    app.router.add_post(f"{flavor.prefix}/embeddings", _embeddings_handler(flavor))
+    app.router.add_get(f"{flavor.prefix}/models", _models_handler(flavor))
+    return app
+
+
+def make_openai_app(state: FakeState) -> web.Application:
+    """Fake OpenAI: routes under ``/v1``."""
+    return _make(state, OPENAI)
+
+
+def make_qwen_app(state: FakeState) -> web.Application:
+    """Fake Qwen DashScope compatible mode: routes under ``/compatible-mode/v1``."""
+    return _make(state, QWEN)
