@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from webrana_proxy.billing.midtrans import (
     MidtransClient,
     MidtransError,
     MidtransUnavailable,
+    TransactionStatus,
     basic_authorization,
     build_snap_request,
     compute_signature,
@@ -147,6 +149,19 @@ def test_parse_gross_amount_accepts_only_whole_rupiah() -> None:
             parse_gross_amount(bad)
 
 
+def test_transaction_status_refuses_malformed_answers() -> None:
+    good = {"order_id": "WBR-1", "status_code": "200", "transaction_status": "settlement",
+            "gross_amount": "54390.00", "transaction_time": "2025-01-31 23:59:59"}
+    parsed = TransactionStatus.from_body(good)
+    assert parsed.paid_at == datetime(2025, 1, 31, 16, 59, 59, tzinfo=UTC)
+    assert parsed.fraud_status is None
+    no_status = {k: v for k, v in good.items() if k != "transaction_status"}
+    for broken in ({**good, "order_id": "WBR 1"}, {**good, "gross_amount": "54390.50"},
+                   {**good, "status_code": None}, no_status):
+        with pytest.raises(ValueError):
+            TransactionStatus.from_body(broken)
+
+
 def test_snap_request_is_refused_before_sending_when_items_do_not_add_up() -> None:
     items = plan_charge(get_plan("starter"), 11).item_details()
     with pytest.raises(ValueError, match="sum of item_details"):
@@ -250,6 +265,11 @@ async def test_status_answers_the_real_shape_after_settlement(client: MidtransCl
     assert status["gross_amount"] == "109890.00"
     assert parse_gross_amount(status["gross_amount"]) == 109_890
     assert len(status["transaction_time"]) == len("2025-01-01 10:00:00")
+    parsed = TransactionStatus.from_body(status)
+    assert (parsed.order_id, parsed.gross_amount_idr) == ("WBR-status-1", 109_890)
+    assert parsed.payment_type == "qris"
+    assert parsed.paid_at is not None and parsed.paid_at.utcoffset() == timedelta(hours=7)
+    assert abs(parsed.paid_at - datetime.now(UTC)) < timedelta(minutes=1)
     assert fake.requests[-1].headers["Accept"] == "application/json"
 
 

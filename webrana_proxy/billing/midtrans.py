@@ -18,6 +18,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -133,6 +134,63 @@ def status_code_of(body: Mapping[str, Any]) -> int | None:
     if isinstance(raw, str) and raw.isdigit():
         return int(raw)
     return None
+
+
+MIDTRANS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # Midtrans times are Asia/Jakarta wall-clock time
+JAKARTA = timezone(timedelta(hours=7))
+
+
+def parse_midtrans_time(value: object) -> datetime | None:
+    """``"2025-01-31 13:45:00"`` (Jakarta time) as an aware datetime; ``None`` when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, MIDTRANS_TIME_FORMAT).replace(tzinfo=JAKARTA)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStatus:
+    """The fields of a status answer (or notification) that billing acts on, typed and checked."""
+
+    order_id: str
+    status_code: str
+    transaction_status: str
+    fraud_status: str | None
+    payment_type: str | None
+    gross_amount_idr: int
+    transaction_id: str | None
+    transaction_time: datetime | None
+    settlement_time: datetime | None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TransactionStatus:
+        """Raises ``ValueError`` when a field billing needs is missing or malformed."""
+        order_id, status, code = body.get("order_id"), body.get("transaction_status"), body.get("status_code")
+        if not isinstance(order_id, str) or not is_valid_order_id(order_id):
+            raise ValueError("order_id is missing or invalid")
+        if not isinstance(status, str) or not status:
+            raise ValueError("transaction_status is missing")
+        if status_code_of(body) is None:
+            raise ValueError("status_code is missing")
+        fraud, payment, tx_id = body.get("fraud_status"), body.get("payment_type"), body.get("transaction_id")
+        return cls(
+            order_id=order_id,
+            status_code=str(code),
+            transaction_status=status,
+            fraud_status=fraud if isinstance(fraud, str) else None,
+            payment_type=payment if isinstance(payment, str) else None,
+            gross_amount_idr=parse_gross_amount(body.get("gross_amount")),
+            transaction_id=tx_id if isinstance(tx_id, str) else None,
+            transaction_time=parse_midtrans_time(body.get("transaction_time")),
+            settlement_time=parse_midtrans_time(body.get("settlement_time")),
+        )
+
+    @property
+    def paid_at(self) -> datetime | None:
+        """When the money arrived: the settlement time, else the transaction (capture) time."""
+        return self.settlement_time or self.transaction_time
 
 
 def build_snap_request(*, order_id: str, gross_amount: int, item_details: Sequence[ItemDetail],
