@@ -78,6 +78,10 @@ class Provider(Protocol):
 
     def owns_model(self, model: str) -> bool: ...
 
+    def accepts_key(self, key: str) -> bool:
+        """Whether ``key`` has this provider's key format (prefix, length, characters)."""
+        ...
+
     def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
         """``body`` is the client's parsed request; ``model`` the upstream model name (prefix stripped).
         Raises ``BadRequest`` for inputs this provider cannot honour (e.g. n > 1 on Anthropic)."""

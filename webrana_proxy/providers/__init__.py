@@ -1,0 +1,31 @@
+"""Upstream providers behind one contract (``base.Provider``), chosen by ``registry.Registry``."""
+
+from webrana_proxy.providers.base import (
+    JSON,
+    ChatResult,
+    ModelInfo,
+    Provider,
+    Route,
+    StreamTranslator,
+    UpstreamRequest,
+    Usage,
+)
+from webrana_proxy.providers.costs import cost_idr
+from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
+from webrana_proxy.providers.registry import Registry, build_registry
+
+__all__ = [
+    "JSON",
+    "ChatResult",
+    "ModelInfo",
+    "Provider",
+    "Registry",
+    "Route",
+    "StreamTranslator",
+    "UpstreamRequest",
+    "Usage",
+    "build_registry",
+    "cost_idr",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+]

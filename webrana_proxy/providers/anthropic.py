@@ -1,0 +1,75 @@
+"""Anthropic (Claude) through the Messages API, translated both ways.
+
+Embeddings: Anthropic has none (``supports_embeddings`` is False; the gateway answers 400).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from webrana_proxy.errors import BadRequest, UpstreamError
+from webrana_proxy.providers import upstream_errors
+from webrana_proxy.providers.anthropic_request import to_anthropic
+from webrana_proxy.providers.anthropic_response import AnthropicStream, chat_response
+from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest
+from webrana_proxy.providers.catalogue import ANTHROPIC_MODELS
+
+API_VERSION = "2023-06-01"  # the only stable Messages API version
+OVERLOADED = 529  # Anthropic's "overloaded", which the OpenAI SDK does not know: sent on as 503
+MIN_KEY_LENGTH = 20
+
+
+class AnthropicProvider:
+    id = "anthropic"
+    display_name = "Anthropic"
+    key_prefixes: tuple[str, ...] = ("sk-ant-",)
+    models = ANTHROPIC_MODELS
+    supports_embeddings = False
+
+    def owns_model(self, model: str) -> bool:
+        return model.startswith("claude-")
+
+    def accepts_key(self, key: str) -> bool:
+        return key.startswith(self.key_prefixes) and len(key) >= MIN_KEY_LENGTH and key.isprintable() \
+            and " " not in key
+
+    def _headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}
+
+    def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        return UpstreamRequest("POST", f"{base_url.rstrip('/')}/v1/messages", self._headers(api_key),
+                               orjson.dumps(to_anthropic(body, model)))
+
+    def chat_response(self, raw: bytes, model: str) -> ChatResult:
+        return chat_response(raw, model)
+
+    def stream_translator(self, model: str, include_usage: bool) -> AnthropicStream:
+        return AnthropicStream(model, include_usage)
+
+    def embeddings_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        raise BadRequest("Anthropic has no embeddings API; use an OpenAI, Gemini or Qwen embedding model",
+                         param="model")
+
+    def embeddings_response(self, raw: bytes, model: str, request: JSON | None = None) -> ChatResult:
+        raise BadRequest("Anthropic has no embeddings API", param="model")
+
+    def models_request(self, api_key: str, base_url: str) -> UpstreamRequest:
+        return UpstreamRequest("GET", f"{base_url.rstrip('/')}/v1/models?limit=1", self._headers(api_key))
+
+    def upstream_error(self, status: int, raw: bytes, headers: dict[str, str]) -> UpstreamError:
+        message = upstream_errors.text_of(raw)
+        code: str | None = None
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        err = parsed.get("error") if isinstance(parsed, dict) else None
+        if isinstance(err, dict):
+            if isinstance(err.get("message"), str):
+                message = err["message"]
+            if isinstance(err.get("type"), str):
+                code = err["type"]
+        mapped = 503 if status == OVERLOADED else status
+        return upstream_errors.build(self.display_name, mapped, message, code=code, headers=headers)

@@ -1,0 +1,134 @@
+"""Providers that already speak OpenAI's wire format (OpenAI itself, Qwen's compatible mode).
+
+The client's body goes upstream untouched except for the model name and, on streams,
+``stream_options.include_usage`` (so usage is always counted). Answers come back byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import orjson
+
+from webrana_proxy.errors import UpstreamError
+from webrana_proxy.providers import upstream_errors
+from webrana_proxy.providers.base import JSON, ChatResult, ModelInfo, UpstreamRequest
+from webrana_proxy.providers.estimate import estimate_prompt_tokens
+from webrana_proxy.providers.passthrough import PassthroughStream, usage_from
+
+MIN_KEY_LENGTH = 20  # real keys are far longer; this only catches a pasted fragment
+
+
+def floats_to_base64(values: list[float]) -> str:
+    """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+
+
+def with_usage_estimate(body: JSON, request: JSON | None) -> bool:
+    """Fill ``body["usage"]`` from the request when the upstream sent none; True if it did so."""
+    if isinstance(body.get("usage"), dict) or request is None:
+        return False
+    tokens = estimate_prompt_tokens(request)
+    body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return True
+
+
+def wants_base64(request: JSON | None) -> bool:
+    return request is not None and request.get("encoding_format") == "base64"
+
+
+class OpenAICompatProvider:
+    """Base for OpenAI-shaped providers. Subclasses set the class attributes and ``owns_model``."""
+
+    id: str = ""
+    display_name: str = ""
+    key_prefixes: tuple[str, ...] = ("sk-",)
+    rejected_key_prefixes: tuple[str, ...] = ("sk-ant-",)  # an Anthropic key pasted in the wrong place
+    models: tuple[ModelInfo, ...] = ()
+    supports_embeddings: bool = True
+    upstream_base64_embeddings: bool = True  # False: ask for floats, encode base64 ourselves
+
+    def owns_model(self, model: str) -> bool:
+        raise NotImplementedError
+
+    def accepts_key(self, key: str) -> bool:
+        return (key.startswith(self.key_prefixes) and not key.startswith(self.rejected_key_prefixes)
+                and len(key) >= MIN_KEY_LENGTH and key.isprintable() and " " not in key)
+
+    def _headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+    def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        out = body if body.get("model") == model else {**body, "model": model}
+        if body.get("stream") is True:
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                merged = dict(options) if isinstance(options, dict) else {}
+                merged["include_usage"] = True
+                out = {**out, "stream_options": merged}
+        return UpstreamRequest("POST", f"{base_url.rstrip('/')}/chat/completions", self._headers(api_key),
+                               orjson.dumps(out))
+
+    def chat_response(self, raw: bytes, model: str) -> ChatResult:
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return ChatResult(body=raw, usage=None)
+        if not isinstance(parsed, dict):
+            return ChatResult(body=raw, usage=None)
+        upstream_id = parsed.get("id")
+        return ChatResult(body=raw, usage=usage_from(parsed.get("usage")),
+                          upstream_id=upstream_id if isinstance(upstream_id, str) else None)
+
+    def stream_translator(self, model: str, include_usage: bool) -> PassthroughStream:
+        return PassthroughStream(include_usage)
+
+    def embeddings_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        out = body if body.get("model") == model else {**body, "model": model}
+        if not self.upstream_base64_embeddings and out.get("encoding_format") == "base64":
+            out = {**out, "encoding_format": "float"}
+        return UpstreamRequest("POST", f"{base_url.rstrip('/')}/embeddings", self._headers(api_key),
+                               orjson.dumps(out))
+
+    def embeddings_response(self, raw: bytes, model: str, request: JSON | None = None) -> ChatResult:
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return ChatResult(body=raw, usage=None)
+        if not isinstance(parsed, dict):
+            return ChatResult(body=raw, usage=None)
+        changed = estimated = with_usage_estimate(parsed, request)
+        if wants_base64(request) and isinstance(parsed.get("data"), list):
+            for item in parsed["data"]:
+                if isinstance(item, dict) and isinstance(item.get("embedding"), list):
+                    item["embedding"] = floats_to_base64(item["embedding"])
+                    changed = True
+        usage = usage_from(parsed.get("usage"))
+        if usage is not None and not usage.completion_tokens:
+            usage.total_tokens = usage.total_tokens or usage.prompt_tokens
+        return ChatResult(body=orjson.dumps(parsed) if changed else raw, usage=usage,
+                          usage_estimated=estimated)
+
+    def models_request(self, api_key: str, base_url: str) -> UpstreamRequest:
+        return UpstreamRequest("GET", f"{base_url.rstrip('/')}/models", self._headers(api_key))
+
+    def upstream_error(self, status: int, raw: bytes, headers: dict[str, str]) -> UpstreamError:
+        message = upstream_errors.text_of(raw)
+        code: str | None = None
+        error_type: str | None = None
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        err = parsed.get("error") if isinstance(parsed, dict) else None
+        source = err if isinstance(err, dict) else parsed if isinstance(parsed, dict) else {}
+        if isinstance(source.get("message"), str):
+            message = source["message"]
+        if isinstance(source.get("code"), str | int) and not isinstance(source.get("code"), bool):
+            code = str(source["code"])
+        if isinstance(err, dict) and isinstance(err.get("type"), str) and err["type"]:
+            error_type = err["type"]
+        return upstream_errors.build(self.display_name, status, message, code=code, headers=headers,
+                                     error_type=error_type)
