@@ -21,8 +21,8 @@ from webrana_proxy.state import LIMITER, SETTINGS
 log = logging.getLogger("webrana.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_ID = "request_id"
-CLIENT_IP = "client_ip"
+REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT_IP = web.RequestKey("client_ip", str)
 UNLIMITED_PATHS = ("/health", "/metrics")  # probes and scrapes come from the platform, not from clients
 GATEWAY_PREFIX = "/v1/"  # the gateway checks the IP limit inside its single Lua call
 

@@ -1,0 +1,52 @@
+"""Prometheus metrics, one registry per application (so two apps in one process never collide)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from webrana_proxy.state import METRICS
+
+# Buckets from 100 µs to 2 min: the gateway's own time lives at the low end, upstream time at the high end.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+routes = web.RouteTableDef()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("webrana_requests", "Gateway calls by provider, model and status",
+                                ["provider", "model", "status"], registry=r)
+        self.duration = Histogram("webrana_request_duration_seconds", "Total time of a gateway call",
+                                  ["provider"], buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream = Histogram("webrana_upstream_duration_seconds", "Time spent waiting on the provider",
+                                  ["provider"], buckets=LATENCY_BUCKETS, registry=r)
+        self.overhead = Histogram("webrana_gateway_overhead_seconds",
+                                  "Time the gateway itself adds to a call (total minus upstream)",
+                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("webrana_tokens", "Tokens by provider, model and kind (prompt/completion)",
+                              ["provider", "model", "kind"], registry=r)
+        self.open_streams = Gauge("webrana_open_streams", "Streams being relayed now", registry=r)
+        self.limiter_rejections = Counter("webrana_limiter_rejections", "Calls refused by a limit",
+                                          ["limit"], registry=r)
+        self.limits_degraded = Gauge("webrana_limits_degraded",
+                                     "1 while Redis is unreachable and per-process fallback limits apply",
+                                     registry=r)
+        self.usage_queue_depth = Gauge("webrana_usage_queue_depth", "Usage rows waiting to be written",
+                                       registry=r)
+        self.usage_write_failures = Counter("webrana_usage_write_failures", "Failed usage batch writes",
+                                            registry=r)
+        self.usage_rows_written = Counter("webrana_usage_rows_written", "Usage rows written to PostgreSQL",
+                                          registry=r)
+
+
+@routes.get("/metrics")
+async def serve(request: web.Request) -> web.Response:
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    resp = web.Response(body=encoder(request.app[METRICS].registry))
+    resp.headers["Content-Type"] = content_type
+    return resp

@@ -1,0 +1,240 @@
+"""Usage rows, written off the hot path.
+
+The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row goes on an in-memory deque. A background
+task writes batches in one transaction: the raw rows (``COPY``), the daily roll-up per user/provider/model
+(Asia/Jakarta days), and each proxy key's request count and last use. If PostgreSQL is down, rows wait in
+memory up to ``usage_queue_max``; beyond that they spill to a local JSON-lines file, read back once the
+database answers again. Shutdown drains everything. A row is only dropped from memory after its batch commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from webrana_proxy.metrics import Metrics
+
+log = logging.getLogger("webrana.usage")
+JAKARTA = timezone(timedelta(hours=7))
+BATCH_MAX = 2_000  # rows per transaction: large enough for 5k rows/s, small enough to commit fast
+FLUSH_INTERVAL = 0.2  # seconds between flushes when the queue is not full
+RETRY_MAX_DELAY = 5.0  # seconds between attempts while PostgreSQL is away
+SPILL_FILE = "usage-spill.jsonl"
+COLUMNS = ("id", "request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
+           "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr", "latency_ms",
+           "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at")
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str
+    user_id: uuid.UUID
+    proxy_key_id: uuid.UUID | None
+    provider: str
+    model: str
+    endpoint: str
+    stream: bool
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    tokens_estimated: bool
+    cost_idr: int
+    latency_ms: int
+    ttfb_ms: int | None
+    upstream_request_id: str | None
+    error_type: str | None
+    created_at: datetime
+
+    def as_row(self) -> tuple[Any, ...]:
+        return (uuid.uuid4(), self.request_id, self.user_id, self.proxy_key_id, self.provider, self.model,
+                self.endpoint, self.stream, self.status, self.prompt_tokens, self.completion_tokens,
+                self.total_tokens, self.tokens_estimated, self.cost_idr, self.latency_ms, self.ttfb_ms,
+                self.upstream_request_id, self.error_type, self.created_at, self.created_at)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> UsageRecord:
+        d = orjson.loads(raw)
+        d["user_id"] = uuid.UUID(d["user_id"])
+        d["proxy_key_id"] = uuid.UUID(d["proxy_key_id"]) if d["proxy_key_id"] else None
+        d["created_at"] = datetime.fromisoformat(d["created_at"])
+        return cls(**d)
+
+
+def jakarta_day(ts: datetime) -> date:
+    return ts.astimezone(JAKARTA).date()
+
+
+async def write_batch(conn: asyncpg.Connection, batch: list[UsageRecord]) -> None:
+    """Write rows, roll-ups and key counters in one transaction (all or nothing)."""
+    rollup: dict[tuple[uuid.UUID, date, str, str], list[int]] = {}
+    keys: dict[uuid.UUID, tuple[int, datetime]] = {}
+    for r in batch:
+        acc = rollup.setdefault((r.user_id, jakarta_day(r.created_at), r.provider, r.model), [0, 0, 0, 0, 0, 0])
+        acc[0] += 1
+        acc[1] += r.status >= 400
+        acc[2] += r.prompt_tokens
+        acc[3] += r.completion_tokens
+        acc[4] += r.total_tokens
+        acc[5] += r.cost_idr
+        if r.proxy_key_id is not None:
+            n, last = keys.get(r.proxy_key_id, (0, r.created_at))
+            keys[r.proxy_key_id] = (n + 1, max(last, r.created_at))
+    async with conn.transaction():
+        await conn.copy_records_to_table("proxy_requests", records=[r.as_row() for r in batch], columns=COLUMNS)
+        k = list(rollup)
+        v = list(rollup.values())
+        await conn.execute(
+            """INSERT INTO usage_daily (user_id, day, provider, model, requests, errors, prompt_tokens,
+                                        completion_tokens, total_tokens, cost_idr)
+               SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+                                    $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+               ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
+                   requests = usage_daily.requests + EXCLUDED.requests,
+                   errors = usage_daily.errors + EXCLUDED.errors,
+                   prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens,
+                   completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens,
+                   total_tokens = usage_daily.total_tokens + EXCLUDED.total_tokens,
+                   cost_idr = usage_daily.cost_idr + EXCLUDED.cost_idr""",
+            [x[0] for x in k], [x[1] for x in k], [x[2] for x in k], [x[3] for x in k],
+            [x[0] for x in v], [x[1] for x in v], [x[2] for x in v], [x[3] for x in v], [x[4] for x in v],
+            [x[5] for x in v])
+        if keys:
+            await conn.execute(
+                """UPDATE proxy_api_keys AS k SET request_count = k.request_count + v.n,
+                          last_used_at = GREATEST(k.last_used_at, v.ts)
+                   FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS v(id, n, ts)
+                   WHERE k.id = v.id""",
+                list(keys), [n for n, _ in keys.values()], [ts for _, ts in keys.values()])
+
+
+class UsageWriter:
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, max_queue: int, spill_dir: str) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._max_queue = max_queue
+        self._spill_path = Path(spill_dir) / SPILL_FILE
+        self._queue: deque[UsageRecord] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._spill_lock = asyncio.Lock()
+        self.pending_spill = False
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def record(self, rec: UsageRecord) -> None:
+        """Queue one row. Never blocks, never raises, never touches the database."""
+        self._queue.append(rec)
+        if len(self._queue) >= BATCH_MAX:
+            self._wake.set()
+
+    def start(self) -> None:
+        self.pending_spill = self._spill_path.exists()
+        self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def stop(self) -> None:
+        """Flush everything queued (waiting for PostgreSQL if it is away), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._queue:
+            try:
+                await asyncio.wait_for(self._drain(), timeout=10)
+            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError):
+                await self._spill(list(self._queue))
+                self._queue.clear()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            await self._flush_once()
+
+    async def _run(self) -> None:
+        delay = FLUSH_INTERVAL
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+            try:
+                if self.pending_spill:
+                    await self._unspill()
+                while self._queue:
+                    await self._flush_once()
+                delay = FLUSH_INTERVAL
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                self._metrics.usage_write_failures.inc()
+                log.warning("usage write failed; rows kept for retry",
+                            extra={"queued": len(self._queue), "error": type(exc).__name__})
+                await self._bound_memory()
+                delay = min(RETRY_MAX_DELAY, delay * 2)
+            self._metrics.usage_queue_depth.set(len(self._queue))
+
+    async def _flush_once(self) -> None:
+        n = min(BATCH_MAX, len(self._queue))
+        batch = [self._queue[i] for i in range(n)]
+        async with self._pool.acquire(timeout=5) as conn:
+            await write_batch(conn, batch)
+        for _ in range(n):
+            self._queue.popleft()
+        self._metrics.usage_rows_written.inc(n)
+        self._metrics.usage_queue_depth.set(len(self._queue))
+
+    async def _bound_memory(self) -> None:
+        excess = len(self._queue) - self._max_queue
+        if excess > 0:
+            await self._spill([self._queue.popleft() for _ in range(excess)])
+
+    async def _spill(self, rows: list[UsageRecord]) -> None:
+        data = b"".join(r.to_json() + b"\n" for r in rows)
+        async with self._spill_lock:
+            await asyncio.to_thread(_append, self._spill_path, data)
+        self.pending_spill = True
+        log.warning("usage rows spilled to disk until PostgreSQL returns",
+                    extra={"rows": len(rows), "path": str(self._spill_path)})
+
+    async def _unspill(self) -> None:
+        async with self._spill_lock:
+            raw = await asyncio.to_thread(_read_all, self._spill_path)
+            rows = [UsageRecord.from_json(line) for line in raw.splitlines() if line.strip()]
+            for i in range(0, len(rows), BATCH_MAX):
+                async with self._pool.acquire(timeout=5) as conn:
+                    await write_batch(conn, rows[i:i + BATCH_MAX])
+                # Rewrite what is left after each committed batch, so a crash never writes a row twice.
+                await asyncio.to_thread(_rewrite, self._spill_path, rows[i + BATCH_MAX:])
+            self.pending_spill = False
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_all(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+def _rewrite(path: Path, rows: list[UsageRecord]) -> None:
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(r.to_json() + b"\n" for r in rows))
+    os.replace(tmp, path)
