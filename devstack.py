@@ -48,7 +48,6 @@ STATE_DIR_NAME = ".webrana"
 PG_SYSTEM_USER = "webrana-pg"  # PostgreSQL refuses to run as root; this unprivileged user runs it instead
 PG_SUPERUSER = "postgres"  # the database role initdb creates
 DEV_DATABASE = "webrana"
-TEST_DATABASE = "webrana_test"  # `devstack test` never touches the dev database, and starts from empty
 ADMIN_EMAIL = "admin@webrana.local"
 SERVICE_START_TIMEOUT = 60.0  # seconds; a cold initdb plus first start takes a few seconds on a laptop
 APP_START_TIMEOUT = 90.0  # seconds for the proxy's /health and the console's port after spawning them
@@ -625,7 +624,8 @@ def _interruptible() -> Iterator[None]:
 
 def cmd_test(args: Sequence[str]) -> int:
     """Start services, run pytest with ``args`` against them, stop services, return pytest's exit code."""
-    with _interruptible(), services(database=TEST_DATABASE, fresh_database=True, fast=True) as env:
+    # The suite's conftest makes (and drops) its own database next to the one exported here.
+    with _interruptible(), services(fast=True) as env:
         pytest = subprocess.Popen([sys.executable, "-m", "pytest", *args], env=env, cwd=ROOT)
         while True:
             try:
