@@ -1,0 +1,421 @@
+"""compose.yaml, .env.example and the Dockerfile, checked statically (no Docker engine on the test machines):
+the services, their health checks and start order, and that the environment compose gives the processes is
+exactly what the real settings code asks for."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import os
+import re
+import secrets
+import shlex
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webrana_proxy.settings import ConfigError, Settings
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+APP_SERVICES = ("migrate", "proxy", "dashboard")
+LONG_RUNNING = ("postgres", "redis", "proxy", "dashboard")
+# Read by the console (its own settings): the session cookie key and its route to the proxy.
+DASHBOARD_REQUIRED = {"WEBRANA_SESSION_SECRET", "WEBRANA_API_URL"}
+# Used by compose.yaml itself (interpolation), not by the processes.
+COMPOSE_ONLY = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "WEBRANA_WORKERS", "WEBRANA_PROXY_PUBLISH",
+                "WEBRANA_DASHBOARD_PUBLISH"}
+# Containers listen on every interface of their network namespace (the app's default is loopback only).
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
+
+# --- helpers: the parts of Compose's own behaviour the checks rely on --------------------------------------
+
+_VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+                  r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error} and $$."""
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op"), match.group("arg") or ""
+        value = env.get(name)
+        missing = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in {"?", ":?"} and missing:
+            raise KeyError(f"{name}: {arg}")
+        if op in {"-", ":-"} and missing:
+            return interpolate(arg, env)
+        return value or ""
+    return _VAR.sub(one, text)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as Compose reads an env_file: comments and blank lines skipped, no quotes here."""
+    env: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: not KEY=VALUE: {raw!r}"
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"{path.name}: bad variable name {key!r}"
+        env[key] = value
+    return env
+
+
+def commented_names(path: Path) -> set[str]:
+    return set(re.findall(r"^#\s*([A-Z][A-Z0-9_]+)\b", path.read_text(encoding="utf-8"), re.MULTILINE))
+
+
+def real_secrets() -> dict[str, str]:
+    """What a person puts into .env after following the comments in .env.example."""
+    return {
+        "POSTGRES_PASSWORD": secrets.token_hex(24),
+        "REDIS_PASSWORD": secrets.token_hex(24),
+        "MASTER_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "WEBRANA_SESSION_SECRET": secrets.token_urlsafe(48),
+        "MIDTRANS_SERVER_KEY": "SB-Mid-server-" + secrets.token_urlsafe(12),
+        "MIDTRANS_CLIENT_KEY": "SB-Mid-client-" + secrets.token_urlsafe(12),
+    }
+
+
+def compose(dotenv: Mapping[str, str]) -> dict[str, Any]:
+    """compose.yaml after interpolation with the variables of .env (Compose reads .env for that too)."""
+    loaded = yaml.safe_load(interpolate(COMPOSE.read_text(encoding="utf-8"), dotenv))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def container_env(service: dict[str, Any], dotenv: Mapping[str, str]) -> dict[str, str]:
+    """The environment a service's process starts with: env_file first, `environment:` on top."""
+    env: dict[str, str] = {}
+    for entry in service.get("env_file", []):
+        path = entry["path"] if isinstance(entry, dict) else entry
+        assert path == ".env", "secrets come from the one git-ignored .env"
+        env.update(dotenv)
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    env.update({k: str(v) for k, v in environment.items()})
+    return env
+
+
+class RecordingEnv(dict[str, str]):
+    """An environment that remembers every name the settings code asks for."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+
+def valid_env() -> dict[str, str]:
+    return {
+        "DATABASE_URL": "postgresql://webrana:pw@127.0.0.1:5432/webrana",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        **{k: v for k, v in real_secrets().items() if k not in COMPOSE_ONLY},
+    }
+
+
+def required_by_settings() -> set[str]:
+    """Variables without which Settings.from_env refuses to start: found by leaving each out in turn."""
+    full = valid_env()
+    Settings.from_env(full)
+    required = set()
+    for name in full:
+        try:
+            Settings.from_env({k: v for k, v in full.items() if k != name})
+        except ConfigError:
+            required.add(name)
+    return required
+
+
+@pytest.fixture(scope="module")
+def dotenv() -> dict[str, str]:
+    """.env as a person fills it in: the example with every placeholder replaced."""
+    example = read_env_file(ENV_EXAMPLE)
+    filled = real_secrets()
+    assert set(filled) <= set(example), "every secret has a line in .env.example"
+    return {**example, **filled}
+
+
+@pytest.fixture(scope="module")
+def services(dotenv: dict[str, str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose(dotenv)["services"]
+    return found
+
+
+# --- compose.yaml ------------------------------------------------------------------------------------------
+
+def test_compose_runs_the_databases_a_migration_and_both_processes(services: dict[str, Any]) -> None:
+    assert set(services) == {"postgres", "redis", "migrate", "proxy", "dashboard"}
+    assert services["postgres"]["image"] == "postgres:15-alpine"
+    assert services["redis"]["image"] == "redis:7-alpine"
+    images = {services[name]["image"] for name in APP_SERVICES}
+    assert len(images) == 1, "one image for every Webrana process"
+    for name in APP_SERVICES:
+        build = services[name]["build"]
+        build = build if isinstance(build, dict) else {"context": build}
+        assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE
+    assert services["migrate"]["command"] == ["webrana-proxy", "migrate"]
+    assert services["proxy"]["command"][:2] == ["webrana-proxy", "serve"]
+    assert services["dashboard"]["command"] == ["webrana-dashboard", "serve"]
+
+
+def test_migrate_is_a_one_shot_that_the_processes_wait_for(services: dict[str, Any]) -> None:
+    migrate = services["migrate"]
+    assert migrate["restart"] == "no"
+    assert migrate["healthcheck"] == {"disable": True}
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    proxy = services["proxy"]["depends_on"]
+    assert proxy["migrate"]["condition"] == "service_completed_successfully"
+    assert proxy["postgres"]["condition"] == "service_healthy"
+    assert proxy["redis"]["condition"] == "service_healthy"
+    assert services["dashboard"]["depends_on"]["proxy"]["condition"] == "service_healthy"
+
+
+def _healthcheck_command(service: dict[str, Any]) -> list[str]:
+    test = service["healthcheck"]["test"]
+    assert test[0] in {"CMD", "CMD-SHELL"}, test
+    return list(test[1:]) if test[0] == "CMD" else ["sh", "-c", test[1]]
+
+
+def _python_snippet(command: list[str]) -> str | None:
+    return command[2] if command[:2] == ["python", "-c"] else None
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_every_long_running_service_has_a_working_health_check(services: dict[str, Any], name: str) -> None:
+    command = _healthcheck_command(services[name])
+    snippet = _python_snippet(command)
+    if snippet is not None:
+        compile(snippet, f"{name} healthcheck", "exec")  # a typo here would keep the service unhealthy
+    health = services[name]["healthcheck"]
+    assert health.get("retries", 3) >= 3
+    text = " ".join(command)
+    expected = {"postgres": "pg_isready", "redis": "redis-cli", "proxy": "/health/ready", "dashboard": "8081"}
+    assert expected[name] in text
+
+
+def test_proxy_gets_time_to_drain_before_compose_kills_it(services: dict[str, Any],
+                                                           dotenv: dict[str, str]) -> None:
+    grace = float(container_env(services["proxy"], dotenv).get("WEBRANA_SHUTDOWN_GRACE", "30"))
+    stop = services["proxy"]["stop_grace_period"]
+    assert stop.endswith("s")
+    assert float(stop[:-1]) > grace
+    assert services["proxy"].get("init") is True, "tini forwards SIGTERM and reaps the worker processes"
+
+
+def test_services_publish_only_on_loopback_by_default(dotenv: dict[str, str]) -> None:
+    defaults = {k: v for k, v in dotenv.items() if not k.endswith("_PUBLISH")}
+    services = compose(defaults)["services"]
+    for name in ("proxy", "dashboard"):
+        for port in services[name]["ports"]:
+            assert str(port).startswith("127.0.0.1:")
+    assert "ports" not in services["postgres"] and "ports" not in services["redis"]
+
+
+def test_app_containers_are_hardened(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["read_only"] is True
+        assert "/tmp" in service["tmpfs"]
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+        assert "user" not in service or service["user"] not in {"0", "root"}
+
+
+# --- the environment the processes get ---------------------------------------------------------------------
+
+def test_compose_gives_the_proxy_every_setting_the_code_requires(services: dict[str, Any],
+                                                                 dotenv: dict[str, str]) -> None:
+    required = required_by_settings()
+    assert {"DATABASE_URL", "REDIS_URL", "MASTER_ENCRYPTION_KEY", "JWT_SECRET"} <= required
+    for name in ("migrate", "proxy"):
+        env = container_env(services[name], dotenv)
+        assert required <= set(env), f"{name} lacks {sorted(required - set(env))}"
+        settings = Settings.from_env(env)  # and the values are ones the settings accept
+        assert settings.proxy_host == ALL_INTERFACES
+        assert settings.database_url.startswith("postgresql://webrana:")
+        assert "@postgres:5432/webrana" in settings.database_url
+        assert settings.redis_url == f"redis://:{dotenv['REDIS_PASSWORD']}@redis:6379/0"
+        assert env["WEBRANA_MIGRATIONS_DIR"] == "/app/sql"
+
+
+def test_compose_gives_the_console_its_settings(services: dict[str, Any], dotenv: dict[str, str]) -> None:
+    env = container_env(services["dashboard"], dotenv)
+    assert set(env) >= DASHBOARD_REQUIRED
+    assert env["WEBRANA_API_URL"] == "http://proxy:8080"
+    assert env["WEBRANA_DASHBOARD_HOST"] == ALL_INTERFACES
+    assert len(env["WEBRANA_SESSION_SECRET"].encode()) >= 32
+
+
+def test_the_placeholders_of_env_example_never_start_a_server() -> None:
+    """Copying .env.example without filling it in must fail loudly: there is no usable default secret."""
+    example = read_env_file(ENV_EXAMPLE)
+    env = {**example, "DATABASE_URL": "postgresql://webrana:x@postgres:5432/webrana",
+           "REDIS_URL": "redis://redis:6379/0"}
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
+    for name in ("MASTER_ENCRYPTION_KEY", "JWT_SECRET", "WEBRANA_SESSION_SECRET"):
+        assert len(example[name].encode()) < 32, f"{name}'s placeholder must be unusable"
+
+
+def test_env_example_names_every_variable_the_settings_read() -> None:
+    recorder = RecordingEnv(valid_env())
+    Settings.from_env(recorder)
+    listed = set(read_env_file(ENV_EXAMPLE)) | commented_names(ENV_EXAMPLE)
+    missing = sorted(recorder.asked - listed)
+    assert missing == [], f".env.example does not mention {missing}"
+
+
+def test_env_example_mentions_how_to_generate_each_secret() -> None:
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert "base64.b64encode(os.urandom(32))" in text
+    assert "token_urlsafe" in text and "token_hex" in text
+
+
+def test_the_env_file_stays_out_of_git_and_out_of_the_image() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, "add .env to .gitignore: it holds the real secrets"
+    assert _docker_ignored(".env")
+
+
+# --- Dockerfile --------------------------------------------------------------------------------------------
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    lines: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        word, _, rest = full.partition(" ")
+        lines.append((word.upper(), rest.strip()))
+    return lines
+
+
+def _stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """[(base image, instructions of that stage)], with ARG defaults before the first FROM applied."""
+    args: dict[str, str] = {}
+    stages: list[tuple[str, list[tuple[str, str]]]] = []
+    for word, rest in _instructions():
+        if word == "ARG" and not stages:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif word == "FROM":
+            stages.append((interpolate(rest.split()[0], args), []))
+        elif stages:
+            stages[-1][1].append((word, rest))
+    return stages
+
+
+def _dockerignore_patterns() -> list[str]:
+    return [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def _docker_ignored(path: str) -> bool:
+    ignored = False
+    for pattern in _dockerignore_patterns():
+        negate = pattern.startswith("!")
+        bare = pattern.lstrip("!").rstrip("/")
+        candidates = [bare, bare.removeprefix("**/")]
+        if any(fnmatch.fnmatch(path, c) or path.startswith(c + "/") for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def _iter_run(stage: list[tuple[str, str]]) -> Iterator[str]:
+    return (rest for word, rest in stage if word == "RUN")
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_slim_in_another() -> None:
+    stages = _stages()
+    assert len(stages) >= 2
+    final_base, final = stages[-1]
+    assert re.fullmatch(r"python:3\.11-slim(-[a-z]+)?", final_base), final_base
+    builder_runs = " ".join(_iter_run(stages[0][1]))
+    assert "build-essential" in builder_runs and "pip wheel" in builder_runs
+    final_runs = " ".join(_iter_run(final))
+    for tool in ("build-essential", "gcc", "apt-get install", "make "):
+        assert tool not in final_runs, f"the final image must not get {tool!r}"
+    assert "--no-index" in final_runs, "the final stage installs only the builder's wheels"
+
+
+def test_dockerfile_runs_as_a_numeric_non_root_user_with_a_health_check() -> None:
+    final = _stages()[-1][1]
+    users = [rest for word, rest in final if word == "USER"]
+    assert users, "USER missing"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "numeric, so Kubernetes' runAsNonRoot can check it"
+    health = [rest for word, rest in final if word == "HEALTHCHECK"]
+    assert len(health) == 1
+    command = yaml.safe_load(health[0].split("CMD", 1)[1])
+    assert command[:2] == ["python", "-c"]
+    compile(command[2], "HEALTHCHECK", "exec")
+    assert "/health" in command[2]
+    cmd = [rest for word, rest in final if word == "CMD"]
+    assert yaml.safe_load(cmd[-1]) == ["webrana-proxy", "serve"]
+
+
+def test_dockerfile_ships_the_migrations_and_container_settings() -> None:
+    final = _stages()[-1][1]
+    copies = [shlex.split(rest) for word, rest in final if word == "COPY"]
+    assert ["sql", "/app/sql"] in copies
+    env_text = " ".join(rest for word, rest in final if word == "ENV")
+    settings = dict(re.findall(r"([A-Z_]+)=(\S+)", env_text))
+    assert settings["WEBRANA_MIGRATIONS_DIR"] == "/app/sql"
+    assert settings["WEBRANA_PROXY_HOST"] == ALL_INTERFACES
+    assert settings["WEBRANA_DASHBOARD_HOST"] == ALL_INTERFACES
+    assert settings["WEBRANA_LOG_FORMAT"] == "json"
+    assert settings["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context() -> None:
+    for _, stage in _stages():
+        for word, rest in stage:
+            if word != "COPY" or "--from=" in rest:
+                continue
+            sources = [s for s in shlex.split(rest)[:-1] if not s.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+                assert not _docker_ignored(source), f"COPY {source}: excluded by .dockerignore"
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
+    for path in (".env", ".webrana", ".git", ".venv", "tests", "webrana_proxy/__pycache__"):
+        assert _docker_ignored(path), path
+    for path in ("pyproject.toml", "README.md", "webrana_proxy", "webrana_dashboard", "sql"):
+        assert not _docker_ignored(path), path
