@@ -64,12 +64,12 @@ SECRET_NAMES = (
     "MIDTRANS_CLIENT_KEY",
     "WEBRANA_ADMIN_PASSWORD",
 )
-# Provider base URLs that `run` points at the local fakes unless the user set them.
+# Provider base URLs that `run` points at the local fakes unless the user set them (tests/fakes/server.py).
 FAKE_PROVIDER_PATHS = {
     "OPENAI_BASE_URL": "/openai/v1",
     "ANTHROPIC_BASE_URL": "/anthropic",
     "GEMINI_BASE_URL": "/gemini",
-    "QWEN_BASE_URL": "/qwen/v1",
+    "QWEN_BASE_URL": "/qwen/compatible-mode/v1",
 }
 
 
@@ -744,7 +744,14 @@ def _start_fakes(env: dict[str, str], children: list[Child]) -> list[str]:
     return notes
 
 
+def _check_ports_free(env: Mapping[str, str]) -> None:
+    for name in ("WEBRANA_PROXY_PORT", "WEBRANA_DASHBOARD_PORT"):
+        if port_open(int(env[name])):
+            raise DevstackError(f"port {env[name]} is already in use; stop what runs there or set {name}")
+
+
 def cmd_run() -> int:
+    _check_ports_free(_app_env(os.environ))
     children: list[Child] = []
     try:
         with _interruptible(), services() as base:
@@ -753,8 +760,8 @@ def cmd_run() -> int:
             _run_step(f"webrana-proxy create-admin {ADMIN_EMAIL}",
                       _webrana("webrana_proxy", "create-admin", ADMIN_EMAIL), env)
             try:
-                notes = _start_fakes(env, children)
                 proxy_port, console_port = int(env["WEBRANA_PROXY_PORT"]), int(env["WEBRANA_DASHBOARD_PORT"])
+                notes = _start_fakes(env, children)
                 children.append(spawn("webrana-proxy", _webrana("webrana_proxy", "serve"), env=env, cwd=ROOT))
                 children.append(spawn("webrana-dashboard", _webrana("webrana_dashboard", "serve"),
                                       env=env, cwd=ROOT))

@@ -90,8 +90,8 @@ def kill_all(procs: list[psutil.Process]) -> None:
 @pytest.fixture
 def clone(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "webrana"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(target)], check=True,
-                   env=fresh_env(), stdin=subprocess.DEVNULL)
+    subprocess.run(["git", "-c", "safe.directory=*", "clone", "--quiet", "--no-hardlinks", str(REPO),
+                    str(target)], check=True, env=fresh_env(), stdin=subprocess.DEVNULL)
     yield target
     kill_all(processes_under(target))
     shutil.rmtree(target, ignore_errors=True)
