@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
+import jsonschema
+import kubernetes_validate as kv
 import pytest
-
-helm = pytest.importorskip("helm_python", reason="install the deploy test deps: pip install helm-python-sdk")
-kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
-yaml = pytest.importorskip("yaml")
-jsonschema = pytest.importorskip("jsonschema")
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "webrana"

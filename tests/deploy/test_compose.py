@@ -9,17 +9,17 @@ import fnmatch
 import os
 import re
 import secrets
-import shlex
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import compose_spec
+import dockerfile
 import pytest
+import yaml
 
 from webrana_proxy.settings import ConfigError, Settings
-
-yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -172,6 +172,27 @@ def services(dotenv: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 # --- compose.yaml ------------------------------------------------------------------------------------------
 
+def test_compose_file_follows_the_compose_specification(dotenv: dict[str, str]) -> None:
+    """Parsed by compose-spec (bindings of the Rust compose_spec crate): unknown keys, bad durations,
+    bad depends_on conditions or port syntax are rejected, as `docker compose config` would."""
+    text = interpolate(COMPOSE.read_text(encoding="utf-8"), dotenv)
+    parsed = compose_spec.PyOptions(apply_merge=True).from_yaml(text)
+    parsed.validate()
+    assert sorted(parsed.service_names()) == ["dashboard", "migrate", "postgres", "proxy", "redis"]
+
+
+@pytest.mark.parametrize(("good", "typo"), [("stop_grace_period: 45s", "stop_grace_periods: 45s"),
+                                            ("condition: service_healthy", "condition: service_healty"),
+                                            ("interval: 5s", "interval: 5 seconds")])
+def test_the_specification_check_rejects_a_broken_compose_file(dotenv: dict[str, str], good: str,
+                                                               typo: str) -> None:
+    """Guards the guard."""
+    text = interpolate(COMPOSE.read_text(encoding="utf-8"), dotenv)
+    assert good in text
+    with pytest.raises(ValueError):
+        compose_spec.PyOptions(apply_merge=True).from_yaml(text.replace(good, typo, 1))
+
+
 def test_compose_runs_the_databases_a_migration_and_both_processes(services: dict[str, Any]) -> None:
     assert set(services) == {"postgres", "redis", "migrate", "proxy", "dashboard"}
     assert services["postgres"]["image"] == "postgres:15-alpine"
@@ -308,37 +329,28 @@ def test_the_env_file_stays_out_of_git_and_out_of_the_image() -> None:
 
 # --- Dockerfile --------------------------------------------------------------------------------------------
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    lines: list[tuple[str, str]] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        stripped = raw.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        full = pending + stripped
-        pending = ""
-        word, _, rest = full.partition(" ")
-        lines.append((word.upper(), rest.strip()))
-    return lines
+Instruction = tuple[str, tuple[str, ...], tuple[str, ...]]  # (INSTRUCTION, flags, arguments)
 
 
-def _stages() -> list[tuple[str, list[tuple[str, str]]]]:
-    """[(base image, instructions of that stage)], with ARG defaults before the first FROM applied."""
+def _stages() -> list[tuple[str, list[Instruction]]]:
+    """[(base image, instructions of that stage)], parsed by BuildKit's own parser (the `dockerfile`
+    package), with the ARG defaults declared before the first FROM applied to the base images."""
     args: dict[str, str] = {}
-    stages: list[tuple[str, list[tuple[str, str]]]] = []
-    for word, rest in _instructions():
+    stages: list[tuple[str, list[Instruction]]] = []
+    for command in dockerfile.parse_file(str(DOCKERFILE)):
+        word = command.cmd.upper()
         if word == "ARG" and not stages:
-            name, _, default = rest.partition("=")
+            name, _, default = command.value[0].partition("=")
             args[name] = default
         elif word == "FROM":
-            stages.append((interpolate(rest.split()[0], args), []))
+            stages.append((interpolate(command.value[0], args), []))
         elif stages:
-            stages[-1][1].append((word, rest))
+            stages[-1][1].append((word, tuple(command.flags), tuple(command.value)))
     return stages
+
+
+def _values(stage: list[Instruction], word: str) -> list[tuple[str, ...]]:
+    return [value for name, _, value in stage if name == word]
 
 
 def _dockerignore_patterns() -> list[str]:
@@ -357,45 +369,41 @@ def _docker_ignored(path: str) -> bool:
     return ignored
 
 
-def _iter_run(stage: list[tuple[str, str]]) -> Iterator[str]:
-    return (rest for word, rest in stage if word == "RUN")
-
-
 def test_dockerfile_builds_in_one_stage_and_runs_slim_in_another() -> None:
     stages = _stages()
     assert len(stages) >= 2
     final_base, final = stages[-1]
     assert re.fullmatch(r"python:3\.11-slim(-[a-z]+)?", final_base), final_base
-    builder_runs = " ".join(_iter_run(stages[0][1]))
+    builder_runs = " ".join(v[0] for v in _values(stages[0][1], "RUN"))
     assert "build-essential" in builder_runs and "pip wheel" in builder_runs
-    final_runs = " ".join(_iter_run(final))
+    final_runs = " ".join(v[0] for v in _values(final, "RUN"))
     for tool in ("build-essential", "gcc", "apt-get install", "make "):
         assert tool not in final_runs, f"the final image must not get {tool!r}"
     assert "--no-index" in final_runs, "the final stage installs only the builder's wheels"
+    copied_from_builder = [v for w, flags, v in final if w == "COPY" and any(f.startswith("--from") for f in flags)]
+    assert copied_from_builder == [], "the wheels are bind-mounted, never copied into a layer"
 
 
 def test_dockerfile_runs_as_a_numeric_non_root_user_with_a_health_check() -> None:
     final = _stages()[-1][1]
-    users = [rest for word, rest in final if word == "USER"]
+    users = _values(final, "USER")
     assert users, "USER missing"
-    uid = users[-1].split(":")[0]
+    uid = users[-1][0].split(":")[0]
     assert uid.isdigit() and int(uid) != 0, "numeric, so Kubernetes' runAsNonRoot can check it"
-    health = [rest for word, rest in final if word == "HEALTHCHECK"]
+    health = _values(final, "HEALTHCHECK")
     assert len(health) == 1
-    command = yaml.safe_load(health[0].split("CMD", 1)[1])
-    assert command[:2] == ["python", "-c"]
-    compile(command[2], "HEALTHCHECK", "exec")
-    assert "/health" in command[2]
-    cmd = [rest for word, rest in final if word == "CMD"]
-    assert yaml.safe_load(cmd[-1]) == ["webrana-proxy", "serve"]
+    assert health[0][:3] == ("CMD", "python", "-c")
+    compile(health[0][3], "HEALTHCHECK", "exec")
+    assert "/health" in health[0][3]
+    assert _values(final, "CMD")[-1] == ("webrana-proxy", "serve")
 
 
 def test_dockerfile_ships_the_migrations_and_container_settings() -> None:
     final = _stages()[-1][1]
-    copies = [shlex.split(rest) for word, rest in final if word == "COPY"]
-    assert ["sql", "/app/sql"] in copies
-    env_text = " ".join(rest for word, rest in final if word == "ENV")
-    settings = dict(re.findall(r"([A-Z_]+)=(\S+)", env_text))
+    assert ("sql", "/app/sql") in _values(final, "COPY")
+    settings: dict[str, str] = {}
+    for pairs in _values(final, "ENV"):
+        settings.update(zip(pairs[::2], pairs[1::2], strict=True))
     assert settings["WEBRANA_MIGRATIONS_DIR"] == "/app/sql"
     assert settings["WEBRANA_PROXY_HOST"] == ALL_INTERFACES
     assert settings["WEBRANA_DASHBOARD_HOST"] == ALL_INTERFACES
@@ -405,11 +413,10 @@ def test_dockerfile_ships_the_migrations_and_container_settings() -> None:
 
 def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context() -> None:
     for _, stage in _stages():
-        for word, rest in stage:
-            if word != "COPY" or "--from=" in rest:
+        for word, flags, value in stage:
+            if word != "COPY" or any(f.startswith("--from=") for f in flags):
                 continue
-            sources = [s for s in shlex.split(rest)[:-1] if not s.startswith("--")]
-            for source in sources:
+            for source in value[:-1]:
                 assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
                 assert not _docker_ignored(source), f"COPY {source}: excluded by .dockerignore"
 
