@@ -57,13 +57,19 @@ SSE_TYPE = "text/event-stream; charset=utf-8"
 
 def error_body(status: int, message: str | None = None, error_type: str | None = None) -> bytes:
     etype, emsg = ERRORS.get(status, ERRORS[500 if status >= 500 else 400])
-    return orjson.dumps({"type": "error", "error": {"type": error_type or etype, "message": message or emsg},
-                         "request_id": REQUEST_ID})
+    return orjson.dumps(
+        {
+            "type": "error",
+            "error": {"type": error_type or etype, "message": message or emsg},
+            "request_id": REQUEST_ID,
+        }
+    )
 
 
 def _error_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json",
-                        headers={**HEADERS, **(headers or {})})
+    return web.Response(
+        status=status, body=body, content_type="application/json", headers={**HEADERS, **(headers or {})}
+    )
 
 
 def _scripted_error(err: HttpError) -> web.Response:
@@ -138,8 +144,10 @@ def _validate(body: Any) -> tuple[int, bytes] | None:
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             role = m.get("role") if isinstance(m, dict) else None
             if role == "system":
-                return bad('messages: Unexpected role "system". The Messages API accepts a top-level `system` '
-                           'parameter, not "system" as an input message role.')
+                return bad(
+                    'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
+                    'parameter, not "system" as an input message role.'
+                )
             return bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if "content" not in m:
             return bad(f"messages.{i}.content: Field required")
@@ -173,9 +181,13 @@ class Answer:
         return Usage(self.input_tokens + self.cache_creation + self.cache_read, self.output_tokens)
 
     def usage_json(self, output_tokens: int) -> dict[str, Any]:
-        return {"input_tokens": self.input_tokens, "cache_creation_input_tokens": self.cache_creation,
-                "cache_read_input_tokens": self.cache_read, "output_tokens": output_tokens,
-                "service_tier": "standard"}
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_creation,
+            "cache_read_input_tokens": self.cache_read,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
 
 
 def build_answer(state: FakeState, body: dict[str, Any], b: Behaviour) -> Answer:
@@ -185,21 +197,35 @@ def build_answer(state: FakeState, body: dict[str, Any], b: Behaviour) -> Answer
     args_json = tuple(orjson.dumps(dict(c.arguments)).decode() for c in calls)
     stop = "max_tokens" if b.truncated else ("tool_use" if calls else "end_turn")
     return Answer(
-        id=f"msg_fake{seq:020d}", model=body["model"], text=answer, calls=calls,
+        id=f"msg_fake{seq:020d}",
+        model=body["model"],
+        text=answer,
+        calls=calls,
         call_ids=tuple(c.id or f"toolu_fake{seq:06d}x{i}" for i, c in enumerate(calls)),
-        args_json=args_json, stop_reason=stop,
+        args_json=args_json,
+        stop_reason=stop,
         input_tokens=prompt_tokens(prompt_texts(body)),
         output_tokens=completion_tokens(answer, calls, args_json) + b.reasoning_tokens,
-        cache_creation=b.cache_creation_tokens, cache_read=b.cached_tokens,
+        cache_creation=b.cache_creation_tokens,
+        cache_read=b.cached_tokens,
     )
 
 
 def message_body(a: Answer, send_usage: bool) -> bytes:
     content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
-    content.extend({"type": "tool_use", "id": cid, "name": c.name, "input": dict(c.arguments)}
-                   for c, cid in zip(a.calls, a.call_ids, strict=True))
-    body: dict[str, Any] = {"id": a.id, "type": "message", "role": "assistant", "model": a.model,
-                            "content": content, "stop_reason": a.stop_reason, "stop_sequence": None}
+    content.extend(
+        {"type": "tool_use", "id": cid, "name": c.name, "input": dict(c.arguments)}
+        for c, cid in zip(a.calls, a.call_ids, strict=True)
+    )
+    body: dict[str, Any] = {
+        "id": a.id,
+        "type": "message",
+        "role": "assistant",
+        "model": a.model,
+        "content": content,
+        "stop_reason": a.stop_reason,
+        "stop_sequence": None,
+    }
     if send_usage:
         body["usage"] = a.usage_json(a.output_tokens)
     return orjson.dumps(body)
@@ -213,31 +239,61 @@ PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
 def stream_events(a: Answer, b: Behaviour) -> list[bytes]:
-    start = {"id": a.id, "type": "message", "role": "assistant", "model": a.model, "content": [],
-             "stop_reason": None, "stop_sequence": None, "usage": a.usage_json(1)}
+    start: dict[str, Any] = {
+        "id": a.id,
+        "type": "message",
+        "role": "assistant",
+        "model": a.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": a.usage_json(1),
+    }
     events = [sse("message_start", {"type": "message_start", "message": start})]
     index = 0
     if a.text or not a.calls:
-        events.append(sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                                  "content_block": {"type": "text", "text": ""}}))
+        events.append(
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
         events.append(PING)
-        prefix = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
-        events.extend(prefix + orjson.dumps(piece) + b"}}\n\n" for piece in split_pieces(a.text, b.words_per_chunk))
+        prefix = (
+            b"event: content_block_delta\n"
+            b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+        )
+        events.extend(
+            prefix + orjson.dumps(piece) + b"}}\n\n" for piece in split_pieces(a.text, b.words_per_chunk)
+        )
         events.append(sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
         index = 1
     for c, cid, args in zip(a.calls, a.call_ids, a.args_json, strict=True):
         block = {"type": "tool_use", "id": cid, "name": c.name, "input": {}}
-        events.append(sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": block}))
+        events.append(
+            sse(
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+            )
+        )
         if index == 0:
             events.append(PING)
         for frag in ["", *split_json_fragments(args)]:
-            events.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                      "delta": {"type": "input_json_delta", "partial_json": frag}}))
+            events.append(
+                sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": frag},
+                    },
+                )
+            )
         events.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
         index += 1
-    delta: dict[str, Any] = {"type": "message_delta",
-                             "delta": {"stop_reason": a.stop_reason, "stop_sequence": None}}
+    delta: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": a.stop_reason, "stop_sequence": None},
+    }
     if b.send_usage:
         delta["usage"] = {"output_tokens": a.output_tokens}
     events.append(sse("message_delta", delta))
@@ -274,8 +330,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         rec.usage = a.usage if b.send_usage else None
         if body.get("stream") is True:
             msg = b.fault.message if b.fault is not None else ""
-            return await ex.stream(stream_events(a, b), inband=inband_error_event(msg), headers=HEADERS,
-                                   content_type=SSE_TYPE)
+            return await ex.stream(
+                stream_events(a, b), inband=inband_error_event(msg), headers=HEADERS, content_type=SSE_TYPE
+            )
         return await ex.json(200, message_body(a, b.send_usage), HEADERS)
 
     return await Exchange(request, state, rec, b).run(answer)
@@ -304,10 +361,16 @@ def make_anthropic_app(state: FakeState) -> web.Application:
     """Fake Anthropic: ``POST /v1/messages``, ``GET /v1/models``."""
     app = web.Application()
     app[STATE_KEY] = state
-    app[LISTING_KEY] = orjson.dumps({
-        "data": [{"type": "model", "id": m, "display_name": name, "created_at": at} for m, name, at in MODELS],
-        "has_more": False, "first_id": MODELS[0][0], "last_id": MODELS[-1][0],
-    })
+    app[LISTING_KEY] = orjson.dumps(
+        {
+            "data": [
+                {"type": "model", "id": m, "display_name": name, "created_at": at} for m, name, at in MODELS
+            ],
+            "has_more": False,
+            "first_id": MODELS[0][0],
+            "last_id": MODELS[-1][0],
+        }
+    )
     app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", models)
     return app

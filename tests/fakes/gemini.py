@@ -46,17 +46,25 @@ STATUSES: dict[int, tuple[str, str]] = {
     403: ("PERMISSION_DENIED", "The caller does not have permission"),
     404: ("NOT_FOUND", "Requested entity was not found."),
     429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    500: ("INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
+    500: (
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+    ),
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
 }
 JSON_TYPE = "application/json; charset=UTF-8"
 SSE_TYPE = "text/event-stream"
 SEP = b"\r\n\r\n"
+QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 
 
-def error_body(status: int, message: str | None = None, status_name: str | None = None,
-               details: list[dict[str, Any]] | None = None) -> bytes:
+def error_body(
+    status: int,
+    message: str | None = None,
+    status_name: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> bytes:
     name, msg = STATUSES.get(status, STATUSES[500 if status >= 500 else 400])
     err: dict[str, Any] = {"code": status, "message": message or msg, "status": status_name or name}
     if details:
@@ -70,12 +78,18 @@ def _error_response(status: int, body: bytes, headers: dict[str, str] | None = N
 
 def _scripted_error(err: HttpError) -> web.Response:
     headers = dict(err.headers)
-    details = None
+    details: list[dict[str, Any]] | None = None
     if err.status == 429:
         details = [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
-                {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                 "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": QUOTA_METRIC,
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    }
+                ],
+            },
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{err.retry_after or '1'}s"},
         ]
     if err.retry_after is not None:
@@ -86,15 +100,22 @@ def _scripted_error(err: HttpError) -> web.Response:
 
 def _auth_error(state: FakeState, key: str | None) -> web.Response | None:
     if key is None:
-        msg = ("Method doesn't allow unregistered callers (callers without established identity). Please use "
-               "API Key or other form of API consumer identity to call this API.")
+        msg = (
+            "Method doesn't allow unregistered callers (callers without established identity). Please use "
+            "API Key or other form of API consumer identity to call this API."
+        )
         return _error_response(403, error_body(403, msg))
     if "invalid" in key:
         status = state.gemini_invalid_key_status
-        info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}
-        return _error_response(status, error_body(status, "API key not valid. Please pass a valid API key.",
-                                                  details=[info]))
+        info = {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        }
+        return _error_response(
+            status, error_body(status, "API key not valid. Please pass a valid API key.", details=[info])
+        )
     return None
 
 
@@ -139,12 +160,16 @@ def _validate(model: str, body: Any) -> tuple[int, bytes] | None:
         if not isinstance(c, dict) or c.get("role", "user") not in ("user", "model"):
             return 400, error_body(400, "Please use a valid role: user, model.")
         if not isinstance(c.get("parts"), list) or not c["parts"]:
-            return 400, error_body(400, "* GenerateContentRequest.contents.parts: contents.parts must not be "
-                                   "empty.\n")
+            return 400, error_body(
+                400, "* GenerateContentRequest.contents.parts: contents.parts must not be empty.\n"
+            )
     if "does-not-exist" in model:
-        return 404, error_body(404, f"models/{model} is not found for API version v1beta, or is not supported "
-                               "for generateContent. Call ListModels to see the list of available models and "
-                               "their supported methods.")
+        return 404, error_body(
+            404,
+            f"models/{model} is not found for API version v1beta, or is not supported "
+            "for generateContent. Call ListModels to see the list of available models and "
+            "their supported methods.",
+        )
     return None
 
 
@@ -186,11 +211,15 @@ def build_answer(state: FakeState, model: str, body: dict[str, Any], b: Behaviou
     answer = b.answer_text(last_user_text(body["contents"])) if not calls or b.text is not None else ""
     args_json = [orjson.dumps(dict(c.arguments)).decode() for c in calls]
     return Answer(
-        model=model, response_id=f"fakeResp{seq:012d}", text=answer, calls=calls,
+        model=model,
+        response_id=f"fakeResp{seq:012d}",
+        text=answer,
+        calls=calls,
         finish="MAX_TOKENS" if b.truncated else "STOP",
         prompt=prompt_tokens(prompt_texts(body)) + b.cached_tokens,
         candidates=completion_tokens(answer, calls, args_json),
-        thoughts=b.reasoning_tokens, cached=b.cached_tokens,
+        thoughts=b.reasoning_tokens,
+        cached=b.cached_tokens,
     )
 
 
@@ -299,7 +328,9 @@ async def _embed(ex: Exchange, model: str, body: Any) -> web.StreamResponse:
         return _scripted_error(ex.behaviour.error)
     if not isinstance(body, dict) or not isinstance(body.get("content"), dict):
         ex.rec.outcome = "error"
-        return _error_response(400, error_body(400, "* EmbedContentRequest.content: content is not specified\n"))
+        return _error_response(
+            400, error_body(400, "* EmbedContentRequest.content: content is not specified\n")
+        )
     vec, tokens = _embed_one(body)
     ex.rec.usage = Usage(tokens, 0)
     return await ex.json(200, orjson.dumps({"embedding": {"values": vec}}), {"Content-Type": JSON_TYPE})
@@ -312,8 +343,9 @@ async def _batch_embed(ex: Exchange, model: str, body: Any) -> web.StreamRespons
     requests = body.get("requests") if isinstance(body, dict) else None
     if not isinstance(requests, list) or not requests:
         ex.rec.outcome = "error"
-        return _error_response(400, error_body(400, "* BatchEmbedContentsRequest.requests: requests is not "
-                                               "specified\n"))
+        return _error_response(
+            400, error_body(400, "* BatchEmbedContentsRequest.requests: requests is not specified\n")
+        )
     embedded = [_embed_one(r if isinstance(r, dict) else {}) for r in requests]
     ex.rec.usage = Usage(sum(t for _, t in embedded), 0)
     out = {"embeddings": [{"values": v} for v, _ in embedded]}
@@ -347,9 +379,15 @@ async def list_models(request: web.Request) -> web.StreamResponse:
 
 def _listing() -> bytes:
     def entry(m: str, methods: list[str], out_limit: int) -> dict[str, Any]:
-        return {"name": f"models/{m}", "version": "001", "displayName": m, "description": f"Fake {m}",
-                "inputTokenLimit": 1048576, "outputTokenLimit": out_limit,
-                "supportedGenerationMethods": methods}
+        return {
+            "name": f"models/{m}",
+            "version": "001",
+            "displayName": m,
+            "description": f"Fake {m}",
+            "inputTokenLimit": 1048576,
+            "outputTokenLimit": out_limit,
+            "supportedGenerationMethods": methods,
+        }
 
     chat = [entry(m, ["generateContent", "countTokens"], 65536) for m in CHAT_MODELS]
     embed = [entry(m, ["embedContent", "batchEmbedContents"], 1) for m in EMBED_MODELS]

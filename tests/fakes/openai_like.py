@@ -58,10 +58,26 @@ OPENAI = Flavor(
     errors={
         400: ("invalid_request_error", None, "Invalid request."),
         401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-        403: ("request_forbidden", "unsupported_country_region_territory", "Country, region, or territory not supported"),
-        404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
-        429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests per min (RPM). Please try again in 1s."),
-        500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+        403: (
+            "request_forbidden",
+            "unsupported_country_region_territory",
+            "Country, region, or territory not supported",
+        ),
+        404: (
+            "invalid_request_error",
+            "model_not_found",
+            "The model does not exist or you do not have access to it.",
+        ),
+        429: (
+            "requests",
+            "rate_limit_exceeded",
+            "Rate limit reached for requests per min (RPM). Please try again in 1s.",
+        ),
+        500: (
+            "server_error",
+            None,
+            "The server had an error while processing your request. Sorry about that!",
+        ),
         503: ("server_error", None, "The engine is currently overloaded, please try again later."),
     },
 )
@@ -74,7 +90,11 @@ QWEN = Flavor(
         400: ("invalid_request_error", "invalid_parameter_error", "The request parameters are invalid."),
         401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided. "),
         403: ("AccessDenied", "AccessDenied", "Access denied."),
-        404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+        404: (
+            "invalid_request_error",
+            "model_not_found",
+            "The model does not exist or you do not have access to it.",
+        ),
         429: ("limit_requests", "limit_requests", "Requests rate limit exceeded, please try again later."),
         500: ("internal_error", "internal_error", "An internal error has occured, please try again later."),
         503: ("ServiceUnavailable", "ServiceUnavailable", "The service is temporarily unavailable."),
@@ -85,8 +105,15 @@ QWEN = Flavor(
 # ---- error bodies ----
 
 
-def error_body(flavor: Flavor, status: int, message: str | None = None, *, param: str | None = None,
-               error_type: str | None = None, code: str | None = None) -> bytes:
+def error_body(
+    flavor: Flavor,
+    status: int,
+    message: str | None = None,
+    *,
+    param: str | None = None,
+    error_type: str | None = None,
+    code: str | None = None,
+) -> bytes:
     etype, ecode, emsg = flavor.errors.get(status, flavor.errors[500 if status >= 500 else 400])
     err = {"message": message or emsg, "type": error_type or etype, "param": param, "code": code or ecode}
     body: dict[str, Any] = {"error": err}
@@ -95,10 +122,15 @@ def error_body(flavor: Flavor, status: int, message: str | None = None, *, param
     return orjson.dumps(body)
 
 
-def _error_response(flavor: Flavor, status: int, body: bytes, headers: Mapping[str, str] | None = None
-                    ) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json",
-                        headers={"x-request-id": "req_fakeerror", **(headers or {})})
+def _error_response(
+    flavor: Flavor, status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=body,
+        content_type="application/json",
+        headers={"x-request-id": "req_fakeerror", **(headers or {})},
+    )
 
 
 def _scripted_error(flavor: Flavor, err: HttpError) -> web.Response:
@@ -109,8 +141,11 @@ def _scripted_error(flavor: Flavor, err: HttpError) -> web.Response:
         headers.setdefault("x-ratelimit-limit-requests", "500")
         headers.setdefault("x-ratelimit-remaining-requests", "0")
         headers.setdefault("x-ratelimit-reset-requests", f"{err.retry_after or '1'}s")
-    body = err.body if err.body is not None else error_body(flavor, err.status, err.message,
-                                                            error_type=err.error_type)
+    body = (
+        err.body
+        if err.body is not None
+        else error_body(flavor, err.status, err.message, error_type=err.error_type)
+    )
     return _error_response(flavor, err.status, body, headers)
 
 
@@ -124,15 +159,17 @@ def _bearer(request: web.Request) -> str | None:
 def _auth_error(flavor: Flavor, key: str | None) -> web.Response | None:
     if key is None:
         if flavor is OPENAI:
-            msg = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
-                   "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            msg = (
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
             return _error_response(flavor, 401, error_body(flavor, 401, msg, code="missing_api_key"))
         return _error_response(flavor, 401, error_body(flavor, 401))
     if "invalid" in key:
-        msg = None
+        shown: str | None = None
         if flavor is OPENAI:
-            msg = f"Incorrect API key provided: {key[:3]}*****{key[-4:]}. You can find your API key at https://platform.openai.com/account/api-keys."
-        return _error_response(flavor, 401, error_body(flavor, 401, msg))
+            shown = f"Incorrect API key provided: {key[:3]}*****{key[-4:]}. You can find your API key at https://platform.openai.com/account/api-keys."
+        return _error_response(flavor, 401, error_body(flavor, 401, shown))
     return None
 
 
@@ -170,25 +207,47 @@ def last_user_text(messages: list[Any]) -> str:
 
 def _validate(flavor: Flavor, body: Any) -> tuple[int, bytes] | None:
     if not isinstance(body, dict):
-        return 400, error_body(flavor, 400, "We could not parse the JSON body of your request. (HINT: This "
-                               "likely means you aren't using your HTTP library correctly.)")
+        return 400, error_body(
+            flavor,
+            400,
+            "We could not parse the JSON body of your request. (HINT: This "
+            "likely means you aren't using your HTTP library correctly.)",
+        )
     if not isinstance(body.get("model"), str):
-        return 400, error_body(flavor, 400, "you must provide a model parameter", param="model",
-                               code="missing_required_parameter" if flavor is OPENAI else None)
+        return 400, error_body(
+            flavor,
+            400,
+            "you must provide a model parameter",
+            param="model",
+            code="missing_required_parameter" if flavor is OPENAI else None,
+        )
     if not isinstance(body.get("messages"), list) or not body["messages"]:
-        return 400, error_body(flavor, 400, "Missing required parameter: 'messages'.", param="messages",
-                               code="missing_required_parameter" if flavor is OPENAI else None)
+        return 400, error_body(
+            flavor,
+            400,
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter" if flavor is OPENAI else None,
+        )
     streaming = body.get("stream") is True
     if body.get("stream_options") is not None and not streaming:
-        return 400, error_body(flavor, 400, "The 'stream_options' parameter is only allowed when 'stream' is "
-                               "enabled.", param="stream_options", code="invalid_value")
+        return 400, error_body(
+            flavor,
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     model: str = body["model"]
     if "does-not-exist" in model:
         msg = f"The model `{model}` does not exist or you do not have access to it."
         return 404, error_body(flavor, 404, msg)
     if not streaming and model.startswith(flavor.stream_only_prefixes):
-        return 400, error_body(flavor, 400, "This model only support stream mode, please enable the stream "
-                               "parameter to access the model. ")
+        return 400, error_body(
+            flavor,
+            400,
+            "This model only support stream mode, please enable the stream parameter to access the model. ",
+        )
     return None
 
 
@@ -219,21 +278,32 @@ def build_answer(flavor: Flavor, state: FakeState, body: dict[str, Any], b: Beha
     prompt = prompt_tokens(prompt_texts(messages)) + b.cached_tokens
     completion = completion_tokens(answer, calls, args_json) + b.reasoning_tokens
     usage_json: dict[str, Any] = {
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
     if flavor is OPENAI:
         usage_json["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens, "audio_tokens": 0}
         usage_json["completion_tokens_details"] = {
-            "reasoning_tokens": b.reasoning_tokens, "audio_tokens": 0,
-            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            "reasoning_tokens": b.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
         }
     else:
         usage_json["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens}
     finish = "length" if b.truncated else ("tool_calls" if calls else "stop")
     return Answer(
-        id=f"chatcmpl-fake{seq:020d}", created=int(time.time()), model=body["model"], text=answer,
-        calls=calls, call_ids=call_ids, args_json=args_json, finish=finish,
-        usage=Usage(prompt, completion), usage_json=usage_json,
+        id=f"chatcmpl-fake{seq:020d}",
+        created=int(time.time()),
+        model=body["model"],
+        text=answer,
+        calls=calls,
+        call_ids=call_ids,
+        args_json=args_json,
+        finish=finish,
+        usage=Usage(prompt, completion),
+        usage_json=usage_json,
     )
 
 
@@ -250,8 +320,13 @@ def completion_body(flavor: Flavor, a: Answer, send_usage: bool) -> bytes:
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": a.finish}
     body: dict[str, Any]
     if flavor is OPENAI:
-        body = {"id": a.id, "object": "chat.completion", "created": a.created, "model": a.model,
-                "choices": [choice]}
+        body = {
+            "id": a.id,
+            "object": "chat.completion",
+            "created": a.created,
+            "model": a.model,
+            "choices": [choice],
+        }
         if send_usage:
             body["usage"] = a.usage_json
         body["service_tier"] = "default"
@@ -269,13 +344,17 @@ def stream_events(flavor: Flavor, a: Answer, b: Behaviour, include_usage: bool) 
     ident = orjson.dumps(a.id).decode()
     model = orjson.dumps(a.model).decode()
     if flavor is OPENAI:
-        head = (f'data: {{"id":{ident},"object":"chat.completion.chunk","created":{a.created},"model":{model},'
-                f'"service_tier":"default","system_fingerprint":"fp_fake","choices":').encode()
+        head = (
+            f'data: {{"id":{ident},"object":"chat.completion.chunk","created":{a.created},"model":{model},'
+            f'"service_tier":"default","system_fingerprint":"fp_fake","choices":'
+        ).encode()
         tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
     else:
         head = b'data: {"choices":'
-        tail = (f',"object":"chat.completion.chunk","usage":null,"created":{a.created},'
-                f'"system_fingerprint":null,"model":{model},"id":{ident}}}\n\n').encode()
+        tail = (
+            f',"object":"chat.completion.chunk","usage":null,"created":{a.created},'
+            f'"system_fingerprint":null,"model":{model},"id":{ident}}}\n\n'
+        ).encode()
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -305,12 +384,22 @@ def stream_events(flavor: Flavor, a: Answer, b: Behaviour, include_usage: bool) 
     events.append(chunk({"content": ""} if flavor is QWEN else {}, a.finish))
     if include_usage and b.send_usage:
         if flavor is OPENAI:
-            usage = (f'data: {{"id":{ident},"object":"chat.completion.chunk","created":{a.created},'
-                     f'"model":{model},"service_tier":"default","system_fingerprint":"fp_fake","choices":[],'
-                     f'"usage":').encode() + orjson.dumps(a.usage_json) + b"}\n\n"
+            usage = (
+                (
+                    f'data: {{"id":{ident},"object":"chat.completion.chunk","created":{a.created},'
+                    f'"model":{model},"service_tier":"default","system_fingerprint":"fp_fake","choices":[],'
+                    f'"usage":'
+                ).encode()
+                + orjson.dumps(a.usage_json)
+                + b"}\n\n"
+            )
         else:
-            usage = (b'data: {"choices":[],"object":"chat.completion.chunk","usage":' + orjson.dumps(a.usage_json)
-                     + f',"created":{a.created},"system_fingerprint":null,"model":{model},"id":{ident}}}\n\n'.encode())
+            usage = (
+                b'data: {"choices":[],"object":"chat.completion.chunk","usage":'
+                + orjson.dumps(a.usage_json)
+                + f',"created":{a.created},"system_fingerprint":null,'.encode()
+                + f'"model":{model},"id":{ident}}}\n\n'.encode()
+            )
         events.append(usage)
     return events
 
@@ -328,9 +417,14 @@ DONE = b"data: [DONE]\n\n"
 
 def _response_headers(flavor: Flavor) -> dict[str, str]:
     if flavor is OPENAI:
-        return {"x-request-id": "req_fake", "openai-processing-ms": "1", "openai-version": "2020-10-01",
-                "x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999",
-                "x-ratelimit-reset-requests": "6ms"}
+        return {
+            "x-request-id": "req_fake",
+            "openai-processing-ms": "1",
+            "openai-version": "2020-10-01",
+            "x-ratelimit-limit-requests": "10000",
+            "x-ratelimit-remaining-requests": "9999",
+            "x-ratelimit-reset-requests": "6ms",
+        }
     return {"x-request-id": "fake-qwen-request"}
 
 
@@ -361,8 +455,12 @@ def _chat_handler(flavor: Flavor) -> Any:
                 include = bool((body.get("stream_options") or {}).get("include_usage"))
                 rec.usage = a.usage if include and b.send_usage else None
                 msg = b.fault.message if b.fault is not None else ""
-                return await ex.stream(stream_events(flavor, a, b, include), terminator=DONE,
-                                       inband=inband_error_event(flavor, msg), headers=headers)
+                return await ex.stream(
+                    stream_events(flavor, a, b, include),
+                    terminator=DONE,
+                    inband=inband_error_event(flavor, msg),
+                    headers=headers,
+                )
             rec.usage = a.usage if b.send_usage else None
             return await ex.json(200, completion_body(flavor, a, b.send_usage), headers)
 
@@ -382,8 +480,9 @@ def _embeddings_handler(flavor: Flavor) -> Any:
             return denied
         if not parsed or not isinstance(body, dict) or "input" not in body or "model" not in body:
             rec.outcome = "error"
-            return _error_response(flavor, 400, error_body(flavor, 400, "'input' and 'model' are required",
-                                                           param="input"))
+            return _error_response(
+                flavor, 400, error_body(flavor, 400, "'input' and 'model' are required", param="input")
+            )
         b = state.next_behaviour(flavor.name, key or "")
         ex = Exchange(request, state, rec, b)
 
@@ -392,7 +491,9 @@ def _embeddings_handler(flavor: Flavor) -> Any:
                 rec.outcome = "error"
                 return _scripted_error(flavor, b.error)
             inputs = body["input"]
-            if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            if isinstance(inputs, str) or (
+                isinstance(inputs, list) and inputs and isinstance(inputs[0], int)
+            ):
                 inputs = [inputs]
             dims = body.get("dimensions") or EMBEDDING_DIMENSIONS
             b64 = body.get("encoding_format") == "base64"
@@ -402,10 +503,16 @@ def _embeddings_handler(flavor: Flavor) -> Any:
                 as_text = item if isinstance(item, str) else " ".join(str(t) for t in item)
                 tokens += len(as_text.split()) if isinstance(item, str) else len(item)
                 vec = embedding_vector(as_text, int(dims))
-                data.append({"object": "embedding", "index": i, "embedding": floats_to_base64(vec) if b64 else vec})
+                data.append(
+                    {"object": "embedding", "index": i, "embedding": floats_to_base64(vec) if b64 else vec}
+                )
             rec.usage = Usage(tokens, 0)
-            out = {"object": "list", "data": data, "model": body["model"],
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+            out = {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
             if flavor is QWEN:
                 out["id"] = f"fake-embedding-{state.next_id()}"
             return await ex.json(200, orjson.dumps(out), _response_headers(flavor))
@@ -416,10 +523,20 @@ def _embeddings_handler(flavor: Flavor) -> Any:
 
 
 def _models_handler(flavor: Flavor) -> Any:
-    listing = orjson.dumps({"object": "list", "data": [
-        {"id": m, "object": "model", "created": 1700000000, "owned_by": "system" if flavor is OPENAI else "qwen"}
-        for m in flavor.models
-    ]})
+    listing = orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": m,
+                    "object": "model",
+                    "created": 1700000000,
+                    "owned_by": "system" if flavor is OPENAI else "qwen",
+                }
+                for m in flavor.models
+            ],
+        }
+    )
 
     async def models(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]

@@ -87,7 +87,9 @@ class Behaviour:
     send_usage: bool = True  # False: the upstream omits usage (where the wire lets it)
     truncated: bool = False  # finish as length / max_tokens / MAX_TOKENS
     reasoning_tokens: int = 0  # thinking tokens, counted into completion
-    cached_tokens: int = 0  # cache-read prompt tokens (OpenAI cached_tokens, Anthropic cache_read, Gemini cached)
+    cached_tokens: int = (
+        0  # cache-read prompt tokens (OpenAI cached_tokens, Anthropic cache_read, Gemini cached)
+    )
     cache_creation_tokens: int = 0  # Anthropic cache_creation_input_tokens
     # matching: a queued behaviour applies only to requests it matches
     provider: str | None = None  # "openai" | "qwen" | "anthropic" | "gemini"
@@ -199,7 +201,9 @@ class RecordedRequest:
     key: str  # the credential presented ("" when none)
     at: float  # time.monotonic() on arrival
     usage: Usage | None = None  # what the fake reported (None for errors / no usage)
-    outcome: str = "pending"  # pending | ok | error | disconnected | reset | stalled | malformed | inband_error
+    outcome: str = (
+        "pending"  # pending | ok | error | disconnected | reset | stalled | malformed | inband_error
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +236,7 @@ class FakeState:
             self._queue.extend([b] * times)
 
     def rule_for_key(self, key_contains: str, behaviour: Behaviour) -> None:
-        """Every request whose key contains ``key_contains`` (and matches nothing queued) gets ``behaviour``."""
+        """Requests whose key contains ``key_contains`` (and match nothing queued) get ``behaviour``."""
         self.key_rules.append((key_contains, behaviour))
 
     @property

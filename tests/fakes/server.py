@@ -2,14 +2,11 @@
 
 ``make_all_app(state)`` mounts the fakes under path prefixes so one server is every provider's base URL:
 
-=========  ==============================================  ===============================================
-provider   base URL setting                                 routes
-=========  ==============================================  ===============================================
-openai     ``OPENAI_BASE_URL=http://H:P/openai/v1``         /openai/v1/chat/completions, /embeddings, /models
-qwen       ``QWEN_BASE_URL=http://H:P/qwen/compatible-mode/v1``  /qwen/compatible-mode/v1/... (same three)
-anthropic  ``ANTHROPIC_BASE_URL=http://H:P/anthropic``      /anthropic/v1/messages, /anthropic/v1/models
-google     ``GEMINI_BASE_URL=http://H:P/gemini``            /gemini/v1beta/models/{model}:{action}, /gemini/v1beta/models
-=========  ==============================================  ===============================================
+- openai:    ``OPENAI_BASE_URL=http://H:P/openai/v1``  (POST chat/completions, POST embeddings, GET models)
+- qwen:      ``QWEN_BASE_URL=http://H:P/qwen/compatible-mode/v1``  (the same three)
+- anthropic: ``ANTHROPIC_BASE_URL=http://H:P/anthropic``  (POST /v1/messages, GET /v1/models)
+- google:    ``GEMINI_BASE_URL=http://H:P/gemini``  (POST /v1beta/models/{model}:{action}, GET models);
+  requests to it are recorded with provider ``"gemini"``.
 
 Run servers with ``handler_cancellation=True`` (``FakeServer`` does) so a client that leaves is noticed at
 once, even while a fake is stalling.
