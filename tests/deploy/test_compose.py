@@ -380,7 +380,8 @@ def test_dockerfile_builds_in_one_stage_and_runs_slim_in_another() -> None:
     for tool in ("build-essential", "gcc", "apt-get install", "make "):
         assert tool not in final_runs, f"the final image must not get {tool!r}"
     assert "--no-index" in final_runs, "the final stage installs only the builder's wheels"
-    copied_from_builder = [v for w, flags, v in final if w == "COPY" and any(f.startswith("--from") for f in flags)]
+    copied_from_builder = [value for word, flags, value in final
+                           if word == "COPY" and any(f.startswith("--from") for f in flags)]
     assert copied_from_builder == [], "the wheels are bind-mounted, never copied into a layer"
 
 
