@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from tests.fakes import FakeServer, scenario
 from tests.fakes.scenario import ToolCall, split_pieces
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 GOOD = {"Authorization": "Bearer sk-good"}
 ANTHROPIC = {"x-api-key": "sk-ant-good", "anthropic-version": "2023-06-01"}
 GEMINI = {"x-goog-api-key": "AIza-good"}
@@ -573,3 +576,22 @@ async def test_env_points_every_provider_at_one_server(fake: FakeServer) -> None
 @given(st.text(alphabet=st.sampled_from("ab \n\t"), max_size=40), st.integers(1, 5))
 def test_split_pieces_rejoins_exactly(answer: str, n: int) -> None:
     assert "".join(split_pieces(answer, n)) == answer
+
+
+async def test_cli_serves_all_fakes_and_prints_base_urls() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes", "--port", "0", stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            lines = [(await proc.stdout.readline()).decode().strip() for _ in range(5)]
+        env = dict(line.split("=", 1) for line in lines[1:])
+        async with aiohttp.ClientSession() as http:
+            async with http.get(env["ANTHROPIC_BASE_URL"] + "/v1/models", headers=ANTHROPIC) as r:
+                assert r.status == 200
+            async with http.post(env["OPENAI_BASE_URL"] + "/chat/completions", json=CHAT, headers=GOOD) as r:
+                assert (await r.json())["choices"][0]["message"]["content"] == "echo: hello big world"
+    finally:
+        proc.terminate()
+        assert await proc.wait() == 0

@@ -62,17 +62,21 @@ class FakeServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        reuse_port: bool = False,
     ) -> None:
         self.state = state if state is not None else FakeState()
         self.app = app if app is not None else make_all_app(self.state)
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port  # several processes on one port (``python -m tests.fakes --workers``)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.port, reuse_address=True, reuse_port=self.reuse_port or None
+        )
         await site.start()
         self._runner = runner
         self.port = int(runner.addresses[0][1])
