@@ -113,7 +113,7 @@ def settings(base_env: dict[str, str], env_overrides: dict[str, str]) -> Setting
 
 @contextlib.asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
     client: TestClient[web.Request, web.Application] = TestClient(server)
     await client.start_server()
     try:

@@ -9,12 +9,15 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from webrana_proxy import health
-from webrana_proxy.api import auth, openapi, provider_keys, proxy_keys
+from webrana_proxy import health, metrics
+from webrana_proxy.api import auth, openapi, provider_keys, proxy_keys, usage
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
+from webrana_proxy.gateway import handlers as gateway
+from webrana_proxy.gateway.access import FALLBACK, LocalLimiter
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
+from webrana_proxy.metrics import Metrics
 from webrana_proxy.middleware import pipeline
 from webrana_proxy.passwords import Passwords
 from webrana_proxy.providers.registry import build_registry
@@ -24,14 +27,17 @@ from webrana_proxy.state import (
     KEYCACHE,
     KEYRING,
     LIMITER,
+    METRICS,
     PASSWORDS,
     POOL,
     REDIS,
     REGISTRY,
     SETTINGS,
     TOKENS,
+    USAGE,
 )
 from webrana_proxy.tokens import TokenIssuer
+from webrana_proxy.usage import UsageWriter
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -68,6 +74,15 @@ async def _keycache(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _usage_writer(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    writer = UsageWriter(app[POOL], app[METRICS], max_queue=s.usage_queue_max, spill_dir=s.usage_spill_dir)
+    app[USAGE] = writer
+    writer.start()
+    yield
+    await writer.stop()  # after in-flight requests finished: every queued row is written (or spilled)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[pipeline], client_max_size=settings.gateway_body_limit,
                           handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
@@ -76,8 +91,10 @@ def create_app(settings: Settings) -> web.Application:
     app[TOKENS] = TokenIssuer(settings.jwt_secret)
     app[PASSWORDS] = Passwords()
     app[REGISTRY] = build_registry()
+    app[METRICS] = Metrics()
+    app[FALLBACK] = LocalLimiter()
     app[health.SHUTTING_DOWN] = asyncio.Event()
-    app.cleanup_ctx.extend([_database, _redis, _upstream_http, _keycache, auth.login_guard_ctx])
-    for module in (health, auth, provider_keys, proxy_keys, openapi):
+    app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])
+    for module in (gateway, health, metrics, auth, provider_keys, proxy_keys, usage, openapi):
         app.router.add_routes(module.routes)
     return app

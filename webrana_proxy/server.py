@@ -19,8 +19,9 @@ BACKLOG = 2048  # room for bursts of new connections under load
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     app = create_app(settings)
+    # handler_cancellation: a client that goes away cancels its handler, which closes the upstream at once.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace,
-                           handle_signals=False)
+                           handle_signals=False, handler_cancellation=True)
     try:
         await runner.setup()
     except ConfigError as exc:

@@ -1,0 +1,1 @@
+"""The /v1 hot path: authenticate, limit, route, call the provider, relay, record usage."""

@@ -1,0 +1,83 @@
+"""One gateway call's record: filled in as the call proceeds, turned into exactly one usage row, one set of
+metric observations and one log line when it ends, whatever way it ends."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from webrana_proxy.keycache import Principal
+from webrana_proxy.providers.base import Usage
+from webrana_proxy.providers.costs import cost_idr
+from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
+from webrana_proxy.state import METRICS, SETTINGS, USAGE
+from webrana_proxy.usage import UsageRecord
+
+log = logging.getLogger("webrana.call")
+CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer"
+
+
+@dataclass(slots=True)
+class Call:
+    request_id: str
+    principal: Principal
+    started: float  # perf_counter at arrival
+    endpoint: str = "chat"
+    provider: str = "unknown"
+    model: str = ""
+    stream: bool = False
+    status: int = 0
+    usage: Usage | None = None
+    body: dict[str, Any] | None = None  # the client's request, kept for estimating prompt tokens
+    reached_upstream: bool = False
+    completion_chars: int = 0
+    ttfb: float | None = None
+    upstream_seconds: float = 0.0
+    upstream_id: str | None = None
+    error_type: str | None = None
+
+
+def record_call(app: web.Application, call: Call) -> None:
+    """Queue the usage row, observe metrics, write the log line. Synchronous and cheap: no I/O."""
+    elapsed = time.perf_counter() - call.started
+    usage = call.usage
+    estimated = False
+    if usage is None:
+        usage = Usage()
+        if call.reached_upstream:
+            estimated = True
+            usage.prompt_tokens = estimate_prompt_tokens(call.body) if call.body is not None else 0
+            usage.completion_tokens = estimate_tokens(call.completion_chars)
+            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    settings = app[SETTINGS]
+    cost = cost_idr(call.provider, call.model, usage, settings.usd_to_idr) if usage.total_tokens else 0
+    status = call.status or 500
+    app[USAGE].record(UsageRecord(
+        request_id=call.request_id, user_id=call.principal.user_id, proxy_key_id=call.principal.proxy_key_id,
+        provider=call.provider, model=call.model[:200], endpoint=call.endpoint, stream=call.stream,
+        status=status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens, tokens_estimated=estimated, cost_idr=cost,
+        latency_ms=int(elapsed * 1000), ttfb_ms=int(call.ttfb * 1000) if call.ttfb is not None else None,
+        upstream_request_id=call.upstream_id, error_type=call.error_type,
+        created_at=datetime.now(timezone.utc)))
+    m = app[METRICS]
+    m.requests.labels(call.provider, call.model, str(status)).inc()
+    m.duration.labels(call.provider).observe(elapsed)
+    if call.reached_upstream:
+        m.upstream.labels(call.provider).observe(call.upstream_seconds)
+        m.overhead.observe(max(0.0, elapsed - call.upstream_seconds))
+    if usage.total_tokens:
+        m.tokens.labels(call.provider, call.model, "prompt").inc(usage.prompt_tokens)
+        m.tokens.labels(call.provider, call.model, "completion").inc(usage.completion_tokens)
+    if log.isEnabledFor(logging.INFO):
+        log.info("call", extra={
+            "request_id": call.request_id, "user_id": call.principal.user_id_str,
+            "key_prefix": call.principal.key_prefix, "provider": call.provider, "model": call.model,
+            "endpoint": call.endpoint, "stream": call.stream, "status": status,
+            "latency_ms": round(elapsed * 1000, 2), "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "estimated": estimated, "error": call.error_type})

@@ -1,0 +1,124 @@
+"""/v1 routes: chat completions (streaming or not), embeddings, models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from webrana_proxy.errors import BadRequest, WebranaError
+from webrana_proxy.gateway.access import authenticate, enforce_limits, rate_headers
+from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call
+from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
+from webrana_proxy.jsonio import json_response, parse_json_object, read_body
+from webrana_proxy.keycache import Principal, ProviderKey
+from webrana_proxy.middleware import REQUEST_ID
+from webrana_proxy.providers.base import Provider, Route
+from webrana_proxy.state import HTTP, REGISTRY, SETTINGS
+
+routes = web.RouteTableDef()
+Work = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
+
+
+async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.StreamResponse:
+    """Authenticate, then run ``work`` and record exactly one usage row however it ends."""
+    started = time.perf_counter()
+    principal = await authenticate(request)
+    call = Call(request[REQUEST_ID], principal, started, endpoint=endpoint)
+    try:
+        return await work(request, call)
+    except WebranaError as err:
+        call.status = err.status
+        call.error_type = err.code or err.type
+        raise
+    except BaseException:  # cancelled (client gone) or a bug: still one row, never none
+        call.status = call.status if call.status == CLIENT_CLOSED else (CLIENT_CLOSED if not call.status else 500)
+        call.error_type = call.error_type or "client_disconnected"
+        raise
+    finally:
+        record_call(request.app, call)
+
+
+async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
+                                                                dict[str, str]]:
+    app = request.app
+    body = parse_json_object(await read_body(request, app[SETTINGS].gateway_body_limit))
+    call.body = body
+    model = body.get("model")
+    if isinstance(model, str):
+        call.model = model[:200]
+    route = app[REGISTRY].route(model)
+    call.provider, call.model = route.provider.id, route.model
+    keys = _keys_for(call.principal, route.provider)
+    verdict = await enforce_limits(request, call.principal)
+    return body, route, keys, rate_headers(verdict)
+
+
+def _keys_for(principal: Principal, provider: Provider) -> tuple[ProviderKey, ...]:
+    keys = principal.keys_in_order(provider.id)
+    if not keys:
+        raise BadRequest(f"no {provider.display_name} key on this account: add one in the Webrana console "
+                         f"under Provider keys", param="model", code="provider_key_missing")
+    return keys
+
+
+async def _chat(request: web.Request, call: Call) -> web.StreamResponse:
+    body, route, keys, headers = await _prepare(request, call)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list", param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false", param="stream")
+    call.stream = stream
+    options = body.get("stream_options")
+    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    provider = route.provider
+    translator = provider.stream_translator(route.model, include_usage) if stream else None
+    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    upstream = await open_upstream(
+        request.app[HTTP], request.app[SETTINGS], provider, keys,
+        lambda key: provider.chat_request(body, route.model, key, base_url), call)
+    headers["x-request-id"] = call.request_id
+    if translator is not None:
+        return await relay_stream(request, upstream, call, request.app[SETTINGS], translator, headers)
+    return await relay_json(upstream, call, request.app[SETTINGS],
+                            lambda raw: provider.chat_response(raw, route.model), headers)
+
+
+async def _embeddings(request: web.Request, call: Call) -> web.StreamResponse:
+    body, route, keys, headers = await _prepare(request, call)
+    provider = route.provider
+    if not provider.supports_embeddings:
+        raise BadRequest(f"{provider.display_name} has no embeddings endpoint; use an OpenAI, Gemini or Qwen "
+                         "embedding model", param="model", code="embeddings_unsupported")
+    if "input" not in body:
+        raise BadRequest("'input' is required", param="input")
+    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    upstream = await open_upstream(
+        request.app[HTTP], request.app[SETTINGS], provider, keys,
+        lambda key: provider.embeddings_request(body, route.model, key, base_url), call)
+    headers["x-request-id"] = call.request_id
+    return await relay_json(upstream, call, request.app[SETTINGS],
+                            lambda raw: provider.embeddings_response(raw, route.model, body), headers)
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _run_call(request, "chat", _chat)
+
+
+@routes.post("/v1/embeddings")
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _run_call(request, "embeddings", _embeddings)
+
+
+@routes.get("/v1/models")
+async def models(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    data = [{"id": m.id, "object": "model", "created": m.created, "owned_by": p.id}
+            for p in request.app[REGISTRY].all() if principal.provider_keys.get(p.id)
+            for m in p.models]
+    return json_response({"object": "list", "data": data})

@@ -1,0 +1,144 @@
+"""Calling a provider: try the user's keys in turn, failing over on 429, 5xx or a connection error while
+nothing has reached the client yet; then relay the answer (JSON, or a stream event by event)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from webrana_proxy.errors import UpstreamError, UpstreamTimeout
+from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
+from webrana_proxy.keycache import ProviderKey
+from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator, UpstreamRequest
+from webrana_proxy.providers.chunks import error_json, sse
+from webrana_proxy.settings import Settings
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _upstream_id(resp: aiohttp.ClientResponse) -> str | None:
+    return resp.headers.get("x-request-id") or resp.headers.get("request-id")
+
+
+async def open_upstream(session: aiohttp.ClientSession, settings: Settings, provider: Provider,
+                        keys: tuple[ProviderKey, ...], build: Callable[[str], UpstreamRequest],
+                        call: Call) -> aiohttp.ClientResponse:
+    """The first successful upstream response (status < 400), headers read, body not yet."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                    sock_read=settings.first_byte_timeout)
+    last: UpstreamError | None = None
+    call.reached_upstream = True
+    for key in keys:
+        req = build(key.key)
+        started = time.perf_counter()
+        try:
+            resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
+                                         timeout=timeout, allow_redirects=False)
+        except asyncio.TimeoutError:
+            last = UpstreamTimeout(f"{provider.display_name} did not answer within "
+                                   f"{settings.first_byte_timeout:g} s")
+            continue
+        except aiohttp.ClientError as exc:
+            last = UpstreamError(f"could not reach {provider.display_name}: {type(exc).__name__}", status=502,
+                                 code="upstream_unreachable", retryable=True)
+            continue
+        finally:
+            call.upstream_seconds += time.perf_counter() - started
+        call.upstream_id = _upstream_id(resp)
+        if resp.status < 400:
+            return resp
+        try:
+            raw = await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raw = b""
+        finally:
+            resp.release()
+        last = provider.upstream_error(resp.status, raw, dict(resp.headers))
+        if not last.retryable:
+            raise last
+    assert last is not None, "a provider with no keys is refused before calling upstream"
+    raise last
+
+
+async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Settings,
+                     parse: Callable[[bytes], ChatResult], headers: dict[str, str]) -> web.Response:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(settings.idle_timeout):
+            raw = await resp.read()
+    except (asyncio.TimeoutError, TimeoutError):
+        resp.close()
+        raise UpstreamTimeout(f"the provider stopped sending for {settings.idle_timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        resp.close()
+        raise UpstreamError(f"the provider connection failed mid-answer: {type(exc).__name__}", status=502,
+                            code="upstream_reset") from None
+    finally:
+        call.upstream_seconds += time.perf_counter() - started
+    resp.release()
+    result = parse(raw)
+    call.usage = result.usage
+    call.upstream_id = result.upstream_id or call.upstream_id
+    call.status = 200
+    return web.Response(body=result.body, content_type="application/json", headers=headers)
+
+
+async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call: Call, settings: Settings,
+                       translator: StreamTranslator, headers: dict[str, str]) -> web.StreamResponse:
+    out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    await out.prepare(request)
+    call.status = 200
+    content = resp.content
+    idle = settings.idle_timeout
+    clean_end = False
+    try:
+        while True:
+            waited = time.perf_counter()
+            try:
+                async with asyncio.timeout(idle):
+                    data = await content.readany()
+            except TimeoutError:
+                call.error_type = "upstream_idle_timeout"
+                await out.write(sse(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
+                                               "timeout", "upstream_idle_timeout")))
+                break
+            except aiohttp.ClientError as exc:
+                call.error_type = "upstream_reset"
+                await out.write(sse(error_json(f"the provider connection broke mid-stream: {type(exc).__name__}",
+                                               "api_error", "upstream_reset")))
+                break
+            finally:
+                call.upstream_seconds += time.perf_counter() - waited
+            if call.ttfb is None:
+                call.ttfb = time.perf_counter() - call.started
+            if not data:
+                tail = translator.finish()
+                if tail:
+                    await out.write(b"".join(tail))
+                if translator.error is not None and call.error_type is None:
+                    call.error_type = str(translator.error.get("error", {}).get("code") or "upstream_stream_error")
+                clean_end = translator.done
+                break
+            chunks = translator.feed(data)
+            if chunks:
+                await out.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if translator.error is not None:
+                call.error_type = str(translator.error.get("error", {}).get("code") or "upstream_stream_error")
+                break
+        await out.write_eof()
+    except ConnectionResetError:
+        call.status = CLIENT_CLOSED
+        call.error_type = "client_disconnected"
+    finally:
+        if clean_end:
+            resp.release()
+        else:
+            resp.close()  # stop the provider generating tokens for nobody
+        call.usage = translator.usage
+        call.completion_chars = translator.completion_chars
+        call.upstream_id = translator.upstream_id or call.upstream_id
+    return out
