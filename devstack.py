@@ -630,9 +630,10 @@ def cmd_test(args: Sequence[str]) -> int:
         while True:
             try:
                 return pytest.wait()
-            except Interrupted:
-                # pytest got the terminal's Ctrl-C too; a SIGTERM sent to us alone is passed on.
-                if pytest.poll() is None:
+            except Interrupted as exc:
+                # Ctrl-C in the terminal reaches pytest directly (same process group): let it finish its
+                # teardown. A SIGTERM sent to us alone becomes a SIGINT for pytest, so it still cleans up.
+                if str(exc) == "SIGTERM" and pytest.poll() is None:
                     pytest.send_signal(signal.SIGINT)
 
 
