@@ -99,6 +99,7 @@ async def test_openai_non_stream_echoes_with_exact_usage_and_records_request(
     assert rec.headers["authorization"] == "Bearer sk-good"
     assert rec.usage == scenario.Usage(5, 4)
     assert rec.outcome == "ok"
+    assert rec.request_id == r.headers["x-request-id"]
 
 
 async def test_openai_stream_has_usage_chunk_only_when_asked_and_ends_with_done(
@@ -273,6 +274,7 @@ async def test_anthropic_non_stream_shape_and_usage(fake: FakeServer, http: aioh
     assert body["usage"]["cache_creation_input_tokens"] == 2
     assert body["usage"]["output_tokens"] == 2
     assert fake.state.last.usage == scenario.Usage(17, 2)
+    assert fake.state.last.request_id == r.headers["request-id"]
 
 
 async def test_anthropic_stream_events_come_in_the_real_order(http: aiohttp.ClientSession) -> None:
@@ -491,6 +493,18 @@ async def test_stall_mid_stream_then_client_closes(fake: FakeServer, http: aioht
     gone = await fake.state.wait_for_disconnects(1, timeout=2)
     assert gone.at - left < 0.1
     assert gone.events_sent == 2
+
+
+async def test_stall_after_the_last_event_holds_back_the_terminator(
+    fake: FakeServer, http: aiohttp.ClientSession
+) -> None:
+    fake.state.script(scenario.stall_mid_stream(after_events=6, seconds=0.2))  # role + 4 words + finish
+    started = time.monotonic()
+    async with http.post("/openai/v1/chat/completions", json={**CHAT, "stream": True}, headers=GOOD) as r:
+        events = sse_events(await r.read())
+    assert time.monotonic() - started >= 0.2
+    assert len(events) == 7
+    assert events[-1] == (None, "[DONE]")
 
 
 async def test_short_stall_mid_stream_resumes(fake: FakeServer, http: aiohttp.ClientSession) -> None:

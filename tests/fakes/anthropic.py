@@ -328,12 +328,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
             return _scripted_error(b.error)
         a = build_answer(state, body, b)
         rec.usage = a.usage if b.send_usage else None
+        rec.request_id = "req_011C" + a.id.removeprefix("msg_")
+        hdrs = {**HEADERS, "request-id": rec.request_id}
         if body.get("stream") is True:
             msg = b.fault.message if b.fault is not None else ""
             return await ex.stream(
-                stream_events(a, b), inband=inband_error_event(msg), headers=HEADERS, content_type=SSE_TYPE
+                stream_events(a, b), inband=inband_error_event(msg), headers=hdrs, content_type=SSE_TYPE
             )
-        return await ex.json(200, message_body(a, b.send_usage), HEADERS)
+        return await ex.json(200, message_body(a, b.send_usage), hdrs)
 
     return await Exchange(request, state, rec, b).run(answer)
 

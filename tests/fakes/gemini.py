@@ -298,6 +298,7 @@ async def _generate(ex: Exchange, model: str, body: Any) -> web.StreamResponse:
         return _scripted_error(b.error)
     a = build_answer(ex.state, model, body, b)
     rec.usage = a.usage if b.send_usage else None
+    rec.request_id = a.response_id
     return await ex.json(200, response_body(a, b.send_usage), {"Content-Type": JSON_TYPE})
 
 
@@ -308,6 +309,7 @@ async def _stream(ex: Exchange, model: str, body: Any) -> web.StreamResponse:
         return _scripted_error(b.error)
     a = build_answer(ex.state, model, body, b)
     rec.usage = a.usage if b.send_usage else None
+    rec.request_id = a.response_id
     objects = stream_objects(a, b)
     if ex.request.query.get("alt") != "sse":
         return await ex.json(200, b"[" + b",\r\n".join(objects) + b"]", {"Content-Type": JSON_TYPE})

@@ -451,6 +451,8 @@ def _chat_handler(flavor: Flavor) -> Any:
                 rec.outcome = "error"
                 return _scripted_error(flavor, b.error)
             a = build_answer(flavor, state, body, b)
+            rec.request_id = "req_" + a.id.removeprefix("chatcmpl-")
+            hdrs = {**headers, "x-request-id": rec.request_id}
             if body.get("stream") is True:
                 include = bool((body.get("stream_options") or {}).get("include_usage"))
                 rec.usage = a.usage if include and b.send_usage else None
@@ -459,10 +461,10 @@ def _chat_handler(flavor: Flavor) -> Any:
                     stream_events(flavor, a, b, include),
                     terminator=DONE,
                     inband=inband_error_event(flavor, msg),
-                    headers=headers,
+                    headers=hdrs,
                 )
             rec.usage = a.usage if b.send_usage else None
-            return await ex.json(200, completion_body(flavor, a, b.send_usage), headers)
+            return await ex.json(200, completion_body(flavor, a, b.send_usage), hdrs)
 
         return await ex.run(answer)
 

@@ -99,33 +99,17 @@ class Exchange:
     async def _play(
         self, resp: web.StreamResponse, events: list[bytes], terminator: bytes, inband: bytes, cut_at: int
     ) -> web.StreamResponse:
+        """Send events one by one; the fault (if any) strikes before event ``cut_at`` (or before the
+        terminator when ``cut_at`` is past the last event)."""
         b = self.behaviour
-        fault = b.fault
         await resp.prepare(self.request)
         for i, event in enumerate(events):
-            if i == cut_at and fault is not None:
-                if fault.kind == "reset":
-                    await self._abort()
-                    return resp
-                if fault.kind == "stall":
-                    self.rec.outcome = "stalled"
-                    await asyncio.sleep(fault.seconds)
-                elif fault.kind == "malformed":
-                    self.rec.outcome = "malformed"
-                    await self._write(resp, fault.payload, 0)
-                    if not fault.then_continue:
-                        await resp.write_eof()
-                        return resp
-                elif fault.kind == "inband_error":
-                    self.rec.outcome = "inband_error"
-                    await self._write(resp, inband, 0)
-                    await resp.write_eof()
-                    return resp
+            if i == cut_at and await self._strike(resp, inband):
+                return resp
             if i and b.chunk_delay > 0:
                 await asyncio.sleep(b.chunk_delay)
             await self._write(resp, event, 1)
-        if fault is not None and cut_at >= len(events) and fault.kind == "reset":
-            await self._abort()
+        if 0 <= len(events) <= cut_at and await self._strike(resp, inband):
             return resp
         if terminator:
             await self._write(resp, terminator, 0)
@@ -133,6 +117,29 @@ class Exchange:
         if self.rec.outcome == "pending":
             self.rec.outcome = "ok"
         return resp
+
+    async def _strike(self, resp: web.StreamResponse, inband: bytes) -> bool:
+        """Apply the behaviour's fault; True when the answer ends here."""
+        fault = self.behaviour.fault
+        if fault is None:
+            return False
+        if fault.kind == "reset":
+            await self._abort()
+            return True
+        if fault.kind == "stall":
+            self.rec.outcome = "stalled"
+            await asyncio.sleep(fault.seconds)
+            return False
+        if fault.kind == "malformed":
+            self.rec.outcome = "malformed"
+            await self._write(resp, fault.payload, 0)
+            if fault.then_continue:
+                return False
+        else:  # inband_error
+            self.rec.outcome = "inband_error"
+            await self._write(resp, inband, 0)
+        await resp.write_eof()
+        return True
 
     async def _write(self, resp: web.StreamResponse, data: bytes, events: int) -> None:
         try:

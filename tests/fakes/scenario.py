@@ -201,6 +201,7 @@ class RecordedRequest:
     key: str  # the credential presented ("" when none)
     at: float  # time.monotonic() on arrival
     usage: Usage | None = None  # what the fake reported (None for errors / no usage)
+    request_id: str = ""  # the upstream request id the fake answered with (header, or Gemini responseId)
     outcome: str = (
         "pending"  # pending | ok | error | disconnected | reset | stalled | malformed | inband_error
     )
