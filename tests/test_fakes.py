@@ -609,3 +609,18 @@ async def test_cli_serves_all_fakes_and_prints_base_urls() -> None:
     finally:
         proc.terminate()
         assert await proc.wait() == 0
+
+
+async def test_reset_forgets_scripts_and_ignores_late_disconnects(
+    fake: FakeServer, http: aiohttp.ClientSession
+) -> None:
+    fake.state.script(scenario.stall_first_byte(30), scenario.http_error(500))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await http.post("/openai/v1/chat/completions", json=CHAT, headers=GOOD)
+    fake.state.reset()
+    await asyncio.sleep(0.05)
+    assert fake.state.disconnects == []
+    assert fake.state.pending == 0
+    async with http.post("/openai/v1/chat/completions", json=CHAT, headers=GOOD) as r:
+        assert r.status == 200

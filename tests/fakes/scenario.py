@@ -201,6 +201,7 @@ class RecordedRequest:
     key: str  # the credential presented ("" when none)
     at: float  # time.monotonic() on arrival
     usage: Usage | None = None  # what the fake reported (None for errors / no usage)
+    generation: int = 0  # FakeState.reset() count when it arrived (late events of older ones are ignored)
     request_id: str = ""  # the upstream request id the fake answered with (header, or Gemini responseId)
     outcome: str = (
         "pending"  # pending | ok | error | disconnected | reset | stalled | malformed | inband_error
@@ -229,6 +230,7 @@ class FakeState:
     key_rules: list[tuple[str, Behaviour]] = field(default_factory=list)
     _queue: deque[Behaviour] = field(default_factory=deque)
     _seq: int = 0
+    _generation: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def script(self, *behaviours: Behaviour, times: int = 1) -> None:
@@ -245,6 +247,9 @@ class FakeState:
         return len(self._queue)
 
     def reset(self) -> None:
+        """Forget scripts, rules and records; handlers still running from before no longer count."""
+        self._generation += 1
+        self.gemini_invalid_key_status = 400
         self._queue.clear()
         self.key_rules.clear()
         self.requests.clear()
@@ -267,12 +272,15 @@ class FakeState:
 
     def record(self, rec: RecordedRequest) -> RecordedRequest:
         self.request_count += 1
+        rec.generation = self._generation
         if self.record_requests:
             self.requests.append(rec)
         return rec
 
     def note_disconnect(self, rec: RecordedRequest, events_sent: int) -> None:
         rec.outcome = "disconnected"
+        if rec.generation != self._generation:
+            return
         self.disconnects.append(Disconnect(rec.provider, rec.path, time.monotonic(), events_sent))
         self._changed.set()
 
