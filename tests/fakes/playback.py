@@ -187,7 +187,7 @@ async def intake(
         method=request.method,
         path=request.path,
         query=dict(request.query),
-        headers=lower_headers(request),
+        headers=lower_headers(request) if state.record_requests else {},
         body=body,
         key=key,
         at=time.monotonic(),
