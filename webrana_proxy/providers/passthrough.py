@@ -16,8 +16,6 @@ from webrana_proxy.providers.base import JSON, Usage
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.sse import EventSplitter, SSEParser
 
-_MARKERS = (b'"usage":{', b'"usage": {', b'"error"', b"[DONE]")
-
 
 def usage_from(value: Any) -> Usage | None:
     """An OpenAI ``usage`` object as ``Usage`` (None when absent or malformed)."""
@@ -65,15 +63,17 @@ def _delta_text(chunk: JSON) -> tuple[int, int]:
 class PassthroughStream:
     """``StreamTranslator`` for OpenAI-shaped upstreams (OpenAI, Qwen)."""
 
-    __slots__ = ("_envelope", "_include_usage", "_splitter", "completion_chars", "done", "error",
-                 "upstream_id", "usage")
+    __slots__ = ("_buf", "_envelope", "_include_usage", "_last", "_splitter",
+                 "completion_chars", "done", "error", "upstream_id", "usage")
 
     def __init__(self, include_usage: bool) -> None:
         self._include_usage = include_usage
-        self._splitter = EventSplitter()
-        # Bytes of one event minus its text: learnt from the first chunk with text, then text is
-        # estimated as (bytes - events * envelope) without parsing.
+        self._buf = b""  # an unfinished event (fast path: upstream lines end in "\n" only)
+        self._splitter: EventSplitter | None = None  # the general reader, once a "\r" was seen
+        # Bytes of one event minus its text: learnt from the first chunk with text; after that the text
+        # is estimated as (bytes - events * envelope) without parsing anything.
         self._envelope: int | None = None
+        self._last = b""  # the last region relayed unparsed, to look for a [DONE] it ended with
         self.usage: Usage | None = None
         self.completion_chars = 0
         self.error: JSON | None = None
@@ -81,22 +81,66 @@ class PassthroughStream:
         self.done = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        region, count = self._splitter.feed_joined(data)
-        if not count:
+        if self._splitter is not None:
+            return self._feed_general(data)
+        buf = self._buf + data if self._buf else data
+        # "\n\n" is always a blank line, whatever the line ends; other blank lines ("\r\n\r\n", "\r\r")
+        # need the general reader, which takes over the first time a "\r" is left in an unfinished tail.
+        cut = buf.rfind(b"\n\n") + 2
+        if cut == 1:
+            if b"\r" in buf:
+                self._buf = b""
+                return self._feed_general(buf)
+            self._buf = buf
             return []
+        if cut == len(buf):
+            self._buf = b""
+            region = buf
+        else:
+            tail = buf[cut:]
+            if b"\r" in tail:
+                self._buf = b""
+                return self._feed_general(buf)
+            self._buf = tail
+            region = buf[:cut]
         envelope = self._envelope
-        if envelope is not None and not any(m in region for m in _MARKERS):
-            self.completion_chars += max(0, len(region) - count * envelope)
-            return [region]
-        return self._slow(region)
+        if envelope is None:
+            return self._slow(region)
+        # Usage, errors and [DONE] are the only events we must read; everything else goes as it is.
+        # A region ending in an ordinary chunk (usage null) holds none of them: usage, errors and [DONE]
+        # all come last. Otherwise look (inside JSON strings quotes are escaped, so only keys match).
+        if not region.endswith(b'"usage":null}\n\n') and (
+                b'"usage":{' in region or b'"usage": {' in region or b'{"error"' in region
+                or region.endswith(b"[DONE]\n\n")):
+            return self._slow(region)
+        self._last = region
+        size = len(region)
+        # One event per read is the norm: count events only when the region is clearly several.
+        chars = size - (region.count(b"\n\n") if size > 2 * envelope else 1) * envelope
+        if chars > 0:
+            self.completion_chars += chars
+        return [region]
+
+    def _feed_general(self, data: bytes) -> list[bytes]:
+        if self._splitter is None:
+            self._splitter = EventSplitter()
+            data = self._buf + data
+            self._buf = b""
+        region, count = self._splitter.feed_joined(data)
+        return self._slow(region) if count else []
+
+    def _rest(self) -> bytes:
+        return self._splitter.rest() if self._splitter is not None else self._buf
 
     def finish(self) -> list[bytes]:
         out: list[bytes] = []
-        rest = self._splitter.rest()
+        if not self.done and b"data: [DONE]" in self._last:
+            self.done = True  # it came with bytes after it in the same read
+        rest = self._rest()
         if rest:
             if self.done or self.error is not None:
                 out.append(rest)  # trailing bytes after the end: forwarded as they came
-            else:
+            elif self._whole(rest):  # a last event that only lacks its blank line
                 out.extend(self._slow(rest + b"\n\n"))
         if not self.done and self.error is None:
             self.error = error_json("the upstream stream ended before [DONE]", "api_error",
@@ -104,24 +148,75 @@ class PassthroughStream:
             out.append(sse(self.error))
         return out
 
+    @staticmethod
+    def _whole(tail: bytes) -> bool:
+        """Whether an unterminated tail is nevertheless a complete event (cut-off JSON is dropped)."""
+        parser = SSEParser()
+        events = parser.feed(tail) + parser.close()
+        if not events:
+            return False
+        data = events[-1].data
+        if data == "[DONE]":
+            return True
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
     def _slow(self, region: bytes) -> list[bytes]:
+        """Look at each event of ``region``; parse only those that may carry usage, an error or the end."""
+        if b"\r" not in region:
+            events = region.split(b"\n\n")
+            if events[-1] == b"":
+                events.pop()
+            if any(not e for e in events):  # extra blank lines: take the general rule
+                events = self._split(region)
+            else:
+                events = [e + b"\n\n" for e in events]
+                if not region.endswith(b"\n\n"):
+                    events[-1] = events[-1][:-2]
+        else:
+            events = self._split(region)
+        dropped = False
+        kept: list[bytes] = []
+        for raw in events:
+            if (self._envelope is not None and b'"usage":{' not in raw and b'"usage": {' not in raw
+                    and b'{"error"' not in raw and b"[DONE]" not in raw):
+                chars = len(raw) - self._envelope
+                if chars > 0:
+                    self.completion_chars += chars
+                kept.append(raw)
+            elif self._keep(raw):
+                kept.append(raw)
+            else:
+                dropped = True
+        if not dropped:
+            return [region]
+        return [b"".join(kept)] if kept else []
+
+    @staticmethod
+    def _split(region: bytes) -> list[bytes]:
         splitter = EventSplitter()
         events = splitter.feed(region)
         if splitter.rest():
             events.append(splitter.rest())
-        out: list[bytes] = []
-        for raw in events:
-            if self._keep(raw):
-                out.append(raw)
-        return out
+        return events
+
+    @staticmethod
+    def _data(raw: bytes) -> str | None:
+        """The data of one event: sliced directly for the usual single ``data:`` line, else parsed."""
+        if raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2 and raw.endswith(b"\n\n"):
+            return raw[6:-2].decode("utf-8", "replace")
+        parser = SSEParser()
+        parsed = parser.feed(raw) + parser.close()
+        return parsed[-1].data if parsed else None
 
     def _keep(self, raw: bytes) -> bool:
         """Record what ``raw`` (one whole event) tells us; False when it must not reach the client."""
-        parser = SSEParser()
-        parsed = parser.feed(raw) + parser.close()
-        if not parsed:
+        data = self._data(raw)
+        if data is None:
             return True  # comment or keep-alive
-        data = parsed[-1].data
         if data == "[DONE]":
             self.done = True
             return True
@@ -141,6 +236,7 @@ class PassthroughStream:
         self.completion_chars += chars
         if self._envelope is None and longest:
             self._envelope = max(0, len(raw) - chars)
+
         usage = usage_from(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
