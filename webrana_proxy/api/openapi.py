@@ -60,6 +60,35 @@ PROVIDER = {"type": "string", "enum": ["openai", "anthropic", "google", "qwen"]}
 PLAN = {"type": "string", "enum": ["free", "starter", "pro", "team"]}
 RANGE_PARAMS = [_query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD"),
                 _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD")]
+USAGE_SUMS = _obj(["requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_idr"],
+                  requests=INT, errors=INT, prompt_tokens=INT, completion_tokens=INT, total_tokens=INT,
+                  cost_idr=INT)
+USAGE_SUMMARY = _obj(
+    ["from", "to", "totals", "by_day", "by_provider", "by_model"], totals=USAGE_SUMS,
+    by_day={"type": "array", "items": {"allOf": [USAGE_SUMS, _obj(["date"], date=DATE)]}},
+    by_provider={"type": "array", "items": {"allOf": [USAGE_SUMS, _obj(["provider"], provider=STR)]}},
+    by_model={"type": "array", "items": {"allOf": [USAGE_SUMS, _obj(["provider", "model"], provider=STR,
+                                                                    model=STR)]}},
+    **{"from": DATE, "to": DATE})
+USAGE_ROW = _obj(["id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
+                  "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
+                  "latency_ms", "ttfb_ms", "error_type"],
+                 id=UUID, request_id=STR, created_at={"type": "string", "format": "date-time"}, provider=STR,
+                 model=STR, endpoint=STR, stream={"type": "boolean"}, status=INT, prompt_tokens=INT,
+                 completion_tokens=INT, total_tokens=INT, tokens_estimated={"type": "boolean"}, cost_idr=INT,
+                 latency_ms=INT, ttfb_ms={"type": ["integer", "null"]},
+                 error_type={"type": ["string", "null"]})
+USAGE_PAGE = _obj(["data", "next_cursor"], data={"type": "array", "items": USAGE_ROW},
+                  next_cursor={"type": ["string", "null"]})
+USAGE_REQUEST_PARAMS = [
+    _query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD; open if absent"),
+    _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD; open if absent"),
+    _query("model", STR, "only this model"),
+    _query("provider", STR, "only this provider"),
+    _query("status", STR, "an HTTP status code like 200 or 429, 'ok' (< 400) or 'error' (>= 400)"),
+    _query("cursor", STR, "next_cursor of the previous page"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "rows per page"),
+]
 
 
 def paths() -> dict[str, dict[str, Any]]:
@@ -88,6 +117,14 @@ def paths() -> dict[str, dict[str, Any]]:
                         body=_obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})),
         },
         "/api/proxy-keys/{id}": {"delete": _op("Revoke a proxy key", params=[_path_id()])},
+        "/api/usage/summary": {"get": _op("Usage totals and per-day, per-provider and per-model sums "
+                                          "(Asia/Jakarta days; default this month so far; at most 366 days)",
+                                          params=RANGE_PARAMS, response=USAGE_SUMMARY)},
+        "/api/usage/requests": {"get": _op("The caller's request log, newest first (cursor pagination)",
+                                           params=USAGE_REQUEST_PARAMS, response=USAGE_PAGE)},
+        "/api/usage/export.csv": {"get": _op("The caller's request log as CSV, streamed (default this month "
+                                             "so far; at most 366 days)", params=RANGE_PARAMS,
+                                             response=STR, content_type="text/csv")},
     }
 
 

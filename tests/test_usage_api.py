@@ -1,0 +1,358 @@
+"""The usage API (/api/usage/*): summaries from the daily roll-up, the paginated request log and the streamed
+CSV export, always limited to the caller's own rows. Data is written with the real usage writer's
+``write_batch``, so raw rows and the roll-up agree exactly as they do in production."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import Api
+from webrana_proxy.api.usage import (
+    CSV_FIELDS,
+    RequestFilter,
+    csv_safe,
+    decode_cursor,
+    encode_cursor,
+    jakarta_today,
+    page_query,
+)
+from webrana_proxy.errors import ValidationFailed
+from webrana_proxy.usage import UsageRecord, write_batch
+
+Client = TestClient[web.Request, web.Application]
+T0 = datetime(2024, 3, 1, 16, 59, 59, tzinfo=UTC)  # 2024-03-01 23:59:59 in Jakarta: the day's last second
+
+
+def rec(user_id: str, at: datetime, *, provider: str = "openai", model: str = "gpt-4o-mini",
+        status: int = 200, prompt: int = 10, completion: int = 5, cost: int = 100, stream: bool = False,
+        error_type: str | None = None, estimated: bool = False) -> UsageRecord:
+    return UsageRecord(request_id="req_" + secrets.token_hex(10), user_id=uuid.UUID(user_id),
+                       proxy_key_id=None, provider=provider, model=model, endpoint="chat", stream=stream,
+                       status=status, prompt_tokens=prompt, completion_tokens=completion,
+                       total_tokens=prompt + completion, tokens_estimated=estimated, cost_idr=cost,
+                       latency_ms=250, ttfb_ms=40 if stream else None, upstream_request_id=None,
+                       error_type=error_type, created_at=at)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(client: Client, migrated: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(migrated)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def write(conn: asyncpg.Connection, records: Iterable[UsageRecord]) -> None:
+    await write_batch(conn, list(records))
+
+
+async def user(api: Api) -> tuple[str, dict[str, str]]:
+    tokens = await api.register()
+    return tokens["user"]["id"], api.auth(tokens)
+
+
+async def get_json(client: Client, path: str, headers: dict[str, str], status: int = 200) -> Any:
+    resp = await client.get(path, headers=headers)
+    assert resp.status == status, await resp.text()
+    return await resp.json()
+
+
+def sums(requests: int, errors: int, prompt: int, completion: int, cost: int) -> dict[str, int]:
+    return {"requests": requests, "errors": errors, "prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion, "cost_idr": cost}
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+async def test_summary_sums_the_rollup_by_jakarta_day_provider_and_model(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    bob, _ = await user(api)
+    await write(db, [
+        rec(alice, T0),  # Jakarta 03-01
+        rec(alice, T0 + timedelta(seconds=1), prompt=20, completion=10, cost=200),  # Jakarta 03-02 00:00:00
+        rec(alice, datetime(2024, 3, 3, 2, tzinfo=UTC), provider="anthropic", model="claude-3-5-sonnet",
+            status=500, prompt=0, completion=0, cost=0, error_type="upstream_error"),
+        rec(alice, datetime(2024, 3, 3, 3, tzinfo=UTC), provider="anthropic", model="claude-3-5-sonnet",
+            prompt=100, completion=50, cost=1500),
+        rec(alice, datetime(2024, 3, 5, 10, tzinfo=UTC), model="gpt-4o", prompt=7, completion=3, cost=900),
+        rec(alice, datetime(2024, 3, 6, 10, tzinfo=UTC), cost=5),  # after the range
+        rec(bob, datetime(2024, 3, 3, 3, tzinfo=UTC), provider="qwen", model="bob-only-model", cost=77777),
+    ])
+    body = await get_json(client, "/api/usage/summary?from=2024-03-01&to=2024-03-05", headers)
+    assert body["from"] == "2024-03-01" and body["to"] == "2024-03-05"
+    assert body["totals"] == sums(5, 1, 137, 68, 2700)
+    assert body["by_day"] == [
+        {"date": "2024-03-01", **sums(1, 0, 10, 5, 100)},
+        {"date": "2024-03-02", **sums(1, 0, 20, 10, 200)},
+        {"date": "2024-03-03", **sums(2, 1, 100, 50, 1500)},
+        {"date": "2024-03-04", **sums(0, 0, 0, 0, 0)},
+        {"date": "2024-03-05", **sums(1, 0, 7, 3, 900)},
+    ]
+    assert body["by_provider"] == [{"provider": "openai", **sums(3, 0, 37, 18, 1200)},
+                                   {"provider": "anthropic", **sums(2, 1, 100, 50, 1500)}]
+    assert body["by_model"] == [
+        {"provider": "anthropic", "model": "claude-3-5-sonnet", **sums(2, 1, 100, 50, 1500)},
+        {"provider": "openai", "model": "gpt-4o-mini", **sums(2, 0, 30, 15, 300)},
+        {"provider": "openai", "model": "gpt-4o", **sums(1, 0, 7, 3, 900)},
+    ]
+    assert b"bob-only-model" not in orjson.dumps(body) and b"qwen" not in orjson.dumps(body)
+
+    one_day = await get_json(client, "/api/usage/summary?from=2024-03-02&to=2024-03-02", headers)
+    assert one_day["totals"] == sums(1, 0, 20, 10, 200)
+    assert one_day["by_day"] == [{"date": "2024-03-02", **sums(1, 0, 20, 10, 200)}]
+
+
+async def test_summary_reads_the_rollup_not_the_raw_rows(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    await write(db, [rec(alice, T0, cost=123)])
+    before = await get_json(client, "/api/usage/summary?from=2024-03-01&to=2024-03-01", headers)
+    await db.execute("DELETE FROM proxy_requests WHERE user_id = $1", uuid.UUID(alice))
+    after = await get_json(client, "/api/usage/summary?from=2024-03-01&to=2024-03-01", headers)
+    assert after == before and after["totals"]["cost_idr"] == 123
+
+
+async def test_summary_defaults_to_this_jakarta_month_so_far(client: Client, api: Api) -> None:
+    _, headers = await user(api)
+    body = await get_json(client, "/api/usage/summary", headers)
+    today = jakarta_today()
+    assert (body["from"], body["to"]) == (today.replace(day=1).isoformat(), today.isoformat())
+    assert [d["date"] for d in body["by_day"]] == [date(today.year, today.month, n).isoformat()
+                                                   for n in range(1, today.day + 1)]
+    assert body["totals"] == sums(0, 0, 0, 0, 0) and body["by_provider"] == [] and body["by_model"] == []
+    only_to = await get_json(client, "/api/usage/summary?to=2024-02-10", headers)
+    assert (only_to["from"], only_to["to"], len(only_to["by_day"])) == ("2024-02-01", "2024-02-10", 10)
+
+
+@pytest.mark.parametrize(("query", "param", "code"), [
+    ("from=2024-13-01", "from", "invalid_date"),
+    ("from=2024-02-30", "from", "invalid_date"),
+    ("to=2024/03/01", "to", "invalid_date"),
+    ("to=20240301", "to", "invalid_date"),
+    ("from=yesterday", "from", "invalid_date"),
+    ("from=0001-01-01&to=0001-01-02", "from", "invalid_date"),
+    ("from=2024-03-05&to=2024-03-01", "from", "invalid_range"),
+    ("from=2023-12-31&to=2024-12-31", "to", "range_too_long"),  # 367 days
+])
+async def test_summary_rejects_bad_ranges_naming_the_parameter(
+        client: Client, api: Api, query: str, param: str, code: str) -> None:
+    _, headers = await user(api)
+    body = await get_json(client, f"/api/usage/summary?{query}", headers, status=400)
+    assert body["error"]["type"] == "invalid_request_error"
+    assert (body["error"]["param"], body["error"]["code"]) == (param, code)
+
+
+async def test_summary_accepts_a_whole_leap_year(client: Client, api: Api) -> None:
+    _, headers = await user(api)
+    body = await get_json(client, "/api/usage/summary?from=2024-01-01&to=2024-12-31", headers)
+    assert len(body["by_day"]) == 366
+
+
+@pytest.mark.parametrize("path", ["/api/usage/summary", "/api/usage/requests", "/api/usage/export.csv"])
+async def test_usage_needs_a_signed_in_user(client: Client, path: str) -> None:
+    resp = await client.get(path)
+    assert resp.status == 401
+    assert (await resp.json())["error"]["type"] == "authentication_error"
+
+
+# ------------------------------------------------------------------------------------------------ requests
+
+async def collect(client: Client, query: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(100):
+        suffix = f"&cursor={cursor}" if cursor else ""
+        page = await get_json(client, f"/api/usage/requests?{query}{suffix}", headers)
+        rows.extend(page["data"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+    raise AssertionError("pagination never ended")
+
+
+async def test_requests_pages_newest_first_with_every_row_exactly_once(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    bob, _ = await user(api)
+    same = datetime(2024, 3, 2, 5, tzinfo=UTC)
+    mine = [rec(alice, T0 + timedelta(minutes=i)) for i in range(17)] + [rec(alice, same) for _ in range(6)]
+    await write(db, mine + [rec(bob, T0 + timedelta(minutes=i)) for i in range(5)])
+    expected = await db.fetch("SELECT id::text FROM proxy_requests WHERE user_id = $1 "
+                              "ORDER BY created_at DESC, id DESC", uuid.UUID(alice))
+
+    first = await get_json(client, "/api/usage/requests?limit=5", headers)
+    assert len(first["data"]) == 5 and first["next_cursor"]
+    rows = await collect(client, "limit=5", headers)
+    assert [r["id"] for r in rows] == [r["id"] for r in expected]
+    assert len(rows) == 23 and {r["request_id"] for r in rows} == {r.request_id for r in mine}
+
+    by_request = {r.request_id: r for r in mine}
+    row = rows[0]
+    assert set(row) == {"id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
+                        "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
+                        "latency_ms", "ttfb_ms", "error_type"}
+    src = by_request[row["request_id"]]
+    assert datetime.fromisoformat(row["created_at"]) == src.created_at
+    assert (row["prompt_tokens"], row["total_tokens"], row["cost_idr"], row["stream"], row["ttfb_ms"]) == (
+        10, 15, 100, False, None)
+
+    whole = await get_json(client, "/api/usage/requests", headers)
+    assert len(whole["data"]) == 23 and whole["next_cursor"] is None  # default limit 50
+
+
+async def test_requests_filter_by_day_model_provider_and_status(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    bob, _ = await user(api)
+    await write(db, [
+        rec(alice, T0),  # Jakarta 03-01
+        rec(alice, T0 + timedelta(seconds=1), stream=True),  # Jakarta 03-02
+        rec(alice, T0 + timedelta(hours=1), status=429, error_type="rate_limit_error"),
+        rec(alice, T0 + timedelta(hours=2), provider="anthropic", model="claude-3-5-sonnet", status=502,
+            error_type="upstream_error"),
+        rec(alice, T0 + timedelta(days=1, seconds=1), provider="anthropic", model="claude-3-5-sonnet",
+            estimated=True),  # Jakarta 03-03 00:00:00
+        rec(bob, T0 + timedelta(hours=1), status=429, model="gpt-4o-mini"),
+    ])
+
+    async def statuses(query: str) -> list[int]:
+        return [r["status"] for r in await collect(client, query, headers)]
+
+    assert await statuses("status=error") == [502, 429]
+    assert await statuses("status=ok") == [200, 200, 200]
+    assert await statuses("status=429") == [429]
+    assert await statuses("status=ERROR&provider=anthropic") == [502]
+    assert len(await collect(client, "model=gpt-4o-mini&limit=1", headers)) == 3
+    assert len(await collect(client, "provider=anthropic", headers)) == 2
+    assert await collect(client, "model=nope", headers) == []
+    day1 = await collect(client, "from=2024-03-01&to=2024-03-01", headers)
+    assert [datetime.fromisoformat(r["created_at"]) for r in day1] == [T0]
+    day2 = await collect(client, "from=2024-03-02&to=2024-03-02", headers)
+    assert len(day2) == 3 and any(r["stream"] and r["ttfb_ms"] == 40 for r in day2)
+    later = await collect(client, "from=2024-03-03", headers)
+    assert len(later) == 1 and later[0]["tokens_estimated"] is True
+
+
+@pytest.mark.parametrize(("query", "param"), [
+    ("limit=0", "limit"), ("limit=201", "limit"), ("limit=ten", "limit"), ("limit=-1", "limit"),
+    ("status=teapot", "status"), ("status=99", "status"), ("status=600", "status"),
+    ("cursor=not-a-cursor", "cursor"), ("cursor=WzEsMl0", "cursor"),
+    ("from=2024-03-02&to=2024-03-01", "from"), ("to=March", "to"), ("model=" + "m" * 201, "model"),
+])
+async def test_requests_rejects_bad_parameters(client: Client, api: Api, query: str, param: str) -> None:
+    _, headers = await user(api)
+    body = await get_json(client, f"/api/usage/requests?{query}", headers, status=400)
+    assert body["error"]["param"] == param
+
+
+async def test_requests_limit_200_is_allowed(client: Client, api: Api) -> None:
+    _, headers = await user(api)
+    assert (await get_json(client, "/api/usage/requests?limit=200", headers))["data"] == []
+
+
+async def test_a_page_after_a_cursor_is_an_index_range_scan(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, _ = await user(api)
+    bob, _ = await user(api)
+    await write(db, [rec(alice, T0 + timedelta(seconds=i)) for i in range(3000)])
+    await write(db, [rec(bob, T0 + timedelta(seconds=i)) for i in range(3000)])
+    await db.execute("ANALYZE proxy_requests")
+    f = RequestFilter(uuid.UUID(alice), status=("status < 400", None))
+    sql, args = page_query(f, (T0 + timedelta(seconds=1500), uuid.uuid4()), 51)
+    plan = await db.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
+    node = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    while node["Node Type"] == "Limit":
+        node = node["Plans"][0]
+    assert node["Node Type"] == "Index Scan", node  # no Sort: the index order is the page order
+    assert node["Index Name"] == "proxy_requests_user_time_idx"
+    assert "created_at" in node["Index Cond"] and "user_id" in node["Index Cond"]  # seek, not filter
+
+
+# -------------------------------------------------------------------------------------------------- export
+
+async def test_export_streams_the_callers_rows_as_safe_csv(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    bob, _ = await user(api)
+    bulk = [rec(alice, datetime(2024, 3, 2, 3, tzinfo=UTC) + timedelta(seconds=i)) for i in range(2500)]
+    nasty = [rec(alice, T0 + timedelta(seconds=1), model="=HYPERLINK(\"http://evil\")", error_type="@SUM(1)"),
+             rec(alice, T0 + timedelta(seconds=2), model="+cmd", error_type="-2+3", status=500)]
+    await write(db, [rec(alice, T0), *nasty, *bulk,  # T0 is Jakarta 03-01: outside the range
+                     rec(alice, datetime(2024, 3, 3, 17, tzinfo=UTC)),  # Jakarta 03-04: outside
+                     rec(bob, datetime(2024, 3, 2, 3, tzinfo=UTC), model="bob-only-model")])
+
+    resp = await client.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-03", headers=headers)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/csv")
+    assert resp.headers["Content-Disposition"] == \
+        'attachment; filename="webrana-usage-2024-03-02-2024-03-03.csv"'
+    assert resp.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in resp.headers
+    text = (await resp.read()).decode()
+    assert "bob-only-model" not in text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert tuple(rows[0]) == CSV_FIELDS
+    body = [dict(zip(CSV_FIELDS, r, strict=True)) for r in rows[1:]]
+    assert len(body) == 2502
+    assert [r["request_id"] for r in body] == [r.request_id for r in [*nasty, *bulk]]  # oldest first
+    assert body[0]["model"] == "'=HYPERLINK(\"http://evil\")" and body[0]["error_type"] == "'@SUM(1)"
+    assert body[1]["model"] == "'+cmd" and body[1]["error_type"] == "'-2+3" and body[1]["status"] == "500"
+    assert body[0]["created_at"] == "2024-03-02T00:00:00+07:00"  # Jakarta time, like the file's days
+    assert (body[2]["total_tokens"], body[2]["stream"], body[2]["ttfb_ms"]) == ("15", "false", "")
+
+
+async def test_export_validates_before_streaming(client: Client, api: Api) -> None:
+    _, headers = await user(api)
+    body = await get_json(client, "/api/usage/export.csv?from=2024-01-01&to=2025-06-01", headers, status=400)
+    assert body["error"]["param"] == "to"
+    resp = await client.get("/api/usage/export.csv", headers=headers)
+    today = jakarta_today()
+    assert resp.status == 200
+    assert f"webrana-usage-{today.replace(day=1).isoformat()}-{today.isoformat()}.csv" in \
+        resp.headers["Content-Disposition"]
+    assert (await resp.text()).splitlines() == [",".join(CSV_FIELDS)]
+
+
+# ------------------------------------------------------------------------------------------------ pure parts
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"), ("gpt-4o", "gpt-4o"),
+    (None, ""), (True, "true"), (0, "0"), (1234, "1234"),
+])
+def test_csv_cells_never_start_a_formula(value: object, cell: str) -> None:
+    assert csv_safe(value) == cell
+
+
+def test_cursor_round_trips_to_the_microsecond() -> None:
+    at = datetime(2024, 3, 1, 16, 59, 59, 123456, tzinfo=UTC)
+    row_id = uuid.uuid4()
+    assert decode_cursor(encode_cursor(at, row_id)) == (at, row_id)
+
+
+def b64(value: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("raw", [
+    "", "%%%", "@@@@", b64(None), b64([1]), b64(["a", "b"]), b64([True, uuid.uuid4().hex]), b64([1, "zz"]),
+    b64([10**18, uuid.uuid4().hex]), b64([-(10**18), uuid.uuid4().hex]), b64({"a": 1}),
+])
+def test_a_forged_cursor_is_a_400(raw: str) -> None:
+    with pytest.raises(ValidationFailed) as err:
+        decode_cursor(raw)
+    assert err.value.param == "cursor"

@@ -1,0 +1,370 @@
+"""/api/usage: a user's own usage, for the console and for their scripts (JWT).
+
+- ``GET /api/usage/summary``: totals and per-day / per-provider / per-model sums, read from the daily roll-up
+  ``usage_daily`` only (never the raw rows), so it costs the same with ten rows or ten million.
+- ``GET /api/usage/requests``: the raw rows, newest first, keyset-paginated on
+  ``proxy_requests_user_time_idx (user_id, created_at DESC, id DESC)`` with an opaque cursor.
+- ``GET /api/usage/export.csv``: the raw rows as CSV, streamed from a server-side cursor in chunks.
+
+Days are Asia/Jakarta days (UTC+7, no daylight saving). Every query is bound to the caller's ``user_id``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from webrana_proxy.api.identity import current_user
+from webrana_proxy.errors import ValidationFailed
+from webrana_proxy.jsonio import json_response
+from webrana_proxy.state import POOL
+from webrana_proxy.usage import JAKARTA
+
+log = logging.getLogger("webrana.api.usage")
+routes = web.RouteTableDef()
+
+MAX_RANGE_DAYS = 366  # a year, leap day included: enough for a yearly report, bounded for the per-day list
+MIN_DAY = date(1970, 1, 1)  # older dates are typos; also keeps UTC conversion of day bounds in range
+MAX_DAY = date(9999, 12, 30)  # the day after must still be a valid date (exclusive upper bound)
+DEFAULT_LIMIT = 50  # one console page
+MAX_LIMIT = 200  # bounds one response; scripts page with the cursor or use the CSV export
+MAX_FILTER_LEN = 200  # model and provider names are short; longer is a mistake, not a name
+EXPORT_CHUNK = 1_000  # rows fetched per server-side cursor round trip while streaming the CSV
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+STATUS_RE = re.compile(r"^[1-5]\d{2}$")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_idr")
+REQUEST_FIELDS = ("id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
+                  "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
+                  "latency_ms", "ttfb_ms", "error_type")
+CSV_FIELDS = REQUEST_FIELDS[1:]  # the row's UUID means nothing to a spreadsheet; request_id identifies it
+CSV_INJECTION_LEADS = ("=", "+", "-", "@", "\t", "\r")  # cells a spreadsheet would read as a formula
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+
+@dataclass(frozen=True, slots=True)
+class DayRange:
+    first: date
+    last: date  # inclusive
+
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=i) for i in range((self.last - self.first).days + 1)]
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[start, end) instants of the range: midnight Jakarta of ``first`` to midnight after ``last``."""
+        return (datetime.combine(self.first, time.min, JAKARTA),
+                datetime.combine(self.last + timedelta(days=1), time.min, JAKARTA))
+
+
+def jakarta_today(now: datetime | None = None) -> date:
+    return (now or datetime.now(UTC)).astimezone(JAKARTA).date()
+
+
+def parse_day(value: str, name: str) -> date:
+    """A strict ``YYYY-MM-DD`` day, or a 400 naming the parameter."""
+    try:
+        if not DATE_RE.match(value):
+            raise ValueError
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"'{name}' must be a date as YYYY-MM-DD", param=name,
+                               code="invalid_date") from None
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise ValidationFailed(f"'{name}' must be between {MIN_DAY} and {MAX_DAY}", param=name,
+                               code="invalid_date")
+    return day
+
+
+def _opt_day(query: Mapping[str, str], name: str) -> date | None:
+    value = query.get(name, "").strip()
+    return parse_day(value, name) if value else None
+
+
+def _check_order(first: date | None, last: date | None) -> None:
+    if first is not None and last is not None and first > last:
+        raise ValidationFailed("'from' must not be after 'to'", param="from", code="invalid_range")
+
+
+def parse_range(query: Mapping[str, str], today: date) -> DayRange:
+    """``from``/``to`` for summaries and exports. Missing ``to`` is today (Jakarta); missing ``from`` is the
+    first day of ``to``'s month, so no parameters means this month so far. At most ``MAX_RANGE_DAYS`` days."""
+    first, last = _opt_day(query, "from"), _opt_day(query, "to")
+    last = last or today
+    first = first or last.replace(day=1)
+    _check_order(first, last)
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise ValidationFailed(f"the range covers more than {MAX_RANGE_DAYS} days; ask for a shorter one",
+                               param="to", code="range_too_long")
+    return DayRange(first, last)
+
+
+def parse_open_range(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    """``from``/``to`` for the request log: either side may be open (no default, no length limit, since
+    keyset pages cost the same whatever the range). Returns [start, end) instants."""
+    first, last = _opt_day(query, "from"), _opt_day(query, "to")
+    _check_order(first, last)
+    start = datetime.combine(first, time.min, JAKARTA) if first else None
+    end = datetime.combine(last + timedelta(days=1), time.min, JAKARTA) if last else None
+    return start, end
+
+
+def parse_limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit", "").strip()
+    if not raw:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationFailed(f"'limit' must be a whole number from 1 to {MAX_LIMIT}", param="limit")
+    return int(raw)
+
+
+def parse_status(raw: str) -> tuple[str, int | None] | None:
+    """``200`` (an exact code), ``error`` (>= 400) or ``ok`` (< 400) -> (SQL condition, argument)."""
+    value = raw.strip().lower()
+    if not value:
+        return None
+    if value == "error":
+        return "status >= 400", None
+    if value == "ok":
+        return "status < 400", None
+    if STATUS_RE.match(value):
+        return "status = {}", int(value)
+    raise ValidationFailed("'status' must be an HTTP status code (like 200 or 429), 'ok' or 'error'",
+                           param="status", code="invalid_status")
+
+
+def _filter(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) > MAX_FILTER_LEN:
+        raise ValidationFailed(f"'{name}' must be at most {MAX_FILTER_LEN} characters", param=name)
+    return value
+
+
+# ------------------------------------------------------------------------------------------------- cursor
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    """Opaque position after a row: its (created_at in epoch microseconds, id), base64url."""
+    micros = (created_at - EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(orjson.dumps([micros, row_id.hex])).rstrip(b"=").decode()
+
+
+def decode_cursor(raw: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        micros, hex_id = data
+        if isinstance(micros, bool) or not isinstance(micros, int) or not isinstance(hex_id, str):
+            raise ValueError
+        return EPOCH + timedelta(microseconds=micros), uuid.UUID(hex=hex_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
+        raise ValidationFailed("'cursor' is not a cursor returned by this API", param="cursor",
+                               code="invalid_cursor") from None
+
+
+# ---------------------------------------------------------------------------------------------------- SQL
+
+SUMMARY_SQL = """
+SELECT GROUPING(day, provider, model) AS g, day, provider, model,
+       COALESCE(sum(requests), 0)::bigint AS requests, COALESCE(sum(errors), 0)::bigint AS errors,
+       COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
+       COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
+       COALESCE(sum(total_tokens), 0)::bigint AS total_tokens, COALESCE(sum(cost_idr), 0)::bigint AS cost_idr
+FROM usage_daily
+WHERE user_id = $1 AND day BETWEEN $2 AND $3
+GROUP BY GROUPING SETS ((day), (provider), (provider, model), ())
+"""
+# GROUPING() bits are (day, provider, model), 1 = rolled up.
+G_BY_DAY, G_BY_PROVIDER, G_BY_MODEL, G_TOTAL = 0b011, 0b101, 0b100, 0b111
+
+ROW_COLUMNS = ", ".join(REQUEST_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    user_id: uuid.UUID
+    start: datetime | None = None
+    end: datetime | None = None
+    model: str | None = None
+    provider: str | None = None
+    status: tuple[str, int | None] | None = None
+
+
+def filter_sql(f: RequestFilter, args: list[Any]) -> list[str]:
+    """WHERE conditions for ``f`` (constant SQL text; values appended to ``args`` as $n parameters)."""
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    conds = [f"user_id = {arg(f.user_id)}"]
+    if f.start is not None:
+        conds.append(f"created_at >= {arg(f.start)}")
+    if f.end is not None:
+        conds.append(f"created_at < {arg(f.end)}")
+    if f.model is not None:
+        conds.append(f"model = {arg(f.model)}")
+    if f.provider is not None:
+        conds.append(f"provider = {arg(f.provider)}")
+    if f.status is not None:
+        cond, value = f.status
+        conds.append(cond.format(arg(value)) if value is not None else cond)
+    return conds
+
+
+def page_query(f: RequestFilter, after: tuple[datetime, uuid.UUID] | None,
+               limit: int) -> tuple[str, list[Any]]:
+    """Newest first; the row comparison is an index condition on (user_id, created_at DESC, id DESC)."""
+    args: list[Any] = []
+    conds = filter_sql(f, args)
+    if after is not None:
+        conds.append(f"(created_at, id) < (${len(args) + 1}, ${len(args) + 2})")
+        args.extend(after)
+    args.append(limit)
+    sql = (f"SELECT {ROW_COLUMNS} FROM proxy_requests WHERE {' AND '.join(conds)} "  # noqa: S608 - constant text
+           f"ORDER BY created_at DESC, id DESC LIMIT ${len(args)}")
+    return sql, args
+
+
+def export_query(f: RequestFilter) -> tuple[str, list[Any]]:
+    args: list[Any] = []
+    conds = filter_sql(f, args)
+    sql = (f"SELECT {ROW_COLUMNS} FROM proxy_requests WHERE {' AND '.join(conds)} "  # noqa: S608 - constant text
+           "ORDER BY created_at, id")
+    return sql, args
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+def _metrics(row: Mapping[str, Any] | None) -> dict[str, int]:
+    return {m: int(row[m]) if row is not None else 0 for m in METRICS}
+
+
+def _rank(entry: dict[str, Any]) -> tuple[int, int, str, str]:
+    return (-entry["requests"], -entry["cost_idr"], entry["provider"], entry.get("model", ""))
+
+
+def build_summary(rng: DayRange, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary document from the GROUPING SETS rows. ``by_day`` has every day of the range (zeros where
+    there was no traffic); ``by_provider`` and ``by_model`` are ranked by requests, then cost."""
+    days: dict[date, Mapping[str, Any]] = {}
+    providers: list[dict[str, Any]] = []
+    models: list[dict[str, Any]] = []
+    total: Mapping[str, Any] | None = None
+    for row in rows:
+        g = row["g"]
+        if g == G_BY_DAY:
+            days[row["day"]] = row
+        elif g == G_BY_PROVIDER:
+            providers.append({"provider": row["provider"], **_metrics(row)})
+        elif g == G_BY_MODEL:
+            models.append({"provider": row["provider"], "model": row["model"], **_metrics(row)})
+        elif g == G_TOTAL:
+            total = row
+    return {
+        "from": rng.first.isoformat(),
+        "to": rng.last.isoformat(),
+        "totals": _metrics(total),
+        "by_day": [{"date": d.isoformat(), **_metrics(days.get(d))} for d in rng.days()],
+        "by_provider": sorted(providers, key=_rank),
+        "by_model": sorted(models, key=_rank),
+    }
+
+
+def request_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {name: row[name] for name in REQUEST_FIELDS}
+    out["id"] = str(row["id"])
+    out["created_at"] = row["created_at"].isoformat()
+    return out
+
+
+def csv_safe(value: Any) -> str:
+    """A cell as text; text a spreadsheet would run as a formula gets a leading apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(JAKARTA).isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(CSV_INJECTION_LEADS) else text
+
+
+def csv_chunk(rows: Iterable[Iterable[Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerows([csv_safe(v) for v in row] for row in rows)
+    return buf.getvalue().encode()
+
+
+# ----------------------------------------------------------------------------------------------- handlers
+
+@routes.get("/api/usage/summary")
+async def summary(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    rng = parse_range(request.query, jakarta_today())
+    rows = await request.app[POOL].fetch(SUMMARY_SQL, user.id, rng.first, rng.last)
+    return json_response(build_summary(rng, rows))
+
+
+@routes.get("/api/usage/requests")
+async def list_requests(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    q = request.query
+    start, end = parse_open_range(q)
+    f = RequestFilter(user.id, start, end, _filter(q, "model"), _filter(q, "provider"),
+                      parse_status(q.get("status", "")))
+    raw_cursor = q.get("cursor", "").strip()
+    after = decode_cursor(raw_cursor) if raw_cursor else None
+    limit = parse_limit(q)
+    sql, args = page_query(f, after, limit + 1)
+    rows = await request.app[POOL].fetch(sql, *args)
+    page = rows[:limit]
+    more = len(rows) > limit
+    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+    return json_response({"data": [request_json(r) for r in page], "next_cursor": next_cursor})
+
+
+@routes.get("/api/usage/export.csv")
+async def export_csv(request: web.Request) -> web.StreamResponse:
+    user = await current_user(request)
+    rng = parse_range(request.query, jakarta_today())
+    start, end = rng.bounds()
+    sql, args = export_query(RequestFilter(user.id, start, end))
+    filename = f"webrana-usage-{rng.first.isoformat()}-{rng.last.isoformat()}.csv"
+    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(sql, *args)
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        })
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        # Headers are sent: from here a failure cannot become an error response, only a cut-off body
+        # (chunked encoding never finishes), which clients report as an incomplete download.
+        try:
+            await resp.write(csv_chunk([CSV_FIELDS]))
+            while rows := await cursor.fetch(EXPORT_CHUNK):
+                await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("usage export stopped early", extra={"user_id": str(user.id),
+                                                             "error": type(exc).__name__})
+            if request.transport is not None:
+                request.transport.close()
+            return resp
+    await resp.write_eof()
+    return resp
