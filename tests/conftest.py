@@ -25,8 +25,9 @@ from redis.asyncio import Redis
 from webrana_proxy.migrate import apply_migrations
 from webrana_proxy.settings import Settings
 
-TEST_DATABASE = "webrana_test"
-TEST_REDIS_DB = 9  # a database index of its own, flushed between tests
+# One database and Redis db index per test session, so concurrent sessions on one machine never collide.
+TEST_DATABASE = f"webrana_test_{os.getpid()}"
+TEST_REDIS_DB = 1 + os.getpid() % 15
 TABLES = ("audit_log", "payment_notifications", "invoice_counters", "invoices", "subscriptions", "usage_daily",
           "proxy_requests", "proxy_api_keys", "api_keys", "refresh_tokens", "users")
 PASSWORD = "Sup3rSecret!"
@@ -71,11 +72,12 @@ def base_env(service_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def migrated(service_env: dict[str, str], base_env: dict[str, str]) -> str:
+async def migrated(service_env: dict[str, str], base_env: dict[str, str]) -> AsyncIterator[str]:
     admin = await asyncpg.connect(service_env["DATABASE_URL"])
     try:
-        await admin.execute("DROP DATABASE IF EXISTS webrana_test WITH (FORCE)")
-        await admin.execute("CREATE DATABASE webrana_test")
+        # Identifiers cannot be bind parameters: PostgreSQL's own format(%I) quotes the name.
+        for template in ("DROP DATABASE IF EXISTS %I WITH (FORCE)", "CREATE DATABASE %I"):
+            await admin.execute(await admin.fetchval("SELECT format($1::text, $2::text)", template, TEST_DATABASE))
     finally:
         await admin.close()
     conn = await asyncpg.connect(base_env["DATABASE_URL"])
@@ -83,7 +85,13 @@ async def migrated(service_env: dict[str, str], base_env: dict[str, str]) -> str
         await apply_migrations(conn)
     finally:
         await conn.close()
-    return base_env["DATABASE_URL"]
+    yield base_env["DATABASE_URL"]
+    admin = await asyncpg.connect(service_env["DATABASE_URL"])
+    try:
+        await admin.execute(await admin.fetchval("SELECT format($1::text, $2::text)",
+                                                 "DROP DATABASE IF EXISTS %I WITH (FORCE)", TEST_DATABASE))
+    finally:
+        await admin.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,9 +34,13 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         call.status = err.status
         call.error_type = err.code or err.type
         raise
-    except BaseException:  # cancelled (client gone) or a bug: still one row, never none
-        call.status = call.status if call.status == CLIENT_CLOSED else (CLIENT_CLOSED if not call.status else 500)
-        call.error_type = call.error_type or "client_disconnected"
+    except asyncio.CancelledError:  # the client went away: aiohttp cancelled this handler
+        call.status = CLIENT_CLOSED
+        call.error_type = "client_disconnected"
+        raise
+    except Exception:  # a bug: still one row, never none; the middleware answers 500
+        call.status = 500
+        call.error_type = "internal_error"
         raise
     finally:
         record_call(request.app, call)

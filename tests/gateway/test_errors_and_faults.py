@@ -1,0 +1,197 @@
+"""Every error reaches the SDK as the right exception; faults still give one usage row each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from tests.fakes import scenario
+from tests.fakes.scenario import FakeState
+from tests.gateway.conftest import Account, make_account, sdk, wait_rows
+
+MSG = [{"role": "user", "content": "halo"}]
+
+
+async def test_bad_proxy_key_is_authentication_error(gw: TestClient[web.Request, web.Application]) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(gw, "wbr_nope").chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    with pytest.raises(openai.AuthenticationError, match="wbr_"):
+        await sdk(gw, "sk-not-webrana").chat.completions.create(model="gpt-4o-mini", messages=MSG)
+
+
+async def test_unknown_model_names_the_accepted_forms(gw: TestClient[web.Request, web.Application],
+                                                      account: Account) -> None:
+    with pytest.raises(openai.BadRequestError, match="claude-") as info:
+        await sdk(gw, account.proxy_key).chat.completions.create(model="llama-3", messages=MSG)
+    assert info.value.body["param"] == "model"  # type: ignore[index]
+
+
+async def test_missing_provider_key_says_which_to_add(gw: TestClient[web.Request, web.Application],
+                                                      migrated: str) -> None:
+    acct = await make_account(gw, migrated, providers=("openai",))
+    with pytest.raises(openai.BadRequestError, match="no Anthropic key"):
+        await sdk(gw, acct.proxy_key).chat.completions.create(model="claude-sonnet-4-5", messages=MSG)
+
+
+async def test_unknown_v1_path_is_404(gw: TestClient[web.Request, web.Application], account: Account) -> None:
+    with pytest.raises(openai.NotFoundError):
+        await sdk(gw, account.proxy_key).completions.create(model="gpt-3.5-turbo-instruct", prompt="x")
+
+
+@pytest.mark.parametrize(("provider", "model", "behaviour", "exc", "status"), [
+    ("openai", "gpt-4o-mini", scenario.rate_limited("7"), openai.RateLimitError, 429),
+    ("anthropic", "claude-sonnet-4-5", scenario.http_error(529), openai.InternalServerError, 503),
+    ("google", "gemini-2.5-flash", scenario.http_error(429), openai.RateLimitError, 429),
+    ("qwen", "qwen-plus", scenario.http_error(400, message="bad thing"), openai.BadRequestError, 400),
+    ("openai", "gpt-4o-mini", scenario.http_error(500), openai.InternalServerError, 500),
+    ("anthropic", "claude-sonnet-4-5", scenario.http_error(401), openai.AuthenticationError, 401),
+])
+async def test_upstream_errors_map_to_sdk_exceptions(provider: str, model: str, behaviour: scenario.Behaviour,
+                                                     exc: type[Exception], status: int,
+                                                     gw: TestClient[web.Request, web.Application],
+                                                     account: Account, fake: FakeState, migrated: str) -> None:
+    fake.script(behaviour)
+    with pytest.raises(exc) as info:  # type: ignore[call-overload]
+        await sdk(gw, account.proxy_key).chat.completions.create(model=model, messages=MSG)
+    err = info.value
+    assert isinstance(err, openai.APIStatusError) and err.status_code == status
+    assert err.response.headers.get("x-request-id")
+    if provider == "openai" and status == 429:
+        assert err.response.headers.get("retry-after") == "7"
+    rows = await wait_rows(migrated, 1)
+    assert rows[0]["status"] == status and rows[0]["error_type"]
+
+
+async def test_failover_to_the_next_key_on_429(gw: TestClient[web.Request, web.Application],
+                                               fake: FakeState, migrated: str) -> None:
+    acct = await make_account(gw, migrated, providers=("openai",),
+                              extra_keys={"openai": ["sk-proj-fakeSECONDKEY00000000002"]})
+    fake.rule_for_key("fakeOPENAI", scenario.rate_limited("1"))
+    client = sdk(gw, acct.proxy_key)
+    for _ in range(4):  # whichever key comes first in turn, the answer comes from the healthy one
+        resp = await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert resp.choices[0].message.content == "echo: halo"
+    used = {r.key for r in fake.requests}
+    assert used == {"sk-proj-fakeOPENAI0000000000001", "sk-proj-fakeSECONDKEY00000000002"}
+
+
+async def test_first_byte_timeout_is_a_clear_error(gw: TestClient[web.Request, web.Application],
+                                                   account: Account, fake: FakeState, migrated: str) -> None:
+    fake.script(scenario.stall_first_byte(10))
+    with pytest.raises(openai.APIStatusError, match="did not answer") as info:
+        await sdk(gw, account.proxy_key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert info.value.status_code == 504
+    rows = await wait_rows(migrated, 1)
+    assert rows[0]["error_type"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize(("behaviour", "error_code"), [
+    (scenario.reset_mid_stream(3), "upstream_reset"),
+    (scenario.stall_mid_stream(3, 10), "upstream_idle_timeout"),
+    (scenario.malformed_sse(3), None),
+])
+async def test_mid_stream_faults_end_with_an_in_band_error(behaviour: scenario.Behaviour, error_code: str | None,
+                                                           gw: TestClient[web.Request, web.Application],
+                                                           account: Account, fake: FakeState,
+                                                           migrated: str) -> None:
+    fake.script(behaviour)
+    got: list[str] = []
+    with pytest.raises(openai.APIError):
+        async for chunk in await sdk(gw, account.proxy_key).chat.completions.create(
+                model="gpt-4o-mini", stream=True,
+                messages=[{"role": "user", "content": "one two three four five six seven eight"}]):
+            got += [c.delta.content or "" for c in chunk.choices]
+    assert "".join(got).startswith("echo:")
+    rows = await wait_rows(migrated, 1)
+    assert len(rows) == 1 and rows[0]["tokens_estimated"] is True and rows[0]["completion_tokens"] > 0
+    if error_code:
+        assert rows[0]["error_type"] == error_code
+
+
+async def test_anthropic_in_band_error_is_forwarded(gw: TestClient[web.Request, web.Application],
+                                                    account: Account, fake: FakeState) -> None:
+    fake.script(scenario.inband_error(3, "Overloaded"))
+    with pytest.raises(openai.APIError, match="Overloaded"):
+        async for _ in await sdk(gw, account.proxy_key).chat.completions.create(
+                model="claude-sonnet-4-5", messages=MSG, stream=True):
+            pass
+
+
+async def test_client_disconnect_closes_upstream_fast_and_logs_a_row(
+        gw: TestClient[web.Request, web.Application], account: Account, fake: FakeState, migrated: str) -> None:
+    fake.script(scenario.paced(0.05))
+    resp = await gw.post("/v1/chat/completions", headers={"Authorization": f"Bearer {account.proxy_key}"},
+                         json={"model": "gpt-4o-mini", "stream": True,
+                               "messages": [{"role": "user", "content": " ".join(["kata"] * 200)}]})
+    assert resp.status == 200
+    await resp.content.readline()
+    gone = time.monotonic()
+    resp.close()  # the client goes away mid-stream
+    seen = await fake.wait_for_disconnects(1, timeout=3)
+    assert seen.at - gone < 0.1, f"upstream closed {seen.at - gone:.3f}s after the client left"
+    rows = await wait_rows(migrated, 1)
+    assert rows[0]["status"] == 499 and rows[0]["error_type"] == "client_disconnected"
+    assert rows[0]["tokens_estimated"] is True and rows[0]["prompt_tokens"] > 0
+
+
+async def test_every_call_gets_exactly_one_row(gw: TestClient[web.Request, web.Application], account: Account,
+                                               fake: FakeState, migrated: str) -> None:
+    client = sdk(gw, account.proxy_key)
+    fake.script(scenario.reset_mid_stream(2), scenario.http_error(500))
+    calls = [
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True),  # reset
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG),  # 500
+        client.chat.completions.create(model="claude-sonnet-4-5", messages=MSG),
+        client.chat.completions.create(model="gemini-2.5-flash", messages=MSG),
+        client.chat.completions.create(model="qwen-plus", messages=MSG),
+        client.chat.completions.create(model="nope-model", messages=MSG),  # 400
+        client.embeddings.create(model="text-embedding-3-small", input="x"),
+    ]
+    n = 0
+    for coro in calls:
+        n += 1
+        try:
+            result = await coro
+            if isinstance(result, openai.AsyncStream):
+                async for _ in result:
+                    pass
+        except openai.APIError:
+            pass
+    rows = await wait_rows(migrated, n)
+    assert len(rows) == n
+    assert len({r["request_id"] for r in rows}) == n
+    conn = await asyncpg.connect(migrated)
+    try:
+        daily = await conn.fetchval("SELECT sum(requests) FROM usage_daily")
+        count = await conn.fetchval("SELECT request_count FROM proxy_api_keys")
+    finally:
+        await conn.close()
+    assert daily == n and count == n
+
+
+async def test_oversized_gateway_body_is_413(gw: TestClient[web.Request, web.Application],
+                                             account: Account) -> None:
+    resp = await gw.post("/v1/chat/completions", headers={"Authorization": f"Bearer {account.proxy_key}",
+                                                          "Content-Type": "application/json"},
+                         data=b'{"model": "gpt-4o-mini", "messages": [], "x": "' + b"a" * (11 << 20) + b'"}')
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "request_too_large"
+
+
+async def test_suspended_account_is_permission_denied(gw: TestClient[web.Request, web.Application],
+                                                      account: Account, migrated: str) -> None:
+    conn = await asyncpg.connect(migrated)
+    await conn.execute("UPDATE users SET status = 'suspended' WHERE id = $1::uuid", account.user_id)
+    await conn.close()
+    from webrana_proxy.state import KEYCACHE
+
+    await gw.app[KEYCACHE].invalidate_user(__import__("uuid").UUID(account.user_id))
+    with pytest.raises(openai.PermissionDeniedError):
+        await sdk(gw, account.proxy_key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    await asyncio.sleep(0)
