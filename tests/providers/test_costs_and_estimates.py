@@ -48,10 +48,12 @@ def test_every_default_model_is_in_its_catalogue() -> None:
         assert default in {m.id for m in CATALOGUE[provider]}
 
 
-@given(st.sampled_from(sorted(CATALOGUE)), st.integers(0, 10**8), st.integers(0, 10**8),
-       st.integers(1, 30_000))
+@given(
+    st.sampled_from(sorted(CATALOGUE)), st.integers(0, 10**8), st.integers(0, 10**8), st.integers(1, 30_000)
+)
 def test_cost_is_an_integer_that_never_decreases_with_more_tokens(
-        provider: str, prompt: int, completion: int, rate: int) -> None:
+    provider: str, prompt: int, completion: int, rate: int
+) -> None:
     model = DEFAULT_MODEL[provider]
     base = cost_idr(provider, model, Usage(prompt_tokens=prompt, completion_tokens=completion), rate)
     more = cost_idr(provider, model, Usage(prompt_tokens=prompt + 1000, completion_tokens=completion), rate)
@@ -67,15 +69,24 @@ def test_estimate_tokens() -> None:
 
 
 def test_estimate_prompt_tokens_for_chat_and_embeddings() -> None:
-    chat = {"model": "x", "messages": [
-        {"role": "system", "content": "a" * 40},
-        {"role": "user", "content": [
-            {"type": "text", "text": "b" * 40},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
-        ]},
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-    ]}
+    chat = {
+        "model": "x",
+        "messages": [
+            {"role": "system", "content": "a" * 40},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "b" * 40},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
+        ],
+    }
     assert estimate_prompt_tokens(chat) == estimate_tokens(83) + 3 * 4 + 765
     assert estimate_prompt_tokens({"input": "abcdefgh"}) == 2
     assert estimate_prompt_tokens({"input": ["abcd", "abcdefgh"]}) == 3

@@ -47,10 +47,16 @@ def without_usage_chunk(raw: bytes) -> bytes:
 
 # --- requests ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("pid", ["openai", "qwen"])
 def test_non_stream_body_is_forwarded_untouched_with_unknown_fields(pid: str) -> None:
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "seed": 7,
-            "some_future_field": {"x": [1, 2]}, "logit_bias": {"50256": -100}}
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "seed": 7,
+        "some_future_field": {"x": [1, 2]},
+        "logit_bias": {"50256": -100},
+    }
     req = provider(pid).chat_request(body, "gpt-4o", "sk-test", BASE + "/")
     assert req.method == "POST"
     assert req.url == BASE + "/chat/completions"
@@ -70,12 +76,17 @@ def test_stream_asks_for_usage_and_keeps_other_stream_options() -> None:
     sent = orjson.loads(provider("openai").chat_request(body, "gpt-4o", "k", BASE).body or b"")
     assert sent["stream_options"] == {"future": 1, "include_usage": True}
     assert body["stream_options"] == {"future": 1}
-    plain = orjson.loads(provider("qwen").chat_request(
-        {"model": "qwen-plus", "messages": [], "stream": True}, "qwen-plus", "k", BASE).body or b"")
+    plain = orjson.loads(
+        provider("qwen")
+        .chat_request({"model": "qwen-plus", "messages": [], "stream": True}, "qwen-plus", "k", BASE)
+        .body
+        or b""
+    )
     assert plain["stream_options"] == {"include_usage": True}
 
 
 # --- non-stream answers -----------------------------------------------------------------------------
+
 
 def test_response_bytes_come_back_unchanged_with_usage_read() -> None:
     raw = fixture("openai_response.json")
@@ -93,6 +104,7 @@ def test_unparseable_response_is_still_relayed() -> None:
 
 
 # --- streams ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["openai_stream.sse", "openai_stream_tools.sse", "qwen_stream.sse"])
 def test_stream_relayed_byte_for_byte_when_client_asked_for_usage(name: str) -> None:
@@ -128,26 +140,31 @@ def test_stream_content_and_tools_survive() -> None:
     stream = provider("openai").stream_translator("gpt-4o-mini", include_usage=False)
     got = reassemble(run(stream, [fixture("openai_stream_tools.sse")]))
     assert [(c["name"], orjson.loads(c["arguments"])) for c in got.tool_calls] == [
-        ("get_weather", {"city": "Jakarta"}), ("get_time", {"tz": "Asia/Jakarta"})]
+        ("get_weather", {"city": "Jakarta"}),
+        ("get_time", {"tz": "Asia/Jakarta"}),
+    ]
     assert got.finish_reason == "tool_calls" and got.done
 
 
 def test_completion_chars_estimate_is_close_for_text() -> None:
     raw = fixture("openai_stream.sse")
     stream = provider("openai").stream_translator("gpt-4o-mini", include_usage=True)
-    run(stream, [raw[i:i + 50] for i in range(0, len(raw), 50)])
+    run(stream, [raw[i : i + 50] for i in range(0, len(raw), 50)])
     actual = len(reassemble(raw).content)
     assert abs(stream.completion_chars - actual) <= actual // 2 + 4
 
 
 def test_in_band_error_is_relayed_and_recorded() -> None:
-    raw = (b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
-           b'data: {"error":{"message":"The server had an error","type":"server_error","code":null}}\n\n')
+    raw = (
+        b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+        b'data: {"error":{"message":"The server had an error","type":"server_error","code":null}}\n\n'
+    )
     stream = provider("openai").stream_translator("gpt-4o", include_usage=False)
     out = run(stream, [raw])
     assert out == raw
     assert stream.error == {
-        "error": {"message": "The server had an error", "type": "server_error", "code": None}}
+        "error": {"message": "The server had an error", "type": "server_error", "code": None}
+    }
     assert not stream.done
 
 
@@ -168,10 +185,14 @@ def test_keepalive_comments_pass_through() -> None:
     assert run(stream, [raw]) == raw
 
 
-@given(st.sampled_from(["openai_stream.sse", "openai_stream_tools.sse", "qwen_stream.sse"]),
-       st.booleans(), st.lists(st.integers(0, 4000), max_size=25))
+@given(
+    st.sampled_from(["openai_stream.sse", "openai_stream_tools.sse", "qwen_stream.sse"]),
+    st.booleans(),
+    st.lists(st.integers(0, 4000), max_size=25),
+)
 def test_passthrough_output_is_input_minus_the_stripped_usage_chunk(
-        name: str, include_usage: bool, cuts: list[int]) -> None:
+    name: str, include_usage: bool, cuts: list[int]
+) -> None:
     raw = fixture(name)
     stream = PassthroughStream(include_usage)
     out = run(stream, split_at(raw, cuts))
@@ -196,12 +217,15 @@ def test_passthrough_cost_per_stream_is_small() -> None:
 
 # --- embeddings ---------------------------------------------------------------------------------------
 
+
 def test_openai_embeddings_forwarded_and_answer_untouched() -> None:
     body = {"model": "text-embedding-3-small", "input": ["a", "b"], "encoding_format": "base64"}
     req = provider("openai").embeddings_request(body, "text-embedding-3-small", "sk-x", BASE)
     assert req.url == BASE + "/embeddings" and orjson.loads(req.body or b"") == body
-    raw = b'{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AACAPw=="}],' \
-          b'"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}'
+    raw = (
+        b'{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AACAPw=="}],'
+        b'"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}'
+    )
     result = provider("openai").embeddings_response(raw, "text-embedding-3-small", body)
     assert result.body is raw
     assert result.usage is not None and result.usage.prompt_tokens == 2 and not result.usage_estimated
@@ -211,8 +235,10 @@ def test_qwen_embeddings_asked_as_floats_and_encoded_for_a_base64_client() -> No
     body = {"model": "text-embedding-v3", "input": "halo", "encoding_format": "base64"}
     req = provider("qwen").embeddings_request(body, "text-embedding-v3", "sk-x", BASE)
     assert orjson.loads(req.body or b"")["encoding_format"] == "float"
-    raw = b'{"data":[{"embedding":[0.5,-1.0],"index":0,"object":"embedding"}],"model":"text-embedding-v3",' \
-          b'"object":"list","usage":{"prompt_tokens":1,"total_tokens":1},"id":"e1"}'
+    raw = (
+        b'{"data":[{"embedding":[0.5,-1.0],"index":0,"object":"embedding"}],"model":"text-embedding-v3",'
+        b'"object":"list","usage":{"prompt_tokens":1,"total_tokens":1},"id":"e1"}'
+    )
     result = provider("qwen").embeddings_response(raw, "text-embedding-v3", body)
     encoded = orjson.loads(result.body)["data"][0]["embedding"]
     assert struct.unpack("<2f", base64.b64decode(encoded)) == (0.5, -1.0)
@@ -228,17 +254,20 @@ def test_embeddings_usage_estimated_when_missing() -> None:
 
 # --- errors and key test --------------------------------------------------------------------------------
 
+
 def test_openai_error_keeps_status_type_and_retry_after() -> None:
-    err = provider("openai").upstream_error(429, fixture("openai_error_429.json"),
-                                            {"Retry-After": "3", "x-ratelimit-remaining-requests": "0"})
+    err = provider("openai").upstream_error(
+        429, fixture("openai_error_429.json"), {"Retry-After": "3", "x-ratelimit-remaining-requests": "0"}
+    )
     assert err.status == 429 and err.retryable
     assert err.code == "rate_limit_exceeded" and err.type == "requests"
     assert err.headers == {"Retry-After": "3"}
     assert "Rate limit reached" in err.message
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(400, False), (401, False), (404, False), (500, True),
-                                                   (502, True), (503, True)])
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(400, False), (401, False), (404, False), (500, True), (502, True), (503, True)]
+)
 def test_error_status_kept_and_retryable_only_for_5xx(status: int, retryable: bool) -> None:
     err = provider("qwen").upstream_error(status, b'{"error":{"message":"m","type":"t","code":"c"}}', {})
     assert (err.status, err.retryable) == (status, retryable)

@@ -8,27 +8,30 @@ from webrana_proxy.errors import BadRequest, NotFound
 from webrana_proxy.providers import build_registry
 
 
-@pytest.mark.parametrize(("model", "provider"), [
-    ("gpt-4o-mini", "openai"),
-    ("gpt-5", "openai"),
-    ("chatgpt-4o-latest", "openai"),
-    ("o1", "openai"),
-    ("o1-mini", "openai"),
-    ("o3-mini", "openai"),
-    ("o4-mini", "openai"),
-    ("text-embedding-3-small", "openai"),
-    ("ft:gpt-4o-mini:acme::abc123", "openai"),
-    ("claude-sonnet-4-5", "anthropic"),
-    ("claude-3-5-haiku-latest", "anthropic"),
-    ("gemini-2.5-flash", "google"),
-    ("gemini-embedding-001", "google"),
-    ("text-embedding-004", "google"),
-    ("qwen-plus", "qwen"),
-    ("qwen3-max", "qwen"),
-    ("qwq-plus", "qwen"),
-    ("text-embedding-v3", "qwen"),
-    ("text-embedding-v4", "qwen"),
-])
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [
+        ("gpt-4o-mini", "openai"),
+        ("gpt-5", "openai"),
+        ("chatgpt-4o-latest", "openai"),
+        ("o1", "openai"),
+        ("o1-mini", "openai"),
+        ("o3-mini", "openai"),
+        ("o4-mini", "openai"),
+        ("text-embedding-3-small", "openai"),
+        ("ft:gpt-4o-mini:acme::abc123", "openai"),
+        ("claude-sonnet-4-5", "anthropic"),
+        ("claude-3-5-haiku-latest", "anthropic"),
+        ("gemini-2.5-flash", "google"),
+        ("gemini-embedding-001", "google"),
+        ("text-embedding-004", "google"),
+        ("qwen-plus", "qwen"),
+        ("qwen3-max", "qwen"),
+        ("qwq-plus", "qwen"),
+        ("text-embedding-v3", "qwen"),
+        ("text-embedding-v4", "qwen"),
+    ],
+)
 def test_model_name_picks_the_provider(model: str, provider: str) -> None:
     route = build_registry().route(model)
     assert route.provider.id == provider
@@ -36,15 +39,18 @@ def test_model_name_picks_the_provider(model: str, provider: str) -> None:
     assert route.requested == model
 
 
-@pytest.mark.parametrize(("model", "provider", "upstream"), [
-    ("anthropic/claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5"),
-    ("openai/gpt-4o", "openai", "gpt-4o"),
-    ("google/gemini-2.5-pro", "google", "gemini-2.5-pro"),
-    ("gemini/gemini-2.5-pro", "google", "gemini-2.5-pro"),
-    ("qwen/qwen-max", "qwen", "qwen-max"),
-    ("openai/my-custom-deployment", "openai", "my-custom-deployment"),
-    ("OpenAI/gpt-4o", "openai", "gpt-4o"),
-])
+@pytest.mark.parametrize(
+    ("model", "provider", "upstream"),
+    [
+        ("anthropic/claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5"),
+        ("openai/gpt-4o", "openai", "gpt-4o"),
+        ("google/gemini-2.5-pro", "google", "gemini-2.5-pro"),
+        ("gemini/gemini-2.5-pro", "google", "gemini-2.5-pro"),
+        ("qwen/qwen-max", "qwen", "qwen-max"),
+        ("openai/my-custom-deployment", "openai", "my-custom-deployment"),
+        ("OpenAI/gpt-4o", "openai", "gpt-4o"),
+    ],
+)
 def test_explicit_provider_prefix_is_stripped(model: str, provider: str, upstream: str) -> None:
     route = build_registry().route(model)
     assert (route.provider.id, route.model, route.requested) == (provider, upstream, model)
@@ -83,19 +89,22 @@ def test_every_catalogue_model_routes_to_its_own_provider() -> None:
             assert registry.route(info.id).provider is provider, info.id
 
 
-@pytest.mark.parametrize(("provider", "key", "ok"), [
-    ("openai", "sk-proj-" + "a" * 40, True),
-    ("openai", "sk-" + "a" * 40, True),
-    ("openai", "sk-ant-api03-" + "a" * 40, False),
-    ("openai", "sk-short", False),
-    ("openai", "AIza" + "a" * 35, False),
-    ("anthropic", "sk-ant-api03-" + "a" * 40, True),
-    ("anthropic", "sk-" + "a" * 40, False),
-    ("google", "AIzaSyD-" + "a" * 31, True),
-    ("google", "AIza" + "a" * 10, False),
-    ("qwen", "sk-" + "0123456789abcdef" * 2, True),
-    ("qwen", "sk-ant-" + "a" * 30, False),
-])
+@pytest.mark.parametrize(
+    ("provider", "key", "ok"),
+    [
+        ("openai", "sk-proj-" + "a" * 40, True),
+        ("openai", "sk-" + "a" * 40, True),
+        ("openai", "sk-ant-api03-" + "a" * 40, False),
+        ("openai", "sk-short", False),
+        ("openai", "AIza" + "a" * 35, False),
+        ("anthropic", "sk-ant-api03-" + "a" * 40, True),
+        ("anthropic", "sk-" + "a" * 40, False),
+        ("google", "AIzaSyD-" + "a" * 31, True),
+        ("google", "AIza" + "a" * 10, False),
+        ("qwen", "sk-" + "0123456789abcdef" * 2, True),
+        ("qwen", "sk-ant-" + "a" * 30, False),
+    ],
+)
 def test_key_format_check(provider: str, key: str, ok: bool) -> None:
     registry = build_registry()
     assert registry.get(provider).accepts_key(key) is ok
@@ -105,4 +114,8 @@ def test_key_format_check(provider: str, key: str, ok: bool) -> None:
 def test_embeddings_support_flags() -> None:
     registry = build_registry()
     assert {p.id: p.supports_embeddings for p in registry.all()} == {
-        "openai": True, "anthropic": False, "google": True, "qwen": True}
+        "openai": True,
+        "anthropic": False,
+        "google": True,
+        "qwen": True,
+    }

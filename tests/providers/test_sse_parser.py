@@ -27,8 +27,9 @@ def test_all_three_line_endings_are_understood() -> None:
 
 
 def test_comments_are_skipped_and_event_names_kept() -> None:
-    events = parse_all([b": keep-alive\n\nevent: ping\ndata: {}\n\n",
-                        b':x\nevent:message_stop\ndata:{"a":1}\n\n'])
+    events = parse_all(
+        [b": keep-alive\n\nevent: ping\ndata: {}\n\n", b':x\nevent:message_stop\ndata:{"a":1}\n\n']
+    )
     assert events == [Event(data="{}", event="ping"), Event(data='{"a":1}', event="message_stop")]
 
 
@@ -70,8 +71,9 @@ def test_unterminated_last_event_is_dispatched_on_close() -> None:
 
 
 _line_end = st.sampled_from([b"\n", b"\r\n", b"\r"])
-_text = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
-                max_size=20)
+_text = st.text(
+    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20
+)
 
 
 @st.composite
@@ -95,7 +97,7 @@ def test_same_events_however_the_bytes_are_split(stream: bytes, cuts: list[int])
 
 @given(sse_streams(), st.lists(st.integers(0, 400), max_size=12))
 def test_byte_at_a_time_gives_the_same_events(stream: bytes, cuts: list[int]) -> None:
-    assert parse_all([stream[i:i + 1] for i in range(len(stream))]) == parse_all([stream])
+    assert parse_all([stream[i : i + 1] for i in range(len(stream))]) == parse_all([stream])
 
 
 @given(sse_streams(), st.lists(st.integers(0, 400), max_size=12))
@@ -109,7 +111,7 @@ def test_splitter_returns_whole_events_that_rejoin_to_the_input(stream: bytes, c
     # (the last event id carries over between events, so compare type and data only)
     whole = [(e.event, e.data) for e in parse_all([stream])]
     separately = [(e.event, e.data) for raw in events for e in parse_all([raw])]
-    assert separately == whole[:len(separately)]
+    assert separately == whole[: len(separately)]
 
 
 @given(sse_streams(), st.lists(st.integers(0, 400), max_size=12))
@@ -128,5 +130,5 @@ def test_splitter_joined_form_gives_the_same_events(stream: bytes, cuts: list[in
 def test_splitter_fast_path_on_openai_bytes() -> None:
     splitter = EventSplitter()
     assert splitter.feed(b'data: {"a":1}\n\ndata: {"b"') == [b'data: {"a":1}\n\n']
-    assert splitter.feed(b':2}\n\n') == [b'data: {"b":2}\n\n']
+    assert splitter.feed(b":2}\n\n") == [b'data: {"b":2}\n\n']
     assert splitter.rest() == b""
