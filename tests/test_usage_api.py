@@ -4,6 +4,7 @@ CSV export, always limited to the caller's own rows. Data is written with the re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
@@ -314,6 +316,54 @@ async def test_export_streams_the_callers_rows_as_safe_csv(
     assert body[1]["model"] == "'+cmd" and body[1]["error_type"] == "'-2+3" and body[1]["status"] == "500"
     assert body[0]["created_at"] == "2024-03-02T00:00:00+07:00"  # Jakarta time, like the file's days
     assert (body[2]["total_tokens"], body[2]["stream"], body[2]["ttfb_ms"]) == ("15", "false", "")
+
+
+EXPORT_BACKENDS = """SELECT pid FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
+      AND query LIKE '%FROM proxy_requests WHERE user_id%ORDER BY created_at, id'"""
+
+
+async def many_rows(db: asyncpg.Connection, user_id: str) -> None:
+    """~8 MB of CSV in Jakarta 2024-03-02..03: far more than socket buffers hold, so a download stays open."""
+    start = datetime(2024, 3, 2, 3, tzinfo=UTC)
+    for part in range(6):
+        await write(db, [rec(user_id, start + timedelta(seconds=part * 10_000 + i)) for i in range(10_000)])
+
+
+async def test_an_export_the_client_abandons_releases_its_database_cursor(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    await many_rows(db, alice)
+
+    async def export_in_flight() -> int:
+        return len(await db.fetch(EXPORT_BACKENDS))
+
+    resp = await client.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers)
+    assert resp.status == 200
+    assert (await resp.content.readany()).startswith(b"request_id,")
+    assert await export_in_flight() == 1  # the server-side cursor is open, rows not yet all sent
+    resp.close()  # the client goes away mid-download
+
+    for _ in range(100):
+        if await export_in_flight() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await export_in_flight() == 0
+    assert (await client.get("/api/usage/summary", headers=headers)).status == 200
+
+
+async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_short_file(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    await many_rows(db, alice)
+    resp = await client.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers)
+    assert resp.status == 200
+    assert (await resp.content.readany()).startswith(b"request_id,")
+    [backend] = await db.fetch(EXPORT_BACKENDS)
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", backend["pid"])
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    assert (await client.get("/api/usage/summary", headers=headers)).status == 200
 
 
 async def test_export_validates_before_streaming(client: Client, api: Api) -> None:

@@ -345,26 +345,28 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     start, end = rng.bounds()
     sql, args = export_query(RequestFilter(user.id, start, end))
     filename = f"webrana-usage-{rng.first.isoformat()}-{rng.last.isoformat()}.csv"
-    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
-        cursor = await conn.cursor(sql, *args)
-        resp = web.StreamResponse(headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        })
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        # Headers are sent: from here a failure cannot become an error response, only a cut-off body
-        # (chunked encoding never finishes), which clients report as an incomplete download.
-        try:
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+    })
+    resp.enable_chunked_encoding()
+    try:
+        async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(sql, *args)
+            await resp.prepare(request)
             await resp.write(csv_chunk([CSV_FIELDS]))
             while rows := await cursor.fetch(EXPORT_CHUNK):
                 await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("usage export stopped early", extra={"user_id": str(user.id),
-                                                             "error": type(exc).__name__})
-            if request.transport is not None:
-                request.transport.close()
-            return resp
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if not resp.prepared:
+            raise  # nothing sent yet: the error middleware answers in the usual shape
+        # Headers are out, so the failure can only show as a cut-off body: closing the connection leaves the
+        # chunked encoding unfinished, which clients report as an incomplete download (not a short file).
+        log.warning("usage export stopped early",
+                    extra={"user_id": str(user.id), "error": type(exc).__name__})
+        if request.transport is not None:
+            request.transport.close()
+        return resp
     await resp.write_eof()
     return resp
