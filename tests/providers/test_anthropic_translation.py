@@ -341,7 +341,7 @@ def test_stream_error_event_goes_in_band_and_ends() -> None:
     assert chunks[-1]["error"]["message"] == "Overloaded"
     assert "[DONE]" not in chunks
     assert stream.error is not None and not stream.done
-    assert stream.usage is not None and stream.usage.prompt_tokens == 10
+    assert stream.usage is None  # output never counted: the gateway estimates and marks it
     assert stream.completion_chars == len("Sebentar")
 
 

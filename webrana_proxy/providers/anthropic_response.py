@@ -99,7 +99,10 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
 
 
 class AnthropicStream:
-    """``StreamTranslator``: Anthropic stream events in, OpenAI ``chat.completion.chunk`` events out."""
+    """``StreamTranslator``: Anthropic stream events in, OpenAI ``chat.completion.chunk`` events out.
+
+    ``usage`` is set at ``message_delta`` (which carries the final output count), not before.
+    """
 
     def __init__(self, model: str, include_usage: bool, created: int | None = None) -> None:
         self._parser = SSEParser()
@@ -168,10 +171,9 @@ class AnthropicStream:
                 self.upstream_id = self._writer.id = message["id"]
             if isinstance(message.get("model"), str):
                 self._writer.model = message["model"]
+            # Input usage is exact from here on, but output is only known at message_delta: until then
+            # ``usage`` stays None, so a cut-off stream is billed as an estimate and marked so.
             self._input = usage_of(message.get("usage"))
-            if self._input is not None:
-                self._output_tokens = self._input.completion_tokens
-                self._update_usage()
         return [self._writer.chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, payload: JSON) -> list[bytes]:

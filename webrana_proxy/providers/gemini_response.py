@@ -200,9 +200,12 @@ class GeminiStream:
             self.upstream_id = answer["responseId"]
         if isinstance(answer.get("modelVersion"), str):
             self._writer.model = answer["modelVersion"]
-        got = usage_of(answer.get("usageMetadata"))
-        if got is not None:
-            self.usage, self._reasoning = got
+        meta = answer.get("usageMetadata")
+        # Early events carry only the prompt count; usage counts once output tokens are in it.
+        if isinstance(meta, dict) and ("candidatesTokenCount" in meta or "thoughtsTokenCount" in meta):
+            got = usage_of(meta)
+            if got is not None:
+                self.usage, self._reasoning = got
         out: list[bytes] = []
         candidates = answer.get("candidates")
         for position, candidate in enumerate(candidates if isinstance(candidates, list) else []):
