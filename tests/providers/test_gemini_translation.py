@@ -7,8 +7,8 @@ import struct
 
 import orjson
 import pytest
-from provider_testkit import chunks_of, fixture, reassemble, split_at
 
+from tests.providers.provider_testkit import chunks_of, fixture, reassemble, split_at
 from webrana_proxy.errors import BadRequest
 from webrana_proxy.providers import build_registry
 from webrana_proxy.providers.gemini_request import to_gemini

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from provider_testkit import chunks_of, fixture, reassemble, split_at
 
+from tests.providers.provider_testkit import chunks_of, fixture, reassemble, split_at
 from webrana_proxy.providers import build_registry
 from webrana_proxy.providers.openai_compat import OpenAICompatProvider
 from webrana_proxy.providers.passthrough import PassthroughStream

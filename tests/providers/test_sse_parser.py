@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from provider_testkit import split_at
 
+from tests.providers.provider_testkit import split_at
 from webrana_proxy.sse import Event, EventSplitter, SSEParser
 
 

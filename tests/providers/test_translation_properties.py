@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from provider_testkit import reassemble, split_at
 
+from tests.providers.provider_testkit import reassemble, split_at
 from webrana_proxy.providers import build_registry
 from webrana_proxy.providers.anthropic_request import to_anthropic
 from webrana_proxy.providers.gemini_request import to_gemini
