@@ -9,8 +9,9 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from webrana_proxy import health, metrics
-from webrana_proxy.api import auth, openapi, provider_keys, proxy_keys, usage
+from webrana_proxy import health
+from webrana_proxy.api import admin, auth, billing, openapi, plans, provider_keys, proxy_keys, usage
+from webrana_proxy.billing.deps import billing_ctx
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
@@ -95,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
     app[FALLBACK] = LocalLimiter()
     app[health.SHUTTING_DOWN] = asyncio.Event()
     app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])
-    for module in (gateway, health, metrics, auth, provider_keys, proxy_keys, usage, openapi):
+    app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
+    for module in (gateway, health, auth, provider_keys, proxy_keys, usage, plans, billing, admin,
+                   openapi):
         app.router.add_routes(module.routes)
     return app

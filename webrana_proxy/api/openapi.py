@@ -93,7 +93,10 @@ USAGE_REQUEST_PARAMS = [
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
+    from webrana_proxy.api.billing_openapi import billing_paths  # it builds on the helpers above
+
     return {
+        **billing_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/auth/register": {"post": _op("Create an account", body=CREDENTIALS, ok=201, auth=False,
                                            response=TOKENS_RESPONSE)},

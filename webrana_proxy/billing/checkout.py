@@ -1,0 +1,155 @@
+"""``subscribe``: price the plan choice, issue the numbered invoice and open a Midtrans Snap checkout.
+
+The invoice is written first (its own transaction, under a per-user lock), then Snap is called outside any
+transaction. The Midtrans order id doubles as Midtrans' ``Idempotency-Key``, so a retry of an interrupted
+checkout gets Midtrans' first answer instead of a second transaction. A client ``Idempotency-Key`` maps to
+one invoice per user (a unique index): the same key returns that invoice's checkout.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from webrana_proxy.api.identity import User
+from webrana_proxy.billing import subscriptions
+from webrana_proxy.billing.deps import BillingDeps
+from webrana_proxy.billing.invoices import INVOICE_COLUMNS, PENDING_INVOICE_TTL, insert_invoice
+from webrana_proxy.billing.midtrans import MidtransError, new_order_id
+from webrana_proxy.billing.money import LineItem, build_charge
+from webrana_proxy.billing.plans import Plan
+from webrana_proxy.billing.seller import seller_details
+from webrana_proxy.errors import BadRequest, WebranaError
+
+log = logging.getLogger("webrana.billing")
+
+FINISH_PATH = "/billing/result"  # the console page Snap sends the browser back to
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,100}")  # printable ASCII, no spaces, like Stripe's
+MIN_EXPIRY_MINUTES = 1  # Snap wants a positive duration
+
+
+class IdempotencyConflict(WebranaError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    body: dict[str, Any]
+    replayed: bool
+
+
+def check_idempotency_key(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not IDEMPOTENCY_KEY_RE.fullmatch(raw):
+        raise BadRequest("Idempotency-Key must be 1..100 printable ASCII characters without spaces",
+                         code="invalid_idempotency_key", param="Idempotency-Key")
+    return raw
+
+
+def _answer(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "order_id": row["order_id"],
+        "token": row["snap_token"],
+        "redirect_url": row["redirect_url"],
+        "invoice_id": str(row["id"]),
+        "invoice_number": row["number"],
+        "kind": row["kind"],
+        "plan": row["plan"],
+        "subtotal_idr": row["subtotal_idr"],
+        "ppn_idr": row["ppn_idr"],
+        "total_idr": row["total_idr"],
+        "expires_at": row["expires_at"].isoformat(),
+    }
+
+
+async def _by_key(conn: asyncpg.Connection | asyncpg.Pool, user: User, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE user_id = $1 AND idempotency_key = $2",  # noqa: S608
+        user.id, key)
+
+
+async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: str | None,
+                    now: datetime) -> Checkout:
+    """Start paying for ``plan``. Raises the Midtrans errors (502/503) when Snap cannot be reached."""
+    if idempotency_key is not None:
+        existing = await _by_key(deps.pool, user, idempotency_key)
+        if existing is not None:
+            return await _replay(deps, user, existing)
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", f"billing:{user.id}")
+        existing = await _by_key(conn, user, idempotency_key) if idempotency_key is not None else None
+        row = existing if existing is not None else await _issue(conn, deps, user, plan, idempotency_key, now)
+    if existing is not None:
+        return await _replay(deps, user, row)
+    return Checkout(await _open_snap(deps, user, row, now), replayed=False)
+
+
+async def _issue(conn: asyncpg.Connection, deps: BillingDeps, user: User, plan: Plan,
+                 idempotency_key: str | None, now: datetime) -> asyncpg.Record:
+    running = await subscriptions.running_subscription(conn, user.id, now)
+    quote = subscriptions.quote(subscriptions.running_of(running), plan, now, deps.settings.ppn_percent)
+    sub_id = quote.subscription_id
+    if sub_id is None:
+        sub_id = await subscriptions.create_pending(conn, user.id, plan.id)
+    if quote.schedules_downgrade:
+        await subscriptions.schedule_downgrade(conn, sub_id, plan.id)
+    row = await insert_invoice(
+        conn, user_id=user.id, subscription_id=sub_id, plan=plan.id, kind=quote.kind, charge=quote.charge,
+        order_id=new_order_id(), idempotency_key=idempotency_key, now=now, period_start=quote.period_start,
+        period_end=quote.period_end, buyer={"user_id": str(user.id), "email": user.email},
+        seller=seller_details())
+    if quote.kind == "upgrade" and quote.period_end is not None and quote.period_end < row["expires_at"]:
+        # An upgrade is only worth paying while the period lasts.
+        row = await conn.fetchrow(
+            f"UPDATE invoices SET expires_at = $2 WHERE id = $1 RETURNING {INVOICE_COLUMNS}",  # noqa: S608
+            row["id"], quote.period_end)
+        assert row is not None
+    return row
+
+
+async def _replay(deps: BillingDeps, user: User, row: asyncpg.Record) -> Checkout:
+    if row["snap_token"] is not None:
+        return Checkout(_answer(row), replayed=True)
+    if row["status"] != "pending":
+        raise IdempotencyConflict("the request with this Idempotency-Key failed; retry with a new key")
+    # The first attempt did not get Snap's answer: ask again with the same order id (Midtrans replays).
+    return Checkout(await _open_snap(deps, user, row, row["created_at"]), replayed=True)
+
+
+def _charge_items(row: asyncpg.Record) -> list[Any]:
+    lines = tuple(LineItem(id=line["id"], name=line["name"], price_idr=line["price_idr"],
+                           quantity=line["quantity"]) for line in row["lines"])
+    charge = build_charge(lines, row["ppn_percent"])
+    if charge.total_idr != row["total_idr"]:
+        raise AssertionError("invoice lines do not add up to its total")
+    return list(charge.item_details())
+
+
+async def _open_snap(deps: BillingDeps, user: User, row: asyncpg.Record, issued: datetime) -> dict[str, Any]:
+    minutes = max(MIN_EXPIRY_MINUTES, int((row["expires_at"] - issued).total_seconds() // 60))
+    minutes = min(minutes, int(PENDING_INVOICE_TTL.total_seconds() // 60))
+    try:
+        snap = await deps.midtrans.create_snap_transaction(
+            order_id=row["order_id"], gross_amount=row["total_idr"], item_details=_charge_items(row),
+            customer_email=user.email, finish_url=deps.settings.console_url + FINISH_PATH,
+            expiry_minutes=minutes, idempotency_key=row["order_id"])
+    except MidtransError:
+        log.warning("Midtrans refused a Snap checkout", extra={"order_id": row["order_id"]})
+        async with deps.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE invoices SET status = 'cancelled' WHERE id = $1 AND status = 'pending'", row["id"])
+            await subscriptions.on_abandoned(conn, row)
+        raise
+    updated = await deps.pool.fetchrow(
+        f"""UPDATE invoices SET snap_token = $2, redirect_url = $3 WHERE id = $1
+            RETURNING {INVOICE_COLUMNS}""", row["id"], snap.token, snap.redirect_url)  # noqa: S608
+    assert updated is not None
+    return _answer(updated)

@@ -1,0 +1,121 @@
+"""The billing lifecycle job: one replica at a time (a PostgreSQL advisory lock), every minute.
+
+* Pending invoices past their expiry: ask Midtrans first (a lost notification may hide a payment) and apply
+  its answer; whatever it leaves unsettled becomes expired. Midtrans unreachable: try again next run.
+* Active subscriptions past their period end: start the paid next period (a scheduled downgrade) or expire
+  (the user goes back to Free).
+
+``run_once(app_or_deps, now)`` does one pass and is what tests call; ``running_lifecycle`` loops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from webrana_proxy.billing import subscriptions
+from webrana_proxy.billing.deps import BillingDeps, deps_of
+from webrana_proxy.billing.midtrans import MidtransError, MidtransUnavailable, TransactionStatus
+from webrana_proxy.billing.transitions import apply_status
+
+log = logging.getLogger("webrana.billing.lifecycle")
+
+LIFECYCLE_LOCK_ID = 7_301_202_402  # advisory lock key of this job (next to the migration lock's)
+LIFECYCLE_INTERVAL_SECONDS = 60.0  # periods and invoices are dated to the second; a minute late is fine
+BATCH = 200  # rows per step per run; the rest waits for the next run
+
+
+@dataclass(slots=True)
+class RunReport:
+    ran: bool = True  # False: another replica holds the lock
+    invoices: dict[str, int] = field(default_factory=dict)  # verdict -> count
+    subscriptions: dict[str, int] = field(default_factory=dict)  # rolled | expired -> count
+
+    def count(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+
+async def run_once(app_or_deps: web.Application | BillingDeps, now: datetime | None = None) -> RunReport:
+    deps = deps_of(app_or_deps)
+    now = now or datetime.now(UTC)
+    async with deps.pool.acquire() as lock_conn:
+        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LIFECYCLE_LOCK_ID):
+            return RunReport(ran=False)
+        try:
+            report = RunReport()
+            await _expire_invoices(deps, now, report)
+            await _end_periods(deps, now, report)
+            return report
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", LIFECYCLE_LOCK_ID)
+
+
+async def _expire_invoices(deps: BillingDeps, now: datetime, report: RunReport) -> None:
+    due = await deps.pool.fetch(
+        """SELECT id, order_id FROM invoices WHERE status = 'pending' AND expires_at <= $1
+           ORDER BY expires_at LIMIT $2""", now, BATCH)
+    for invoice in due:
+        status: TransactionStatus | None = None
+        try:
+            status = TransactionStatus.from_body(await deps.midtrans.get_status(invoice["order_id"]))
+        except MidtransUnavailable:
+            report.count(report.invoices, "status_unavailable")
+            continue
+        except MidtransError as exc:
+            if not exc.not_found:  # refused for another reason: leave it for a person to look at
+                log.error("Midtrans refused a status check", extra={"order_id": invoice["order_id"]})
+                report.count(report.invoices, "status_refused")
+                continue
+            # Unknown to Midtrans: nobody ever chose a payment method. Nothing to settle.
+        except ValueError:
+            log.error("Midtrans status answer malformed", extra={"order_id": invoice["order_id"]})
+            report.count(report.invoices, "status_malformed")
+            continue
+        async with deps.pool.acquire() as conn, conn.transaction():
+            outcome = await apply_status(conn, invoice["id"], status, now, expire_if_unsettled=True)
+        if outcome.user_id is not None:
+            await deps.keycache.invalidate_user(outcome.user_id)
+        report.count(report.invoices, outcome.verdict)
+
+
+async def _end_periods(deps: BillingDeps, now: datetime, report: RunReport) -> None:
+    due = await deps.pool.fetch(
+        """SELECT id FROM subscriptions WHERE status = 'active' AND current_period_end <= $1
+           ORDER BY current_period_end LIMIT $2""", now, BATCH)
+    for row in due:
+        async with deps.pool.acquire() as conn, conn.transaction():
+            ended = await subscriptions.end_period(conn, row["id"], now)
+        if ended is not None:
+            await deps.keycache.invalidate_user(ended.user_id)
+            report.count(report.subscriptions, ended.outcome)
+
+
+async def _loop(app: web.Application) -> None:
+    while True:
+        try:
+            report = await run_once(app)
+            if report.invoices or report.subscriptions:
+                log.info("billing lifecycle run", extra={"invoices": report.invoices,
+                                                         "subscriptions": report.subscriptions})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bad run must not stop the job; the next one retries
+            log.exception("billing lifecycle run failed")
+        await asyncio.sleep(LIFECYCLE_INTERVAL_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def running_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_loop(app), name="billing-lifecycle")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,281 @@
+"""Subscriptions: what a plan choice costs (new, renewal, upgrade, downgrade) and what a paid, refunded or
+lapsed invoice does to the subscription and to ``users.plan``.
+
+The model: payments are one-off Snap checkouts (no stored cards), so every period is paid for. A user has
+at most one running subscription (``active`` with ``current_period_end`` in the future).
+
+* No running subscription: a *new* invoice for the full plan; paid -> active for 30 days from payment.
+* Same plan while running: a *renewal*; paid -> the current period is extended by 30 days.
+* A dearer plan while running: an *upgrade* for ``(new - old) * remaining_days / 30`` + PPN; paid -> the
+  plan changes at once, the end date stays.
+* A cheaper plan while running: a downgrade, scheduled for the period end (``scheduled_plan``). Its invoice
+  pays for the next period at the cheaper plan; when the period ends the lifecycle job starts that paid
+  period, or, unpaid, returns the user to Free.
+* Cancel: no renewal; the plan stays until the period ends, then Free.
+
+Every function here runs inside the caller's transaction; the caller invalidates the key cache after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from webrana_proxy.billing.money import (
+    Charge,
+    LineItem,
+    build_charge,
+    div_round_half_up,
+    plan_charge,
+    upgrade_charge,
+)
+from webrana_proxy.billing.plans import PERIOD_DAYS, Plan, get_plan
+
+log = logging.getLogger("webrana.billing")
+
+PERIOD = timedelta(days=PERIOD_DAYS)
+FREE_PLAN = "free"
+SUB_COLUMNS = """id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+    scheduled_plan, created_at, updated_at"""
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The part of a running subscription that pricing needs."""
+
+    id: uuid.UUID
+    plan: str
+    current_period_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What choosing ``plan`` means now: the invoice to issue and, for a downgrade, the schedule."""
+
+    kind: str  # new | renewal | upgrade (a downgrade is a renewal at the cheaper plan, scheduled)
+    plan: Plan
+    charge: Charge
+    subscription_id: uuid.UUID | None  # None: a new subscription row is needed
+    period_start: datetime | None  # known for renewals and upgrades; a new period starts at payment
+    period_end: datetime | None
+    schedules_downgrade: bool = False
+
+
+def quote(running: Running | None, plan: Plan, now: datetime, ppn_percent: int) -> Quote:
+    """Price a choice of ``plan`` (never Free: that is a cancel) given the running subscription, if any."""
+    if plan.price_idr <= 0:
+        raise ValueError("the Free plan is not bought; cancel the subscription instead")
+    if running is None:
+        return Quote("new", plan, plan_charge(plan, ppn_percent), None, None, None)
+    current = get_plan(running.plan)
+    end = running.current_period_end
+    if plan.id == current.id:
+        return Quote("renewal", plan, plan_charge(plan, ppn_percent), running.id, end, end + PERIOD)
+    if plan.price_idr > current.price_idr:
+        days = days_left(now, end)
+        return Quote("upgrade", plan, _upgrade(current, plan, days, ppn_percent), running.id, now, end)
+    return Quote("renewal", plan, plan_charge(plan, ppn_percent), running.id, end, end + PERIOD,
+                 schedules_downgrade=True)
+
+
+def days_left(now: datetime, end: datetime) -> int:
+    """Whole days until ``end``, a started day counting as a full one (a renewed period can exceed 30)."""
+    left = end - now
+    if left <= timedelta(0):
+        return 0
+    whole, rest = divmod(left, timedelta(days=1))
+    return int(whole) + (1 if rest else 0)
+
+
+def _upgrade(old: Plan, new: Plan, days: int, ppn_percent: int) -> Charge:
+    """``(new - old) * days / 30`` + PPN; past 30 days (a renewed period) the same formula, uncapped."""
+    if days <= PERIOD_DAYS:
+        return upgrade_charge(old, new, days, ppn_percent)
+    price = div_round_half_up((new.price_idr - old.price_idr) * days, PERIOD_DAYS)
+    line = LineItem(id=f"upgrade-{new.id}", name=f"Upgrade {old.name} -> {new.name} ({days} hari)",
+                    price_idr=price)
+    return build_charge((line,), ppn_percent)
+
+
+async def running_subscription(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID,
+                               now: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""SELECT {SUB_COLUMNS} FROM subscriptions
+            WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
+            ORDER BY current_period_end DESC LIMIT 1""", user_id, now)  # noqa: S608 - constant columns
+
+
+def running_of(row: asyncpg.Record | None) -> Running | None:
+    if row is None:
+        return None
+    return Running(row["id"], row["plan"], row["current_period_end"])
+
+
+async def create_pending(conn: asyncpg.Connection, user_id: uuid.UUID, plan: str) -> uuid.UUID:
+    sub_id: uuid.UUID = await conn.fetchval(
+        "INSERT INTO subscriptions (user_id, plan, status) VALUES ($1, $2, 'pending') RETURNING id",
+        user_id, plan)
+    return sub_id
+
+
+async def schedule_downgrade(conn: asyncpg.Connection, subscription_id: uuid.UUID, plan: str) -> None:
+    await conn.execute(
+        "UPDATE subscriptions SET scheduled_plan = $2, cancel_at_period_end = false WHERE id = $1",
+        subscription_id, plan)
+
+
+async def cancel(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID,
+                 now: datetime) -> asyncpg.Record | None:
+    """No renewal: the plan stays until the period ends. ``None`` when nothing is running."""
+    return await conn.fetchrow(
+        f"""UPDATE subscriptions SET cancel_at_period_end = true, scheduled_plan = NULL
+            WHERE id = (SELECT id FROM subscriptions
+                        WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
+                        ORDER BY current_period_end DESC LIMIT 1)
+            RETURNING {SUB_COLUMNS}""", user_id, now)  # noqa: S608 - constant columns
+
+
+async def _set_user_plan(conn: asyncpg.Connection, user_id: uuid.UUID, plan: str) -> None:
+    await conn.execute("UPDATE users SET plan = $2 WHERE id = $1 AND plan <> $2", user_id, plan)
+
+
+async def _other_running(conn: asyncpg.Connection, user_id: uuid.UUID, sub_id: uuid.UUID,
+                         now: datetime) -> bool:
+    found = await conn.fetchval(
+        """SELECT 1 FROM subscriptions WHERE user_id = $1 AND id <> $2 AND status = 'active'
+           AND current_period_end > $3 LIMIT 1""", user_id, sub_id, now)
+    return found is not None
+
+
+async def _lock(conn: asyncpg.Connection, sub_id: uuid.UUID | None) -> asyncpg.Record | None:
+    if sub_id is None:
+        return None
+    return await conn.fetchrow(
+        f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = $1 FOR UPDATE", sub_id)  # noqa: S608
+
+
+async def on_paid(conn: asyncpg.Connection, invoice: asyncpg.Record, paid_at: datetime) -> uuid.UUID | None:
+    """Give the buyer what the invoice paid for. Returns the user whose limits changed."""
+    user_id: uuid.UUID = invoice["user_id"]
+    plan: str = invoice["plan"]
+    sub = await _lock(conn, invoice["subscription_id"])
+    if sub is None:  # the row was removed; a paid invoice still earns its period
+        sub_id = await create_pending(conn, user_id, plan)
+        sub = await _lock(conn, sub_id)
+        assert sub is not None
+    running = sub["status"] == "active" and sub["current_period_end"] > paid_at
+    end: datetime = sub["current_period_end"]
+    if invoice["kind"] == "upgrade":
+        if not running:
+            log.error("upgrade paid after its period ended; refund it",
+                      extra={"invoice": invoice["number"], "order_id": invoice["order_id"]})
+            return None
+        await conn.execute("UPDATE subscriptions SET plan = $2, scheduled_plan = NULL WHERE id = $1",
+                           sub["id"], plan)
+        await _set_user_plan(conn, user_id, plan)
+        return user_id
+    if running and plan == sub["plan"]:  # a renewal: the current period grows by 30 days
+        await conn.execute(
+            """UPDATE subscriptions SET current_period_end = $2, cancel_at_period_end = false,
+                   scheduled_plan = NULL WHERE id = $1""", sub["id"], end + PERIOD)
+        await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
+                           invoice["id"], end, end + PERIOD)
+        return user_id
+    if running:  # a paid downgrade: the cheaper period starts when this one ends
+        await conn.execute(
+            "UPDATE subscriptions SET scheduled_plan = $2, cancel_at_period_end = false WHERE id = $1",
+            sub["id"], plan)
+        await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
+                           invoice["id"], end, end + PERIOD)
+        return None
+    # A period that starts now: a new subscription, or one that lapsed before the payment arrived.
+    await conn.execute(
+        """UPDATE subscriptions SET status = 'expired', current_period_end = LEAST(current_period_end, $3)
+           WHERE user_id = $1 AND id <> $2 AND status = 'active'""", user_id, sub["id"], paid_at)
+    await conn.execute(
+        """UPDATE subscriptions SET status = 'active', plan = $2, current_period_start = $3,
+               current_period_end = $4, cancel_at_period_end = false, scheduled_plan = NULL WHERE id = $1""",
+        sub["id"], plan, paid_at, paid_at + PERIOD)
+    await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
+                       invoice["id"], paid_at, paid_at + PERIOD)
+    await _set_user_plan(conn, user_id, plan)
+    return user_id
+
+
+async def on_refunded(conn: asyncpg.Connection, invoice: asyncpg.Record, now: datetime) -> uuid.UUID | None:
+    """The money went back: the service that subscription paid for ends now."""
+    user_id: uuid.UUID = invoice["user_id"]
+    sub = await _lock(conn, invoice["subscription_id"])
+    if sub is None or sub["status"] != "active":
+        return None
+    await conn.execute(
+        """UPDATE subscriptions SET status = 'cancelled', scheduled_plan = NULL,
+               current_period_end = LEAST(current_period_end, $2) WHERE id = $1""", sub["id"], now)
+    if not await _other_running(conn, user_id, sub["id"], now):
+        await _set_user_plan(conn, user_id, FREE_PLAN)
+    return user_id
+
+
+async def on_abandoned(conn: asyncpg.Connection, invoice: asyncpg.Record) -> None:
+    """An invoice expired, was cancelled or denied: a subscription that never started is closed."""
+    sub_id = invoice["subscription_id"]
+    if sub_id is None:
+        return
+    await conn.execute(
+        """UPDATE subscriptions SET status = 'cancelled' WHERE id = $1 AND status = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM invoices WHERE subscription_id = $1 AND status IN ('pending', 'paid')
+                           AND id <> $2)""", sub_id, invoice["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodEnd:
+    outcome: str  # rolled (a paid next period started) | expired (back to Free)
+    user_id: uuid.UUID
+
+
+async def end_period(conn: asyncpg.Connection, sub_id: uuid.UUID, now: datetime) -> PeriodEnd | None:
+    """The period of ``sub_id`` is over: start its paid next period (a scheduled downgrade), or expire it."""
+    sub = await conn.fetchrow(
+        f"""SELECT {SUB_COLUMNS} FROM subscriptions
+            WHERE id = $1 AND status = 'active' AND current_period_end <= $2 FOR UPDATE""",  # noqa: S608
+        sub_id, now)
+    if sub is None:
+        return None
+    user_id: uuid.UUID = sub["user_id"]
+    prepaid = await conn.fetchrow(
+        """SELECT id, plan, period_start, period_end FROM invoices
+           WHERE subscription_id = $1 AND status = 'paid' AND kind = 'renewal' AND period_start >= $2
+           ORDER BY period_start LIMIT 1""", sub["id"], sub["current_period_end"])
+    if prepaid is not None:  # paid for, so it starts even if renewal was cancelled after paying
+        await conn.execute(
+            """UPDATE subscriptions SET plan = $2, current_period_start = $3, current_period_end = $4,
+                   scheduled_plan = NULL WHERE id = $1""",
+            sub["id"], prepaid["plan"], prepaid["period_start"], prepaid["period_end"])
+        await _set_user_plan(conn, user_id, prepaid["plan"])
+        return PeriodEnd("rolled", user_id)
+    await conn.execute("UPDATE subscriptions SET status = 'expired', scheduled_plan = NULL WHERE id = $1",
+                       sub["id"])
+    if not await _other_running(conn, user_id, sub["id"], now):
+        await _set_user_plan(conn, user_id, FREE_PLAN)
+    return PeriodEnd("expired", user_id)
+
+
+def subscription_view(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
+    end: datetime | None = row["current_period_end"]
+    start: datetime | None = row["current_period_start"]
+    return {
+        "id": str(row["id"]),
+        "plan": row["plan"],
+        "plan_name": get_plan(row["plan"]).name,
+        "status": row["status"],
+        "current_period_start": start.isoformat() if start else None,
+        "current_period_end": end.isoformat() if end else None,
+        "days_left": days_left(now, end) if end and row["status"] == "active" else 0,
+        "cancel_at_period_end": row["cancel_at_period_end"],
+        "scheduled_plan": row["scheduled_plan"],
+    }
