@@ -99,7 +99,7 @@ async def clean(migrated: str, base_env: dict[str, str]) -> AsyncIterator[None]:
     """Empty tables and the test Redis db before each test that uses the app."""
     conn = await asyncpg.connect(migrated)
     try:
-        await conn.execute("TRUNCATE " + ", ".join(TABLES) + " CASCADE")  # noqa: S608 - constant table names
+        await conn.execute("TRUNCATE " + ", ".join(TABLES) + " CASCADE")
     finally:
         await conn.close()
     redis = Redis.from_url(base_env["REDIS_URL"])

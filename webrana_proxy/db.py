@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 
 from webrana_proxy.settings import ConfigError
+
+# A connection, whether held directly or borrowed from the pool: what query helpers accept.
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+else:
+    Conn = asyncpg.Connection
 
 POOL_MIN = 2  # keep two warm connections for the API's first requests
 POOL_MAX = 20  # PostgreSQL's default max_connections is 100; leave room for replicas
@@ -34,7 +41,7 @@ async def create_pool(database_url: str, *, min_size: int = POOL_MIN, max_size: 
         pool = await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size,
                                          timeout=CONNECT_TIMEOUT, init=_init_connection,
                                          command_timeout=60)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         reason = str(exc) or type(exc).__name__
         raise ConfigError(f"cannot connect to PostgreSQL at {describe_target(database_url)}: {reason}") from None
     assert pool is not None

@@ -1,13 +1,15 @@
-"""/health (the process is alive) and /health/ready (PostgreSQL and Redis answer; not shutting down)."""
+"""Operations endpoints: /health (the process is alive), /health/ready (PostgreSQL and Redis answer, not
+shutting down) and /metrics (Prometheus text format from this app's own registry)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiohttp import web
+from prometheus_client.exposition import choose_encoder
 
 from webrana_proxy.jsonio import json_response
-from webrana_proxy.state import POOL, REDIS
+from webrana_proxy.state import METRICS, POOL, REDIS
 
 routes = web.RouteTableDef()
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
@@ -45,3 +47,11 @@ async def ready(request: web.Request) -> web.Response:
     body = {"status": "ready" if ok else "not_ready", "postgres": pg, "redis": rd,
             "shutting_down": stopping}
     return json_response(body, status=200 if ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    resp = web.Response(body=encoder(request.app[METRICS].registry))
+    resp.headers["Content-Type"] = content_type
+    return resp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from redis.asyncio import Redis
 
@@ -76,7 +76,7 @@ def jakarta_month(now: float | None = None) -> tuple[str, int]:
 
 def month_start_utc(month: str) -> datetime:
     year, mon = (int(x) for x in month.split("-"))
-    return datetime(year, mon, 1, tzinfo=JAKARTA).astimezone(timezone.utc)
+    return datetime(year, mon, 1, tzinfo=JAKARTA).astimezone(UTC)
 
 
 class Limiter:

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import choose_encoder
-
-from webrana_proxy.state import METRICS
 
 # Buckets from 100 µs to 2 min: the gateway's own time lives at the low end, upstream time at the high end.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-
-routes = web.RouteTableDef()
 
 
 class Metrics:
@@ -42,11 +36,3 @@ class Metrics:
                                             registry=r)
         self.usage_rows_written = Counter("webrana_usage_rows_written", "Usage rows written to PostgreSQL",
                                           registry=r)
-
-
-@routes.get("/metrics")
-async def serve(request: web.Request) -> web.Response:
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    resp = web.Response(body=encoder(request.app[METRICS].registry))
-    resp.headers["Content-Type"] = content_type
-    return resp

@@ -22,6 +22,9 @@ log = logging.getLogger("webrana.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("request_id", str)
+# Set by handlers that stream: once headers are sent, an error can no longer become an error response,
+# so the middleware re-raises and aiohttp closes the connection (the client sees a cut stream, not a lie).
+RESPONSE_STARTED = web.RequestKey("response_started", bool)
 CLIENT_IP = web.RequestKey("client_ip", str)
 UNLIMITED_PATHS = ("/health", "/metrics")  # probes and scrapes come from the platform, not from clients
 GATEWAY_PREFIX = "/v1/"  # the gateway checks the IP limit inside its single Lua call
@@ -59,16 +62,20 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
             rate_headers = await _check_ip(request)
         response = await handler(request)
     except WebranaError as err:
+        if request.get(RESPONSE_STARTED):
+            raise
         return error_response(err, request_id)
     except web.HTTPException as exc:
-        if exc.status < 400:
+        if exc.status < 400 or request.get(RESPONSE_STARTED):
             raise
         return error_response(_from_http_exception(exc), request_id)
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id, "path": path})
-        err = WebranaError(f"internal error; quote request id {request_id} when reporting it",
-                           code="internal_error")
-        return error_response(err, request_id)
+        if request.get(RESPONSE_STARTED):
+            raise
+        internal = WebranaError(f"internal error; quote request id {request_id} when reporting it",
+                                code="internal_error")
+        return error_response(internal, request_id)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
         response.headers.update(rate_headers)

@@ -7,7 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
-import asyncpg
+from webrana_proxy.db import Conn
 
 MIGRATION_LOCK_ID = 7_301_202_401  # arbitrary constant shared by every Webrana process
 
@@ -22,7 +22,7 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-async def apply_migrations(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
+async def apply_migrations(conn: Conn, directory: Path | None = None) -> list[str]:
     """Apply pending migrations; return the names applied now."""
     folder = directory or migrations_dir()
     files = sorted(p for p in folder.glob("*.sql") if p.is_file())

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
 from webrana_proxy.crypto import Keyring
+from webrana_proxy.keycache import KeyCache
 from webrana_proxy.limits import Limiter
+from webrana_proxy.metrics import Metrics
 from webrana_proxy.passwords import Passwords
+from webrana_proxy.providers.registry import Registry
 from webrana_proxy.settings import Settings
 from webrana_proxy.tokens import TokenIssuer
-
-if TYPE_CHECKING:
-    from webrana_proxy.keycache import KeyCache
-    from webrana_proxy.metrics import Metrics
-    from webrana_proxy.providers.registry import Registry
-    from webrana_proxy.usage import UsageWriter
+from webrana_proxy.usage import UsageWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -29,7 +25,7 @@ PASSWORDS = web.AppKey("passwords", Passwords)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 LIMITER = web.AppKey("limiter", Limiter)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-KEYCACHE = web.AppKey("keycache", "KeyCache")
-REGISTRY = web.AppKey("registry", "Registry")
-USAGE = web.AppKey("usage", "UsageWriter")
-METRICS = web.AppKey("metrics", "Metrics")
+KEYCACHE = web.AppKey("keycache", KeyCache)
+REGISTRY = web.AppKey("registry", Registry)
+USAGE = web.AppKey("usage", UsageWriter)
+METRICS = web.AppKey("metrics", Metrics)

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from webrana_proxy.db import Conn
 from webrana_proxy.metrics import Metrics
 
 log = logging.getLogger("webrana.usage")
@@ -79,7 +80,7 @@ def jakarta_day(ts: datetime) -> date:
     return ts.astimezone(JAKARTA).date()
 
 
-async def write_batch(conn: asyncpg.Connection, batch: list[UsageRecord]) -> None:
+async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
     """Write rows, roll-ups and key counters in one transaction (all or nothing)."""
     rollup: dict[tuple[uuid.UUID, date, str, str], list[int]] = {}
     keys: dict[uuid.UUID, tuple[int, datetime]] = {}
@@ -156,7 +157,7 @@ class UsageWriter:
         if self._queue:
             try:
                 await asyncio.wait_for(self._drain(), timeout=10)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError):
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await self._spill(list(self._queue))
                 self._queue.clear()
 
@@ -176,7 +177,7 @@ class UsageWriter:
                 while self._queue:
                     await self._flush_once()
                 delay = FLUSH_INTERVAL
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._metrics.usage_write_failures.inc()
                 log.warning("usage write failed; rows kept for retry",
                             extra={"queued": len(self._queue), "error": type(exc).__name__})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from webrana_proxy.api.identity import User, current_user
+from webrana_proxy.db import Conn
 from webrana_proxy.errors import BadRequest, Forbidden, Unauthorized, ValidationFailed
 from webrana_proxy.jsonio import json_response, read_json, req_email, req_str
 from webrana_proxy.loginguard import LoginGuard
@@ -29,7 +30,7 @@ def _limit(request: web.Request) -> int:
     return settings.api_body_limit
 
 
-async def issue_tokens(request: web.Request, conn: asyncpg.Connection, user: User,
+async def issue_tokens(request: web.Request, conn: Conn, user: User,
                        family_id: uuid.UUID | None = None) -> dict[str, Any]:
     tokens = request.app[TOKENS]
     token_id = uuid.uuid4()
@@ -40,7 +41,7 @@ async def issue_tokens(request: web.Request, conn: asyncpg.Connection, user: Use
         """INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
            VALUES ($1, $2, $3, $4, $5)""",
         token_id, user.id, family, sha256(refresh),
-        datetime.fromtimestamp(now, timezone.utc) + timedelta(seconds=REFRESH_TTL_SECONDS))
+        datetime.fromtimestamp(now, UTC) + timedelta(seconds=REFRESH_TTL_SECONDS))
     return {"access_token": tokens.access_token(user.id, user.role, now), "refresh_token": refresh,
             "token_type": "bearer", "expires_in": ACCESS_TTL_SECONDS, "user": user.public()}
 

@@ -14,7 +14,6 @@ from webrana_proxy.errors import Forbidden, Unauthorized
 from webrana_proxy.state import POOL, TOKENS
 
 
-
 @dataclass(frozen=True, slots=True)
 class User:
     id: uuid.UUID

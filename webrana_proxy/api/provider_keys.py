@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -13,6 +12,7 @@ from aiohttp import web
 from webrana_proxy.api.identity import User, current_user
 from webrana_proxy.billing.plans import cheapest_plan_with, get_plan
 from webrana_proxy.crypto import Sealed, mask_key
+from webrana_proxy.db import Conn
 from webrana_proxy.errors import NotFound, PlanLimitReached, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
 from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS
@@ -28,7 +28,7 @@ def _public(row: asyncpg.Record) -> dict[str, Any]:
             "last_used_at": row["last_used_at"].isoformat() if row["last_used_at"] else None}
 
 
-async def _check_provider_limit(conn: asyncpg.Connection, user: User, provider: str) -> None:
+async def _check_provider_limit(conn: Conn, user: User, provider: str) -> None:
     plan = get_plan(user.plan)
     if plan.max_providers is None:
         return
@@ -114,7 +114,7 @@ async def test_key(request: web.Request) -> web.Response:
                                              data=upstream.body, timeout=KEY_TEST_TIMEOUT) as resp:
             await resp.read()
             status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
                               "detail": f"could not reach {provider.display_name}: {type(exc).__name__}"})
     if status < 300:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from webrana_proxy.api.identity import User, current_user
 from webrana_proxy.billing.plans import cheapest_plan_with, get_plan
+from webrana_proxy.db import Conn
 from webrana_proxy.errors import NotFound, PlanLimitReached
 from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
 from webrana_proxy.state import KEYCACHE, POOL, SETTINGS
@@ -25,7 +26,7 @@ def _public(row: asyncpg.Record) -> dict[str, Any]:
             "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None}
 
 
-async def _check_key_limit(conn: asyncpg.Connection, user: User) -> None:
+async def _check_key_limit(conn: Conn, user: User) -> None:
     plan = get_plan(user.plan)
     if plan.max_proxy_keys is None:
         return

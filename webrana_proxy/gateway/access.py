@@ -41,7 +41,7 @@ def proxy_key_of(request: web.Request) -> str:
 
 async def authenticate(request: web.Request) -> Principal:
     key = proxy_key_of(request)
-    principal = await request.app[KEYCACHE].resolve(sha256(key))
+    principal: Principal | None = await request.app[KEYCACHE].resolve(sha256(key))
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
     if not principal.active:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -64,7 +64,7 @@ def record_call(app: web.Application, call: Call) -> None:
         total_tokens=usage.total_tokens, tokens_estimated=estimated, cost_idr=cost,
         latency_ms=int(elapsed * 1000), ttfb_ms=int(call.ttfb * 1000) if call.ttfb is not None else None,
         upstream_request_id=call.upstream_id, error_type=call.error_type,
-        created_at=datetime.now(timezone.utc)))
+        created_at=datetime.now(UTC)))
     m = app[METRICS]
     m.requests.labels(call.provider, call.model, str(status)).inc()
     m.duration.labels(call.provider).observe(elapsed)

@@ -13,6 +13,7 @@ from aiohttp import web
 from webrana_proxy.errors import UpstreamError, UpstreamTimeout
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
 from webrana_proxy.keycache import ProviderKey
+from webrana_proxy.middleware import RESPONSE_STARTED
 from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator, UpstreamRequest
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
@@ -38,7 +39,7 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, prov
         try:
             resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
                                          timeout=timeout, allow_redirects=False)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
             continue
@@ -53,7 +54,7 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, prov
             return resp
         try:
             raw = await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             raw = b""
         finally:
             resp.release()
@@ -70,7 +71,7 @@ async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Setting
     try:
         async with asyncio.timeout(settings.idle_timeout):
             raw = await resp.read()
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         resp.close()
         raise UpstreamTimeout(f"the provider stopped sending for {settings.idle_timeout:g} s") from None
     except aiohttp.ClientError as exc:
@@ -90,6 +91,7 @@ async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Setting
 async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call: Call, settings: Settings,
                        translator: StreamTranslator, headers: dict[str, str]) -> web.StreamResponse:
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    request[RESPONSE_STARTED] = True
     await out.prepare(request)
     call.status = 200
     content = resp.content
