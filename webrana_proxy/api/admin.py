@@ -100,7 +100,7 @@ async def stats(request: web.Request) -> web.Response:
     assert requests is not None and latency is not None
 
     def ms(value: float | None) -> float | None:
-        return None if value is None else round(float(value), 1)
+        return None if value is None else round(float(value), 2)
 
     return json_response({
         "generated_at": now.isoformat(),
