@@ -157,9 +157,7 @@ def test_tool_choice_mapping(choice: object, expected: dict[str, object]) -> Non
 
 
 def test_tool_choice_dropped_without_tools() -> None:
-    out = to_anthropic(
-        {"messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}, "claude-haiku-4-5"
-    )
+    out = to_anthropic({"messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}, "claude-haiku-4-5")
     assert "tool_choice" not in out
 
 
@@ -172,10 +170,7 @@ def test_max_tokens_default_per_model(model: str, default: int) -> None:
 
 
 def test_negative_temperature_clamped_to_zero() -> None:
-    assert (
-        to_anthropic({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "c")["temperature"]
-        == 0
-    )
+    assert to_anthropic({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "c")["temperature"] == 0
 
 
 @pytest.mark.parametrize(
@@ -203,11 +198,7 @@ def test_negative_temperature_clamped_to_zero() -> None:
             "messages[0].content",
         ),
         (
-            {
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}
-                ]
-            },
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]},
             "messages[0].content[0]",
         ),
         ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "retrieval"}]}, "tools[0]"),
@@ -327,8 +318,7 @@ def test_stream_reassembles_to_the_non_streamed_answer() -> None:
     message = answer["choices"][0]["message"]
     assert got.content == message["content"]
     assert [(c["id"], c["name"], orjson.loads(c["arguments"])) for c in got.tool_calls] == [
-        (c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"]))
-        for c in message["tool_calls"]
+        (c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"])) for c in message["tool_calls"]
     ]
     assert got.finish_reason == answer["choices"][0]["finish_reason"]
     assert got.usage is None and got.done and got.roles == ["assistant"]
@@ -352,12 +342,22 @@ def test_stream_cut_before_message_stop_is_an_in_band_error() -> None:
     assert not stream.done and stream.completion_chars > 40
 
 
-def test_unknown_events_and_garbage_are_tolerated() -> None:
-    raw = (
-        b'event: brand_new\ndata: {"type":"brand_new","x":1}\n\nevent: ping\ndata: not-json\n\n'
-    ) + fixture("anthropic_stream.sse")
+def test_unknown_events_and_pings_are_tolerated() -> None:
+    raw = (b'event: brand_new\ndata: {"type":"brand_new","x":1}\n\nevent: ping\ndata: not-json\n\n') + fixture(
+        "anthropic_stream.sse"
+    )
     _, out = translate(raw, include_usage=False)
     assert reassemble(out).done
+
+
+def test_malformed_event_ends_the_stream_with_an_in_band_error() -> None:
+    raw = fixture("anthropic_stream.sse")
+    cut = raw.index(b"event: content_block_stop")
+    broken = raw[:cut] + b'event: content_block_delta\ndata: {"type": "content_bl\n\n' + raw[cut:]
+    stream, out = translate(broken, include_usage=True)
+    chunks = chunks_of(out)
+    assert chunks[-1]["error"]["code"] == "upstream_malformed"
+    assert "[DONE]" not in chunks and not stream.done
 
 
 # --- errors ----------------------------------------------------------------------------------------------

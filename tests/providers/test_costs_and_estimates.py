@@ -48,9 +48,7 @@ def test_every_default_model_is_in_its_catalogue() -> None:
         assert default in {m.id for m in CATALOGUE[provider]}
 
 
-@given(
-    st.sampled_from(sorted(CATALOGUE)), st.integers(0, 10**8), st.integers(0, 10**8), st.integers(1, 30_000)
-)
+@given(st.sampled_from(sorted(CATALOGUE)), st.integers(0, 10**8), st.integers(0, 10**8), st.integers(1, 30_000))
 def test_cost_is_an_integer_that_never_decreases_with_more_tokens(
     provider: str, prompt: int, completion: int, rate: int
 ) -> None:

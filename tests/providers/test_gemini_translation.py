@@ -141,9 +141,7 @@ def test_tool_choice_modes(choice: str, mode: str) -> None:
 
 
 def test_json_object_format() -> None:
-    out = to_gemini(
-        {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}
-    )
+    out = to_gemini({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})
     assert out["generationConfig"] == {"responseMimeType": "application/json"}
 
 
@@ -210,11 +208,7 @@ def test_response_mapping() -> None:
 )
 def test_finish_reasons(reason: str, finish: str) -> None:
     raw = orjson.dumps(
-        {
-            "candidates": [
-                {"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": reason, "index": 0}
-            ]
-        }
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": reason, "index": 0}]}
     )
     assert orjson.loads(gemini().chat_response(raw, "g").body)["choices"][0]["finish_reason"] == finish
 
@@ -238,9 +232,7 @@ def test_thought_parts_are_not_content() -> None:
 
 
 def test_blocked_prompt_is_content_filter() -> None:
-    raw = orjson.dumps(
-        {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}}
-    )
+    raw = orjson.dumps({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}})
     body = orjson.loads(gemini().chat_response(raw, "g").body)
     assert body["choices"][0]["finish_reason"] == "content_filter"
     assert body["choices"][0]["message"]["content"] is None
@@ -288,8 +280,7 @@ def test_stream_reassembles_to_the_non_streamed_answer() -> None:
     message = orjson.loads(gemini().chat_response(fixture("gemini_response.json"), "g").body)["choices"][0]
     assert got.content == message["message"]["content"]
     assert [(c["name"], orjson.loads(c["arguments"])) for c in got.tool_calls] == [
-        (c["function"]["name"], orjson.loads(c["function"]["arguments"]))
-        for c in message["message"]["tool_calls"]
+        (c["function"]["name"], orjson.loads(c["function"]["arguments"])) for c in message["message"]["tool_calls"]
     ]
     assert got.finish_reason == message["finish_reason"]
     assert got.usage is None and got.done
@@ -303,11 +294,14 @@ def test_stream_without_finish_reason_ends_with_in_band_error() -> None:
     assert not stream.done and stream.completion_chars > 20
 
 
+def test_malformed_event_is_an_in_band_error() -> None:
+    stream, out = translate(b'data: {"candidates": [\r\n\r\n', include_usage=True)
+    assert chunks_of(out)[-1]["error"]["code"] == "upstream_malformed"
+    assert stream.error is not None and not stream.done
+
+
 def test_stream_error_in_band() -> None:
-    raw = (
-        b'data: {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}'
-        b"\r\n\r\n"
-    )
+    raw = b'data: {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}\r\n\r\n'
     stream, out = translate(raw, include_usage=False)
     error = chunks_of(out)[-1]["error"]
     assert error["type"] == "rate_limit_error" and error["code"] == "RESOURCE_EXHAUSTED"

@@ -162,9 +162,7 @@ def test_in_band_error_is_relayed_and_recorded() -> None:
     stream = provider("openai").stream_translator("gpt-4o", include_usage=False)
     out = run(stream, [raw])
     assert out == raw
-    assert stream.error == {
-        "error": {"message": "The server had an error", "type": "server_error", "code": None}
-    }
+    assert stream.error == {"error": {"message": "The server had an error", "type": "server_error", "code": None}}
     assert not stream.done
 
 
@@ -177,6 +175,19 @@ def test_stream_cut_before_done_ends_with_an_in_band_error() -> None:
     assert stream.error is not None
     assert chunks_of(out)[-1]["error"]["code"] == "upstream_stream_truncated"
     assert stream.completion_chars > 0
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_malformed_event_is_replaced_by_an_in_band_error(include_usage: bool) -> None:
+    raw = fixture("openai_stream.sse")
+    events = raw.split(b"\n\n")
+    broken = b"\n\n".join(events[:3]) + b'\n\ndata: {"id": "broken", "choices": [{"delta": {"content": \n\n'
+    stream = provider("openai").stream_translator("gpt-4o", include_usage=include_usage)
+    out = run(stream, [e + b"\n\n" for e in broken.split(b"\n\n") if e])
+    chunks = chunks_of(out)
+    assert chunks[-1]["error"]["code"] == "upstream_malformed"
+    assert len(chunks) == 4 and stream.error is not None and not stream.done
+    assert reassemble(out).content == "Halo!"
 
 
 def test_keepalive_comments_pass_through() -> None:

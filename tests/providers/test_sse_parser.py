@@ -27,9 +27,7 @@ def test_all_three_line_endings_are_understood() -> None:
 
 
 def test_comments_are_skipped_and_event_names_kept() -> None:
-    events = parse_all(
-        [b": keep-alive\n\nevent: ping\ndata: {}\n\n", b':x\nevent:message_stop\ndata:{"a":1}\n\n']
-    )
+    events = parse_all([b": keep-alive\n\nevent: ping\ndata: {}\n\n", b':x\nevent:message_stop\ndata:{"a":1}\n\n'])
     assert events == [Event(data="{}", event="ping"), Event(data='{"a":1}', event="message_stop")]
 
 
@@ -71,9 +69,7 @@ def test_unterminated_last_event_is_dispatched_on_close() -> None:
 
 
 _line_end = st.sampled_from([b"\n", b"\r\n", b"\r"])
-_text = st.text(
-    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20
-)
+_text = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
 
 
 @st.composite

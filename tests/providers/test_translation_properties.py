@@ -144,9 +144,7 @@ def anthropic_answers(draw: st.DrawFn) -> tuple[bytes, bytes, list[int]]:
         if draw(st.booleans()):
             blocks.append({"type": "text", "text": draw(text)})
         else:
-            blocks.append(
-                {"type": "tool_use", "id": f"toolu_{i}", "name": draw(name), "input": draw(arguments)}
-            )
+            blocks.append({"type": "tool_use", "id": f"toolu_{i}", "name": draw(name), "input": draw(arguments)})
     stop = (
         "tool_use"
         if any(b["type"] == "tool_use" for b in blocks)

@@ -139,12 +139,15 @@ class AnthropicStream:
         return out
 
     def _event(self, name: str, data: str) -> list[bytes]:
+        if name == "ping":
+            return []
         try:
             payload: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return []
+            payload = None
         if not isinstance(payload, dict):
-            return []
+            self.error = error_json("Anthropic sent a malformed stream event", "api_error", "upstream_malformed")
+            return [sse(self.error)]
         kind = payload.get("type") if isinstance(payload.get("type"), str) else name
         if kind == "message_start":
             return self._message_start(payload.get("message"))

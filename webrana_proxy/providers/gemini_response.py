@@ -184,11 +184,12 @@ class GeminiStream:
         try:
             answer: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return []
+            answer = None
         if isinstance(answer, list) and answer:
             answer = answer[0]
         if not isinstance(answer, dict):
-            return []
+            self.error = error_json("Gemini sent a malformed stream event", "api_error", "upstream_malformed")
+            return [sse(self.error)]
         err = answer.get("error")
         if isinstance(err, dict):
             status = str(err.get("status") or "")

@@ -109,9 +109,10 @@ class PassthroughStream:
         # Usage, errors and [DONE] are the only events we must read; everything else goes as it is.
         # A region ending in an ordinary chunk (usage null) holds none of them: usage, errors and [DONE]
         # all come last. Otherwise look (inside JSON strings quotes are escaped, so only keys match).
+        # A region not ending in "}" (a cut-off or broken event, a comment) is read too.
         if not region.endswith(b'"usage":null}\n\n') and (
                 b'"usage":{' in region or b'"usage": {' in region or b'{"error"' in region
-                or region.endswith(b"[DONE]\n\n")):
+                or not region.endswith(b"}\n\n")):
             return self._slow(region)
         self._last = region
         size = len(region)
@@ -178,20 +179,25 @@ class PassthroughStream:
                     events[-1] = events[-1][:-2]
         else:
             events = self._split(region)
-        dropped = False
+        changed = False
         kept: list[bytes] = []
         for raw in events:
-            if (self._envelope is not None and b'"usage":{' not in raw and b'"usage": {' not in raw
-                    and b'{"error"' not in raw and b"[DONE]" not in raw):
+            if (self._envelope is not None and raw.endswith(b"}\n\n") and b'"usage":{' not in raw
+                    and b'"usage": {' not in raw and b'{"error"' not in raw):
                 chars = len(raw) - self._envelope
                 if chars > 0:
                     self.completion_chars += chars
                 kept.append(raw)
-            elif self._keep(raw):
-                kept.append(raw)
-            else:
-                dropped = True
-        if not dropped:
+                continue
+            out = self._keep(raw)
+            if out is not raw:
+                changed = True
+            if out is not None:
+                kept.append(out)
+            if self.error is not None:
+                changed = changed or len(kept) < len(events)
+                break  # nothing after an error reaches the client
+        if not changed:
             return [region]
         return [b"".join(kept)] if kept else []
 
@@ -212,34 +218,36 @@ class PassthroughStream:
         parsed = parser.feed(raw) + parser.close()
         return parsed[-1].data if parsed else None
 
-    def _keep(self, raw: bytes) -> bool:
-        """Record what ``raw`` (one whole event) tells us; False when it must not reach the client."""
+    def _keep(self, raw: bytes) -> bytes | None:
+        """Record what ``raw`` (one whole event) tells us and return what the client gets: ``raw`` itself,
+        None (the usage chunk it did not ask for), or an in-band error replacing a malformed event."""
         data = self._data(raw)
         if data is None:
-            return True  # comment or keep-alive
+            return raw  # comment or keep-alive
         if data == "[DONE]":
             self.done = True
-            return True
+            return raw
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return True
+            chunk = None
         if not isinstance(chunk, dict):
-            return True
+            self.error = error_json("the provider sent a malformed stream event", "api_error",
+                                    "upstream_malformed")
+            return sse(self.error)
         if self.upstream_id is None and isinstance(chunk.get("id"), str):
             self.upstream_id = chunk["id"]
         if "error" in chunk and "choices" not in chunk:
             err = chunk["error"]
             self.error = {"error": err} if isinstance(err, dict) else error_json(str(err))
-            return True
+            return raw
         chars, longest = _delta_text(chunk)
         self.completion_chars += chars
         if self._envelope is None and longest:
             self._envelope = max(0, len(raw) - chars)
-
         usage = usage_from(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
             if not self._include_usage and not chunk.get("choices"):
-                return False
-        return True
+                return None
+        return raw
