@@ -13,6 +13,7 @@ from aiohttp import web
 from webrana_proxy.api.identity import User, current_admin
 from webrana_proxy.billing.midtrans import JAKARTA
 from webrana_proxy.billing.plans import PLAN_IDS, get_plan
+from webrana_proxy.db import Conn
 from webrana_proxy.errors import BadRequest, NotFound, ValidationFailed
 from webrana_proxy.jsonio import json_response, opt_int, path_uuid, read_json, req_str
 from webrana_proxy.state import KEYCACHE, POOL, SETTINGS
@@ -49,7 +50,7 @@ def _user_view(row: asyncpg.Record) -> dict[str, Any]:
             "monthly_requests_override": row["monthly_requests_override"]}
 
 
-async def _audit(conn: asyncpg.Connection, actor: User, action: str, target: uuid.UUID | None,
+async def _audit(conn: Conn, actor: User, action: str, target: uuid.UUID | None,
                  details: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO audit_log (actor_id, action, target_user_id, details) VALUES ($1, $2, $3, $4)",
@@ -60,7 +61,7 @@ USER_COLUMNS = """id, email, role, plan, status, created_at, burst_per_minute_ov
     monthly_requests_override"""
 
 
-async def _locked_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record:
+async def _locked_user(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record:
     row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE",  # noqa: S608
                               user_id)
     if row is None:

@@ -24,6 +24,7 @@ from webrana_proxy.billing.midtrans import MidtransError, new_order_id
 from webrana_proxy.billing.money import LineItem, build_charge
 from webrana_proxy.billing.plans import Plan
 from webrana_proxy.billing.seller import seller_details
+from webrana_proxy.db import Conn
 from webrana_proxy.errors import BadRequest, WebranaError
 
 log = logging.getLogger("webrana.billing")
@@ -70,7 +71,7 @@ def _answer(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def _by_key(conn: asyncpg.Connection | asyncpg.Pool, user: User, key: str) -> asyncpg.Record | None:
+async def _by_key(conn: Conn | asyncpg.Pool, user: User, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE user_id = $1 AND idempotency_key = $2",  # noqa: S608
         user.id, key)
@@ -84,7 +85,7 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
         if existing is not None:
             return await _replay(deps, user, existing)
     async with deps.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", f"billing:{user.id}")
+        await subscriptions.lock_user_billing(conn, user.id)
         existing = await _by_key(conn, user, idempotency_key) if idempotency_key is not None else None
         row = existing if existing is not None else await _issue(conn, deps, user, plan, idempotency_key, now)
     if existing is not None:
@@ -92,7 +93,7 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
     return Checkout(await _open_snap(deps, user, row, now), replayed=False)
 
 
-async def _issue(conn: asyncpg.Connection, deps: BillingDeps, user: User, plan: Plan,
+async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
                  idempotency_key: str | None, now: datetime) -> asyncpg.Record:
     running = await subscriptions.running_subscription(conn, user.id, now)
     quote = subscriptions.quote(subscriptions.running_of(running), plan, now, deps.settings.ppn_percent)
@@ -108,10 +109,11 @@ async def _issue(conn: asyncpg.Connection, deps: BillingDeps, user: User, plan: 
         seller=seller_details())
     if quote.kind == "upgrade" and quote.period_end is not None and quote.period_end < row["expires_at"]:
         # An upgrade is only worth paying while the period lasts.
-        row = await conn.fetchrow(
+        shortened = await conn.fetchrow(
             f"UPDATE invoices SET expires_at = $2 WHERE id = $1 RETURNING {INVOICE_COLUMNS}",  # noqa: S608
             row["id"], quote.period_end)
-        assert row is not None
+        assert shortened is not None
+        return shortened
     return row
 
 

@@ -17,6 +17,7 @@ import asyncpg
 from webrana_proxy.billing.midtrans import JAKARTA
 from webrana_proxy.billing.money import Charge
 from webrana_proxy.billing.plans import get_plan
+from webrana_proxy.db import Conn
 
 NUMBER_PREFIX = "WEB"
 NUMBER_DIGITS = 4  # NNNN; a month past 9,999 invoices simply gets a fifth digit
@@ -40,7 +41,7 @@ def format_invoice_number(month: str, sequence: int) -> str:
     return f"{NUMBER_PREFIX}-{month}-{sequence:0{NUMBER_DIGITS}d}"
 
 
-async def next_invoice_number(conn: asyncpg.Connection, now: datetime) -> str:
+async def next_invoice_number(conn: Conn, now: datetime) -> str:
     """The next number of ``now``'s Jakarta month. Call inside the transaction that inserts the invoice."""
     month = jakarta_month(now)
     sequence = await conn.fetchval(
@@ -57,7 +58,7 @@ def charge_lines(charge: Charge) -> list[dict[str, Any]]:
     return lines
 
 
-async def insert_invoice(conn: asyncpg.Connection, *, user_id: uuid.UUID, subscription_id: uuid.UUID | None,
+async def insert_invoice(conn: Conn, *, user_id: uuid.UUID, subscription_id: uuid.UUID | None,
                          plan: str, kind: str, charge: Charge, order_id: str, idempotency_key: str | None,
                          now: datetime, period_start: datetime | None, period_end: datetime | None,
                          buyer: dict[str, Any], seller: dict[str, Any]) -> asyncpg.Record:
@@ -76,7 +77,7 @@ async def insert_invoice(conn: asyncpg.Connection, *, user_id: uuid.UUID, subscr
     return row
 
 
-async def fetch_invoice(conn: asyncpg.Connection | asyncpg.Pool, *, user_id: uuid.UUID,
+async def fetch_invoice(conn: Conn | asyncpg.Pool, *, user_id: uuid.UUID,
                         invoice_id: uuid.UUID | None = None,
                         order_id: str | None = None) -> asyncpg.Record | None:
     """One of ``user_id``'s invoices, by id or by Midtrans order id; ``None`` when it is someone else's."""

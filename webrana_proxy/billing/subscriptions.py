@@ -35,6 +35,7 @@ from webrana_proxy.billing.money import (
     upgrade_charge,
 )
 from webrana_proxy.billing.plans import PERIOD_DAYS, Plan, get_plan
+from webrana_proxy.db import Conn
 
 log = logging.getLogger("webrana.billing")
 
@@ -102,7 +103,7 @@ def _upgrade(old: Plan, new: Plan, days: int, ppn_percent: int) -> Charge:
     return build_charge((line,), ppn_percent)
 
 
-async def running_subscription(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID,
+async def running_subscription(conn: Conn | asyncpg.Pool, user_id: uuid.UUID,
                                now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"""SELECT {SUB_COLUMNS} FROM subscriptions
@@ -116,20 +117,26 @@ def running_of(row: asyncpg.Record | None) -> Running | None:
     return Running(row["id"], row["plan"], row["current_period_end"])
 
 
-async def create_pending(conn: asyncpg.Connection, user_id: uuid.UUID, plan: str) -> uuid.UUID:
+async def lock_user_billing(conn: Conn, user_id: uuid.UUID) -> None:
+    """Serialise every billing change of one user (checkout, payment, refund, period end) in this
+    transaction, so two payments of one user never race or deadlock on each other's subscriptions."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", f"billing:{user_id}")
+
+
+async def create_pending(conn: Conn, user_id: uuid.UUID, plan: str) -> uuid.UUID:
     sub_id: uuid.UUID = await conn.fetchval(
         "INSERT INTO subscriptions (user_id, plan, status) VALUES ($1, $2, 'pending') RETURNING id",
         user_id, plan)
     return sub_id
 
 
-async def schedule_downgrade(conn: asyncpg.Connection, subscription_id: uuid.UUID, plan: str) -> None:
+async def schedule_downgrade(conn: Conn, subscription_id: uuid.UUID, plan: str) -> None:
     await conn.execute(
         "UPDATE subscriptions SET scheduled_plan = $2, cancel_at_period_end = false WHERE id = $1",
         subscription_id, plan)
 
 
-async def cancel(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID,
+async def cancel(conn: Conn | asyncpg.Pool, user_id: uuid.UUID,
                  now: datetime) -> asyncpg.Record | None:
     """No renewal: the plan stays until the period ends. ``None`` when nothing is running."""
     return await conn.fetchrow(
@@ -140,11 +147,11 @@ async def cancel(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID,
             RETURNING {SUB_COLUMNS}""", user_id, now)  # noqa: S608 - constant columns
 
 
-async def _set_user_plan(conn: asyncpg.Connection, user_id: uuid.UUID, plan: str) -> None:
+async def _set_user_plan(conn: Conn, user_id: uuid.UUID, plan: str) -> None:
     await conn.execute("UPDATE users SET plan = $2 WHERE id = $1 AND plan <> $2", user_id, plan)
 
 
-async def _other_running(conn: asyncpg.Connection, user_id: uuid.UUID, sub_id: uuid.UUID,
+async def _other_running(conn: Conn, user_id: uuid.UUID, sub_id: uuid.UUID,
                          now: datetime) -> bool:
     found = await conn.fetchval(
         """SELECT 1 FROM subscriptions WHERE user_id = $1 AND id <> $2 AND status = 'active'
@@ -152,14 +159,14 @@ async def _other_running(conn: asyncpg.Connection, user_id: uuid.UUID, sub_id: u
     return found is not None
 
 
-async def _lock(conn: asyncpg.Connection, sub_id: uuid.UUID | None) -> asyncpg.Record | None:
+async def _lock(conn: Conn, sub_id: uuid.UUID | None) -> asyncpg.Record | None:
     if sub_id is None:
         return None
     return await conn.fetchrow(
         f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = $1 FOR UPDATE", sub_id)  # noqa: S608
 
 
-async def on_paid(conn: asyncpg.Connection, invoice: asyncpg.Record, paid_at: datetime) -> uuid.UUID | None:
+async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> uuid.UUID | None:
     """Give the buyer what the invoice paid for. Returns the user whose limits changed."""
     user_id: uuid.UUID = invoice["user_id"]
     plan: str = invoice["plan"]
@@ -207,7 +214,7 @@ async def on_paid(conn: asyncpg.Connection, invoice: asyncpg.Record, paid_at: da
     return user_id
 
 
-async def on_refunded(conn: asyncpg.Connection, invoice: asyncpg.Record, now: datetime) -> uuid.UUID | None:
+async def on_refunded(conn: Conn, invoice: asyncpg.Record, now: datetime) -> uuid.UUID | None:
     """The money went back: the service that subscription paid for ends now."""
     user_id: uuid.UUID = invoice["user_id"]
     sub = await _lock(conn, invoice["subscription_id"])
@@ -221,7 +228,7 @@ async def on_refunded(conn: asyncpg.Connection, invoice: asyncpg.Record, now: da
     return user_id
 
 
-async def on_abandoned(conn: asyncpg.Connection, invoice: asyncpg.Record) -> None:
+async def on_abandoned(conn: Conn, invoice: asyncpg.Record) -> None:
     """An invoice expired, was cancelled or denied: a subscription that never started is closed."""
     sub_id = invoice["subscription_id"]
     if sub_id is None:
@@ -238,8 +245,12 @@ class PeriodEnd:
     user_id: uuid.UUID
 
 
-async def end_period(conn: asyncpg.Connection, sub_id: uuid.UUID, now: datetime) -> PeriodEnd | None:
+async def end_period(conn: Conn, sub_id: uuid.UUID, now: datetime) -> PeriodEnd | None:
     """The period of ``sub_id`` is over: start its paid next period (a scheduled downgrade), or expire it."""
+    owner = await conn.fetchval("SELECT user_id FROM subscriptions WHERE id = $1", sub_id)
+    if owner is None:
+        return None
+    await lock_user_billing(conn, owner)
     sub = await conn.fetchrow(
         f"""SELECT {SUB_COLUMNS} FROM subscriptions
             WHERE id = $1 AND status = 'active' AND current_period_end <= $2 FOR UPDATE""",  # noqa: S608

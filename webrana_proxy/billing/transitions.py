@@ -7,11 +7,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from webrana_proxy.billing import subscriptions
 from webrana_proxy.billing.invoice_state import InvoiceStatus, next_status
 from webrana_proxy.billing.midtrans import TransactionStatus
+from webrana_proxy.db import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +20,7 @@ class Outcome:
     user_id: uuid.UUID | None = None  # whose plan or limits changed: invalidate after commit
 
 
-async def apply_status(conn: asyncpg.Connection, invoice_id: uuid.UUID, status: TransactionStatus | None,
+async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionStatus | None,
                        now: datetime, *, expire_if_unsettled: bool = False) -> Outcome:
     """Apply Midtrans' answer ``status`` (the truth) to the invoice, inside the caller's transaction.
 
@@ -45,6 +44,7 @@ async def apply_status(conn: asyncpg.Connection, invoice_id: uuid.UUID, status: 
         target = InvoiceStatus.EXPIRED
     if target is None:
         return Outcome(f"no_change:{current.value}", False)
+    await subscriptions.lock_user_billing(conn, invoice["user_id"])
     user_id: uuid.UUID | None = None
     if target is InvoiceStatus.PAID:
         assert status is not None
