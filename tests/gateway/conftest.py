@@ -23,7 +23,7 @@ from webrana_proxy.settings import Settings
 PROVIDER_KEYS = {
     "openai": "sk-proj-fakeOPENAI0000000000001",
     "anthropic": "sk-ant-api03-fakeANTHROPIC000001",
-    "google": "AIzaSyFakeGEMINI00000000000001",
+    "google": "AIzaSyFakeGEMINI00000000000000000000001",
     "qwen": "sk-fakeQWEN000000000000000001",
 }
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "google": "gemini-2.5-flash",

@@ -54,10 +54,11 @@ async def create(request: web.Request) -> web.Response:
     provider = registry.get(provider_id)
     name = req_str(body, "name", max_len=100)
     key = req_str(body, "key", max_len=MAX_KEY_LENGTH, min_len=8)
-    if not key.startswith(provider.key_prefixes) or any(c.isspace() for c in key):
+    if not provider.accepts_key(key):
         raise ValidationFailed(
-            f"this does not look like a {provider.display_name} key (expected it to start with "
-            f"{' or '.join(repr(p) for p in provider.key_prefixes)})", param="key", code="invalid_key_format")
+            f"this does not look like a {provider.display_name} key (it should start with "
+            f"{' or '.join(repr(p) for p in provider.key_prefixes)}; check that you copied all of it)",
+            param="key", code="invalid_key_format")
     key_id = uuid.uuid4()
     sealed = request.app[KEYRING].seal(key, user.id, key_id)
     async with request.app[POOL].acquire() as conn, conn.transaction():

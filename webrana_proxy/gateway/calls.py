@@ -33,6 +33,7 @@ class Call:
     stream: bool = False
     status: int = 0
     usage: Usage | None = None
+    usage_estimated: bool = False  # the provider's own answer carried no usage; the translator estimated it
     body: dict[str, Any] | None = None  # the client's request, kept for estimating prompt tokens
     reached_upstream: bool = False
     completion_chars: int = 0
@@ -46,7 +47,7 @@ def record_call(app: web.Application, call: Call) -> None:
     """Queue the usage row, observe metrics, write the log line. Synchronous and cheap: no I/O."""
     elapsed = time.perf_counter() - call.started
     usage = call.usage
-    estimated = False
+    estimated = call.usage_estimated
     if usage is None:
         usage = Usage()
         if call.reached_upstream:

@@ -83,6 +83,7 @@ async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Setting
     resp.release()
     result = parse(raw)
     call.usage = result.usage
+    call.usage_estimated = result.usage_estimated
     call.upstream_id = result.upstream_id or call.upstream_id
     call.status = 200
     return web.Response(body=result.body, content_type="application/json", headers=headers)
