@@ -1,0 +1,82 @@
+"""Numbers, money and dates the Indonesian way: ``Rp 49.000``, ``1.234``, ``12 Mar 2025 14:05 WIB``.
+
+Pure functions. Money is integer rupiah (the API never sends floats for money). Times are shown in
+Asia/Jakarta (UTC+7, no daylight saving), whatever zone the API wrote them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta, timezone
+
+JAKARTA = timezone(timedelta(hours=7), "WIB")
+
+
+def number(value: int | float | None) -> str:
+    """``1234567`` -> ``1.234.567`` (dot as thousands separator, as written in Indonesia)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return decimal(value, 1)
+    return f"{int(value):,}".replace(",", ".")
+
+
+def decimal(value: float | None, digits: int = 1) -> str:
+    """``1234.5`` -> ``1.234,5`` (comma as decimal separator)."""
+    if value is None:
+        return "-"
+    text = f"{value:,.{digits}f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def rupiah(value: int | None) -> str:
+    """``49000`` -> ``Rp 49.000``; ``-500`` -> ``-Rp 500``."""
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    return f"{sign}Rp {number(abs(int(value)))}"
+
+
+def percent(part: int, whole: int) -> int:
+    """Whole percent of ``part`` in ``whole`` (0 when there is no whole), capped at 100 for bars."""
+    if whole <= 0:
+        return 0
+    return min(100, (part * 100) // whole)
+
+
+def to_jakarta(value: str | datetime) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(JAKARTA)
+
+
+def format_datetime(value: str | datetime | None, months: Sequence[str]) -> str:
+    """``2025-03-12T07:05:00Z`` -> ``12 Mar 2025 14:05 WIB``."""
+    if value is None or value == "":
+        return "-"
+    m = to_jakarta(value)
+    return f"{m.day} {months[m.month - 1]} {m.year} {m.hour:02d}:{m.minute:02d} WIB"
+
+
+def format_date(value: str | date | datetime | None, months: Sequence[str]) -> str:
+    """A day: ``2025-03-12`` -> ``12 Mar 2025``; instants are converted to Jakarta first."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, datetime) or (isinstance(value, str) and "T" in value):
+        day: date = to_jakarta(value).date()
+    elif isinstance(value, str):
+        day = date.fromisoformat(value)
+    else:
+        day = value
+    return f"{day.day} {months[day.month - 1]} {day.year}"
+
+
+def short_day(value: str | date, months: Sequence[str]) -> str:
+    """``2025-03-12`` -> ``12 Mar`` (chart axis labels)."""
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return f"{day.day} {months[day.month - 1]}"
+
+
+def jakarta_today(now: datetime | None = None) -> date:
+    return (now or datetime.now(UTC)).astimezone(JAKARTA).date()
