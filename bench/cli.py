@@ -1,0 +1,66 @@
+"""``python -m bench`` (``make bench``) and its modes. Results go to ``bench/results/`` (git-ignored)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+DEFAULT_DURATION = 5.0  # seconds per scenario: ~14 scenarios plus warm-ups stay well under four minutes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description="Measure what the Webrana gateway adds.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--usage-rows", action="store_true",
+                      help="usage logging throughput: rows/s into PostgreSQL through UsageWriter")
+    mode.add_argument("--big-table", action="store_true",
+                      help="10 million proxy_requests rows; EXPLAIN ANALYZE of the dashboard's usage queries")
+    mode.add_argument("--profile", action="store_true",
+                      help="py-spy the gateway under load and list the top costs per call")
+    p.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="seconds per scenario (default 5)")
+    p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
+    p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 scaling scenarios")
+    p.add_argument("--rows", type=int, default=10_000_000, help="--big-table: rows to generate (default 10M)")
+    p.add_argument("--rate", type=int, default=6_000, help="--usage-rows: rows/s offered (default 6000)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    if args.usage_rows:
+        from bench.usage_rows import run_usage_rows
+
+        code = run_usage_rows(rate=args.rate, duration=max(args.duration, 5.0))
+    elif args.big_table:
+        from bench.big_table import run_big_table
+
+        code = run_big_table(rows=args.rows)
+    elif args.profile:
+        from bench.profile import run_profile
+
+        code = run_profile(duration=max(args.duration, 8.0), python_load=args.python_load)
+    else:
+        code = _overhead(args)
+    print(f"bench: done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return code
+
+
+def _overhead(args: argparse.Namespace) -> int:
+    from bench import report
+    from bench.harness import RESULTS
+    from bench.overhead import run
+
+    doc = run(duration=args.duration, python_load=args.python_load, workers2=not args.no_workers2)
+    print()
+    print(report.table(doc))
+    stamp = doc["date"].replace(":", "").replace("-", "")[:15]
+    json_path = RESULTS / f"bench-{stamp}.json"
+    report.write_json(doc, json_path)
+    report.write_json(doc, RESULTS / "latest.json")
+    png = RESULTS / "latest.png"
+    why_not = report.chart(doc, png)
+    print(f"\nJSON: {json_path.relative_to(RESULTS.parent.parent)} (and bench/results/latest.json)")
+    print(f"chart: {why_not}" if why_not else f"chart: {png.relative_to(RESULTS.parent.parent)}")
+    return 0 if doc["failures_total"] == 0 and doc["usage_logging"]["every_call_logged"] else 1

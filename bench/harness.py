@@ -1,0 +1,170 @@
+"""One bench session: services, fakes, the gateway, the account, the load tool and core pinning, in one place.
+
+    with session(opts) as h:
+        gw = h.gateway(workers=1)
+        result = h.load(h.gateway_url(gw), h.json_body, h.gateway_headers, h.json_check, concurrency=64)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from bench import loadgen, stack
+from bench.loadgen import Check, LoadResult
+from bench.procstat import pin, usable_cores
+
+RESULTS = stack.ROOT / "bench" / "results"
+BENCH_DATABASE = "webrana_bench"  # the bench's own database next to the dev one (usage rows are truncated)
+PACED_CHUNK_DELAY = 0.005  # seconds between events of the paced stream: TTFT stands apart from the whole stream
+PROMPT = "say these sixteen words back to me one at a time so the stream has twenty events"  # 16 words
+JSON_MODEL = "gpt-4o-mini"  # routes to openai: the instant fake
+PACED_MODEL = "qwen-plus"  # routes to qwen: the paced fake (time to first token)
+
+
+def chat_body(model: str, stream: bool) -> bytes:
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}  # what the gateway asks upstream for anyway
+    return orjson.dumps(body)
+
+
+@dataclass
+class Pinning:
+    gateway: set[int] | None
+    load: int | None  # load generator, fakes, Redis and this driver
+
+    def describe(self) -> str:
+        if self.gateway is None:
+            return "not pinned (fewer than 2 usable cores or affinity not allowed)"
+        return (f"gateway on core(s) {sorted(self.gateway)}; load generator, fake upstreams, Redis and the driver "
+                f"on core {self.load}; PostgreSQL unpinned (may be shared with other devstack users)")
+
+
+@dataclass
+class Harness:
+    env: dict[str, str]
+    database_url: str
+    instant: stack.Proc
+    paced: stack.Proc
+    account: stack.Account
+    pinning: Pinning
+    wrk: str | None
+    duration: float
+    logs: Path
+    procs: list[stack.Proc] = field(default_factory=list)
+
+    @property
+    def tool(self) -> str:
+        return loadgen.wrk_version(self.wrk) if self.wrk else "python (aiohttp, multi-process)"
+
+    @property
+    def json_body(self) -> bytes:
+        return chat_body(JSON_MODEL, stream=False)
+
+    @property
+    def stream_body(self) -> bytes:
+        return chat_body(JSON_MODEL, stream=True)
+
+    @property
+    def paced_body(self) -> bytes:
+        return chat_body(PACED_MODEL, stream=True)
+
+    @property
+    def direct_url(self) -> str:
+        return f"http://127.0.0.1:{self.instant.port}/openai/v1/chat/completions"
+
+    @property
+    def direct_paced_url(self) -> str:
+        return f"http://127.0.0.1:{self.paced.port}/qwen/compatible-mode/v1/chat/completions"
+
+    @property
+    def direct_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.account.provider_key}", "Content-Type": "application/json"}
+
+    @property
+    def gateway_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.account.proxy_key}", "Content-Type": "application/json"}
+
+    @staticmethod
+    def gateway_url(gw: stack.Proc) -> str:
+        return f"http://127.0.0.1:{gw.port}/v1/chat/completions"
+
+    def gateway(self, workers: int) -> stack.Proc:
+        env = stack.gateway_env(self.env, port=stack.free_port(), instant=self.instant, paced=self.paced,
+                                spill=RESULTS / "spill")
+        cores = self.pinning.gateway if workers == 1 else None  # more workers: every core (the machine is small)
+        gw = stack.start_gateway(env, workers=workers, cores=cores, logs=self.logs)
+        self.procs.append(gw)
+        return gw
+
+    def load(self, url: str, body: bytes, headers: dict[str, str], check: Check, *, concurrency: int,
+             duration: float | None = None) -> LoadResult:
+        seconds = duration if duration is not None else self.duration
+        if self.wrk:
+            return loadgen.run_wrk(self.wrk, url, body, headers, check, concurrency=concurrency, duration=seconds,
+                                   script_dir=self.logs, core=self.pinning.load)
+        return loadgen.run_python(url, body, headers, check, concurrency=concurrency, duration=seconds,
+                                  core=self.pinning.load)
+
+    def check_for(self, url: str, body: bytes, headers: dict[str, str]) -> Check:
+        """Learn the answer's shape from one call (and fail loudly if even that call is wrong)."""
+        status, raw = asyncio.run(loadgen.probe(url, body, headers))
+        stream = b'"stream":true' in body
+        if status != 200:
+            raise RuntimeError(f"probe of {url} answered {status}: {raw[:300]!r}")
+        check = Check(stream=stream, stream_events=raw.count(b"data: ") if stream else 0)
+        if not loadgen.body_ok(check, status, raw):
+            raise RuntimeError(f"probe of {url} gave an unexpected body: {raw[:300]!r}")
+        return check
+
+
+def choose_pinning() -> Pinning:
+    cores = usable_cores()
+    if len(cores) < 2 or not pin(0, set(cores)):
+        return Pinning(None, None)
+    return Pinning({cores[0]}, cores[-1])
+
+
+@contextlib.contextmanager
+def session(*, duration: float, python_load: bool = False) -> Iterator[Harness]:
+    sys.path.insert(0, str(stack.ROOT))
+    import devstack  # the repository's dev tooling (not part of the package)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    logs = RESULTS / "logs"
+    logs.mkdir(exist_ok=True)
+    pinning = choose_pinning()
+    if pinning.load is not None:
+        pin(0, {pinning.load})  # this driver, and what it starts from now on, stays off the gateway's core
+    wrk = None if python_load else loadgen.wrk_path()
+    with devstack.services(database=BENCH_DATABASE) as base:
+        env = {**base, "PYTHONPATH": os.pathsep.join(p for p in (str(stack.ROOT), base.get("PYTHONPATH", "")) if p)}
+        stack.migrate(env)
+        asyncio.run(stack.truncate_usage(env["DATABASE_URL"]))
+        procs: list[stack.Proc] = []
+        with stack.running(procs):
+            core = {pinning.load} if pinning.load is not None else None
+            instant = stack.start_fake("fake-instant", env, chunk_delay=0.0, cores=core, logs=logs)
+            procs.append(instant)
+            paced = stack.start_fake("fake-paced", env, chunk_delay=PACED_CHUNK_DELAY, cores=core, logs=logs)
+            procs.append(paced)
+            # The account is made through a throwaway gateway's API, so both measured gateways start cold alike.
+            setup_env = stack.gateway_env(env, port=stack.free_port(), instant=instant, paced=paced,
+                                          spill=RESULTS / "spill")
+            setup_gw = stack.start_gateway(setup_env, workers=1, cores=core, logs=logs)
+            try:
+                account = asyncio.run(stack.create_account(f"http://127.0.0.1:{setup_gw.port}",
+                                                           env["DATABASE_URL"]))
+            finally:
+                setup_gw.stop()
+            h = Harness(env, env["DATABASE_URL"], instant, paced, account, pinning, wrk, duration, logs, procs)
+            yield h

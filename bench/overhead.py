@@ -1,0 +1,249 @@
+"""The main bench: the fake upstream directly, then through the gateway (1 worker, then 2), same run, same tool.
+
+Scenarios (each ``duration`` seconds, after a short warm-up per target): non-streamed chat at concurrency 1
+and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream. Through the gateway,
+its CPU time per call comes from /proc/<pid>/stat (utime + stime, all its processes) and its memory from
+/proc/<pid>/status (VmHWM peak, VmRSS after the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import procstat
+from bench.harness import Harness, session
+from bench.loadgen import Check, LoadResult, measure_ttft
+from bench.stack import Proc, usage_rows
+
+HIGH = 64  # the high-concurrency level of the issue
+TTFT_CONCURRENCY = 4  # paced streams in flight while timing the first token (the CPU is nearly idle)
+WARMUP_SECONDS = 2.0  # per target: fills the key cache, seeds the quota counter, opens upstream connections
+SETTLE_SECONDS = 1.0  # after the load: let the usage writer flush before reading memory
+
+# (key, description, target, how it compares)
+TARGETS = (
+    ("added_json_c1_p50_ms", "added latency, non-streamed, c=1, p50", 0.3, "<="),
+    ("added_json_c1_p99_ms", "added latency, non-streamed, c=1, p99", 1.5, "<="),
+    ("gateway_json_c64_rate", "non-streamed calls/s at c=64", 3500.0, ">="),
+    ("gateway_json_c64_p99_ms", "non-streamed p99 at c=64 (ms)", 40.0, "<="),
+    ("added_stream_c1_p50_ms", "added latency, stream, c=1, p50", 1.0, "<="),
+    ("gateway_stream_c64_rate", "streams/s at c=64", 2500.0, ">="),
+    ("added_ttft_p50_ms", "added time to first token, p50", 1.0, "<="),
+    ("rss_after_mb", "RSS per worker after the run (MB)", 100.0, "<="),
+    ("scaling_json_x2", "--workers 2 throughput scaling (non-streamed)", 1.7, ">="),
+)
+
+
+@dataclass
+class Row:
+    name: str
+    target: str  # direct | gateway | gateway-x2
+    kind: str  # json | stream | ttft
+    concurrency: int
+    result: dict[str, Any]
+    cpu_ms_per_call: float | None = None
+    gateway_busy: float | None = None  # gateway CPU seconds / wall seconds (1.0 = one core flat out)
+    upstream_busy: float | None = None
+    machine_busy: float | None = None  # every process on the machine, in cores (other users' load shows here)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "kind": self.kind, "concurrency": self.concurrency,
+                **self.result, "cpu_ms_per_call": self.cpu_ms_per_call, "gateway_busy": self.gateway_busy,
+                "upstream_busy": self.upstream_busy,
+                "machine_busy": self.machine_busy}
+
+
+class Runner:
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.rows: list[Row] = []
+        self.gateway_calls = 0
+
+    def measure(self, name: str, target: str, kind: str, url: str, body: bytes, headers: dict[str, str],
+                check: Check, concurrency: int, gw: Proc | None) -> Row:
+        gw_pids = procstat.tree(gw.pid) if gw else []
+        before_gw = procstat.sample(gw_pids) if gw else None
+        before_up = procstat.sample([self.h.instant.pid, self.h.paced.pid])
+        before_all = procstat.machine_busy_seconds()
+        started = time.perf_counter()
+        if kind == "ttft":
+            ttft = asyncio.run(measure_ttft(url, body, headers, check, concurrency=concurrency,
+                                            duration=self.h.duration))
+            result: dict[str, Any] = ttft.as_dict()
+            calls = ttft.ok + ttft.failures
+        else:
+            load: LoadResult = self.h.load(url, body, headers, check, concurrency=concurrency)
+            result = load.as_dict()
+            calls = load.calls
+        wall = time.perf_counter() - started
+        after_up = procstat.sample([self.h.instant.pid, self.h.paced.pid])
+        row = Row(name, target, kind, concurrency, result,
+                  upstream_busy=round((after_up.cpu_seconds - before_up.cpu_seconds) / wall, 2),
+                  machine_busy=round((procstat.machine_busy_seconds() - before_all) / wall, 2))
+        if gw and before_gw:
+            self.gateway_calls += calls
+            after_gw = procstat.sample(gw_pids)
+            cpu = after_gw.cpu_seconds - before_gw.cpu_seconds
+            row.cpu_ms_per_call = round(cpu * 1000 / calls, 3) if calls else None
+            row.gateway_busy = round(cpu / wall, 2)
+        self.rows.append(row)
+        _print_row(row)
+        return row
+
+    def warm(self, url: str, headers: dict[str, str], json_check: Check, stream_check: Check) -> None:
+        calls = self.h.load(url, self.h.json_body, headers, json_check, concurrency=HIGH,
+                            duration=WARMUP_SECONDS).calls
+        calls += self.h.load(url, self.h.stream_body, headers, stream_check, concurrency=HIGH,
+                             duration=WARMUP_SECONDS / 2).calls
+        if "/v1/" in url:
+            self.gateway_calls += calls
+
+    def suite(self, target: str, url: str, paced_url: str, headers: dict[str, str], gw: Proc | None) -> None:
+        h = self.h
+        jc = h.check_for(url, h.json_body, headers)
+        sc = h.check_for(url, h.stream_body, headers)
+        pc = h.check_for(paced_url, h.paced_body, headers)
+        if gw:
+            self.gateway_calls += 3
+        self.warm(url, headers, jc, sc)
+        self.measure(f"{target} json c1", target, "json", url, h.json_body, headers, jc, 1, gw)
+        self.measure(f"{target} json c{HIGH}", target, "json", url, h.json_body, headers, jc, HIGH, gw)
+        self.measure(f"{target} stream c1", target, "stream", url, h.stream_body, headers, sc, 1, gw)
+        self.measure(f"{target} stream c{HIGH}", target, "stream", url, h.stream_body, headers, sc, HIGH, gw)
+        self.measure(f"{target} ttft c{TTFT_CONCURRENCY}", target, "ttft", paced_url, h.paced_body, headers, pc,
+                     TTFT_CONCURRENCY, gw)
+
+
+def _print_row(row: Row) -> None:
+    r = row.result
+    if row.kind == "ttft":
+        print(f"  {row.name:<26} ttft p50 {r['ttft_p50_ms']:7.3f} ms  p99 {r['ttft_p99_ms']:7.3f} ms  "
+              f"ok {r['ok']}  failed {r['failures']}", flush=True)
+        return
+    extra = f"  gw cpu {row.cpu_ms_per_call:.3f} ms/call" if row.cpu_ms_per_call is not None else ""
+    print(f"  {row.name:<26} {r['rate']:9.1f}/s  p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
+          f"ok {r['ok']}  failed {r['failures']}{extra}", flush=True)
+
+
+def _get(rows: list[Row], name: str) -> dict[str, Any]:
+    return next(r.result for r in rows if r.name == name)
+
+
+def derive(rows: list[Row], memory: dict[str, float]) -> dict[str, float]:
+    def d(n: str) -> dict[str, Any]:
+        return _get(rows, f"direct {n}")
+
+    def g(n: str) -> dict[str, Any]:
+        return _get(rows, f"gateway {n}")
+
+    out = {
+        "direct_json_c1_p50_ms": d("json c1")["p50_ms"],
+        "gateway_json_c1_p50_ms": g("json c1")["p50_ms"],
+        "added_json_c1_p50_ms": g("json c1")["p50_ms"] - d("json c1")["p50_ms"],
+        "added_json_c1_p99_ms": g("json c1")["p99_ms"] - d("json c1")["p99_ms"],
+        "direct_json_c64_rate": d(f"json c{HIGH}")["rate"],
+        "gateway_json_c64_rate": g(f"json c{HIGH}")["rate"],
+        "gateway_json_c64_p99_ms": g(f"json c{HIGH}")["p99_ms"],
+        "added_stream_c1_p50_ms": g("stream c1")["p50_ms"] - d("stream c1")["p50_ms"],
+        "added_stream_c1_p99_ms": g("stream c1")["p99_ms"] - d("stream c1")["p99_ms"],
+        "direct_stream_c64_rate": d(f"stream c{HIGH}")["rate"],
+        "gateway_stream_c64_rate": g(f"stream c{HIGH}")["rate"],
+        "gateway_stream_c64_p99_ms": g(f"stream c{HIGH}")["p99_ms"],
+        "added_ttft_p50_ms": g(f"ttft c{TTFT_CONCURRENCY}")["ttft_p50_ms"] - d(f"ttft c{TTFT_CONCURRENCY}")[
+            "ttft_p50_ms"],
+        "added_ttft_p99_ms": g(f"ttft c{TTFT_CONCURRENCY}")["ttft_p99_ms"] - d(f"ttft c{TTFT_CONCURRENCY}")[
+            "ttft_p99_ms"],
+        **memory,
+    }
+    cpu = {r.name: r.cpu_ms_per_call for r in rows if r.cpu_ms_per_call is not None}
+    out["cpu_ms_per_call_json"] = cpu.get(f"gateway json c{HIGH}") or 0.0
+    out["cpu_ms_per_call_stream"] = cpu.get(f"gateway stream c{HIGH}") or 0.0
+    x2 = {r.name: r.result for r in rows if r.target == "gateway-x2"}
+    if x2:
+        out["gateway_x2_json_c64_rate"] = x2[f"gateway-x2 json c{HIGH}"]["rate"]
+        out["gateway_x2_stream_c64_rate"] = x2[f"gateway-x2 stream c{HIGH}"]["rate"]
+        out["scaling_json_x2"] = out["gateway_x2_json_c64_rate"] / out["gateway_json_c64_rate"]
+        out["scaling_stream_x2"] = out["gateway_x2_stream_c64_rate"] / out["gateway_stream_c64_rate"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def judge(derived: dict[str, float]) -> list[dict[str, Any]]:
+    out = []
+    for key, label, target, op in TARGETS:
+        value = derived.get(key)
+        ok = None if value is None else (value <= target if op == "<=" else value >= target)
+        out.append({"key": key, "label": label, "target": f"{op} {target:g}", "value": value, "pass": ok})
+    return out
+
+
+def environment(h: Harness) -> dict[str, Any]:
+    def ver(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu, "cores": len(procstat.usable_cores()), "kernel": platform.release(),
+                    "python": platform.python_version()},
+        "versions": {p: ver(p) for p in ("webrana-proxy", "aiohttp", "uvloop", "asyncpg", "redis", "orjson")},
+        "load_generator": h.tool,
+        "pinning": h.pinning.describe(),
+        "loadavg_at_start": procstat.loadavg(),
+        "duration_s": h.duration,
+    }
+
+
+def run(*, duration: float, python_load: bool, workers2: bool) -> dict[str, Any]:
+    with session(duration=duration, python_load=python_load) as h:
+        info = environment(h)
+        print(f"load generator: {info['load_generator']}\npinning: {info['pinning']}", flush=True)
+        runner = Runner(h)
+        print("direct (fake upstream, no gateway):", flush=True)
+        runner.suite("direct", h.direct_url, h.direct_paced_url, h.direct_headers, None)
+        gw = h.gateway(workers=1)
+        print("through the gateway (1 worker):", flush=True)
+        runner.suite("gateway", h.gateway_url(gw), h.gateway_url(gw), h.gateway_headers, gw)
+        time.sleep(SETTLE_SECONDS)
+        peak = procstat.sample([gw.pid])
+        memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024}
+        gw.stop()
+        if workers2:
+            gw2 = h.gateway(workers=2)
+            print("through the gateway (--workers 2, both cores, shared with the load):", flush=True)
+            url = h.gateway_url(gw2)
+            jc = h.check_for(url, h.json_body, h.gateway_headers)
+            sc = h.check_for(url, h.stream_body, h.gateway_headers)
+            runner.gateway_calls += 2
+            runner.warm(url, h.gateway_headers, jc, sc)
+            runner.measure(f"gateway-x2 json c{HIGH}", "gateway-x2", "json", url, h.json_body, h.gateway_headers,
+                           jc, HIGH, gw2)
+            runner.measure(f"gateway-x2 stream c{HIGH}", "gateway-x2", "stream", url, h.stream_body,
+                           h.gateway_headers, sc, HIGH, gw2)
+            time.sleep(SETTLE_SECONDS)
+            memory["rss_after_mb_x2_max_worker"] = procstat.max_rss_kb(procstat.workers(gw2.pid)) / 1024
+            gw2.stop()  # drains the usage queue
+        rows = asyncio.run(usage_rows(h.database_url, h.account.user_id))
+        derived = derive(runner.rows, memory)
+        return {
+            **info,
+            "scenarios": [r.as_dict() for r in runner.rows],
+            "derived": derived,
+            "targets": judge(derived),
+            "usage_logging": {"rows_written": rows, "gateway_calls": runner.gateway_calls,
+                              "every_call_logged": rows >= runner.gateway_calls},
+            "failures_total": sum(int(r.result.get("failures", 0)) for r in runner.rows),
+        }
