@@ -38,6 +38,11 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace})
-    app[SHUTTING_DOWN].set()
+    app[SHUTTING_DOWN].set()  # /health/ready answers 503 from now on
+    if settings.readiness_delay:
+        await asyncio.sleep(settings.readiness_delay)  # let load balancers notice before the port closes
+    # Closes the listener (new connections are refused), lets open requests and streams finish within the
+    # grace, then runs cleanup_ctx in reverse: the usage writer drains every queued row before the pool closes.
     await runner.cleanup()
+    log.info("stopped")
     return 0

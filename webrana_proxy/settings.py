@@ -32,6 +32,7 @@ DEFAULT_KEY_CACHE_SIZE = 10_000  # resolved proxy keys kept per process
 DEFAULT_KEY_CACHE_TTL = 60.0  # seconds; invalidations arrive by pub/sub well before this
 DEFAULT_USAGE_QUEUE_MAX = 100_000  # rows held in memory while PostgreSQL is away, then spill to disk
 DEFAULT_SHUTDOWN_GRACE = 30.0  # seconds open streams get to finish on SIGTERM
+DEFAULT_READINESS_DELAY = 0.0  # seconds between "not ready" and closing the listener (Kubernetes uses preStop)
 
 
 class ConfigError(Exception):
@@ -61,7 +62,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -69,8 +70,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {raw!r}")
     return value
 
 
@@ -138,6 +139,7 @@ class Settings:
     usage_queue_max: int = DEFAULT_USAGE_QUEUE_MAX
     usage_spill_dir: str = ".webrana/spill"
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    readiness_delay: float = DEFAULT_READINESS_DELAY
     log_format: str = "json"
     log_level: str = "INFO"
     dev_mode: bool = False
@@ -222,6 +224,7 @@ class Settings:
             usage_queue_max=_int(e, "WEBRANA_USAGE_QUEUE_MAX", DEFAULT_USAGE_QUEUE_MAX, 1),
             usage_spill_dir=e.get("WEBRANA_USAGE_SPILL_DIR", ".webrana/spill").strip() or ".webrana/spill",
             shutdown_grace=_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
+            readiness_delay=_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
             log_format=log_format,
             log_level=log_level,
             dev_mode=_bool(e, "WEBRANA_DEV", False),
