@@ -5,6 +5,7 @@ Also what the bench and other scripts use directly: ``devstack.services()`` and 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -51,6 +52,17 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, ""
     except (urllib.error.URLError, OSError):
         return 0, ""
+
+
+def login_status(port: int, email: str, password: str) -> int:
+    body = json.dumps({"email": email, "password": password}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth/login", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback http URL
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def processes_under(path: Path) -> list[psutil.Process]:
@@ -134,7 +146,10 @@ def test_make_run_from_a_clean_clone_serves_and_stops_cleanly(clone: Path, tmp_p
         assert "redis-server" in names, f"no embedded Redis among {names}"
         secrets_file = clone / ".webrana" / "dev.env"
         assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
-        assert set(devstack.SECRET_NAMES) <= set(devstack.parse_env_file(secrets_file.read_text()))
+        dev_env = devstack.parse_env_file(secrets_file.read_text())
+        assert set(devstack.SECRET_NAMES) <= set(dev_env)
+        # The sign-in the banner promises: the admin with the password from .webrana/dev.env.
+        assert login_status(proxy_port, devstack.ADMIN_EMAIL, dev_env["WEBRANA_ADMIN_PASSWORD"]) == 200
 
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the whole foreground group
         make.wait(STOP_TIMEOUT)
