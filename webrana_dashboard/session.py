@@ -11,8 +11,8 @@ import base64
 import binascii
 import secrets
 import time
-from http.cookies import SimpleCookie
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from typing import Any
 
 import orjson
