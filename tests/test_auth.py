@@ -110,3 +110,19 @@ async def test_concurrent_registrations_of_one_email_create_one_account(api: Api
     conn = await asyncpg.connect(migrated)
     assert await conn.fetchval("SELECT count(*) FROM users WHERE lower(email) = 'race@example.com'") == 1
     await conn.close()
+
+
+async def test_login_rehashes_passwords_made_with_old_parameters(api: Api, migrated: str) -> None:
+    from argon2 import PasswordHasher
+
+    await api.register("lama@example.com")
+    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    conn = await asyncpg.connect(migrated)
+    try:
+        await conn.execute("UPDATE users SET password_hash = $1 WHERE email = 'lama@example.com'", old)
+        resp = await api.client.post("/api/auth/login", json={"email": "lama@example.com", "password": PASSWORD})
+        assert resp.status == 200
+        stored = await conn.fetchval("SELECT password_hash FROM users WHERE email = 'lama@example.com'")
+    finally:
+        await conn.close()
+    assert stored != old and stored.startswith("$argon2id$") and "m=65536" in stored

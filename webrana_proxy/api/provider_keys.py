@@ -113,11 +113,14 @@ async def test_key(request: web.Request) -> web.Response:
     try:
         async with request.app[HTTP].request(upstream.method, upstream.url, headers=upstream.headers,
                                              data=upstream.body, timeout=KEY_TEST_TIMEOUT) as resp:
-            await resp.read()
+            raw = await resp.read()
             status = resp.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
+            headers = dict(resp.headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
                               "detail": f"could not reach {provider.display_name}: {type(exc).__name__}"})
+    if status >= 400:
+        status = provider.upstream_error(status, raw, headers).status  # e.g. Gemini's 400 API_KEY_INVALID -> 401
     if status < 300:
         verdict, detail = "ok", f"{provider.display_name} accepted the key"
     elif status in (401, 403):
