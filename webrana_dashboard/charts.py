@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH = 760  # viewBox units; the SVG scales to its container
+WIDTH = 1000  # viewBox units; the SVG scales to its container (about the width of a page card)
 HEIGHT = 240
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 64, 12, 34, 40  # room for y labels, the title and x labels
 MAX_X_LABELS = 10  # more than this and the day labels overlap
@@ -56,7 +56,7 @@ def bar_chart(bars: Sequence[Bar], *, chart_id: str, title: str, description: st
         f'<text class="axis-label" x="12" y="{PAD_TOP + plot_h / 2:.0f}" '
         f'transform="rotate(-90 12 {PAD_TOP + plot_h / 2:.0f})" text-anchor="middle">{escape(y_label)}</text>',
     ]
-    for fraction in (0.0, 0.5, 1.0):
+    for fraction in (0.0, 0.5, 1.0) if top % 2 == 0 else (0.0, 1.0):  # a middle line only on a whole number
         y = base_y - plot_h * fraction
         parts.append(f'<line class="grid" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
         parts.append(f'<text class="tick" x="{PAD_LEFT - 6}" y="{_fmt(y + 4)}" text-anchor="end">'
