@@ -32,7 +32,8 @@ class Refresher:
     def _prune(self, now: float) -> None:
         for key in [k for k, (at, _) in self._answers.items() if at < now - SHARED_ANSWER_SECONDS]:
             del self._answers[key]
-            self._locks.pop(key, None)
+        for key in [k for k, lock in self._locks.items() if not lock.locked() and k not in self._answers]:
+            del self._locks[key]  # failed refreshes leave no answer; their idle locks go too
 
     async def refresh(self, client: ApiClient, forwarded_for: str, refresh_token: str) -> Json:
         key = hashlib.sha256(refresh_token.encode()).hexdigest()

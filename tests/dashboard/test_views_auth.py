@@ -3,6 +3,7 @@ proxy (real PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -151,6 +152,24 @@ async def test_an_expired_access_token_is_refreshed_transparently(console: Conso
     assert resp.status == 200
     again = codec.open(resp.cookies[COOKIE_NAME].value)
     assert again is not None and again.refresh_token != renewed.refresh_token
+
+
+async def test_concurrent_requests_refresh_once_and_keep_the_sign_in(console: Console, stack: Stack) -> None:
+    """The API revokes a whole sign-in when a rotated refresh token is presented twice; two page loads with
+    the same stale cookie must therefore share one refresh."""
+    tokens = await stack.register("together@example.co.id")
+    session = Session()
+    session.sign_in(tokens)
+    session.access_token = "stale"
+    codec = SessionCodec(SESSION_SECRET.encode(), COOKIE_NAME)
+    _set_cookie(console, codec.seal(session))
+    responses = await asyncio.gather(*(console.client.get(p, allow_redirects=False)
+                                       for p in ("/overview", "/proxy-keys", "/provider-keys")))
+    assert [r.status for r in responses] == [200, 200, 200]
+    renewed = {codec.open(r.cookies[COOKIE_NAME].value).refresh_token for r in responses}  # type: ignore[union-attr]
+    assert len(renewed) == 1  # one refresh, shared
+    resp = await console.client.get("/usage", allow_redirects=False)
+    assert resp.status == 200  # the sign-in was not revoked as a token replay
 
 
 async def test_a_tampered_cookie_is_just_a_signed_out_visitor(console: Console) -> None:
