@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -98,12 +99,13 @@ class Runner:
         _print_row(row)
         return row
 
-    def warm(self, url: str, headers: dict[str, str], json_check: Check, stream_check: Check) -> None:
+    def warm(self, url: str, headers: dict[str, str], json_check: Check, stream_check: Check,
+             gateway: bool) -> None:
         calls = self.h.load(url, self.h.json_body, headers, json_check, concurrency=HIGH,
                             duration=WARMUP_SECONDS).calls
         calls += self.h.load(url, self.h.stream_body, headers, stream_check, concurrency=HIGH,
                              duration=WARMUP_SECONDS / 2).calls
-        if "/v1/" in url:
+        if gateway:
             self.gateway_calls += calls
 
     def suite(self, target: str, url: str, paced_url: str, headers: dict[str, str], gw: Proc | None) -> None:
@@ -113,7 +115,7 @@ class Runner:
         pc = h.check_for(paced_url, h.paced_body, headers)
         if gw:
             self.gateway_calls += 3
-        self.warm(url, headers, jc, sc)
+        self.warm(url, headers, jc, sc, gateway=gw is not None)
         self.measure(f"{target} json c1", target, "json", url, h.json_body, headers, jc, 1, gw)
         self.measure(f"{target} json c{HIGH}", target, "json", url, h.json_body, headers, jc, HIGH, gw)
         self.measure(f"{target} stream c1", target, "stream", url, h.stream_body, headers, sc, 1, gw)
@@ -197,7 +199,7 @@ def environment(h: Harness) -> dict[str, Any]:
                    if line.startswith("model name"))
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu, "cores": len(procstat.usable_cores()), "kernel": platform.release(),
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
                     "python": platform.python_version()},
         "versions": {p: ver(p) for p in ("webrana-proxy", "aiohttp", "uvloop", "asyncpg", "redis", "orjson")},
         "load_generator": h.tool,
@@ -228,7 +230,7 @@ def run(*, duration: float, python_load: bool, workers2: bool) -> dict[str, Any]
             jc = h.check_for(url, h.json_body, h.gateway_headers)
             sc = h.check_for(url, h.stream_body, h.gateway_headers)
             runner.gateway_calls += 2
-            runner.warm(url, h.gateway_headers, jc, sc)
+            runner.warm(url, h.gateway_headers, jc, sc, gateway=True)
             runner.measure(f"gateway-x2 json c{HIGH}", "gateway-x2", "json", url, h.json_body, h.gateway_headers,
                            jc, HIGH, gw2)
             runner.measure(f"gateway-x2 stream c{HIGH}", "gateway-x2", "stream", url, h.stream_body,

@@ -66,21 +66,21 @@ def chart(doc: dict[str, Any], path: Path) -> str | None:
         return "matplotlib is not installed (pip install matplotlib); no chart drawn"
     by = {s["name"]: s for s in doc["scenarios"]}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    groups = [("json c1", "non-streamed, c=1"), ("stream c1", "stream, c=1")]
-    width = 0.2
+    groups = [("json c1", "json"), ("stream c1", "stream")]
+    width = 0.25
     for i, (key, _label) in enumerate(groups):
         for j, (target, color) in enumerate((("direct", "#9aa5b1"), ("gateway", "#2f6fde"))):
             s = by.get(f"{target} {key}")
             if not s:
                 continue
             for k, pct in enumerate(("p50_ms", "p90_ms", "p99_ms")):
-                x = i * 1.0 + k * 0.28 + (j - 0.5) * width
+                x = i * 2.0 + k * 0.6 + (j - 0.5) * width
                 ax1.bar(x, s[pct], width, color=color, label=target if (i, k) == (0, 0) else None)
                 ax1.text(x, s[pct], f"{s[pct]:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
-    ax1.set_xticks([i * 1.0 + k * 0.28 for i in range(len(groups)) for k in range(3)],
-                   [f"{g[1]}\n{p}" for g in groups for p in ("p50", "p90", "p99")], fontsize=7)
+    ax1.set_xticks([i * 2.0 + k * 0.6 for i in range(len(groups)) for k in range(3)],
+                   [f"{g[1]}\n{p}" for g in groups for p in ("p50", "p90", "p99")], fontsize=8)
     ax1.set_ylabel("latency (ms)")
-    ax1.set_title("latency, one call at a time")
+    ax1.set_title("latency, one call at a time (c=1)")
     ax1.legend()
     bars = [(n, by[n]["rate"]) for n in ("direct json c64", "gateway json c64", "gateway-x2 json c64",
                                          "direct stream c64", "gateway stream c64", "gateway-x2 stream c64")
