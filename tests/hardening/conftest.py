@@ -1,0 +1,130 @@
+"""Hardening fixtures: the gateway fixtures of tests/gateway (re-exported here), a FakeMidtrans on loopback for
+every app in this folder, an admin and a normal user, fake providers in their own process, and helpers to
+check the error shape and to find leaked tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import Api
+from tests.fakes.midtrans import FakeMidtrans
+from tests.gateway.conftest import account, fake, fakes, gateway_env, gw
+from tests.processes import free_port
+
+__all__ = ["account", "fake", "fakes", "gateway_env", "gw"]  # fixtures re-exported for this folder
+
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
+
+
+@pytest.fixture
+async def fake_midtrans(base_env: dict[str, str]) -> AsyncIterator[FakeMidtrans]:
+    async with FakeMidtrans(base_env["MIDTRANS_SERVER_KEY"]) as midtrans:
+        yield midtrans
+
+
+@pytest.fixture
+def env_overrides(fake_midtrans: FakeMidtrans) -> dict[str, str]:
+    """Midtrans on loopback, so nothing any test here does can leave the machine."""
+    return {"MIDTRANS_SNAP_BASE_URL": fake_midtrans.snap_base_url,
+            "MIDTRANS_API_BASE_URL": fake_midtrans.api_base_url,
+            "WEBRANA_CONSOLE_URL": "http://127.0.0.1:18081"}
+
+
+async def promote_admin(db_url: str, user_id: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("UPDATE users SET role = 'admin' WHERE id = $1::uuid", user_id)
+    finally:
+        await conn.close()
+
+
+async def register(client: TestClient[web.Request, web.Application], db_url: str, *,
+                   admin: bool = False) -> dict[str, Any]:
+    tokens = await Api(client).register()
+    if admin:
+        await promote_admin(db_url, tokens["user"]["id"])
+    return tokens
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def error_shape_problems(status: int, content_type: str, raw: bytes) -> list[str]:
+    """What is wrong with a 4xx answer, measured against ``{"error": {message, type, code, param}}``."""
+    if "application/json" not in content_type:
+        return [f"{status} answered as {content_type!r}, not JSON"]
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [f"{status} body is not JSON: {raw[:200]!r}"]
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return [f"{status} body has no error object: {raw[:200]!r}"]
+    problems = [f"error.{k} missing" for k in ("message", "type", "code", "param") if k not in err]
+    if not (isinstance(err.get("message"), str) and err["message"]):
+        problems.append("error.message is not a non-empty string")
+    if not isinstance(err.get("type"), str):
+        problems.append("error.type is not a string")
+    return problems
+
+
+def has_traceback(raw: bytes) -> bool:
+    return TRACEBACK.search(raw.decode("utf-8", "replace")) is not None
+
+
+async def leftover_tasks(baseline: Iterable[asyncio.Task[Any]], timeout: float = 3.0) -> set[asyncio.Task[Any]]:
+    """Tasks that are not in ``baseline`` and still running after ``timeout`` (the current one excluded)."""
+    known = set(baseline)
+    me = asyncio.current_task()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        extra = {t for t in asyncio.all_tasks() if t not in known and t is not me and not t.done()}
+        if not extra or asyncio.get_running_loop().time() > deadline:
+            return extra
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def fake_providers_process(*args: str) -> AsyncIterator[dict[str, str]]:
+    """``python -m tests.fakes`` in its own process (so a load test's upstream has its own CPU); yields the
+    base-URL settings that point the gateway at it."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes", "--port", str(port), *args, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
+    try:
+        env: dict[str, str] = {}
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            while len(env) < 4:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError("the fake providers exited before announcing their URLs")
+                name, sep, value = line.strip().partition("=")
+                if sep and name.endswith("_BASE_URL"):
+                    env[name] = value
+        yield env
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
