@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -22,12 +19,9 @@ def _settings() -> Settings:
 
 
 def _run(coro_factory: Callable[[], Awaitable[int]]) -> int:
-    try:
-        import uvloop
+    from webrana_proxy.server import run_loop
 
-        return uvloop.run(coro_factory())  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - uvloop is a hard dependency; kept for odd platforms
-        return asyncio.run(coro_factory())  # type: ignore[arg-type]
+    return run_loop(coro_factory)
 
 
 async def _migrate(settings: Settings) -> int:
@@ -87,39 +81,6 @@ async def _rotate(settings: Settings) -> int:
     return 0
 
 
-def _serve_one(settings: Settings, reuse_port: bool) -> int:
-    from webrana_proxy.logs import configure
-    from webrana_proxy.server import serve
-
-    configure(settings.log_format, settings.log_level)
-    return _run(lambda: serve(settings, reuse_port=reuse_port))
-
-
-def _worker(reuse_port: bool) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
-    sys.exit(_serve_one(_settings(), reuse_port))
-
-
-def _serve(settings: Settings, workers: int) -> int:
-    if workers == 1:
-        return _serve_one(settings, reuse_port=False)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(True,), name=f"webrana-proxy-{i}") for i in range(workers)]
-    for p in procs:
-        p.start()
-
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.pid is not None and p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
-    return max((p.exitcode or 0) for p in procs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webrana-proxy", description="Webrana AI API gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings()
         if args.command == "serve":
             workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
-            return _serve(settings, workers)
+            from webrana_proxy.server import run_workers
+
+            return run_workers(settings, workers)
         if args.command == "migrate":
             return _run(lambda: _migrate(settings))
         if args.command == "create-admin":

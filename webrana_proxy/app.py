@@ -16,6 +16,7 @@ from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
 from webrana_proxy.gateway.access import FALLBACK, LocalLimiter
+from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
 from webrana_proxy.metrics import Metrics
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
     app[FALLBACK] = LocalLimiter()
+    app[GATEWAY] = GatewayRuntime.build(settings, app[METRICS], app[REGISTRY])
     app[health.SHUTTING_DOWN] = asyncio.Event()
     app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs

@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 JAKARTA = timezone(timedelta(hours=7))  # Asia/Jakarta has no DST: a fixed offset is exact
 WINDOW_MS = 60_000  # rate windows are one minute
@@ -74,6 +76,43 @@ def jakarta_month(now: float | None = None) -> tuple[str, int]:
     return f"{dt.year:04d}-{dt.month:02d}", max(1, int((nxt - dt).total_seconds()))
 
 
+class MonthClock:
+    """``jakarta_month`` for the hot path: the month and its end are recomputed once a minute, not per call."""
+
+    __slots__ = ("_end", "_minute", "_month")
+
+    def __init__(self) -> None:
+        self._minute = -1
+        self._month = ""
+        self._end = 0.0
+
+    def at(self, now: float) -> tuple[str, int]:
+        minute = int(now // 60)
+        if minute != self._minute:
+            self._month, ttl = jakarta_month(now)
+            self._end = now + ttl
+            self._minute = minute
+        return self._month, max(1, int(self._end - now))
+
+
+class _Script:
+    """A Lua script called by SHA (EVALSHA), loaded on first use or after Redis forgot it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, redis: Redis, keys: list[str], args: list[int | str]) -> list[int]:
+        try:
+            result: list[int] = await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await redis.script_load(self.source)
+            result = await redis.evalsha(self.sha, len(keys), *keys, *args)
+        return result
+
+
 def month_start_utc(month: str) -> datetime:
     year, mon = (int(x) for x in month.split("-"))
     return datetime(year, mon, 1, tzinfo=JAKARTA).astimezone(UTC)
@@ -83,9 +122,9 @@ class Limiter:
     def __init__(self, redis: Redis, ip_limit: int) -> None:
         self._redis = redis
         self.ip_limit = ip_limit
-        self._ip = redis.register_script(IP_SCRIPT)
-        self._gateway = redis.register_script(GATEWAY_SCRIPT)
-        self._seed = redis.register_script(SEED_SCRIPT)
+        self._ip = _Script(IP_SCRIPT)
+        self._gateway = _Script(GATEWAY_SCRIPT)
+        self._seed = _Script(SEED_SCRIPT)
 
     @staticmethod
     def _window(now: float) -> int:
@@ -94,7 +133,7 @@ class Limiter:
     async def check_ip(self, ip: str, now: float | None = None) -> IpVerdict:
         t = now if now is not None else time.time()
         key = f"rl:ip:{ip}:{self._window(t)}"
-        n, ttl = await self._ip(keys=[key], args=[self.ip_limit, WINDOW_MS])
+        n, ttl = await self._ip(self._redis, [key], [self.ip_limit, WINDOW_MS])
         n, ttl = int(n), int(ttl)
         return IpVerdict(n <= self.ip_limit, self.ip_limit, max(0, self.ip_limit - n), _ceil_s(ttl))
 
@@ -106,14 +145,14 @@ class Limiter:
         """``None`` means the month's quota counter is missing and must be seeded (from PostgreSQL) first."""
         w = self._window(now)
         keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month)]
-        code, limit, remaining, reset_ms = (int(x) for x in await self._gateway(
-            keys=keys, args=[self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl]))
+        code, limit, remaining, reset_ms = await self._gateway(
+            self._redis, keys, [self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl])
         if code == 9:
             return None
         return Verdict(code == 0, LIMIT_NAMES.get(code, ""), limit, remaining, _ceil_s(reset_ms))
 
     async def seed_quota(self, user_id: str, month: str, used: int, ttl_s: int) -> None:
-        await self._seed(keys=[self.quota_key(user_id, month)], args=[used, ttl_s + QUOTA_TTL_SLACK_S])
+        await self._seed(self._redis, [self.quota_key(user_id, month)], [used, ttl_s + QUOTA_TTL_SLACK_S])
 
 
 def _ceil_s(ms: int) -> int:

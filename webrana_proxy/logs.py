@@ -3,7 +3,10 @@ callers pass only the fields they mean to log, through ``extra``."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 from typing import Any
@@ -40,10 +43,22 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class _DeferredQueueHandler(logging.handlers.QueueHandler):
+    """Puts the record on a queue as it is: formatting and the write to stderr happen on the listener's
+    thread, so the event loop never does blocking I/O (or JSON encoding) for a log line."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def configure(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
+    listener.start()
+    atexit.register(listener.stop)  # drains what is queued before the process exits
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_DeferredQueueHandler(records)]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

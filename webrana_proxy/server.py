@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
 
+import uvloop
 from aiohttp import web
 
 from webrana_proxy.app import create_app
@@ -46,3 +52,47 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def run_loop(coro_factory: Callable[[], Awaitable[int]]) -> int:
+    """Run a coroutine on uvloop and return its exit code."""
+    return uvloop.run(cast(Coroutine[Any, Any, int], coro_factory()))
+
+
+def serve_one(settings: Settings, reuse_port: bool) -> int:
+    from webrana_proxy.logs import configure
+
+    configure(settings.log_format, settings.log_level)
+    return run_loop(lambda: serve(settings, reuse_port=reuse_port))
+
+
+def worker_main(reuse_port: bool) -> None:
+    """Entry point of a spawned worker process (importable, so multiprocessing can find it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"webrana-proxy: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(serve_one(settings, reuse_port))
+
+
+def run_workers(settings: Settings, workers: int) -> int:
+    """One process, or N processes sharing the port with SO_REUSEPORT; SIGTERM/SIGINT reach every worker."""
+    if workers == 1:
+        return serve_one(settings, reuse_port=False)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=worker_main, args=(True,), name=f"webrana-proxy-{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)

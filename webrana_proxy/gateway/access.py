@@ -11,8 +11,9 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from webrana_proxy.errors import Forbidden, RateLimited, Unauthorized
+from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
-from webrana_proxy.limits import Verdict, jakarta_month, month_start_utc
+from webrana_proxy.limits import Verdict, month_start_utc
 from webrana_proxy.middleware import CLIENT_IP
 from webrana_proxy.state import KEYCACHE, LIMITER, METRICS, POOL, SETTINGS
 from webrana_proxy.tokens import PROXY_KEY_PREFIX, sha256
@@ -78,7 +79,7 @@ async def enforce_limits(request: web.Request, principal: Principal) -> Verdict:
     limiter = app[LIMITER]
     ip = request[CLIENT_IP]
     now = time.time()
-    month, month_ttl = jakarta_month(now)
+    month, month_ttl = app[GATEWAY].months.at(now)
     metrics = app[METRICS]
     try:
         verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,

@@ -11,11 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
+from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.providers.base import Usage
 from webrana_proxy.providers.costs import cost_idr
 from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
-from webrana_proxy.state import METRICS, SETTINGS, USAGE
+from webrana_proxy.state import SETTINGS, USAGE
 from webrana_proxy.usage import UsageRecord
 
 log = logging.getLogger("webrana.call")
@@ -66,15 +67,16 @@ def record_call(app: web.Application, call: Call) -> None:
         latency_ms=int(elapsed * 1000), ttfb_ms=int(call.ttfb * 1000) if call.ttfb is not None else None,
         upstream_request_id=call.upstream_id, error_type=call.error_type,
         created_at=datetime.now(UTC)))
-    m = app[METRICS]
-    m.requests.labels(call.provider, call.model, str(status)).inc()
-    m.duration.labels(call.provider).observe(elapsed)
+    runtime = app[GATEWAY]
+    series = runtime.series(call.provider, call.model, status)
+    series.requests.inc()
+    series.duration.observe(elapsed)
     if call.reached_upstream:
-        m.upstream.labels(call.provider).observe(call.upstream_seconds)
-        m.overhead.observe(max(0.0, elapsed - call.upstream_seconds))
+        series.upstream.observe(call.upstream_seconds)
+        runtime.metrics.overhead.observe(max(0.0, elapsed - call.upstream_seconds))
     if usage.total_tokens:
-        m.tokens.labels(call.provider, call.model, "prompt").inc(usage.prompt_tokens)
-        m.tokens.labels(call.provider, call.model, "completion").inc(usage.completion_tokens)
+        series.prompt_tokens.inc(usage.prompt_tokens)
+        series.completion_tokens.inc(usage.completion_tokens)
     if log.isEnabledFor(logging.INFO):
         log.info("call", extra={
             "request_id": call.request_id, "user_id": call.principal.user_id_str,

@@ -25,12 +25,10 @@ def _upstream_id(resp: aiohttp.ClientResponse) -> str | None:
     return resp.headers.get("x-request-id") or resp.headers.get("request-id")
 
 
-async def open_upstream(session: aiohttp.ClientSession, settings: Settings, provider: Provider,
-                        keys: tuple[ProviderKey, ...], build: Callable[[str], UpstreamRequest],
-                        call: Call) -> aiohttp.ClientResponse:
+async def open_upstream(session: aiohttp.ClientSession, settings: Settings, client_timeout: aiohttp.ClientTimeout,
+                        provider: Provider, keys: tuple[ProviderKey, ...],
+                        build: Callable[[str], UpstreamRequest], call: Call) -> aiohttp.ClientResponse:
     """The first successful upstream response (status < 400), headers read, body not yet."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
-                                    sock_read=settings.first_byte_timeout)
     last: UpstreamError | None = None
     call.reached_upstream = True
     for key in keys:
@@ -38,7 +36,7 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, prov
         started = time.perf_counter()
         try:
             resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
-                                         timeout=timeout, allow_redirects=False)
+                                         timeout=client_timeout, allow_redirects=False)
         except TimeoutError:
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
@@ -93,12 +91,12 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call:
                        translator: StreamTranslator, headers: dict[str, str]) -> web.StreamResponse:
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
     request[RESPONSE_STARTED] = True
-    await out.prepare(request)
     call.status = 200
     content = resp.content
     idle = settings.idle_timeout
     clean_end = False
     try:
+        await out.prepare(request)  # inside the try: a client gone before the headers is a 499 too
         while True:
             waited = time.perf_counter()
             try:
