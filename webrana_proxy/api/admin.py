@@ -57,13 +57,10 @@ async def _audit(conn: Conn, actor: User, action: str, target: uuid.UUID | None,
         actor.id, action, target, {"actor_email": actor.email, **details})
 
 
-USER_COLUMNS = """id, email, role, plan, status, created_at, burst_per_minute_override,
-    monthly_requests_override"""
-
-
 async def _locked_user(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE",  # noqa: S608
-                              user_id)
+    row = await conn.fetchrow(
+        """SELECT id, email, role, plan, status, created_at, burst_per_minute_override, monthly_requests_override
+           FROM users WHERE id = $1 FOR UPDATE""", user_id)
     if row is None:
         raise NotFound("user not found")
     return row
@@ -127,8 +124,9 @@ async def users(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         total = await conn.fetchval("SELECT count(*) FROM users WHERE lower(email) LIKE $1", pattern)
         rows = await conn.fetch(
-            f"""SELECT {USER_COLUMNS} FROM users WHERE lower(email) LIKE $1
-                ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3""",  # noqa: S608 - constant columns
+            """SELECT id, email, role, plan, status, created_at, burst_per_minute_override, monthly_requests_override
+               FROM users WHERE lower(email) LIKE $1
+               ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3""",
             pattern, per_page, (page - 1) * per_page)
     return json_response({"data": [_user_view(r) for r in rows], "page": page, "per_page": per_page,
                           "total": total})
@@ -142,8 +140,9 @@ async def _set_status(request: web.Request, status: str) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         before = await _locked_user(conn, user_id)
         row = await conn.fetchrow(
-            f"UPDATE users SET status = $2 WHERE id = $1 RETURNING {USER_COLUMNS}",  # noqa: S608
-            user_id, status)
+            """UPDATE users SET status = $2 WHERE id = $1
+               RETURNING id, email, role, plan, status, created_at, burst_per_minute_override,
+                         monthly_requests_override""", user_id, status)
         await _audit(conn, admin, "user.suspend" if status == "suspended" else "user.unsuspend", user_id,
                      {"email": before["email"], "from": before["status"], "to": status})
     await request.app[KEYCACHE].invalidate_user(user_id)
@@ -173,7 +172,9 @@ async def set_plan(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         before = await _locked_user(conn, user_id)
         row = await conn.fetchrow(
-            f"UPDATE users SET plan = $2 WHERE id = $1 RETURNING {USER_COLUMNS}", user_id, plan)  # noqa: S608
+            """UPDATE users SET plan = $2 WHERE id = $1
+               RETURNING id, email, role, plan, status, created_at, burst_per_minute_override,
+                         monthly_requests_override""", user_id, plan)
         await _audit(conn, admin, "user.set_plan", user_id,
                      {"email": before["email"], "from": before["plan"], "to": plan})
     await request.app[KEYCACHE].invalidate_user(user_id)
@@ -192,8 +193,9 @@ async def set_limits(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         before = await _locked_user(conn, user_id)
         row = await conn.fetchrow(
-            f"""UPDATE users SET burst_per_minute_override = $2, monthly_requests_override = $3
-                WHERE id = $1 RETURNING {USER_COLUMNS}""", user_id, burst, monthly)  # noqa: S608
+            """UPDATE users SET burst_per_minute_override = $2, monthly_requests_override = $3 WHERE id = $1
+               RETURNING id, email, role, plan, status, created_at, burst_per_minute_override,
+                         monthly_requests_override""", user_id, burst, monthly)
         await _audit(conn, admin, "user.set_limits", user_id, {
             "email": before["email"],
             "from": {"burst_per_minute": before["burst_per_minute_override"],

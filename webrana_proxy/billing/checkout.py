@@ -19,7 +19,7 @@ import asyncpg
 from webrana_proxy.api.identity import User
 from webrana_proxy.billing import subscriptions
 from webrana_proxy.billing.deps import BillingDeps
-from webrana_proxy.billing.invoices import INVOICE_COLUMNS, PENDING_INVOICE_TTL, insert_invoice
+from webrana_proxy.billing.invoices import PENDING_INVOICE_TTL, insert_invoice
 from webrana_proxy.billing.midtrans import MidtransError, new_order_id
 from webrana_proxy.billing.money import LineItem, build_charge
 from webrana_proxy.billing.plans import Plan
@@ -73,8 +73,10 @@ def _answer(row: asyncpg.Record) -> dict[str, Any]:
 
 async def _by_key(conn: Conn | asyncpg.Pool, user: User, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE user_id = $1 AND idempotency_key = $2",  # noqa: S608
-        user.id, key)
+        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+                  status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
+                  period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+           FROM invoices WHERE user_id = $1 AND idempotency_key = $2""", user.id, key)
 
 
 async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: str | None,
@@ -110,7 +112,11 @@ async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
     if quote.kind == "upgrade" and quote.period_end is not None and quote.period_end < row["expires_at"]:
         # An upgrade is only worth paying while the period lasts.
         shortened = await conn.fetchrow(
-            f"UPDATE invoices SET expires_at = $2 WHERE id = $1 RETURNING {INVOICE_COLUMNS}",  # noqa: S608
+            """UPDATE invoices SET expires_at = $2 WHERE id = $1
+               RETURNING id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                         total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
+                         idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent,
+                         created_at, updated_at""",
             row["id"], quote.period_end)
         assert shortened is not None
         return shortened
@@ -151,7 +157,11 @@ async def _open_snap(deps: BillingDeps, user: User, row: asyncpg.Record, issued:
             await subscriptions.on_abandoned(conn, row)
         raise
     updated = await deps.pool.fetchrow(
-        f"""UPDATE invoices SET snap_token = $2, redirect_url = $3 WHERE id = $1
-            RETURNING {INVOICE_COLUMNS}""", row["id"], snap.token, snap.redirect_url)  # noqa: S608
+        """UPDATE invoices SET snap_token = $2, redirect_url = $3 WHERE id = $1
+           RETURNING id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                     total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
+                     idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent,
+                     created_at, updated_at""",
+        row["id"], snap.token, snap.redirect_url)
     assert updated is not None
     return _answer(updated)

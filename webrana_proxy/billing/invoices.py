@@ -24,11 +24,6 @@ NUMBER_DIGITS = 4  # NNNN; a month past 9,999 invoices simply gets a fifth digit
 PENDING_INVOICE_TTL = timedelta(hours=24)  # a pending invoice expires after a day (Snap expiry matches)
 CURRENCY = "IDR"
 
-INVOICE_COLUMNS = """id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
-    total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
-    period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at"""
-
-
 def jakarta_month(now: datetime) -> str:
     """``YYYY-MM`` of ``now`` on the Jakarta calendar (UTC+7): 2025-01-31T17:30Z is already February."""
     return now.astimezone(JAKARTA).strftime("%Y-%m")
@@ -65,11 +60,14 @@ async def insert_invoice(conn: Conn, *, user_id: uuid.UUID, subscription_id: uui
     """Number and insert a pending invoice (inside the caller's transaction)."""
     number = await next_invoice_number(conn, now)
     row = await conn.fetchrow(
-        f"""INSERT INTO invoices (user_id, subscription_id, number, order_id, plan, kind, subtotal_idr,
+        """INSERT INTO invoices (user_id, subscription_id, number, order_id, plan, kind, subtotal_idr,
                ppn_idr, total_idr, expires_at, idempotency_key, period_start, period_end, buyer, seller,
                lines, ppn_percent)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-            RETURNING {INVOICE_COLUMNS}""",  # noqa: S608 - constant column list
+            RETURNING id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                      total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
+                      idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent,
+                      created_at, updated_at""",
         user_id, subscription_id, number, order_id, plan, kind, charge.subtotal_idr, charge.ppn_idr,
         charge.total_idr, now + PENDING_INVOICE_TTL, idempotency_key, period_start, period_end, buyer, seller,
         charge_lines(charge), charge.ppn_percent)
@@ -83,17 +81,24 @@ async def fetch_invoice(conn: Conn | asyncpg.Pool, *, user_id: uuid.UUID,
     """One of ``user_id``'s invoices, by id or by Midtrans order id; ``None`` when it is someone else's."""
     if invoice_id is not None:
         return await conn.fetchrow(
-            f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND user_id = $2",  # noqa: S608
-            invoice_id, user_id)
+            """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+                      status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
+                      period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+               FROM invoices WHERE id = $1 AND user_id = $2""", invoice_id, user_id)
     return await conn.fetchrow(
-        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE order_id = $1 AND user_id = $2",  # noqa: S608
-        order_id, user_id)
+        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+                  status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
+                  period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+           FROM invoices WHERE order_id = $1 AND user_id = $2""", order_id, user_id)
 
 
 async def list_invoices(pool: asyncpg.Pool, user_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await pool.fetch(
-        f"""SELECT {INVOICE_COLUMNS} FROM invoices WHERE user_id = $1
-            ORDER BY created_at DESC, id DESC LIMIT $2""", user_id, limit)  # noqa: S608
+        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+                  status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
+                  period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+           FROM invoices WHERE user_id = $1
+           ORDER BY created_at DESC, id DESC LIMIT $2""", user_id, limit)
     return rows
 
 

@@ -41,8 +41,6 @@ log = logging.getLogger("webrana.billing")
 
 PERIOD = timedelta(days=PERIOD_DAYS)
 FREE_PLAN = "free"
-SUB_COLUMNS = """id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
-    scheduled_plan, created_at, updated_at"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +104,11 @@ def _upgrade(old: Plan, new: Plan, days: int, ppn_percent: int) -> Charge:
 async def running_subscription(conn: Conn | asyncpg.Pool, user_id: uuid.UUID,
                                now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"""SELECT {SUB_COLUMNS} FROM subscriptions
-            WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
-            ORDER BY current_period_end DESC LIMIT 1""", user_id, now)  # noqa: S608 - constant columns
+        """SELECT id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+                  scheduled_plan, created_at, updated_at
+           FROM subscriptions
+           WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
+           ORDER BY current_period_end DESC LIMIT 1""", user_id, now)
 
 
 def running_of(row: asyncpg.Record | None) -> Running | None:
@@ -140,11 +140,12 @@ async def cancel(conn: Conn | asyncpg.Pool, user_id: uuid.UUID,
                  now: datetime) -> asyncpg.Record | None:
     """No renewal: the plan stays until the period ends. ``None`` when nothing is running."""
     return await conn.fetchrow(
-        f"""UPDATE subscriptions SET cancel_at_period_end = true, scheduled_plan = NULL
-            WHERE id = (SELECT id FROM subscriptions
-                        WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
-                        ORDER BY current_period_end DESC LIMIT 1)
-            RETURNING {SUB_COLUMNS}""", user_id, now)  # noqa: S608 - constant columns
+        """UPDATE subscriptions SET cancel_at_period_end = true, scheduled_plan = NULL
+           WHERE id = (SELECT id FROM subscriptions
+                       WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
+                       ORDER BY current_period_end DESC LIMIT 1)
+           RETURNING id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+                     scheduled_plan, created_at, updated_at""", user_id, now)
 
 
 async def _set_user_plan(conn: Conn, user_id: uuid.UUID, plan: str) -> None:
@@ -163,7 +164,9 @@ async def _lock(conn: Conn, sub_id: uuid.UUID | None) -> asyncpg.Record | None:
     if sub_id is None:
         return None
     return await conn.fetchrow(
-        f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = $1 FOR UPDATE", sub_id)  # noqa: S608
+        """SELECT id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+                  scheduled_plan, created_at, updated_at
+           FROM subscriptions WHERE id = $1 FOR UPDATE""", sub_id)
 
 
 async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> uuid.UUID | None:
@@ -252,9 +255,10 @@ async def end_period(conn: Conn, sub_id: uuid.UUID, now: datetime) -> PeriodEnd 
         return None
     await lock_user_billing(conn, owner)
     sub = await conn.fetchrow(
-        f"""SELECT {SUB_COLUMNS} FROM subscriptions
-            WHERE id = $1 AND status = 'active' AND current_period_end <= $2 FOR UPDATE""",  # noqa: S608
-        sub_id, now)
+        """SELECT id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+                  scheduled_plan, created_at, updated_at
+           FROM subscriptions
+           WHERE id = $1 AND status = 'active' AND current_period_end <= $2 FOR UPDATE""", sub_id, now)
     if sub is None:
         return None
     user_id: uuid.UUID = sub["user_id"]
