@@ -11,7 +11,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -87,16 +88,39 @@ def has_traceback(raw: bytes) -> bool:
     return TRACEBACK.search(raw.decode("utf-8", "replace")) is not None
 
 
-async def leftover_tasks(baseline: Iterable[asyncio.Task[Any]], timeout: float = 3.0) -> set[asyncio.Task[Any]]:
-    """Tasks that are not in ``baseline`` and still running after ``timeout`` (the current one excluded)."""
-    known = set(baseline)
+def _kind(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", type(coro).__name__)
+
+
+def _live_kinds() -> Counter[str]:
     me = asyncio.current_task()
+    return Counter(_kind(t) for t in asyncio.all_tasks() if t is not me and not t.done())
+
+
+async def task_baseline(window: float = 0.3) -> Counter[str]:
+    """How many tasks of each kind run at most over ``window`` seconds (periodic tasks come and go)."""
+    most: Counter[str] = Counter()
+    deadline = asyncio.get_running_loop().time() + window
+    while asyncio.get_running_loop().time() < deadline:
+        most |= _live_kinds()
+        await asyncio.sleep(0.02)
+    return most
+
+
+async def leftover_tasks(baseline: Counter[str], timeout: float = 3.0) -> list[asyncio.Task[Any]]:
+    """Tasks beyond ``baseline`` (see ``task_baseline``) that are still running after ``timeout``.
+
+    Counted per coroutine kind, so a periodic task that replaces itself (the usage writer's timed wait) is not a
+    leak, while one more handler, reader or timer of any kind than before is.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        extra = {t for t in asyncio.all_tasks() if t not in known and t is not me and not t.done()}
+        extra = {k for k, n in _live_kinds().items() if n > baseline.get(k, 0)}
         if not extra or asyncio.get_running_loop().time() > deadline:
-            return extra
-        await asyncio.sleep(0.05)
+            me = asyncio.current_task()
+            return [t for t in asyncio.all_tasks() if t is not me and not t.done() and _kind(t) in extra]
+        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
