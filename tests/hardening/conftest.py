@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,15 +16,16 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Api
+from tests.conftest import PASSWORD, Api
 from tests.fakes.midtrans import FakeMidtrans
-from tests.gateway.conftest import account, fake, fakes, gateway_env, gw
+from tests.gateway.conftest import PROVIDER_KEYS, account, fake, fakes, gateway_env, gw
 from tests.processes import free_port
 
 __all__ = ["account", "fake", "fakes", "gateway_env", "gw"]  # fixtures re-exported for this folder
@@ -152,3 +154,26 @@ async def fake_providers_process(*args: str) -> AsyncIterator[dict[str, str]]:
             except TimeoutError:
                 os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
+
+
+async def process_account(session: aiohttp.ClientSession, url: str, db_url: str,
+                          providers: tuple[str, ...] = ("openai",)) -> str:
+    """A pro account on a real proxy process, with account limits far above any test's load; its proxy key."""
+    async with session.post(url + "/api/auth/register",
+                            json={"email": f"load-{secrets.token_hex(4)}@example.com", "password": PASSWORD}) as r:
+        assert r.status == 201, await r.text()
+        tokens = await r.json()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("""UPDATE users SET plan = 'pro', burst_per_minute_override = 1000000,
+                              monthly_requests_override = 1000000000 WHERE id = $1::uuid""", tokens["user"]["id"])
+    finally:
+        await conn.close()
+    h = bearer(tokens)
+    for p in providers:
+        async with session.post(url + "/api/provider-keys", headers=h,
+                                json={"provider": p, "name": p, "key": PROVIDER_KEYS[p]}) as r:
+            assert r.status == 201, await r.text()
+    async with session.post(url + "/api/proxy-keys", headers=h, json={"name": "load"}) as r:
+        assert r.status == 201, await r.text()
+        return str((await r.json())["key"])
