@@ -3,10 +3,12 @@
 - ``GET /api/usage/summary``: totals and per-day / per-provider / per-model sums, read from the daily roll-up
   ``usage_daily`` only (never the raw rows), so it costs the same with ten rows or ten million.
 - ``GET /api/usage/requests``: the raw rows, newest first, keyset-paginated on
-  ``proxy_requests_user_time_idx (user_id, created_at DESC, id DESC)`` with an opaque cursor.
+  ``proxy_requests_user_time_idx (user_id, created_at DESC, id DESC)`` with an opaque cursor (on
+  ``proxy_requests_user_model_time_idx (user_id, model, created_at DESC, id DESC)`` when filtered by model).
 - ``GET /api/usage/export.csv``: the raw rows as CSV, streamed from a server-side cursor in chunks.
 
 Days are Asia/Jakarta days (UTC+7, no daylight saving). Every query is bound to the caller's ``user_id``.
+Every statement is one complete SQL literal; optional filters are parameters that may be NULL.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ EXPORT_CHUNK = 1_000  # rows fetched per server-side cursor round trip while str
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 STATUS_RE = re.compile(r"^[1-5]\d{2}$")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1  # the bounds of proxy_requests.status (INTEGER)
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_idr")
 REQUEST_FIELDS = ("id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
                   "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
@@ -131,17 +134,27 @@ def parse_limit(query: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def parse_status(raw: str) -> tuple[str, int | None] | None:
-    """``200`` (an exact code), ``error`` (>= 400) or ``ok`` (< 400) -> (SQL condition, argument)."""
+@dataclass(frozen=True, slots=True)
+class StatusRange:
+    """Status codes from ``low`` to ``high``, both included."""
+    low: int
+    high: int
+
+
+ANY_STATUS = StatusRange(INT4_MIN, INT4_MAX)
+
+
+def parse_status(raw: str) -> StatusRange | None:
+    """``200`` (an exact code), ``error`` (>= 400) or ``ok`` (< 400) as a range of codes; ``None`` when empty."""
     value = raw.strip().lower()
     if not value:
         return None
     if value == "error":
-        return "status >= 400", None
+        return StatusRange(400, INT4_MAX)
     if value == "ok":
-        return "status < 400", None
+        return StatusRange(INT4_MIN, 399)
     if STATUS_RE.match(value):
-        return "status = {}", int(value)
+        return StatusRange(int(value), int(value))
     raise ValidationFailed("'status' must be an HTTP status code (like 200 or 429), 'ok' or 'error'",
                            param="status", code="invalid_status")
 
@@ -190,7 +203,52 @@ GROUP BY GROUPING SETS ((day), (provider), (provider, model), ())
 # GROUPING() bits are (day, provider, model), 1 = rolled up.
 G_BY_DAY, G_BY_PROVIDER, G_BY_MODEL, G_TOTAL = 0b011, 0b101, 0b100, 0b111
 
-ROW_COLUMNS = ", ".join(REQUEST_FIELDS)
+# One page of the request log, newest first. $1 user, [$2, $3) the instants (NULL = open end), ($4, $5) the
+# keyset position of the previous page's last row (both NULL on the first page), $6 provider (NULL = any),
+# [$7, $8] the status codes, $9 the row limit. The open ends and the missing cursor are COALESCEd to sentinels
+# (+-infinity; created_at is never infinite) rather than written "$n IS NULL OR ...", so the range and the
+# cursor stay Index Conds on (user_id, created_at DESC, id DESC) in generic plans too, and the index order is
+# the page order (no Sort). The columns are REQUEST_FIELDS.
+PAGE_SQL = """
+SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
+       total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
+FROM proxy_requests
+WHERE user_id = $1
+  AND created_at >= COALESCE($2::timestamptz, '-infinity')
+  AND created_at < COALESCE($3::timestamptz, 'infinity')
+  AND (created_at, id) < (COALESCE($4::timestamptz, 'infinity'),
+                          COALESCE($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+  AND ($6::text IS NULL OR provider = $6)
+  AND status BETWEEN $7 AND $8
+ORDER BY created_at DESC, id DESC
+LIMIT $9
+"""
+
+# The same page filtered by model ($10): an equality on the second column of
+# proxy_requests_user_model_time_idx (user_id, model, created_at DESC, id DESC), so a model the user never
+# used costs one index probe, not a walk through all of the user's rows (or a scan of the table).
+PAGE_BY_MODEL_SQL = """
+SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
+       total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
+FROM proxy_requests
+WHERE user_id = $1
+  AND model = $10
+  AND created_at >= COALESCE($2::timestamptz, '-infinity')
+  AND created_at < COALESCE($3::timestamptz, 'infinity')
+  AND (created_at, id) < (COALESCE($4::timestamptz, 'infinity'),
+                          COALESCE($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+  AND ($6::text IS NULL OR provider = $6)
+  AND status BETWEEN $7 AND $8
+ORDER BY created_at DESC, id DESC
+LIMIT $9
+"""
+
+# The CSV export: $1 user, [$2, $3) the range, oldest first (the same index, read backwards).
+EXPORT_SQL = """
+SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
+       total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
+FROM proxy_requests WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+ORDER BY created_at, id"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,51 +258,20 @@ class RequestFilter:
     end: datetime | None = None
     model: str | None = None
     provider: str | None = None
-    status: tuple[str, int | None] | None = None
-
-
-def filter_sql(f: RequestFilter, args: list[Any]) -> list[str]:
-    """WHERE conditions for ``f`` (constant SQL text; values appended to ``args`` as $n parameters)."""
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    conds = [f"user_id = {arg(f.user_id)}"]
-    if f.start is not None:
-        conds.append(f"created_at >= {arg(f.start)}")
-    if f.end is not None:
-        conds.append(f"created_at < {arg(f.end)}")
-    if f.model is not None:
-        conds.append(f"model = {arg(f.model)}")
-    if f.provider is not None:
-        conds.append(f"provider = {arg(f.provider)}")
-    if f.status is not None:
-        cond, value = f.status
-        conds.append(cond.format(arg(value)) if value is not None else cond)
-    return conds
+    status: StatusRange | None = None
 
 
 def page_query(f: RequestFilter, after: tuple[datetime, uuid.UUID] | None,
                limit: int) -> tuple[str, list[Any]]:
-    """Newest first; the row comparison is an index condition on (user_id, created_at DESC, id DESC)."""
-    args: list[Any] = []
-    conds = filter_sql(f, args)
-    if after is not None:
-        conds.append(f"(created_at, id) < (${len(args) + 1}, ${len(args) + 2})")
-        args.extend(after)
-    args.append(limit)
-    sql = (f"SELECT {ROW_COLUMNS} FROM proxy_requests WHERE {' AND '.join(conds)} "  # noqa: S608 - constant text
-           f"ORDER BY created_at DESC, id DESC LIMIT ${len(args)}")
-    return sql, args
-
-
-def export_query(f: RequestFilter) -> tuple[str, list[Any]]:
-    args: list[Any] = []
-    conds = filter_sql(f, args)
-    sql = (f"SELECT {ROW_COLUMNS} FROM proxy_requests WHERE {' AND '.join(conds)} "  # noqa: S608 - constant text
-           "ORDER BY created_at, id")
-    return sql, args
+    """The statement for one page of ``f`` (``PAGE_SQL``, or ``PAGE_BY_MODEL_SQL`` with a model) and its
+    arguments, starting after the keyset position ``after``."""
+    cursor_at, cursor_id = after if after is not None else (None, None)
+    status = f.status or ANY_STATUS
+    args: list[Any] = [f.user_id, f.start, f.end, cursor_at, cursor_id, f.provider, status.low, status.high,
+                       limit]
+    if f.model is None:
+        return PAGE_SQL, args
+    return PAGE_BY_MODEL_SQL, [*args, f.model]
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -343,7 +370,6 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
     rng = parse_range(request.query, jakarta_today())
     start, end = rng.bounds()
-    sql, args = export_query(RequestFilter(user.id, start, end))
     filename = f"webrana-usage-{rng.first.isoformat()}-{rng.last.isoformat()}.csv"
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
@@ -353,7 +379,7 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     try:
         async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
-            cursor = await conn.cursor(sql, *args)
+            cursor = await conn.cursor(EXPORT_SQL, user.id, start, end)
             await resp.prepare(request)
             await resp.write(csv_chunk([CSV_FIELDS]))
             while rows := await cursor.fetch(EXPORT_CHUNK):
