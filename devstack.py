@@ -441,21 +441,26 @@ class Postgres:
             time.sleep(0.1)
         raise DevstackError(f"postgres did not become ready in {SERVICE_START_TIMEOUT:.0f}s; see {log_path}")
 
-    def psql(self, sql: str, database: str = "postgres") -> str:
-        result = subprocess.run(
-            [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_SUPERUSER,
-             "-d", database, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_pg_env(), check=False)
+    def psql(self, sql: str, database: str = "postgres", *, variables: Mapping[str, str] | None = None) -> str:
+        """Run ``sql`` (a literal script, fed on stdin) and return its unaligned output. Values go in as psql
+        ``variables`` (``-v name=value``), which the script names as ``:'name'`` (a quoted literal) or
+        ``:"name"`` (a quoted identifier): psql quotes them, so no value is ever spliced into SQL text."""
+        argv = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_SUPERUSER,
+                "-d", database, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
+        for key, value in (variables or {}).items():
+            argv += ["-v", f"{key}={value}"]
+        result = subprocess.run(argv, input=sql, capture_output=True, text=True, env=_pg_env(), check=False)
         if result.returncode != 0:
             raise DevstackError(f"psql failed: {result.stderr.strip()}")
         return result.stdout.strip()
 
     def ensure_database(self, name: str, *, fresh: bool = False) -> None:
+        database = {"name": name}
         if fresh:
-            self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        elif self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1":  # noqa: S608 - our constant
+            self.psql('DROP DATABASE IF EXISTS :"name" WITH (FORCE);', variables=database)
+        elif self.psql("SELECT 1 FROM pg_database WHERE datname = :'name';", variables=database) == "1":
             return
-        self.psql(f'CREATE DATABASE "{name}"')
+        self.psql('CREATE DATABASE :"name";', variables=database)
 
     def stop(self) -> None:
         if self.child is not None:
