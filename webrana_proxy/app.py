@@ -20,9 +20,10 @@ from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
 from webrana_proxy.metrics import Metrics
-from webrana_proxy.middleware import pipeline
+from webrana_proxy.middleware import REQUEST_IDS, RequestIds, pipeline
 from webrana_proxy.passwords import Passwords
 from webrana_proxy.providers.registry import build_registry
+from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import (
     HTTP,
@@ -52,8 +53,12 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     client = Redis.from_url(app[SETTINGS].redis_url, socket_connect_timeout=2, socket_timeout=2,
                             health_check_interval=10)
     app[REDIS] = client
-    app[LIMITER] = Limiter(client, app[SETTINGS].ip_rate_limit)
+    url = app[SETTINGS].redis_url
+    pipe = RedisPipe(url) if RedisPipe.supports(url) else None
+    app[LIMITER] = Limiter(client, app[SETTINGS].ip_rate_limit, pipe)
     yield
+    if pipe is not None:
+        await pipe.close()
     await client.aclose()
 
 
@@ -95,6 +100,7 @@ def create_app(settings: Settings) -> web.Application:
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
     app[FALLBACK] = LocalLimiter()
+    app[REQUEST_IDS] = RequestIds()
     app[GATEWAY] = GatewayRuntime.build(settings, app[METRICS], app[REGISTRY])
     app[health.SHUTTING_DOWN] = asyncio.Event()
     app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from webrana_proxy.redispipe import RedisPipe
+
 JAKARTA = timezone(timedelta(hours=7))  # Asia/Jakarta has no DST: a fixed offset is exact
 WINDOW_MS = 60_000  # rate windows are one minute
 QUOTA_TTL_SLACK_S = 7 * 24 * 3600  # keep a finished month's counter a week for support questions
@@ -104,12 +106,21 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, redis: Redis, keys: list[str], args: list[int | str]) -> list[int]:
+    async def __call__(self, client: Redis | RedisPipe, keys: list[str], args: list[int | str]) -> list[int]:
         try:
-            result: list[int] = await redis.evalsha(self.sha, len(keys), *keys, *args)
+            return await self._evalsha(client, keys, args)
         except NoScriptError:
-            await redis.script_load(self.source)
-            result = await redis.evalsha(self.sha, len(keys), *keys, *args)
+            if isinstance(client, RedisPipe):
+                await client.execute("SCRIPT", "LOAD", self.source)
+            else:
+                await client.script_load(self.source)
+            return await self._evalsha(client, keys, args)
+
+    async def _evalsha(self, client: Redis | RedisPipe, keys: list[str], args: list[int | str]) -> list[int]:
+        if isinstance(client, RedisPipe):
+            result: list[int] = await client.evalsha(self.sha, keys, args)
+        else:
+            result = await client.evalsha(self.sha, len(keys), *keys, *args)
         return result
 
 
@@ -119,8 +130,10 @@ def month_start_utc(month: str) -> datetime:
 
 
 class Limiter:
-    def __init__(self, redis: Redis, ip_limit: int) -> None:
-        self._redis = redis
+    """``pipe``, when given, carries the scripts (the lean auto-pipelined connection); else redis-py does."""
+
+    def __init__(self, redis: Redis, ip_limit: int, pipe: RedisPipe | None = None) -> None:
+        self._redis: Redis | RedisPipe = pipe if pipe is not None else redis
         self.ip_limit = ip_limit
         self._ip = _Script(IP_SCRIPT)
         self._gateway = _Script(GATEWAY_SCRIPT)

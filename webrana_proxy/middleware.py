@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,22 @@ UNLIMITED_PATHS = ("/health", "/metrics")  # probes and scrapes come from the pl
 GATEWAY_PREFIX = "/v1/"  # the gateway checks the IP limit inside its single Lua call
 
 
+class RequestIds:
+    """Unique request ids without a syscall per request: a random per-process prefix and a counter."""
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + secrets.token_hex(6)
+        self._next = itertools.count(1).__next__
+
+    def new(self) -> str:
+        return f"{self._prefix}{self._next():x}"
+
+
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+
+
 def error_response(err: WebranaError, request_id: str) -> web.Response:
     headers = {"x-request-id": request_id, **err.headers}
     return web.Response(body=err.body_bytes(), status=err.status, content_type="application/json",
@@ -50,7 +67,7 @@ def _from_http_exception(exc: web.HTTPException) -> WebranaError:
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("x-request-id", "")
     if not (0 < len(request_id) <= 64 and request_id.replace("-", "").replace("_", "").isalnum()):
-        request_id = "req_" + secrets.token_hex(12)
+        request_id = request.app[REQUEST_IDS].new()
     request[REQUEST_ID] = request_id
     settings = request.app[SETTINGS]
     request[CLIENT_IP] = client_ip(request.remote, request.headers.get("X-Forwarded-For"),

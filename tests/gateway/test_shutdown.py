@@ -22,6 +22,7 @@ async def _account(session: aiohttp.ClientSession, url: str, db: str) -> str:
     async with session.post(url + "/api/auth/register",
                             json={"email": "sigterm@example.com", "password": "Sup3rSecret!"}) as r:
         tokens = await r.json()
+        assert r.status == 201, tokens
     conn = await asyncpg.connect(db)
     await conn.execute("UPDATE users SET plan = 'pro'")
     await conn.close()

@@ -63,20 +63,51 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, clie
     raise last
 
 
+class IdleWatch:
+    """One timer per upstream answer instead of a timeout context per read: each read only stamps the time;
+    the timer closes the upstream response when nothing arrived for ``idle`` seconds, which wakes the read."""
+
+    __slots__ = ("_handle", "_idle", "_loop", "_resp", "fired", "last")
+
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._idle = idle
+        self._resp = resp
+        self.fired = False
+        self.last = self._loop.time()
+        self._handle = self._loop.call_at(self.last + idle, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self._idle
+        if self._loop.time() >= due:
+            self.fired = True
+            self._resp.close()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def touch(self) -> None:
+        self.last = self._loop.time()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Settings,
                      parse: Callable[[bytes], ChatResult], headers: dict[str, str]) -> web.Response:
     started = time.perf_counter()
+    watch = IdleWatch(resp, settings.idle_timeout)
     try:
-        async with asyncio.timeout(settings.idle_timeout):
-            raw = await resp.read()
-    except TimeoutError:
+        raw = await resp.read()
+    except (aiohttp.ClientError, asyncio.CancelledError) as exc:
         resp.close()
-        raise UpstreamTimeout(f"the provider stopped sending for {settings.idle_timeout:g} s") from None
-    except aiohttp.ClientError as exc:
-        resp.close()
+        if watch.fired:
+            raise UpstreamTimeout(f"the provider stopped sending for {settings.idle_timeout:g} s") from None
+        if isinstance(exc, asyncio.CancelledError):
+            raise
         raise UpstreamError(f"the provider connection failed mid-answer: {type(exc).__name__}", status=502,
                             code="upstream_reset") from None
     finally:
+        watch.cancel()
         call.upstream_seconds += time.perf_counter() - started
     resp.release()
     result = parse(raw)
@@ -95,27 +126,32 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call:
     content = resp.content
     idle = settings.idle_timeout
     clean_end = False
+    watch = IdleWatch(resp, idle)
+    perf = time.perf_counter
     try:
         await out.prepare(request)  # inside the try: a client gone before the headers is a 499 too
         while True:
-            waited = time.perf_counter()
+            waited = perf()
             try:
-                async with asyncio.timeout(idle):
-                    data = await content.readany()
-            except TimeoutError:
+                data = await content.readany()
+            except aiohttp.ClientError as exc:
+                data = None
+                broken = exc
+            finally:
+                call.upstream_seconds += perf() - waited
+            if watch.fired:
                 call.error_type = "upstream_idle_timeout"
                 await out.write(sse(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
                                                "timeout", "upstream_idle_timeout")))
                 break
-            except aiohttp.ClientError as exc:
+            if data is None:
                 call.error_type = "upstream_reset"
-                await out.write(sse(error_json(f"the provider connection broke mid-stream: {type(exc).__name__}",
+                await out.write(sse(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
                                                "api_error", "upstream_reset")))
                 break
-            finally:
-                call.upstream_seconds += time.perf_counter() - waited
+            watch.touch()
             if call.ttfb is None:
-                call.ttfb = time.perf_counter() - call.started
+                call.ttfb = perf() - call.started
             if not data:
                 tail = translator.finish()
                 if tail:
@@ -135,6 +171,7 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call:
         call.status = CLIENT_CLOSED
         call.error_type = "client_disconnected"
     finally:
+        watch.cancel()
         if clean_end:
             resp.release()
         else:

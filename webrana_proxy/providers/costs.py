@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 from webrana_proxy.providers.base import Usage
@@ -11,6 +12,7 @@ _MICRO = 1_000_000  # prices are held as micro-USD per million tokens
 _SCALE = 1_000_000 * _MICRO  # tokens per price unit x micro-USD per USD
 
 
+@functools.lru_cache(maxsize=256)  # a handful of catalogue prices; Decimal per call would cost more than the call
 def _micro_usd(price: float) -> int:
     # Through str(): 0.15 becomes exactly 150000, not 149999.99...
     return int((Decimal(str(price)) * _MICRO).to_integral_value())
