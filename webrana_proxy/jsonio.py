@@ -42,7 +42,9 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def parse_json_object(raw: bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """A JSON object, or ``BadRequest``. ``max_depth=None`` skips our depth walk (orjson itself refuses
+    nesting deeper than 1,024 levels), for the gateway where a large prompt should not be walked twice."""
     if not raw:
         raise BadRequest("request body must be a JSON object", code="invalid_json")
     try:
@@ -51,7 +53,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadRequest(f"request body is not valid JSON: {exc.msg}", code="invalid_json") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
-    if not _depth_ok(value, MAX_JSON_DEPTH):
+    if max_depth is not None and not _depth_ok(value, max_depth):
         raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     return value
 

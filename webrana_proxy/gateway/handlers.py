@@ -50,7 +50,7 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
 async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
                                                                 dict[str, str]]:
     app = request.app
-    body = parse_json_object(await read_body(request, app[SETTINGS].gateway_body_limit))
+    body = parse_json_object(await read_body(request, app[SETTINGS].gateway_body_limit), max_depth=None)
     call.body = body
     model = body.get("model")
     if isinstance(model, str):
