@@ -28,8 +28,8 @@ from webrana_proxy.settings import Settings
 # One database and Redis db index per test session, so concurrent sessions on one machine never collide.
 TEST_DATABASE = f"webrana_test_{os.getpid()}"
 TEST_REDIS_DB = 1 + os.getpid() % 15
-TABLES = ("audit_log", "payment_notifications", "invoice_counters", "invoices", "subscriptions", "usage_daily",
-          "proxy_requests", "proxy_api_keys", "api_keys", "refresh_tokens", "users")
+TRUNCATE_ALL = """TRUNCATE audit_log, payment_notifications, invoice_counters, invoices, subscriptions, usage_daily,
+                           proxy_requests, proxy_api_keys, api_keys, refresh_tokens, users CASCADE"""
 PASSWORD = "Sup3rSecret!"
 
 
@@ -99,7 +99,7 @@ async def clean(migrated: str, base_env: dict[str, str]) -> AsyncIterator[None]:
     """Empty tables and the test Redis db before each test that uses the app."""
     conn = await asyncpg.connect(migrated)
     try:
-        await conn.execute("TRUNCATE " + ", ".join(TABLES) + " CASCADE")
+        await conn.execute(TRUNCATE_ALL)
     finally:
         await conn.close()
     redis = Redis.from_url(base_env["REDIS_URL"])

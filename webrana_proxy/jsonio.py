@@ -29,22 +29,31 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _depth_ok(value: Any, limit: int) -> bool:
+def structure_problem(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed JSON value cannot be stored or trusted, or None: nesting deeper than ``limit``, or a NUL
+    character in a key or string (PostgreSQL text and jsonb cannot hold one)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            return f"request body is nested deeper than {limit} levels"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "request body contains a NUL character"
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if "\x00" in k:
+                    return "request body contains a NUL character"
+                stack.append((v, depth + 1))
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return True
+    return None
 
 
 def parse_json_object(raw: bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> dict[str, Any]:
-    """A JSON object, or ``BadRequest``. ``max_depth=None`` skips our depth walk (orjson itself refuses
-    nesting deeper than 1,024 levels), for the gateway where a large prompt should not be walked twice."""
+    """A JSON object, or ``BadRequest``. ``max_depth=None`` skips our structure walk (orjson itself refuses
+    nesting deeper than 1,024 levels), for the gateway where a large prompt should not be walked twice and
+    nothing of the body is stored."""
     if not raw:
         raise BadRequest("request body must be a JSON object", code="invalid_json")
     try:
@@ -53,8 +62,10 @@ def parse_json_object(raw: bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> 
         raise BadRequest(f"request body is not valid JSON: {exc.msg}", code="invalid_json") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
-    if max_depth is not None and not _depth_ok(value, max_depth):
-        raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+    if max_depth is not None:
+        problem = structure_problem(value, max_depth)
+        if problem is not None:
+            raise BadRequest(problem, code="invalid_json")
     return value
 
 

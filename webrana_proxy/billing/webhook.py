@@ -30,6 +30,7 @@ from webrana_proxy.billing.midtrans import (
 )
 from webrana_proxy.billing.transitions import apply_status
 from webrana_proxy.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, UpstreamError
+from webrana_proxy.jsonio import structure_problem
 
 log = logging.getLogger("webrana.billing.webhook")
 
@@ -57,14 +58,17 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or structure_problem(value) is not None:
+        return None  # not an object, absurdly deep, or holding NUL characters jsonb cannot store
+    return value
 
 
 async def receive(deps: BillingDeps, raw: bytes, now: datetime) -> Received:
     """Handle one notification. Raises a 4xx/5xx ``WebranaError`` after recording it when it is refused."""
     body = _parse(raw)
     if body is None:
-        await record(deps, {"unparsed": raw[:RAW_TEXT_MAX].decode("utf-8", "replace")}, None, "malformed")
+        text = raw[:RAW_TEXT_MAX].decode("utf-8", "replace").replace("\x00", "\\u0000")
+        await record(deps, {"unparsed": text}, None, "malformed")
         log.warning("Midtrans notification refused: not a JSON object")
         raise BadRequest("notification must be a JSON object", code="invalid_notification")
     order_id = body.get("order_id") if isinstance(body.get("order_id"), str) else None
