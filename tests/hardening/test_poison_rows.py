@@ -1,0 +1,71 @@
+"""Usage accounting survives hostile values and a PostgreSQL that refuses writes.
+
+- A value PostgreSQL cannot store (U+0000 in the model name, which the usage row keeps) must not block the
+  usage writer: that call is a clean 4xx, and its row and every row after it are written.
+- When PostgreSQL refuses writes for a while and the in-memory queue is full, rows go to the spill file and
+  all of them arrive once writes work again (the spill file must be writable for every row)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from tests.fakes.midtrans import FakeMidtrans
+from tests.gateway.conftest import Account, wait_rows
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
+
+
+async def test_a_nul_in_the_model_name_does_not_block_the_usage_writer(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str) -> None:
+    headers = {"Authorization": f"Bearer {account.proxy_key}", "Content-Type": "application/json"}
+    hostile = await gw.post("/v1/chat/completions", headers=headers,
+                            data=orjson.dumps({**CHAT, "model": "gpt-4o-mini\u0000"}))
+    hostile_status, hostile_text = hostile.status, await hostile.text()
+    for _ in range(3):
+        resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
+        assert resp.status == 200, await resp.text()
+    rows = await wait_rows(migrated, 4, timeout=8)
+    assert len(rows) == 4, (f"{len(rows)} of 4 usage rows written: a row PostgreSQL refuses (U+0000 in a text "
+                            "column) blocks the usage writer's queue, and every later row with it")
+    assert sum(r["status"] == 200 for r in rows) == 3
+    assert 400 <= hostile_status < 500, f"a model name with U+0000 was answered {hostile_status}: {hostile_text}"
+
+
+@pytest.fixture
+def env_overrides(fake_midtrans: FakeMidtrans, tmp_path: Path) -> dict[str, str]:
+    return {"MIDTRANS_SNAP_BASE_URL": fake_midtrans.snap_base_url,
+            "MIDTRANS_API_BASE_URL": fake_midtrans.api_base_url,
+            "WEBRANA_USAGE_QUEUE_MAX": "1", "WEBRANA_USAGE_SPILL_DIR": str(tmp_path / "spill")}
+
+
+async def test_rows_spilled_while_writes_fail_all_arrive(gw: TestClient[web.Request, web.Application],
+                                                         account: Account, migrated: str, tmp_path: Path) -> None:
+    headers = {"Authorization": f"Bearer {account.proxy_key}"}
+    conn = await asyncpg.connect(migrated)
+    try:
+        await conn.execute("ALTER TABLE proxy_requests RENAME TO proxy_requests_away")  # writes now fail
+        try:
+            for _ in range(4):
+                resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
+                assert resp.status == 200, await resp.text()
+            spill = tmp_path / "spill" / "usage-spill.jsonl"
+            for _ in range(60):  # the queue holds one row; the rest must reach the spill file
+                if spill.exists() and len(spill.read_bytes().splitlines()) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert spill.exists() and len(spill.read_bytes().splitlines()) >= 3, (
+                "rows beyond the queue bound did not reach the spill file (see the log for the spill error)")
+        finally:
+            await conn.execute("ALTER TABLE IF EXISTS proxy_requests_away RENAME TO proxy_requests")
+    finally:
+        await conn.close()
+    rows = await wait_rows(migrated, 4, timeout=12)
+    assert len(rows) == 4, f"{len(rows)} of 4 usage rows written after writes worked again"
+    assert not (tmp_path / "spill" / "usage-spill.jsonl").exists()
