@@ -17,6 +17,7 @@ from webrana_proxy.middleware import RESPONSE_STARTED
 from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator, UpstreamRequest
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
+from webrana_proxy.state import METRICS
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -128,6 +129,8 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call:
     clean_end = False
     watch = IdleWatch(resp, idle)
     perf = time.perf_counter
+    open_streams = request.app[METRICS].open_streams
+    open_streams.inc()
     try:
         await out.prepare(request)  # inside the try: a client gone before the headers is a 499 too
         while True:
@@ -171,6 +174,7 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call:
         call.status = CLIENT_CLOSED
         call.error_type = "client_disconnected"
     finally:
+        open_streams.dec()
         watch.cancel()
         if clean_end:
             resp.release()
