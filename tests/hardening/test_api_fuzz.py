@@ -9,6 +9,7 @@ the same event loop and deadlock), then sent. Bounded: a dozen cases per operati
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from typing import Any
 
@@ -142,4 +143,21 @@ async def test_nul_characters_anywhere_are_a_4xx_not_a_500(
                 raw = await resp.read()
                 if resp.status >= 500 or has_traceback(raw):
                     failures.append(f"{describe(kwargs)} -> {resp.status} {raw[:200]!r}")
+        query = [p["name"] for p in operation.definition.raw.get("parameters", []) if p.get("in") == "query"]
+        path = draw_cases(operation, GenerationMode.POSITIVE, 1)[0].formatted_path if query else ""
+        headers = admin if operation.path.startswith("/api/admin/") else account.headers
+        for name in query:  # each documented query parameter alone (others would fail validation first)
+            async with gw.session.request(operation.method.upper(), base + path, headers=headers,
+                                          params=[(name, "a\x00")]) as resp:
+                raw = await resp.read()
+                if resp.status >= 500 or has_traceback(raw):
+                    failures.append(f"{operation.method.upper()} {path}?{name}=a%00 -> {resp.status} "
+                                    f"{raw[:200]!r}")
+        if "{" in operation.path:  # every path parameter holding a NUL
+            path = re.sub(r"\{\w+\}", "a%00", operation.path)
+            async with gw.session.request(operation.method.upper(), base + path, headers=headers,
+                                          json={}) as resp:
+                raw = await resp.read()
+                if resp.status >= 500 or has_traceback(raw):
+                    failures.append(f"{operation.method.upper()} {path} -> {resp.status} {raw[:200]!r}")
     assert not failures, f"{len(failures)} answers were 5xx:\n" + "\n".join(failures[:25])
