@@ -20,13 +20,17 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
+import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from schemathesis.core.result import Ok
+from schemathesis.schemas import APIOperation
 
 from tests.conftest import PASSWORD, Api
 from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import PROVIDER_KEYS, account, fake, fakes, gateway_env, gw
 from tests.processes import free_port
+from webrana_proxy.api.openapi import document
 
 __all__ = ["account", "fake", "fakes", "gateway_env", "gw"]  # fixtures re-exported for this folder
 
@@ -45,6 +49,15 @@ def env_overrides(fake_midtrans: FakeMidtrans) -> dict[str, str]:
     return {"MIDTRANS_SNAP_BASE_URL": fake_midtrans.snap_base_url,
             "MIDTRANS_API_BASE_URL": fake_midtrans.api_base_url,
             "WEBRANA_CONSOLE_URL": "http://127.0.0.1:18081"}
+
+
+def api_operations() -> list[APIOperation[Any, Any, Any, Any]]:
+    """Every operation of the /api OpenAPI document, as schemathesis sees it."""
+    out: list[APIOperation[Any, Any, Any, Any]] = []
+    for result in schemathesis.openapi.from_dict(document()).get_all_operations():
+        assert isinstance(result, Ok), f"the OpenAPI document has an invalid operation: {result}"
+        out.append(result.ok())
+    return out
 
 
 async def promote_admin(db_url: str, user_id: str) -> None:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -22,20 +23,19 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests.gateway.conftest import Account
-from tests.hardening.conftest import bearer, error_shape_problems, has_traceback, register
-from webrana_proxy.api.openapi import document
+from tests.hardening.conftest import api_operations, bearer, error_shape_problems, has_traceback, register
 
 CASES_PER_MODE = 12
 TIME_BUDGET = 35.0  # seconds for sending; the test fails loudly rather than run on
 
 
-def draw_cases(operation: Any, mode: GenerationMode, count: int) -> list[schemathesis.Case]:
-    cases: list[schemathesis.Case] = []
+def draw_cases(operation: Any, mode: GenerationMode, count: int) -> list[schemathesis.Case[Any]]:
+    cases: list[schemathesis.Case[Any]] = []
 
     @settings(max_examples=count, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(mode))
-    def collect(case: schemathesis.Case) -> None:
+    def collect(case: schemathesis.Case[Any]) -> None:
         cases.append(case)
 
     with contextlib.suppress(Unsatisfiable):  # nothing to make invalid (no parameters, no body)
@@ -43,11 +43,9 @@ def draw_cases(operation: Any, mode: GenerationMode, count: int) -> list[schemat
     return cases
 
 
-def all_cases() -> list[tuple[GenerationMode, schemathesis.Case]]:
-    schema = schemathesis.openapi.from_dict(document())
-    out: list[tuple[GenerationMode, schemathesis.Case]] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
+def all_cases() -> list[tuple[GenerationMode, schemathesis.Case[Any]]]:
+    out: list[tuple[GenerationMode, schemathesis.Case[Any]]] = []
+    for operation in api_operations():
         for mode in GenerationMode:
             out += [(mode, c) for c in draw_cases(operation, mode, CASES_PER_MODE)]
     return out
@@ -71,6 +69,7 @@ def describe(kwargs: dict[str, Any]) -> str:
     return f"{kwargs['method']} {kwargs['url']} params={kwargs.get('params')} body={body!r:.300}"
 
 
+@pytest.mark.slow
 async def test_openapi_fuzz_never_5xx_and_errors_keep_their_shape(
         gw: TestClient[web.Request, web.Application], account: Account, migrated: str) -> None:
     admin = bearer(await register(gw, migrated, admin=True))
@@ -125,11 +124,9 @@ def with_nul(value: Any) -> Any:
 async def test_nul_characters_anywhere_are_a_4xx_not_a_500(
         gw: TestClient[web.Request, web.Application], account: Account, migrated: str) -> None:
     admin = bearer(await register(gw, migrated, admin=True))
-    schema = schemathesis.openapi.from_dict(document())
     base = str(gw.make_url("")).rstrip("/")
     failures: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    for operation in api_operations():
         for case in draw_cases(operation, GenerationMode.POSITIVE, 3):
             kwargs = case.as_transport_kwargs(base_url=base)
             headers = dict(kwargs.get("headers") or {})

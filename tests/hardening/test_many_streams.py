@@ -36,7 +36,7 @@ def tree_rss(pid: int) -> int:
     sizes = []
     for p in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess):
-            sizes.append(p.memory_info().rss)
+            sizes.append(int(p.memory_info().rss))
     return max(sizes)
 
 
