@@ -92,7 +92,8 @@ async def _usage_writer(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[pipeline], client_max_size=settings.gateway_body_limit,
-                          handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
+                          handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024,
+                                        "keepalive_timeout": settings.keepalive_timeout})
     app[SETTINGS] = settings
     app[KEYRING] = Keyring(settings.master_key, settings.master_key_previous)
     app[TOKENS] = TokenIssuer(settings.jwt_secret)

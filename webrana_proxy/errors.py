@@ -76,6 +76,12 @@ class NotFound(WebranaError):
     default_code = "not_found"
 
 
+class RequestTimeout(WebranaError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class PayloadTooLarge(WebranaError):
     status = 413
     type = "invalid_request_error"

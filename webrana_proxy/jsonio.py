@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from webrana_proxy.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
+from webrana_proxy.errors import BadRequest, NotFound, PayloadTooLarge, RequestTimeout, ValidationFailed
+from webrana_proxy.state import SETTINGS
 
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -17,15 +19,28 @@ MAX_JSON_DEPTH = 64  # deeper nesting is hostile, not a real request
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes, within the body timeout setting, so a client trickling bytes
+    cannot hold a handler forever."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
+    content = request.content
+    if content.is_eof():  # the common case: a small body already received with the headers
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
+        return body
+    seconds = request.app[SETTINGS].body_timeout
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is larger than the {limit} byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {seconds:g} s") from None
     return b"".join(chunks)
 
 

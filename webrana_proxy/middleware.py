@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from webrana_proxy.clientip import client_ip
 from webrana_proxy.errors import (
+    BadRequest,
     NotFound,
     PayloadTooLarge,
     RateLimited,
@@ -74,6 +75,9 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
                                    settings.trusted_proxies)
     path = request.path
     try:
+        if "\x00" in path or ("%00" in request.rel_url.raw_query_string
+                                 and any("\x00" in k or "\x00" in v for k, v in request.query.items())):
+            raise BadRequest("the URL contains a NUL character", code="invalid_characters")
         rate_headers: dict[str, str] = {}
         if not path.startswith(UNLIMITED_PATHS) and not path.startswith(GATEWAY_PREFIX):
             rate_headers = await _check_ip(request)

@@ -32,6 +32,8 @@ DEFAULT_KEY_CACHE_SIZE = 10_000  # resolved proxy keys kept per process
 DEFAULT_KEY_CACHE_TTL = 60.0  # seconds; invalidations arrive by pub/sub well before this
 DEFAULT_USAGE_QUEUE_MAX = 100_000  # rows held in memory while PostgreSQL is away, then spill to disk
 DEFAULT_SHUTDOWN_GRACE = 30.0  # seconds open streams get to finish on SIGTERM
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0  # seconds an idle client connection (or one still sending headers) is kept
+DEFAULT_BODY_TIMEOUT = 60.0  # seconds a client has to send its whole request body (slowloris guard)
 DEFAULT_READINESS_DELAY = 0.0  # seconds between "not ready" and closing the listener (Kubernetes uses preStop)
 
 
@@ -140,6 +142,8 @@ class Settings:
     usage_spill_dir: str = ".webrana/spill"
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     readiness_delay: float = DEFAULT_READINESS_DELAY
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     log_format: str = "json"
     log_level: str = "INFO"
     dev_mode: bool = False
@@ -225,6 +229,8 @@ class Settings:
             usage_spill_dir=e.get("WEBRANA_USAGE_SPILL_DIR", ".webrana/spill").strip() or ".webrana/spill",
             shutdown_grace=_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
             readiness_delay=_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
+            keepalive_timeout=_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
+            body_timeout=_float(e, "WEBRANA_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
             log_format=log_format,
             log_level=log_level,
             dev_mode=_bool(e, "WEBRANA_DEV", False),

@@ -15,6 +15,7 @@ import logging
 import os
 import uuid
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ BATCH_MAX = 2_000  # rows per transaction: large enough for 5k rows/s, small eno
 FLUSH_INTERVAL = 0.2  # seconds between flushes when the queue is not full
 RETRY_MAX_DELAY = 5.0  # seconds between attempts while PostgreSQL is away
 SPILL_FILE = "usage-spill.jsonl"
+REFUSED_FILE = "usage-refused.jsonl"  # rows PostgreSQL refused to store, kept for an operator
 COLUMNS = ("id", "request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at")
@@ -59,13 +61,14 @@ class UsageRecord:
     created_at: datetime
 
     def as_row(self) -> tuple[Any, ...]:
-        return (uuid.uuid4(), self.request_id, self.user_id, self.proxy_key_id, self.provider, self.model,
-                self.endpoint, self.stream, self.status, self.prompt_tokens, self.completion_tokens,
-                self.total_tokens, self.tokens_estimated, self.cost_idr, self.latency_ms, self.ttfb_ms,
-                self.upstream_request_id, self.error_type, self.created_at, self.created_at)
+        return (uuid.uuid4(), _text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
+                _text(self.model), self.endpoint, self.stream, self.status, self.prompt_tokens,
+                self.completion_tokens, self.total_tokens, self.tokens_estimated, self.cost_idr, self.latency_ms,
+                self.ttfb_ms, _text(self.upstream_request_id), _text(self.error_type), self.created_at,
+                self.created_at)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(asdict(self), default=str)  # asyncpg's UUID type is not orjson's uuid.UUID
 
     @classmethod
     def from_json(cls, raw: bytes) -> UsageRecord:
@@ -74,6 +77,11 @@ class UsageRecord:
         d["proxy_key_id"] = uuid.UUID(d["proxy_key_id"]) if d["proxy_key_id"] else None
         d["created_at"] = datetime.fromisoformat(d["created_at"])
         return cls(**d)
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; provider-supplied strings could. Never let one poison a batch."""
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
 def jakarta_day(ts: datetime) -> date:
@@ -85,7 +93,8 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
     rollup: dict[tuple[uuid.UUID, date, str, str], list[int]] = {}
     keys: dict[uuid.UUID, tuple[int, datetime]] = {}
     for r in batch:
-        acc = rollup.setdefault((r.user_id, jakarta_day(r.created_at), r.provider, r.model), [0, 0, 0, 0, 0, 0])
+        key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "")
+        acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0])
         acc[0] += 1
         acc[1] += r.status >= 400
         acc[2] += r.prompt_tokens
@@ -181,15 +190,39 @@ class UsageWriter:
                 self._metrics.usage_write_failures.inc()
                 log.warning("usage write failed; rows kept for retry",
                             extra={"queued": len(self._queue), "error": type(exc).__name__})
-                await self._bound_memory()
+                await self._guarded(self._bound_memory())
+                delay = min(RETRY_MAX_DELAY, delay * 2)
+            except Exception:  # a bug must not kill the writer: rows stay queued and are retried
+                self._metrics.usage_write_failures.inc()
+                log.exception("usage writer error; rows kept for retry", extra={"queued": len(self._queue)})
                 delay = min(RETRY_MAX_DELAY, delay * 2)
             self._metrics.usage_queue_depth.set(len(self._queue))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:  # e.g. the spill disk is full: keep the rows in memory rather than lose them
+            log.exception("could not spill usage rows to disk; keeping them in memory")
 
     async def _flush_once(self) -> None:
         n = min(BATCH_MAX, len(self._queue))
         batch = [self._queue[i] for i in range(n)]
         async with self._pool.acquire(timeout=5) as conn:
-            await write_batch(conn, batch)
+            try:
+                await write_batch(conn, batch)
+            except asyncpg.DataError:
+                # One row PostgreSQL refuses must not block every row after it: write them one by one and
+                # set the refused ones aside on disk (never silently dropped), for an operator to look at.
+                refused = []
+                for row in batch:
+                    try:
+                        await write_batch(conn, [row])
+                    except asyncpg.DataError:
+                        refused.append(row)
+                if refused:
+                    await self._spill(refused, self._spill_path.with_name(REFUSED_FILE))
+                    log.error("usage rows refused by PostgreSQL set aside",
+                              extra={"rows": len(refused), "path": str(self._spill_path.with_name(REFUSED_FILE))})
         for _ in range(n):
             self._queue.popleft()
         self._metrics.usage_rows_written.inc(n)
@@ -198,12 +231,17 @@ class UsageWriter:
     async def _bound_memory(self) -> None:
         excess = len(self._queue) - self._max_queue
         if excess > 0:
-            await self._spill([self._queue.popleft() for _ in range(excess)])
+            # Spill the oldest rows first, and drop them from memory only once they are on disk.
+            await self._spill([self._queue[i] for i in range(excess)])
+            for _ in range(excess):
+                self._queue.popleft()
 
-    async def _spill(self, rows: list[UsageRecord]) -> None:
+    async def _spill(self, rows: list[UsageRecord], path: Path | None = None) -> None:
         data = b"".join(r.to_json() + b"\n" for r in rows)
         async with self._spill_lock:
-            await asyncio.to_thread(_append, self._spill_path, data)
+            await asyncio.to_thread(_append, path or self._spill_path, data)
+        if path is not None:
+            return
         self.pending_spill = True
         log.warning("usage rows spilled to disk until PostgreSQL returns",
                     extra={"rows": len(rows), "path": str(self._spill_path)})

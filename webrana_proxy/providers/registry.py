@@ -15,6 +15,8 @@ from webrana_proxy.providers.gemini import GeminiProvider
 from webrana_proxy.providers.openai import OpenAIProvider
 from webrana_proxy.providers.qwen import QwenProvider
 
+MAX_MODEL_LENGTH = 200  # the longest real model ids are well under 100 characters
+
 # Other spellings of a provider id accepted in the explicit "provider/model" form.
 ALIASES = {"gemini": "google", "claude": "anthropic", "dashscope": "qwen"}
 
@@ -39,6 +41,9 @@ class Registry:
         accepted forms when nothing serves it."""
         if not isinstance(model, str) or not model.strip():
             raise BadRequest("'model' is required: " + self._forms(), param="model")
+        if not model.isprintable() or len(model) > MAX_MODEL_LENGTH:
+            raise BadRequest(f"'model' must be printable text of at most {MAX_MODEL_LENGTH} characters",
+                             param="model", code="invalid_model")
         prefix, sep, rest = model.partition("/")
         if sep:
             provider = self._by_id.get(ALIASES.get(prefix.lower(), prefix.lower()))
