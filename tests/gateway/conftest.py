@@ -44,7 +44,7 @@ def fake(fakes: FakeServer) -> FakeState:
 
 @pytest.fixture
 def gateway_env(base_env: dict[str, str], fakes: FakeServer, env_overrides: dict[str, str]) -> dict[str, str]:
-    return {**base_env, **fakes.env(), "WEBRANA_FIRST_BYTE_TIMEOUT": "3", "WEBRANA_IDLE_TIMEOUT": "2",
+    return {**base_env, **fakes.env(), "WEBRANA_FIRST_BYTE_TIMEOUT": "15", "WEBRANA_IDLE_TIMEOUT": "2",
             **env_overrides}
 
 

@@ -81,6 +81,7 @@ async def test_failover_to_the_next_key_on_429(gw: TestClient[web.Request, web.A
     assert used == {"sk-proj-fakeOPENAI0000000000001", "sk-proj-fakeSECONDKEY00000000002"}
 
 
+@pytest.mark.parametrize("env_overrides", [{"WEBRANA_FIRST_BYTE_TIMEOUT": "2"}])
 async def test_first_byte_timeout_is_a_clear_error(gw: TestClient[web.Request, web.Application],
                                                    account: Account, fake: FakeState, migrated: str) -> None:
     fake.script(scenario.stall_first_byte(10))

@@ -42,7 +42,8 @@ def refused_port() -> Iterator[int]:
 def env_overrides(fake_midtrans: FakeMidtrans, refused_port: int) -> dict[str, str]:
     return {"MIDTRANS_SNAP_BASE_URL": fake_midtrans.snap_base_url,
             "MIDTRANS_API_BASE_URL": fake_midtrans.api_base_url,
-            "QWEN_BASE_URL": f"http://127.0.0.1:{refused_port}/compatible-mode/v1"}
+            "QWEN_BASE_URL": f"http://127.0.0.1:{refused_port}/compatible-mode/v1",
+            "WEBRANA_FIRST_BYTE_TIMEOUT": "3"}
 
 
 @dataclass(frozen=True)
