@@ -101,7 +101,12 @@ class Harness:
     def gateway(self, workers: int) -> stack.Proc:
         env = stack.gateway_env(self.env, port=stack.free_port(), instant=self.instant, paced=self.paced,
                                 spill=RESULTS / "spill")
-        cores = self.pinning.gateway if workers == 1 else None  # more workers: every core (the machine is small)
+        # One worker: its own core. More workers: every core, named explicitly (this driver pinned itself to the
+        # load core, and a child started with no affinity would inherit that single core).
+        if workers == 1 or self.pinning.gateway is None:
+            cores = self.pinning.gateway
+        else:
+            cores = self.pinning.gateway | ({self.pinning.load} if self.pinning.load is not None else set())
         gw = stack.start_gateway(env, workers=workers, cores=cores, logs=self.logs)
         self.procs.append(gw)
         return gw

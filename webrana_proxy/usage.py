@@ -34,7 +34,8 @@ FLUSH_INTERVAL = 0.2  # seconds between flushes when the queue is not full
 RETRY_MAX_DELAY = 5.0  # seconds between attempts while PostgreSQL is away
 SPILL_FILE = "usage-spill.jsonl"
 REFUSED_FILE = "usage-refused.jsonl"  # rows PostgreSQL refused to store, kept for an operator
-COLUMNS = ("id", "request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
+# No "id": PostgreSQL's DEFAULT gen_random_uuid() fills it during COPY, so Python never makes one per row.
+COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at")
 
@@ -61,7 +62,7 @@ class UsageRecord:
     created_at: datetime
 
     def as_row(self) -> tuple[Any, ...]:
-        return (uuid.uuid4(), _text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
+        return (_text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
                 _text(self.model), self.endpoint, self.stream, self.status, self.prompt_tokens,
                 self.completion_tokens, self.total_tokens, self.tokens_estimated, self.cost_idr, self.latency_ms,
                 self.ttfb_ms, _text(self.upstream_request_id), _text(self.error_type), self.created_at,

@@ -44,7 +44,9 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         call.error_type = "internal_error"
         raise
     finally:
-        record_call(request.app, call)
+        # Recorded on the next loop turn, after aiohttp has written the answer: the bookkeeping (usage row,
+        # metrics, log line) never delays the client. It is synchronous and cannot be lost once scheduled.
+        asyncio.get_running_loop().call_soon(record_call, request.app, call)
 
 
 async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
