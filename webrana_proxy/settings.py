@@ -143,6 +143,10 @@ class Settings:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     readiness_delay: float = DEFAULT_READINESS_DELAY
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    seller_name: str = "PT Webrana Teknologi Indonesia"
+    seller_address: str = "Jakarta, Indonesia"
+    seller_npwp: str = ""
+    seller_email: str = "billing@webrana.id"
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     log_format: str = "json"
     log_level: str = "INFO"
@@ -230,12 +234,23 @@ class Settings:
             shutdown_grace=_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
             readiness_delay=_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
             keepalive_timeout=_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
+            seller_name=e.get("WEBRANA_SELLER_NAME", "").strip() or "PT Webrana Teknologi Indonesia",
+            seller_address=e.get("WEBRANA_SELLER_ADDRESS", "").strip() or "Jakarta, Indonesia",
+            seller_npwp=_npwp(e.get("WEBRANA_SELLER_NPWP", "")),
+            seller_email=e.get("WEBRANA_SELLER_EMAIL", "").strip() or "billing@webrana.id",
             body_timeout=_float(e, "WEBRANA_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
             log_format=log_format,
             log_level=log_level,
             dev_mode=_bool(e, "WEBRANA_DEV", False),
             background_jobs=_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
         )
+
+
+def _npwp(raw: str) -> str:
+    digits = "".join(c for c in raw if c.isdigit())
+    if raw.strip() and len(digits) not in (15, 16):
+        raise ConfigError(f"WEBRANA_SELLER_NPWP must be the 15- or 16-digit NPWP, got {raw!r}")
+    return digits
 
 
 def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

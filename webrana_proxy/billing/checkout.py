@@ -108,7 +108,7 @@ async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
         conn, user_id=user.id, subscription_id=sub_id, plan=plan.id, kind=quote.kind, charge=quote.charge,
         order_id=new_order_id(), idempotency_key=idempotency_key, now=now, period_start=quote.period_start,
         period_end=quote.period_end, buyer={"user_id": str(user.id), "email": user.email},
-        seller=seller_details())
+        seller=seller_details(deps.settings))
     if quote.kind == "upgrade" and quote.period_end is not None and quote.period_end < row["expires_at"]:
         # An upgrade is only worth paying while the period lasts.
         shortened = await conn.fetchrow(
