@@ -19,6 +19,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--profile", action="store_true",
                       help="py-spy the gateway under load and list the top costs per call")
     p.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="seconds per scenario (default 5)")
+    p.add_argument("--relay-duration", type=float, default=None,
+                   help="seconds per scenario through the bare relay (default: --duration; at least 3)")
     p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 scaling scenarios")
     p.add_argument("--rows", type=int, default=10_000_000, help="--big-table: rows to generate (default 10M)")
@@ -52,7 +54,8 @@ def _overhead(args: argparse.Namespace) -> int:
     from bench.harness import RESULTS
     from bench.overhead import run
 
-    doc = run(duration=args.duration, python_load=args.python_load, workers2=not args.no_workers2)
+    doc = run(duration=args.duration, python_load=args.python_load, workers2=not args.no_workers2,
+              relay_duration=args.relay_duration)
     print()
     print(report.table(doc))
     stamp = doc["date"].replace(":", "").replace("-", "")[:15]

@@ -45,8 +45,8 @@ class Pinning:
     def describe(self) -> str:
         if self.gateway is None:
             return "not pinned (fewer than 2 usable cores or affinity not allowed)"
-        return (f"gateway on core(s) {sorted(self.gateway)}; load generator, fake upstreams, Redis and the driver "
-                f"on core {self.load}; PostgreSQL unpinned (may be shared with other devstack users)")
+        return (f"gateway and bare relay on core(s) {sorted(self.gateway)}; load generator, fake upstreams, Redis "
+                f"and the driver on core {self.load}; PostgreSQL unpinned (may be shared with other devstack users)")
 
 
 @dataclass
@@ -110,6 +110,16 @@ class Harness:
         gw = stack.start_gateway(env, workers=workers, cores=cores, logs=self.logs)
         self.procs.append(gw)
         return gw
+
+    def relay(self) -> stack.Proc:
+        """The bare relay in front of the instant fake, pinned exactly like the one-worker gateway."""
+        proc = stack.start_relay(self.env, upstream=self.direct_url, cores=self.pinning.gateway, logs=self.logs)
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def relay_url(relay: stack.Proc) -> str:
+        return f"http://127.0.0.1:{relay.port}/v1/chat/completions"
 
     def load(self, url: str, body: bytes, headers: dict[str, str], check: Check, *, concurrency: int,
              duration: float | None = None) -> LoadResult:

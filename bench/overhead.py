@@ -1,9 +1,11 @@
-"""The main bench: the fake upstream directly, then through the gateway (1 worker, then 2), same run, same tool.
+"""The main bench: the fake upstream directly, then through a bare aiohttp relay (the floor), then through the
+gateway (1 worker, then 2), same run, same tool, same checks.
 
 Scenarios (each ``duration`` seconds, after a short warm-up per target): non-streamed chat at concurrency 1
-and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream. Through the gateway,
-its CPU time per call comes from /proc/<pid>/stat (utime + stime, all its processes) and its memory from
-/proc/<pid>/status (VmHWM peak, VmRSS after the run).
+and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream (not through the relay,
+which only fronts the instant fake). Through the relay and the gateway, the process's CPU time per call comes
+from /proc/<pid>/stat (utime + stime, all its processes) and its memory from /proc/<pid>/status (VmHWM peak,
+VmRSS after the run).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ HIGH = 64  # the high-concurrency level of the issue
 TTFT_CONCURRENCY = 4  # paced streams in flight while timing the first token (the CPU is nearly idle)
 WARMUP_SECONDS = 2.0  # per target: fills the key cache, seeds the quota counter, opens upstream connections
 SETTLE_SECONDS = 1.0  # after the load: let the usage writer flush before reading memory
+MIN_RELAY_SECONDS = 3.0  # the relay's scenarios may be shorter than the others (run time), never below this
+LOGGED_TARGETS = ("gateway", "gateway-x2")  # targets whose every call must leave a usage row
 
 # (key, description, target, how it compares)
 TARGETS = (
@@ -46,12 +50,12 @@ TARGETS = (
 @dataclass
 class Row:
     name: str
-    target: str  # direct | gateway | gateway-x2
+    target: str  # direct | relay | gateway | gateway-x2
     kind: str  # json | stream | ttft
     concurrency: int
     result: dict[str, Any]
-    cpu_ms_per_call: float | None = None
-    gateway_busy: float | None = None  # gateway CPU seconds / wall seconds (1.0 = one core flat out)
+    cpu_ms_per_call: float | None = None  # of the process under test: the gateway, or the relay
+    gateway_busy: float | None = None  # its CPU seconds / wall seconds (1.0 = one core flat out)
     upstream_busy: float | None = None
     machine_busy: float | None = None  # every process on the machine, in cores (other users' load shows here)
 
@@ -69,7 +73,8 @@ class Runner:
         self.gateway_calls = 0
 
     def measure(self, name: str, target: str, kind: str, url: str, body: bytes, headers: dict[str, str],
-                check: Check, concurrency: int, gw: Proc | None) -> Row:
+                check: Check, concurrency: int, gw: Proc | None, duration: float | None = None) -> Row:
+        """One scenario; ``gw`` is the process under test (gateway or relay), None when measuring directly."""
         gw_pids = procstat.tree(gw.pid) if gw else []
         before_gw = procstat.sample(gw_pids) if gw else None
         before_up = procstat.sample([self.h.instant.pid, self.h.paced.pid])
@@ -81,7 +86,7 @@ class Runner:
             result: dict[str, Any] = ttft.as_dict()
             calls = ttft.ok + ttft.failures
         else:
-            load: LoadResult = self.h.load(url, body, headers, check, concurrency=concurrency)
+            load: LoadResult = self.h.load(url, body, headers, check, concurrency=concurrency, duration=duration)
             result = load.as_dict()
             calls = load.calls
         wall = time.perf_counter() - started
@@ -89,8 +94,9 @@ class Runner:
         row = Row(name, target, kind, concurrency, result,
                   upstream_busy=round((after_up.cpu_seconds - before_up.cpu_seconds) / wall, 2),
                   machine_busy=round((procstat.machine_busy_seconds() - before_all) / wall, 2))
-        if gw and before_gw:
+        if target in LOGGED_TARGETS:
             self.gateway_calls += calls
+        if gw and before_gw:
             after_gw = procstat.sample(gw_pids)
             cpu = after_gw.cpu_seconds - before_gw.cpu_seconds
             row.cpu_ms_per_call = round(cpu * 1000 / calls, 3) if calls else None
@@ -108,20 +114,27 @@ class Runner:
         if gateway:
             self.gateway_calls += calls
 
-    def suite(self, target: str, url: str, paced_url: str, headers: dict[str, str], gw: Proc | None) -> None:
+    def suite(self, target: str, url: str, paced_url: str | None, headers: dict[str, str], gw: Proc | None,
+              duration: float | None = None) -> None:
+        """json c1, json c64, stream c1, stream c64, and time to first token when ``paced_url`` is given."""
         h = self.h
+        logged = target in LOGGED_TARGETS
         jc = h.check_for(url, h.json_body, headers)
         sc = h.check_for(url, h.stream_body, headers)
-        pc = h.check_for(paced_url, h.paced_body, headers)
-        if gw:
-            self.gateway_calls += 3
-        self.warm(url, headers, jc, sc, gateway=gw is not None)
-        self.measure(f"{target} json c1", target, "json", url, h.json_body, headers, jc, 1, gw)
-        self.measure(f"{target} json c{HIGH}", target, "json", url, h.json_body, headers, jc, HIGH, gw)
-        self.measure(f"{target} stream c1", target, "stream", url, h.stream_body, headers, sc, 1, gw)
-        self.measure(f"{target} stream c{HIGH}", target, "stream", url, h.stream_body, headers, sc, HIGH, gw)
-        self.measure(f"{target} ttft c{TTFT_CONCURRENCY}", target, "ttft", paced_url, h.paced_body, headers, pc,
-                     TTFT_CONCURRENCY, gw)
+        if logged:
+            self.gateway_calls += 2
+        self.warm(url, headers, jc, sc, gateway=logged)
+        self.measure(f"{target} json c1", target, "json", url, h.json_body, headers, jc, 1, gw, duration)
+        self.measure(f"{target} json c{HIGH}", target, "json", url, h.json_body, headers, jc, HIGH, gw, duration)
+        self.measure(f"{target} stream c1", target, "stream", url, h.stream_body, headers, sc, 1, gw, duration)
+        self.measure(f"{target} stream c{HIGH}", target, "stream", url, h.stream_body, headers, sc, HIGH, gw,
+                     duration)
+        if paced_url is not None:
+            pc = h.check_for(paced_url, h.paced_body, headers)
+            if logged:
+                self.gateway_calls += 1
+            self.measure(f"{target} ttft c{TTFT_CONCURRENCY}", target, "ttft", paced_url, h.paced_body, headers,
+                         pc, TTFT_CONCURRENCY, gw)
 
 
 def _print_row(row: Row) -> None:
@@ -130,7 +143,7 @@ def _print_row(row: Row) -> None:
         print(f"  {row.name:<26} ttft p50 {r['ttft_p50_ms']:7.3f} ms  p99 {r['ttft_p99_ms']:7.3f} ms  "
               f"ok {r['ok']}  failed {r['failures']}", flush=True)
         return
-    extra = f"  gw cpu {row.cpu_ms_per_call:.3f} ms/call" if row.cpu_ms_per_call is not None else ""
+    extra = f"  cpu {row.cpu_ms_per_call:.3f} ms/call" if row.cpu_ms_per_call is not None else ""
     print(f"  {row.name:<26} {r['rate']:9.1f}/s  p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
           f"ok {r['ok']}  failed {r['failures']}{extra}", flush=True)
 
@@ -165,9 +178,10 @@ def derive(rows: list[Row], memory: dict[str, float]) -> dict[str, float]:
             "ttft_p99_ms"],
         **memory,
     }
-    cpu = {r.name: r.cpu_ms_per_call for r in rows if r.cpu_ms_per_call is not None}
+    cpu: dict[str, float | None] = {r.name: r.cpu_ms_per_call for r in rows if r.cpu_ms_per_call is not None}
     out["cpu_ms_per_call_json"] = cpu.get(f"gateway json c{HIGH}") or 0.0
     out["cpu_ms_per_call_stream"] = cpu.get(f"gateway stream c{HIGH}") or 0.0
+    out.update(floor(rows, cpu))
     x2 = {r.name: r.result for r in rows if r.target == "gateway-x2"}
     if x2:
         out["gateway_x2_json_c64_rate"] = x2[f"gateway-x2 json c{HIGH}"]["rate"]
@@ -175,6 +189,42 @@ def derive(rows: list[Row], memory: dict[str, float]) -> dict[str, float]:
         out["scaling_json_x2"] = out["gateway_x2_json_c64_rate"] / out["gateway_json_c64_rate"]
         out["scaling_stream_x2"] = out["gateway_x2_stream_c64_rate"] / out["gateway_stream_c64_rate"]
     return {k: round(v, 3) for k, v in out.items()}
+
+
+def floor(rows: list[Row], cpu: dict[str, float | None]) -> dict[str, float]:
+    """The bare relay against direct (what one aiohttp hop costs: the floor) and the gateway against the relay
+    (what the features cost on top of it), for c=1 p50 and c=64 throughput, JSON and streams."""
+    names = {r.name for r in rows}
+    if f"relay json c{HIGH}" not in names:
+        return {}
+    out: dict[str, float] = {}
+    for kind in ("json", "stream"):
+        d1, r1, g1 = (_get(rows, f"{t} {kind} c1") for t in ("direct", "relay", "gateway"))
+        dh, rh, gh = (_get(rows, f"{t} {kind} c{HIGH}") for t in ("direct", "relay", "gateway"))
+        out.update({
+            f"relay_{kind}_c1_p50_ms": r1["p50_ms"],
+            f"relay_{kind}_c1_p99_ms": r1["p99_ms"],
+            f"relay_added_{kind}_c1_p50_ms": r1["p50_ms"] - d1["p50_ms"],
+            f"relay_added_{kind}_c1_p99_ms": r1["p99_ms"] - d1["p99_ms"],
+            f"features_added_{kind}_c1_p50_ms": g1["p50_ms"] - r1["p50_ms"],
+            f"features_added_{kind}_c1_p99_ms": g1["p99_ms"] - r1["p99_ms"],
+            f"relay_{kind}_c64_rate": rh["rate"],
+            f"relay_{kind}_c64_p99_ms": rh["p99_ms"],
+            # Throughput as time per call: 1/rate. The relay's minus direct's is the hop; the gateway's minus
+            # the relay's is what the features add per call at c=64 (ms of the bottleneck core).
+            f"relay_added_{kind}_c64_ms_per_call": _per_call_ms(rh["rate"]) - _per_call_ms(dh["rate"]),
+            f"features_added_{kind}_c64_ms_per_call": _per_call_ms(gh["rate"]) - _per_call_ms(rh["rate"]),
+            f"gateway_over_relay_{kind}_c64_rate": gh["rate"] / rh["rate"] if rh["rate"] else 0.0,
+            f"relay_cpu_ms_per_call_{kind}": cpu.get(f"relay {kind} c{HIGH}") or 0.0,
+            f"relay_cpu_ms_per_call_{kind}_c1": cpu.get(f"relay {kind} c1") or 0.0,
+            f"features_cpu_ms_per_call_{kind}": (cpu.get(f"gateway {kind} c{HIGH}") or 0.0)
+            - (cpu.get(f"relay {kind} c{HIGH}") or 0.0),
+        })
+    return out
+
+
+def _per_call_ms(rate: float) -> float:
+    return 1000.0 / rate if rate else 0.0
 
 
 def judge(derived: dict[str, float]) -> list[dict[str, Any]]:
@@ -209,19 +259,26 @@ def environment(h: Harness) -> dict[str, Any]:
     }
 
 
-def run(*, duration: float, python_load: bool, workers2: bool) -> dict[str, Any]:
+def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: float | None = None) -> dict[str, Any]:
+    relay_seconds = max(MIN_RELAY_SECONDS, relay_duration if relay_duration is not None else duration)
     with session(duration=duration, python_load=python_load) as h:
         info = environment(h)
         print(f"load generator: {info['load_generator']}\npinning: {info['pinning']}", flush=True)
         runner = Runner(h)
         print("direct (fake upstream, no gateway):", flush=True)
         runner.suite("direct", h.direct_url, h.direct_paced_url, h.direct_headers, None)
+        relay = h.relay()
+        print(f"through the bare relay (aiohttp, no features; {relay_seconds:g} s per scenario):", flush=True)
+        runner.suite("relay", h.relay_url(relay), None, h.direct_headers, relay, duration=relay_seconds)
+        relay_peak = procstat.sample([relay.pid])
+        relay.stop()
         gw = h.gateway(workers=1)
         print("through the gateway (1 worker):", flush=True)
         runner.suite("gateway", h.gateway_url(gw), h.gateway_url(gw), h.gateway_headers, gw)
         time.sleep(SETTLE_SECONDS)
         peak = procstat.sample([gw.pid])
-        memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024}
+        memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024,
+                  "relay_peak_rss_mb": relay_peak.hwm_kb / 1024}
         gw.stop()
         if workers2:
             gw2 = h.gateway(workers=2)
@@ -242,6 +299,7 @@ def run(*, duration: float, python_load: bool, workers2: bool) -> dict[str, Any]
         derived = derive(runner.rows, memory)
         return {
             **info,
+            "relay_duration_s": relay_seconds,
             "scenarios": [r.as_dict() for r in runner.rows],
             "derived": derived,
             "targets": judge(derived),

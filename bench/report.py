@@ -16,9 +16,10 @@ def table(doc: dict[str, Any]) -> str:
         f"pinning: {doc['pinning']}",
         f"load average at start: {doc.get('loadavg_at_start', '-')} (busy columns are in cores; 'machine' counts "
         "every process, other users' included)",
+        "cpu ms/call and busy: the process under test (the gateway, or the bare relay on the relay rows)",
         "",
         f"{'scenario':<26} {'ok/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'ok':>7} {'failed':>6} "
-        f"{'gw cpu ms/call':>14} {'gw busy':>7} {'up busy':>7} {'machine':>7}",
+        f"{'cpu ms/call':>14} {'busy':>7} {'up busy':>7} {'machine':>7}",
     ]
     for s in doc["scenarios"]:
         cpu = f"{s['cpu_ms_per_call']:.3f}" if s.get("cpu_ms_per_call") is not None else "-"
@@ -37,6 +38,7 @@ def table(doc: dict[str, Any]) -> str:
         verdict = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
         lines.append(f"{t['label']:<48} {t['target']:>10} {value:>10}  {verdict}")
     d = doc["derived"]
+    lines += floor_lines(d)
     lines += [
         "",
         f"gateway CPU per call: {d.get('cpu_ms_per_call_json', 0):.3f} ms (non-streamed), "
@@ -51,12 +53,31 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def floor_lines(d: dict[str, Any]) -> list[str]:
+    """The two derived lines: what the bare relay adds to direct, and what the features add on top of it."""
+    if "relay_json_c64_rate" not in d:
+        return []
+    return [
+        "",
+        f"relay adds (the aiohttp floor):      json c1 p50 +{d['relay_added_json_c1_p50_ms']:.3f} ms, "
+        f"stream c1 p50 +{d['relay_added_stream_c1_p50_ms']:.3f} ms; c64 {d['relay_json_c64_rate']:,.0f} calls/s, "
+        f"{d['relay_stream_c64_rate']:,.0f} streams/s; relay CPU {d['relay_cpu_ms_per_call_json']:.3f} / "
+        f"{d['relay_cpu_ms_per_call_stream']:.3f} ms per call (json / stream, c64)",
+        f"features add on top of the relay:    json c1 p50 +{d['features_added_json_c1_p50_ms']:.3f} ms, "
+        f"stream c1 p50 +{d['features_added_stream_c1_p50_ms']:.3f} ms; c64 throughput "
+        f"x{d['gateway_over_relay_json_c64_rate']:.2f} json, x{d['gateway_over_relay_stream_c64_rate']:.2f} stream "
+        f"(+{d['features_added_json_c64_ms_per_call'] * 1000:.0f} / "
+        f"+{d['features_added_stream_c64_ms_per_call'] * 1000:.0f} us per call); CPU "
+        f"+{d['features_cpu_ms_per_call_json']:.3f} / +{d['features_cpu_ms_per_call_stream']:.3f} ms per call",
+    ]
+
+
 def write_json(doc: dict[str, Any], path: Path) -> None:
     path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
 
 def chart(doc: dict[str, Any], path: Path) -> str | None:
-    """Latency percentiles (c=1) and throughput (c=64), direct vs gateway. Returns why not, or None."""
+    """Latency percentiles (c=1) and throughput (c=64): direct, bare relay, gateway. Returns why not, or None."""
     try:
         import matplotlib
 
@@ -67,14 +88,14 @@ def chart(doc: dict[str, Any], path: Path) -> str | None:
     by = {s["name"]: s for s in doc["scenarios"]}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     groups = [("json c1", "json"), ("stream c1", "stream")]
-    width = 0.25
+    width = 0.18
     for i, (key, _label) in enumerate(groups):
-        for j, (target, color) in enumerate((("direct", "#9aa5b1"), ("gateway", "#2f6fde"))):
+        for j, (target, color) in enumerate((("direct", "#9aa5b1"), ("relay", "#e39b3b"), ("gateway", "#2f6fde"))):
             s = by.get(f"{target} {key}")
             if not s:
                 continue
             for k, pct in enumerate(("p50_ms", "p90_ms", "p99_ms")):
-                x = i * 2.0 + k * 0.6 + (j - 0.5) * width
+                x = i * 2.0 + k * 0.6 + (j - 1) * width
                 ax1.bar(x, s[pct], width, color=color, label=target if (i, k) == (0, 0) else None)
                 ax1.text(x, s[pct], f"{s[pct]:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
     ax1.set_xticks([i * 2.0 + k * 0.6 for i in range(len(groups)) for k in range(3)],
@@ -82,17 +103,20 @@ def chart(doc: dict[str, Any], path: Path) -> str | None:
     ax1.set_ylabel("latency (ms)")
     ax1.set_title("latency, one call at a time (c=1)")
     ax1.legend()
-    bars = [(n, by[n]["rate"]) for n in ("direct json c64", "gateway json c64", "gateway-x2 json c64",
-                                         "direct stream c64", "gateway stream c64", "gateway-x2 stream c64")
+    bars = [(n, by[n]["rate"]) for n in ("direct json c64", "relay json c64", "gateway json c64",
+                                         "gateway-x2 json c64", "direct stream c64", "relay stream c64",
+                                         "gateway stream c64", "gateway-x2 stream c64")
             if n in by]
-    colors = ["#9aa5b1" if n.startswith("direct") else "#2f6fde" if "x2" not in n else "#173f8a" for n, _ in bars]
+    palette = {"direct": "#9aa5b1", "relay": "#e39b3b", "gateway": "#2f6fde", "gateway-x2": "#173f8a"}
+    colors = [palette[n.split()[0]] for n, _ in bars]
     ax2.bar(range(len(bars)), [v for _, v in bars], color=colors)
     for i, (_, v) in enumerate(bars):
         ax2.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(range(len(bars)), [n.replace(" c64", "").replace(" ", "\n") for n, _ in bars], fontsize=8)
     ax2.set_ylabel("checked calls / s")
     ax2.set_title("throughput at concurrency 64")
-    fig.suptitle(f"Webrana gateway vs fake upstream, {doc['date'][:10]}, {doc['load_generator']}", fontsize=10)
+    fig.suptitle(f"Webrana gateway vs bare aiohttp relay vs fake upstream, {doc['date'][:10]}, "
+                 f"{doc['load_generator']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

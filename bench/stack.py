@@ -1,5 +1,6 @@
 """The processes a bench run needs, started over loopback and stopped afterwards: fake upstreams (instant and
-paced), the gateway (``webrana-proxy serve --workers N``) with real settings, and a bench account.
+paced), the bare relay (``python -m bench.relay``), the gateway (``webrana-proxy serve --workers N``) with real
+settings, and a bench account.
 
 The account is a normal user made through the management API (register, provider keys, a proxy key). Its plan
 and limits are raised in SQL so the limiter runs its Redis script on every call but never says no.
@@ -146,6 +147,15 @@ def start_gateway(env: Mapping[str, str], *, workers: int, cores: set[int] | Non
     argv = [*proxy_command(), "serve", "--workers", str(workers)]
     proc = spawn(f"gateway-x{workers}", argv, env, port, cores, logs / f"gateway-x{workers}.log")
     wait_ready(proc, f"http://127.0.0.1:{port}/health")
+    return proc
+
+
+def start_relay(env: Mapping[str, str], *, upstream: str, cores: set[int] | None, logs: Path) -> Proc:
+    """The bare aiohttp relay (``bench/relay.py``): the floor the gateway is compared with."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.relay", "--port", str(port), "--upstream", upstream]
+    proc = spawn("relay", argv, env, port, cores, logs / "relay.log")
+    wait_ready(proc)
     return proc
 
 
