@@ -26,12 +26,12 @@ def _run(coro_factory: Callable[[], Awaitable[int]]) -> int:
 
 async def _migrate(settings: Settings) -> int:
     from webrana_proxy.db import create_pool
-    from webrana_proxy.migrate import apply_migrations
+    from webrana_proxy.migrate import apply_migrations, migrations_dir
 
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
-            applied = await apply_migrations(conn)
+            applied = await apply_migrations(conn, migrations_dir(settings.migrations_dir))
     finally:
         await pool.close()
     print(f"migrations applied: {', '.join(applied)}" if applied else "migrations: already up to date")
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p = sub.add_parser("serve", help="run the gateway and management API",
                              description="Serve /v1 (gateway), /api (management), /metrics and /health on "
                                          "WEBRANA_PROXY_HOST:WEBRANA_PROXY_PORT.")
-    serve_p.add_argument("--workers", type=int, default=int(os.environ.get("WEBRANA_WORKERS", "1") or 1),
+    serve_p.add_argument("--workers", type=int, default=None,
                          help="worker processes sharing the port with SO_REUSEPORT (default: WEBRANA_WORKERS or "
                               "1; 0 means one per core)")
     sub.add_parser("migrate", help="apply pending SQL migrations from sql/",
@@ -107,14 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings()
         if args.command == "serve":
-            workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+            requested = args.workers if args.workers is not None else settings.workers
+            workers = requested if requested > 0 else (os.cpu_count() or 1)
             from webrana_proxy.server import run_workers
 
             return run_workers(settings, workers)
         if args.command == "migrate":
             return _run(lambda: _migrate(settings))
         if args.command == "create-admin":
-            password = os.environ.get("WEBRANA_ADMIN_PASSWORD") or getpass.getpass("Admin password: ")
+            password = settings.admin_password or getpass.getpass("Admin password: ")
             return _run(lambda: _create_admin(settings, args.email, password))
         if args.command == "rotate-master-key":
             return _run(lambda: _rotate(settings))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from webrana_proxy.db import Conn
@@ -12,9 +11,8 @@ from webrana_proxy.db import Conn
 MIGRATION_LOCK_ID = 7_301_202_401  # arbitrary constant shared by every Webrana process
 
 
-def migrations_dir() -> Path:
-    """``WEBRANA_MIGRATIONS_DIR`` when set (container images), else the repository's ``sql/``."""
-    override = os.environ.get("WEBRANA_MIGRATIONS_DIR")
+def migrations_dir(override: str = "") -> Path:
+    """``override`` (settings' WEBRANA_MIGRATIONS_DIR, for container images) or the repository's ``sql/``."""
     return Path(override) if override else Path(__file__).resolve().parent.parent / "sql"
 
 

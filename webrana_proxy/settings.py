@@ -107,10 +107,10 @@ def _secret(env: Mapping[str, str], name: str, hint: str) -> str:
 class Settings:
     database_url: str
     redis_url: str
-    master_key: bytes
-    master_key_previous: bytes | None
-    jwt_secret: str
-    midtrans_server_key: str
+    master_key: bytes = field(repr=False)
+    master_key_previous: bytes | None = field(repr=False)
+    jwt_secret: str = field(repr=False)
+    midtrans_server_key: str = field(repr=False)
     midtrans_client_key: str
     midtrans_is_production: bool = False
     midtrans_snap_base_url: str = "https://app.sandbox.midtrans.com/snap/v1"
@@ -143,6 +143,9 @@ class Settings:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     readiness_delay: float = DEFAULT_READINESS_DELAY
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    workers: int = 1
+    migrations_dir: str = ""  # empty: the repository's sql/
+    admin_password: str | None = field(default=None, repr=False)
     seller_name: str = "PT Webrana Teknologi Indonesia"
     seller_address: str = "Jakarta, Indonesia"
     seller_npwp: str = ""
@@ -234,6 +237,9 @@ class Settings:
             shutdown_grace=_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
             readiness_delay=_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
             keepalive_timeout=_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
+            workers=_int(e, "WEBRANA_WORKERS", 1, 0),
+            migrations_dir=e.get("WEBRANA_MIGRATIONS_DIR", "").strip(),
+            admin_password=e.get("WEBRANA_ADMIN_PASSWORD") or None,
             seller_name=e.get("WEBRANA_SELLER_NAME", "").strip() or "PT Webrana Teknologi Indonesia",
             seller_address=e.get("WEBRANA_SELLER_ADDRESS", "").strip() or "Jakarta, Indonesia",
             seller_npwp=_npwp(e.get("WEBRANA_SELLER_NPWP", "")),
