@@ -52,6 +52,8 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
 async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
                                                                 dict[str, str]]:
     app = request.app
+    # Limits first: every authenticated call counts, so a flood of malformed requests is throttled like any other.
+    verdict = await enforce_limits(request, call.principal)
     body = parse_json_object(await read_body(request, app[SETTINGS].gateway_body_limit), max_depth=None)
     call.body = body
     model = body.get("model")
@@ -60,7 +62,6 @@ async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Ro
     route = app[REGISTRY].route(model)
     call.provider, call.model = route.provider.id, route.model
     keys = _keys_for(call.principal, route.provider)
-    verdict = await enforce_limits(request, call.principal)
     return body, route, keys, rate_headers(verdict)
 
 
