@@ -55,7 +55,7 @@ def service_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def base_env(service_env: dict[str, str]) -> dict[str, str]:
+def base_env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment every test app starts from: test database, test Redis db, fresh random secrets."""
     return {
         "DATABASE_URL": _with_database(service_env["DATABASE_URL"], TEST_DATABASE),
@@ -67,7 +67,7 @@ def base_env(service_env: dict[str, str]) -> dict[str, str]:
         "WEBRANA_IP_RATE_LIMIT": "100000",  # tests share 127.0.0.1; the limit test sets its own
         "WEBRANA_LOG_FORMAT": "json",
         "WEBRANA_BACKGROUND_JOBS": "false",
-        "WEBRANA_USAGE_SPILL_DIR": os.path.join(os.getcwd(), ".webrana", "test-spill"),
+        "WEBRANA_USAGE_SPILL_DIR": str(tmp_path_factory.mktemp("usage-spill")),  # this session's own
     }
 
 

@@ -66,9 +66,8 @@ def _from_http_exception(exc: web.HTTPException) -> WebranaError:
 
 @web.middleware
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("x-request-id", "")
-    if not (0 < len(request_id) <= 64 and request_id.replace("-", "").replace("_", "").isalnum()):
-        request_id = request.app[REQUEST_IDS].new()
+    # Always our own id: it keys the usage row (unique), so a client must never be able to choose it.
+    request_id = request.app[REQUEST_IDS].new()
     request[REQUEST_ID] = request_id
     settings = request.app[SETTINGS]
     request[CLIENT_IP] = client_ip(request.remote, request.headers.get("X-Forwarded-For"),

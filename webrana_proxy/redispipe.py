@@ -88,23 +88,33 @@ class RedisPipe:
                     loop.create_connection(lambda: _Protocol(self), self.host, self.port), CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise RedisConnectionError(f"cannot connect to Redis at {self.host}:{self.port}: {exc}") from None
-            self._transport = transport  # (uvloop's transport is no asyncio.Transport subclass: no isinstance)
             setup: list[bytes] = []
             if self.password is not None:
-                setup.append(encode_command("AUTH", *( [self.username] if self.username else []), self.password))
+                setup.append(encode_command("AUTH", *([self.username] if self.username else []), self.password))
             if self.db:
                 setup.append(encode_command("SELECT", self.db))
-            for command in setup:
-                await self._send(self._transport, command)
+            # Setup commands go on the wire before the transport is published, so no concurrent command can
+            # slip in between AUTH and SELECT; a failed setup drops the connection (the next call retries).
+            waiters = [self._write(transport, command) for command in setup]
+            self._transport = transport  # (uvloop's transport is no asyncio.Transport subclass: no isinstance)
+            try:
+                await asyncio.gather(*waiters)
+            except Exception:
+                transport.abort()
+                self._transport = None
+                raise RedisConnectionError("Redis connection setup (AUTH/SELECT) failed") from None
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.create_task(self._expire_stuck(), name="redispipe-watchdog")
-            return self._transport
+            return transport
 
-    async def _send(self, transport: asyncio.Transport, command: bytes) -> Any:
+    def _write(self, transport: asyncio.Transport, command: bytes) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append((fut, time.monotonic()))
         transport.write(command)
-        return await fut
+        return fut
+
+    async def _send(self, transport: asyncio.Transport, command: bytes) -> Any:
+        return await self._write(transport, command)
 
     async def execute(self, *parts: str | int | bytes) -> Any:
         transport = self._transport or await self._connect()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Awaitable
@@ -32,7 +33,8 @@ JAKARTA = timezone(timedelta(hours=7))
 BATCH_MAX = 2_000  # rows per transaction: large enough for 5k rows/s, small enough to commit fast
 FLUSH_INTERVAL = 0.2  # seconds between flushes when the queue is not full
 RETRY_MAX_DELAY = 5.0  # seconds between attempts while PostgreSQL is away
-SPILL_FILE = "usage-spill.jsonl"
+SPILL_SCAN_INTERVAL = 2.0  # seconds between looks for spill files another (dead) worker left behind
+SPILL_PREFIX = "usage-spill-"  # + pid-random.jsonl; a claimed file is renamed to end in .replay-<pid>
 REFUSED_FILE = "usage-refused.jsonl"  # rows PostgreSQL refused to store, kept for an operator
 # No "id": PostgreSQL's DEFAULT gen_random_uuid() fills it during COPY, so Python never makes one per row.
 COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
@@ -138,7 +140,9 @@ class UsageWriter:
         self._pool = pool
         self._metrics = metrics
         self._max_queue = max_queue
-        self._spill_path = Path(spill_dir) / SPILL_FILE
+        # One spill file per writer (workers share the folder); replays claim files by renaming them.
+        self._spill_dir = Path(spill_dir)
+        self._spill_path = self._spill_dir / f"{SPILL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.jsonl"
         self._queue: deque[UsageRecord] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -155,7 +159,7 @@ class UsageWriter:
             self._wake.set()
 
     def start(self) -> None:
-        self.pending_spill = self._spill_path.exists()
+        self.pending_spill = _has_spills(self._spill_dir)
         self._task = asyncio.create_task(self._run(), name="usage-writer")
 
     async def stop(self) -> None:
@@ -177,13 +181,23 @@ class UsageWriter:
 
     async def _run(self) -> None:
         delay = FLUSH_INTERVAL
+        next_scan = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
-            try:
-                if self.pending_spill:
+            if not self.pending_spill and loop.time() >= next_scan:
+                # Spills left by a worker that died are picked up by the survivors, not only at restart.
+                next_scan = loop.time() + SPILL_SCAN_INTERVAL
+                self.pending_spill = await asyncio.to_thread(_has_spills, self._spill_dir)
+            if self.pending_spill:
+                try:
                     await self._unspill()
+                except Exception as exc:  # the replay must never stop live rows from being written
+                    log.warning("spilled usage rows not replayed yet; will retry",
+                                extra={"error": type(exc).__name__})
+            try:
                 while self._queue:
                     await self._flush_once()
                 delay = FLUSH_INTERVAL
@@ -208,26 +222,34 @@ class UsageWriter:
     async def _flush_once(self) -> None:
         n = min(BATCH_MAX, len(self._queue))
         batch = [self._queue[i] for i in range(n)]
-        async with self._pool.acquire(timeout=5) as conn:
-            try:
-                await write_batch(conn, batch)
-            except asyncpg.DataError:
-                # One row PostgreSQL refuses must not block every row after it: write them one by one and
-                # set the refused ones aside on disk (never silently dropped), for an operator to look at.
-                refused = []
-                for row in batch:
-                    try:
-                        await write_batch(conn, [row])
-                    except asyncpg.DataError:
-                        refused.append(row)
-                if refused:
-                    await self._spill(refused, self._spill_path.with_name(REFUSED_FILE))
-                    log.error("usage rows refused by PostgreSQL set aside",
-                              extra={"rows": len(refused), "path": str(self._spill_path.with_name(REFUSED_FILE))})
+        await self._write(batch)
         for _ in range(n):
             self._queue.popleft()
         self._metrics.usage_rows_written.inc(n)
         self._metrics.usage_queue_depth.set(len(self._queue))
+
+    async def _write(self, batch: list[UsageRecord]) -> None:
+        """Write a batch; rows PostgreSQL refuses (bad data, a duplicate after a crashed replay, a deleted user)
+        are written aside to a file for an operator, never blocking the rows after them."""
+        async with self._pool.acquire(timeout=5) as conn:
+            try:
+                await write_batch(conn, batch)
+                return
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                pass
+            refused = []
+            for row in batch:
+                try:
+                    await write_batch(conn, [row])
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    refused.append(row)
+        if refused:
+            await self._set_aside([r.to_json() for r in refused])
+
+    async def _set_aside(self, lines: list[bytes]) -> None:
+        path = self._spill_dir / REFUSED_FILE
+        await asyncio.to_thread(_append, path, b"".join(line + b"\n" for line in lines))
+        log.error("usage rows refused by PostgreSQL set aside", extra={"rows": len(lines), "path": str(path)})
 
     async def _bound_memory(self) -> None:
         excess = len(self._queue) - self._max_queue
@@ -237,26 +259,74 @@ class UsageWriter:
             for _ in range(excess):
                 self._queue.popleft()
 
-    async def _spill(self, rows: list[UsageRecord], path: Path | None = None) -> None:
+    async def _spill(self, rows: list[UsageRecord]) -> None:
         data = b"".join(r.to_json() + b"\n" for r in rows)
         async with self._spill_lock:
-            await asyncio.to_thread(_append, path or self._spill_path, data)
-        if path is not None:
-            return
+            await asyncio.to_thread(_append, self._spill_path, data)
         self.pending_spill = True
         log.warning("usage rows spilled to disk until PostgreSQL returns",
                     extra={"rows": len(rows), "path": str(self._spill_path)})
 
     async def _unspill(self) -> None:
+        """Replay every spill file in the folder that no live writer is replaying: claim it by renaming it
+        (only one worker wins), write it in batches, then delete it."""
         async with self._spill_lock:
-            raw = await asyncio.to_thread(_read_all, self._spill_path)
-            rows = [UsageRecord.from_json(line) for line in raw.splitlines() if line.strip()]
-            for i in range(0, len(rows), BATCH_MAX):
-                async with self._pool.acquire(timeout=5) as conn:
-                    await write_batch(conn, rows[i:i + BATCH_MAX])
-                # Rewrite what is left after each committed batch, so a crash never writes a row twice.
-                await asyncio.to_thread(_rewrite, self._spill_path, rows[i + BATCH_MAX:])
-            self.pending_spill = False
+            claimed = await asyncio.to_thread(_claim_spills, self._spill_dir)
+            for path in claimed:
+                raw = await asyncio.to_thread(_read_all, path)
+                rows: list[UsageRecord] = []
+                bad: list[bytes] = []
+                for line in raw.splitlines():
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(UsageRecord.from_json(line))
+                    except (ValueError, TypeError, KeyError):  # a torn line (crash or full disk mid-append)
+                        bad.append(line)
+                if bad:
+                    await self._set_aside(bad)
+                for i in range(0, len(rows), BATCH_MAX):
+                    await self._write(rows[i:i + BATCH_MAX])
+                    # Keep what is left on disk after each committed batch, so a crash never loses a row.
+                    await asyncio.to_thread(_rewrite, path, rows[i + BATCH_MAX:])
+                await asyncio.to_thread(path.unlink, True)
+            self.pending_spill = False  # anything spilled meanwhile, or left by others, is found by the next scan
+
+
+def _has_spills(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob(SPILL_PREFIX + "*"))
+
+
+def _claim_spills(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    me = os.getpid()
+    claimed = []
+    for path in sorted(folder.glob(SPILL_PREFIX + "*")):
+        name = path.name
+        if ".replay-" in name:
+            owner = int(name.rsplit(".replay-", 1)[1])
+            if owner != me and _alive(owner):
+                continue  # another live worker is replaying it
+        elif name.split("-")[2].isdigit() and int(name.split("-")[2]) != me and _alive(int(name.split("-")[2])):
+            continue  # a live worker's own spill: it replays it itself
+        target = path.with_name(f"{name.split('.replay-')[0]}.replay-{me}")
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            continue  # someone else claimed it first
+        claimed.append(target)
+    return claimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -55,12 +55,14 @@ async def test_rows_spilled_while_writes_fail_all_arrive(gw: TestClient[web.Requ
             for _ in range(4):
                 resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
                 assert resp.status == 200, await resp.text()
-            spill = tmp_path / "spill" / "usage-spill.jsonl"
+            def spilled() -> int:  # each writer spills to its own usage-spill-<pid>-<random>.jsonl
+                return sum(len(p.read_bytes().splitlines()) for p in (tmp_path / "spill").glob("usage-spill-*"))
+
             for _ in range(60):  # the queue holds one row; the rest must reach the spill file
-                if spill.exists() and len(spill.read_bytes().splitlines()) >= 3:
+                if spilled() >= 3:
                     break
                 await asyncio.sleep(0.05)
-            assert spill.exists() and len(spill.read_bytes().splitlines()) >= 3, (
+            assert spilled() >= 3, (
                 "rows beyond the queue bound did not reach the spill file (see the log for the spill error)")
         finally:
             await conn.execute("ALTER TABLE IF EXISTS proxy_requests_away RENAME TO proxy_requests")
@@ -68,4 +70,34 @@ async def test_rows_spilled_while_writes_fail_all_arrive(gw: TestClient[web.Requ
         await conn.close()
     rows = await wait_rows(migrated, 4, timeout=12)
     assert len(rows) == 4, f"{len(rows)} of 4 usage rows written after writes worked again"
-    assert not (tmp_path / "spill" / "usage-spill.jsonl").exists()
+    assert not list((tmp_path / "spill").glob("usage-spill-*"))  # replayed and removed
+
+
+async def test_a_poisoned_spill_file_never_blocks_live_rows(gw: TestClient[web.Request, web.Application],
+                                                            account: Account, migrated: str, tmp_path: Path) -> None:
+    """A spill left by a dead worker holding a row PostgreSQL refuses (its user is gone) and a torn line: the live
+    rows still arrive, the refused ones are set aside, the file is consumed."""
+    import orjson
+
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir(exist_ok=True)
+    ghost = {"request_id": "req_ghost", "user_id": "00000000-0000-0000-0000-000000000001", "proxy_key_id": None,
+             "provider": "openai", "model": "gpt-4o-mini", "endpoint": "chat", "stream": False, "status": 200,
+             "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "tokens_estimated": False,
+             "cost_idr": 0, "latency_ms": 1, "ttfb_ms": None, "upstream_request_id": None, "error_type": None,
+             "created_at": "2026-11-28T00:00:00+00:00"}
+    (spill_dir / "usage-spill-999999-dead.jsonl").write_bytes(orjson.dumps(ghost) + b"\n" + b'{"torn": \n')
+    headers = {"Authorization": f"Bearer {account.proxy_key}", "x-request-id": "same-id-from-the-client"}
+    for _ in range(3):  # a client-chosen request id, repeated: our own ids key the rows, so all three land
+        resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["x-request-id"] != "same-id-from-the-client"
+    rows = await wait_rows(migrated, 3, timeout=10)
+    assert len(rows) == 3
+    for _ in range(100):
+        if not list(spill_dir.glob("usage-spill-*")):
+            break
+        await asyncio.sleep(0.05)
+    assert not list(spill_dir.glob("usage-spill-*"))
+    refused = (spill_dir / "usage-refused.jsonl").read_bytes().splitlines()
+    assert len(refused) == 2 and b"req_ghost" in refused[0] + refused[1]

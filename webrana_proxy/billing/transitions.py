@@ -20,6 +20,12 @@ class Outcome:
     user_id: uuid.UUID | None = None  # whose plan or limits changed: invalidate after commit
 
 
+# Card payments whose money is already held and that wait on a review or a capture: they may still end "paid",
+# so the lifecycle job does not expire them. (A plain "pending" past our expiry does expire; if it is paid after
+# all, the webhook flags the payment for an operator.)
+IN_FLIGHT = frozenset({"capture", "authorize"})
+
+
 async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionStatus | None,
                        now: datetime, *, expire_if_unsettled: bool = False) -> Outcome:
     """Apply Midtrans' answer ``status`` (the truth) to the invoice, inside the caller's transaction.
@@ -40,7 +46,9 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
         if status.gross_amount_idr != invoice["total_idr"]:
             return Outcome("amount_mismatch", False)
         target = next_status(current, status.transaction_status, status.fraud_status)
-    if target is None and expire_if_unsettled and current is InvoiceStatus.PENDING:
+    # Past its expiry, a pending invoice expires, unless Midtrans says card money is held (see IN_FLIGHT).
+    in_flight = status is not None and status.transaction_status in IN_FLIGHT
+    if target is None and expire_if_unsettled and current is InvoiceStatus.PENDING and not in_flight:
         target = InvoiceStatus.EXPIRED
     if target is None:
         return Outcome(f"no_change:{current.value}", False)

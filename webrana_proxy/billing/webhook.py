@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from webrana_proxy.billing.deps import BillingDeps
-from webrana_proxy.billing.invoice_state import FINAL_STATES, InvoiceStatus
+from webrana_proxy.billing.invoice_state import FINAL_STATES, InvoiceStatus, is_paid
 from webrana_proxy.billing.midtrans import (
     MidtransError,
     MidtransUnavailable,
@@ -93,6 +93,12 @@ async def receive(deps: BillingDeps, raw: bytes, now: datetime) -> Received:
         raise AmountMismatch("gross_amount does not match the invoice total")
     if InvoiceStatus(invoice["status"]) in FINAL_STATES:
         verdict = f"no_change:{invoice['status']}"
+        if invoice["status"] != InvoiceStatus.PAID.value and is_paid(str(body.get("transaction_status")),
+                                                                      body.get("fraud_status")):
+            # Money arrived for an invoice we already closed: never silent; an operator refunds or applies it.
+            verdict = f"paid_after_{invoice['status']}"
+            log.error("Midtrans reports a payment for a closed invoice; refund or apply it by hand",
+                      extra={"order_id": order_id, "invoice_status": invoice["status"]})
         await record(deps, body, order_id, verdict)
         return Received(verdict, order_id)
     try:

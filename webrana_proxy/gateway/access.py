@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -97,7 +98,8 @@ async def enforce_limits(request: web.Request, principal: Principal) -> Verdict:
             app[FALLBACK].degraded = False
             metrics.limits_degraded.set(0)
             log.warning("limits restored: Redis is reachable again")
-    except (RedisError, OSError):
+    except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        # Redis away, or PostgreSQL away while a lost quota counter needed rebuilding: never a 5xx for that.
         local = app[FALLBACK]
         if not local.degraded:
             local.degraded = True
