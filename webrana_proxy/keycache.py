@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -27,6 +28,7 @@ from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
 log = logging.getLogger("webrana.keycache")
 CHANNEL = "webrana:keycache:invalidate"
 NEGATIVE_TTL = 5.0  # seconds an unknown key is remembered, so guessing keys cannot hammer PostgreSQL
+MAX_TRACKED_INVALIDATIONS = 10_000  # users whose recent invalidation is remembered against in-flight loads
 RECONNECT_DELAY = 0.5  # seconds between pub/sub reconnect attempts
 
 
@@ -68,33 +70,45 @@ class KeyCache:
         self._ttl = ttl
         self._entries: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
         self._by_user: dict[uuid.UUID, set[bytes]] = {}
-        self._loading: dict[bytes, asyncio.Future[Principal | None]] = {}
+        self._loading: dict[bytes, asyncio.Task[Principal | None]] = {}
+        self._generation = 0  # bumped by every invalidation
+        self._dropped_at: dict[uuid.UUID, int] = {}  # user -> generation of their last invalidation
+        self._cleared_at = 0  # generation of the last full clear
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, key_hash: bytes) -> tuple[bool, Principal | None]:
+        """(found, principal) from memory only: ``found`` False means resolving would cost a query."""
+        entry = self._entries.get(key_hash)
+        if entry is not None and entry[0] > time.monotonic():
+            self._entries.move_to_end(key_hash)
+            return True, entry[1]
+        return False, None
+
     async def resolve(self, key_hash: bytes) -> Principal | None:
         entry = self._entries.get(key_hash)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
+        if entry is not None and entry[0] > time.monotonic():
             self._entries.move_to_end(key_hash)
             return entry[1]
-        pending = self._loading.get(key_hash)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._loading[key_hash] = future
-        try:
-            principal = await self._load(key_hash)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            self._loading.pop(key_hash, None)
-        future.set_result(principal)
-        self._store(key_hash, principal, now)
-        return principal
+        task = self._loading.get(key_hash)
+        if task is None:
+            # One load per key, in a task of its own: a caller that goes away cancels only its own wait.
+            task = asyncio.create_task(self._load(key_hash), name="keycache-load")
+            self._loading[key_hash] = task
+            task.add_done_callback(functools.partial(self._loaded, key_hash, self._generation))
+        return await asyncio.shield(task)
+
+    def _loaded(self, key_hash: bytes, generation: int, task: asyncio.Task[Principal | None]) -> None:
+        self._loading.pop(key_hash, None)
+        if task.cancelled() or task.exception() is not None:
+            return  # the waiters see the error; nothing is cached
+        principal = task.result()
+        # An invalidation that happened while this load ran may postdate what it read: do not cache it then.
+        if generation < self._cleared_at or (
+                principal is not None and self._dropped_at.get(principal.user_id, -1) > generation):
+            return
+        self._store(key_hash, principal, time.monotonic())
 
     def _store(self, key_hash: bytes, principal: Principal | None, now: float) -> None:
         ttl = self._ttl if principal is not None else NEGATIVE_TTL
@@ -145,11 +159,19 @@ class KeyCache:
             provider_keys={p: tuple(ks) for p, ks in by_provider.items()})
 
     def drop_user(self, user_id: uuid.UUID) -> None:
+        self._generation += 1
+        if len(self._dropped_at) >= MAX_TRACKED_INVALIDATIONS:  # bounded: forget them all, conservatively
+            self._dropped_at.clear()
+            self._cleared_at = self._generation
+        self._dropped_at[user_id] = self._generation
         for key_hash in self._by_user.pop(user_id, set()):
             self._entries.pop(key_hash, None)
         # Negative entries are not indexed by user; a newly created key is never among them (keys are random).
 
     def clear(self) -> None:
+        self._generation += 1
+        self._cleared_at = self._generation
+        self._dropped_at.clear()
         self._entries.clear()
         self._by_user.clear()
 

@@ -79,7 +79,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
             raise BadRequest("the URL contains a NUL character", code="invalid_characters")
         rate_headers: dict[str, str] = {}
         if not path.startswith(UNLIMITED_PATHS) and not path.startswith(GATEWAY_PREFIX):
-            rate_headers = await _check_ip(request)
+            rate_headers = await check_ip_limit(request)
         response = await handler(request)
     except WebranaError as err:
         if request.get(RESPONSE_STARTED):
@@ -102,7 +102,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
-async def _check_ip(request: web.Request) -> dict[str, str]:
+async def check_ip_limit(request: web.Request) -> dict[str, str]:
+    """Count this request against its address's per-minute limit; RateLimited beyond it (allowed if Redis is away)."""
     limiter = request.app[LIMITER]
     try:
         verdict = await limiter.check_ip(request[CLIENT_IP])

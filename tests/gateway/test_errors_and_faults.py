@@ -196,3 +196,21 @@ async def test_suspended_account_is_permission_denied(gw: TestClient[web.Request
     with pytest.raises(openai.PermissionDeniedError):
         await sdk(gw, account.proxy_key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("env_overrides", [{"WEBRANA_IP_RATE_LIMIT": "20"}])
+async def test_made_up_keys_are_throttled_per_address(gw: TestClient[web.Request, web.Application],
+                                                      account: Account) -> None:
+    """Unknown keys cost a database query each, so the per-IP limit applies to them before the lookup."""
+    import secrets
+
+    statuses = []
+    for _ in range(30):
+        resp = await gw.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG},
+                             headers={"Authorization": f"Bearer wbr_{secrets.token_urlsafe(32)}"})
+        statuses.append(resp.status)
+    # The account's set-up already spent part of this address's minute; then 401s until the limit, then only 429s.
+    first_429 = statuses.index(429)
+    assert 0 < first_429 <= 20 and set(statuses[:first_429]) == {401} and set(statuses[first_429:]) == {429}
+    resp = await gw.get("/v1/models", headers={"Authorization": f"Bearer {account.proxy_key}"})
+    assert resp.status == 429  # the address is over its limit for every route

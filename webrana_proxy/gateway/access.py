@@ -15,7 +15,7 @@ from webrana_proxy.errors import Forbidden, RateLimited, Unauthorized
 from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.limits import Verdict, month_start_utc
-from webrana_proxy.middleware import CLIENT_IP
+from webrana_proxy.middleware import CLIENT_IP, check_ip_limit
 from webrana_proxy.state import KEYCACHE, LIMITER, METRICS, POOL, SETTINGS
 from webrana_proxy.tokens import PROXY_KEY_PREFIX, sha256
 
@@ -42,8 +42,14 @@ def proxy_key_of(request: web.Request) -> str:
 
 
 async def authenticate(request: web.Request) -> Principal:
-    key = proxy_key_of(request)
-    principal: Principal | None = await request.app[KEYCACHE].resolve(sha256(key))
+    key_hash = sha256(proxy_key_of(request))
+    cache = request.app[KEYCACHE]
+    found, principal = cache.peek(key_hash)
+    if not found:
+        # A key not in memory costs a PostgreSQL query: the address's per-minute limit applies first, so nobody
+        # can flood the database with made-up keys. (Known keys are counted in the one gateway Lua call.)
+        await check_ip_limit(request)
+        principal = await cache.resolve(key_hash)
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
     if not principal.active:

@@ -16,7 +16,7 @@ from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response, parse_json_object, read_body
 from webrana_proxy.keycache import Principal, ProviderKey
-from webrana_proxy.middleware import REQUEST_ID
+from webrana_proxy.middleware import REQUEST_ID, check_ip_limit
 from webrana_proxy.providers.base import Provider, Route
 from webrana_proxy.state import HTTP, REGISTRY, SETTINGS
 
@@ -127,6 +127,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/models")
 async def models(request: web.Request) -> web.Response:
     principal = await authenticate(request)
+    await check_ip_limit(request)
     data = [{"id": m.id, "object": "model", "created": m.created, "owned_by": p.id}
             for p in request.app[REGISTRY].all() if principal.provider_keys.get(p.id)
             for m in p.models]
