@@ -95,4 +95,5 @@ def run_workers(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     for p in procs:
         p.join()
-    return max((p.exitcode or 0) for p in procs)
+    # Any worker that failed, or was killed by a signal (a negative exit code), makes the whole exit non-zero.
+    return 1 if any(p.exitcode for p in procs) else 0

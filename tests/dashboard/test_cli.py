@@ -57,4 +57,4 @@ def test_serve_answers_health_and_stops_on_sigterm() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert proc.returncode in (0, -15)
+    assert proc.returncode == 0  # a graceful stop on SIGTERM, not death by the signal

@@ -65,7 +65,7 @@ async def test_upstream_errors_map_to_sdk_exceptions(provider: str, model: str, 
     if provider == "openai" and status == 429:
         assert err.response.headers.get("retry-after") == "7"
     rows = await wait_rows(migrated, 1)
-    assert rows[0]["status"] == status and rows[0]["error_type"]
+    assert len(rows) == 1 and rows[0]["status"] == status and rows[0]["error_type"]
 
 
 async def test_failover_to_the_next_key_on_429(gw: TestClient[web.Request, web.Application],
@@ -95,24 +95,26 @@ async def test_first_byte_timeout_is_a_clear_error(gw: TestClient[web.Request, w
 @pytest.mark.parametrize(("behaviour", "error_code"), [
     (scenario.reset_mid_stream(3), "upstream_reset"),
     (scenario.stall_mid_stream(3, 10), "upstream_idle_timeout"),
-    (scenario.malformed_sse(3), None),
+    (scenario.malformed_sse(3), "upstream_malformed"),
 ])
-async def test_mid_stream_faults_end_with_an_in_band_error(behaviour: scenario.Behaviour, error_code: str | None,
+async def test_mid_stream_faults_end_with_an_in_band_error(behaviour: scenario.Behaviour, error_code: str,
                                                            gw: TestClient[web.Request, web.Application],
                                                            account: Account, fake: FakeState,
                                                            migrated: str) -> None:
     fake.script(behaviour)
     got: list[str] = []
-    with pytest.raises(openai.APIError):
+    with pytest.raises(openai.APIError) as info:
         async for chunk in await sdk(gw, account.proxy_key).chat.completions.create(
                 model="gpt-4o-mini", stream=True,
                 messages=[{"role": "user", "content": "one two three four five six seven eight"}]):
             got += [c.delta.content or "" for c in chunk.choices]
+    # Exactly APIError: the SDK read an in-band {"error": ...} event (a dropped connection would be a subclass).
+    assert type(info.value) is openai.APIError, repr(info.value)
+    assert info.value.code == error_code
     assert "".join(got).startswith("echo:")
     rows = await wait_rows(migrated, 1)
     assert len(rows) == 1 and rows[0]["tokens_estimated"] is True and rows[0]["completion_tokens"] > 0
-    if error_code:
-        assert rows[0]["error_type"] == error_code
+    assert rows[0]["error_type"] == error_code
 
 
 async def test_anthropic_in_band_error_is_forwarded(gw: TestClient[web.Request, web.Application],

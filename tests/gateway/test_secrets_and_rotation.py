@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import serve_app
-from tests.gateway.conftest import PROVIDER_KEYS, make_account, sdk
+from tests.gateway.conftest import PROVIDER_KEYS, make_account, sdk, wait_rows
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.migrate import apply_migrations, migrations_dir
@@ -48,7 +48,7 @@ async def test_no_plaintext_key_in_any_column_or_log_line(gw: TestClient[web.Req
     keys = await (await gw.get("/api/provider-keys", headers=acct.headers)).json()
     for k in keys["data"]:
         await gw.post(f"/api/provider-keys/{k['id']}/test", headers=acct.headers)
-    await asyncio.sleep(0.6)  # let the usage writer flush
+    await wait_rows(migrated, 8)  # the usage writer flushes off the hot path
     secrets_ = [*PROVIDER_KEYS.values(), acct.proxy_key, acct.proxy_key[4:]]
     conn = await asyncpg.connect(migrated)
     try:

@@ -60,6 +60,5 @@ async def test_two_workers_share_the_port_and_stop_on_sigterm(gateway_env: dict[
         assert code == 0, proxy.log()
         gone = psutil.wait_procs(workers, timeout=5)[1]
         assert not gone, f"workers still running after the parent exited: {gone}"
-        assert all(w.returncode in (0, None) for w in workers)  # None: not our child, reaped by the parent
         assert proxy.log().count("webrana-proxy listening") == 2, proxy.log()
         assert proxy.log().count('"stopped"') == 2, proxy.log()
