@@ -126,3 +126,11 @@ async def test_login_rehashes_passwords_made_with_old_parameters(api: Api, migra
     finally:
         await conn.close()
     assert stored != old and stored.startswith("$argon2id$") and "m=65536" in stored
+
+
+async def test_parallel_guesses_cannot_slip_past_the_lockout(api: Api) -> None:
+    await api.register("paralel@example.com")
+    body = {"email": "paralel@example.com", "password": "Wrong-pass1"}
+    results = await asyncio.gather(*(api.client.post("/api/auth/login", json=body) for _ in range(15)))
+    statuses = sorted(r.status for r in results)
+    assert statuses.count(401) == 5 and statuses.count(429) == 10, statuses

@@ -75,7 +75,7 @@ async def login(request: web.Request) -> web.Response:
     password = req_str(body, "password", max_len=256, min_len=0)
     guard = request.app[LOGIN_GUARD]
     ip = request[CLIENT_IP]
-    await guard.check(email, ip)
+    await guard.attempt(email, ip)
     pool = request.app[POOL]
     row = await pool.fetchrow(
         """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
@@ -85,16 +85,14 @@ async def login(request: web.Request) -> web.Response:
     if row is None:
         # Spend the same time as a real check so response timing does not reveal which e-mails exist.
         await passwords.verify_dummy(password)
-        await guard.failed(email, ip)
         raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
     ok, new_hash = await passwords.verify(row["password_hash"], password)
     if not ok:
-        await guard.failed(email, ip)
         raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
     user = User.from_row(row)
     if user.status != "active":
         raise Forbidden("account is suspended; contact support", code="account_suspended")
-    await guard.succeeded(email)
+    await guard.succeeded(email, ip)
     async with pool.acquire() as conn, conn.transaction():
         if new_hash:
             await conn.execute("UPDATE users SET password_hash = $1 WHERE id = $2", new_hash, user.id)
