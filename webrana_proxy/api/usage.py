@@ -13,6 +13,7 @@ Every statement is one complete SQL literal; optional filters are parameters tha
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import csv
@@ -44,6 +45,7 @@ MAX_DAY = date(9999, 12, 30)  # the day after must still be a valid date (exclus
 DEFAULT_LIMIT = 50  # one console page
 MAX_LIMIT = 200  # bounds one response; scripts page with the cursor or use the CSV export
 MAX_FILTER_LEN = 200  # model and provider names are short; longer is a mistake, not a name
+EXPORT_WRITE_TIMEOUT = 30.0  # seconds one chunk of the CSV may take to reach a slow client
 EXPORT_CHUNK = 1_000  # rows fetched per server-side cursor round trip while streaming the CSV
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 STATUS_RE = re.compile(r"^[1-5]\d{2}$")
@@ -381,10 +383,14 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
         async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
             cursor = await conn.cursor(EXPORT_SQL, user.id, start, end)
             await resp.prepare(request)
-            await resp.write(csv_chunk([CSV_FIELDS]))
+            # A client that stops reading must not hold a pool connection and a snapshot open: each chunk gets
+            # EXPORT_WRITE_TIMEOUT seconds to leave.
+            async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
+                await resp.write(csv_chunk([CSV_FIELDS]))
             while rows := await cursor.fetch(EXPORT_CHUNK):
-                await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
+                    await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if not resp.prepared:
             raise  # nothing sent yet: the error middleware answers in the usual shape
         # Headers are out, so the failure can only show as a cut-off body: closing the connection leaves the
