@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from tests.conftest import serve_app
-from tests.gateway.conftest import Account, sdk, wait_rows
+from tests.gateway.conftest import Account, make_account, sdk, wait_rows
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import KEYCACHE
 
@@ -91,8 +91,16 @@ async def test_deleting_a_provider_key_reaches_the_other_replica(gw: Client, rep
         assert "no Anthropic key" in str(exc)
 
 
+async def _warm_upstream_pools(gw: Client, replica_b: Client, migrated: str) -> None:
+    """Open each replica's upstream connections with another account's calls, so the measured burst is about the
+    limiter, not about a herd of new TCP connections to the in-process fake upstream."""
+    other = await make_account(gw, migrated, providers=("openai",))
+    assert set(await _outcomes([gw, replica_b], other.proxy_key, 16)) == {200}
+
+
 async def test_burst_limit_is_exact_across_two_replicas(gw: Client, replica_b: Client, account: Account,
                                                        migrated: str) -> None:
+    await _warm_upstream_pools(gw, replica_b, migrated)
     await _set_limits(migrated, account.user_id, burst=10, monthly=None)
     await gw.app[KEYCACHE].invalidate_user(uuid.UUID(account.user_id))
     await asyncio.sleep(0.2)
@@ -102,6 +110,7 @@ async def test_burst_limit_is_exact_across_two_replicas(gw: Client, replica_b: C
 
 async def test_monthly_quota_is_exact_across_two_replicas(gw: Client, replica_b: Client, account: Account,
                                                           migrated: str) -> None:
+    await _warm_upstream_pools(gw, replica_b, migrated)
     await _set_limits(migrated, account.user_id, burst=1000, monthly=15)
     await gw.app[KEYCACHE].invalidate_user(uuid.UUID(account.user_id))
     await asyncio.sleep(0.2)
