@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 import openai
 import pytest_asyncio
@@ -40,12 +41,16 @@ async def _set_limits(db: str, user_id: str, burst: int | None, monthly: int | N
 
 
 async def _outcomes(clients: list[Client], key: str, n: int) -> list[int]:
-    """``n`` concurrent calls spread over the replicas (plain HTTP: the SDK itself is covered elsewhere)."""
+    """``n`` concurrent calls spread over the replicas, each on a connection of its own (plain HTTP: the SDK
+    itself is covered elsewhere)."""
     headers = {"Authorization": f"Bearer {key}"}
+    urls = [str(c.make_url("/v1/chat/completions")) for c in clients]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        return list(await asyncio.gather(*(_one(session, urls[i % len(urls)], headers) for i in range(n))))
 
-    async def one(i: int) -> int:
-        resp = await clients[i % len(clients)].post("/v1/chat/completions", headers=headers,
-                                                    json={"model": "gpt-4o-mini", "messages": MSG})
+
+async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
+    async with session.post(url, headers=headers, json={"model": "gpt-4o-mini", "messages": MSG}) as resp:
         body = await resp.json()
         if resp.status == 429:
             assert resp.headers["x-ratelimit-remaining-requests"] == "0"
@@ -55,8 +60,6 @@ async def _outcomes(clients: list[Client], key: str, n: int) -> list[int]:
             assert resp.status == 200, body
             assert body["choices"][0]["message"]["content"] == "echo: halo"
         return resp.status
-
-    return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
 async def test_revoking_a_key_reaches_the_other_replica_within_a_second(gw: Client, replica_b: Client,

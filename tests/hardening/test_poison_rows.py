@@ -68,7 +68,7 @@ async def test_rows_spilled_while_writes_fail_all_arrive(gw: TestClient[web.Requ
             await conn.execute("ALTER TABLE IF EXISTS proxy_requests_away RENAME TO proxy_requests")
     finally:
         await conn.close()
-    rows = await wait_rows(migrated, 4, timeout=12)
+    rows = await wait_rows(migrated, 4, timeout=30)
     assert len(rows) == 4, f"{len(rows)} of 4 usage rows written after writes worked again"
     assert not list((tmp_path / "spill").glob("usage-spill-*"))  # replayed and removed
 
