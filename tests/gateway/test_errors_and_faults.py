@@ -216,3 +216,49 @@ async def test_made_up_keys_are_throttled_per_address(gw: TestClient[web.Request
     assert 0 < first_429 <= 20 and set(statuses[:first_429]) == {401} and set(statuses[first_429:]) == {429}
     resp = await gw.get("/v1/models", headers={"Authorization": f"Bearer {account.proxy_key}"})
     assert resp.status == 429  # the address is over its limit for every route
+
+
+async def test_a_connection_closed_before_any_answer_is_retried_once(clean: None, gateway_env: dict[str, str],
+                                                                     migrated: str) -> None:
+    """The provider drops the connection after reading the request, without answering (a keep-alive race):
+    the gateway sends it once more on a fresh connection instead of failing the call."""
+    import asyncio as aio
+
+    import orjson
+
+    from tests.conftest import serve_app
+    from tests.gateway.conftest import make_account
+    from webrana_proxy.settings import Settings
+
+    answer = orjson.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": "halo lagi"},
+                                        "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+    seen: list[int] = []
+
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        await reader.readexactly(length)
+        seen.append(1)
+        if len(seen) > 1:  # the first connection is dropped unanswered, the retry gets an answer
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(answer), answer))
+            await writer.drain()
+        writer.close()
+
+    server = await aio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        from webrana_proxy.app import create_app
+
+        env = {**gateway_env, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+        async with serve_app(create_app(Settings.from_env(env))) as client:
+            acct = await make_account(client, migrated, providers=("openai",))
+            resp = await sdk(client, acct.proxy_key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            assert resp.choices[0].message.content == "halo lagi"
+            assert len(seen) == 2
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -36,8 +36,14 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, clie
         req = build(key.key)
         started = time.perf_counter()
         try:
-            resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
-                                         timeout=client_timeout, allow_redirects=False)
+            try:
+                resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
+                                             timeout=client_timeout, allow_redirects=False)
+            except aiohttp.ServerDisconnectedError:
+                # The provider closed a pooled keep-alive connection just as we reused it, before answering:
+                # the request was not processed, so it is sent once more, on a fresh connection.
+                resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
+                                             timeout=client_timeout, allow_redirects=False)
         except TimeoutError:
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
