@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -131,12 +132,20 @@ async def test_only_one_replica_runs_the_job_at_a_time(billing: Billing, migrate
         await other.close()
 
 
-async def test_the_app_runs_the_job_in_the_background_when_enabled(settings: Settings, clean: None,
+async def test_the_app_runs_the_job_in_the_background_when_enabled(billing: Billing, settings: Settings,
                                                                   migrated: str) -> None:
     from dataclasses import replace
 
+    h = await billing.user()
+    await billing.pay(h, "starter")
+    await billing.db.execute("UPDATE subscriptions SET current_period_end = now() - interval '1 second'")
     async with serve_app(create_app(replace(settings, background_jobs=True))) as c:
         assert (await c.get("/api/plans")).status == 200
+        for _ in range(100):  # the job runs on its own, with nobody calling run_once
+            if await billing.plan(h) == "free":
+                break
+            await asyncio.sleep(0.1)
+        assert await billing.plan(h) == "free"
     # Stopped cleanly: the lock is free again.
     conn = await asyncpg.connect(migrated)
     try:

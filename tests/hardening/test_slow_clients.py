@@ -107,7 +107,8 @@ async def test_slow_headers_are_cut_off_and_others_are_served(gateway_env: dict[
         "3630 s by default; set it from WEBRANA_KEEPALIVE_TIMEOUT)")
     assert max(t for t in cut if t is not None) < TIMEOUT + SLACK, cut
     assert all(b"200 OK" not in answer for _, answer in results)
-    assert len(latencies) >= 10 and max(latencies) < 1.0, latencies
+    # Not stuck behind the slow clients: a blocked server would keep every probe waiting at least TIMEOUT.
+    assert len(latencies) >= 10 and max(latencies) < TIMEOUT, latencies
 
 
 async def test_slow_body_is_cut_off(gateway_env: dict[str, str], clean: None, fake: FakeState,
