@@ -4,6 +4,7 @@ gracefully: readiness turns false, the listener closes, open requests get ``shut
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -37,6 +38,11 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     site = web.TCPSite(runner, settings.proxy_host, settings.proxy_port, reuse_port=reuse_port or None,
                        backlog=BACKLOG)
     await site.start()
+    # Everything alive now (modules, settings, pools, caches) lives as long as the process: moved out of the
+    # collector's sight, so the periodic full collections walk only request-time objects (p99 at c=64 in
+    # `make bench`: ~45-55 ms -> ~25-35 ms).
+    gc.collect()
+    gc.freeze()
     log.info("webrana-proxy listening", extra={"host": settings.proxy_host, "port": settings.proxy_port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
