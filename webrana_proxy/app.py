@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from webrana_proxy import health
+from webrana_proxy import __version__, health
 from webrana_proxy.api import admin, auth, billing, openapi, plans, provider_keys, proxy_keys, usage
 from webrana_proxy.billing.deps import billing_ctx
 from webrana_proxy.crypto import Keyring
@@ -37,9 +37,11 @@ from webrana_proxy.state import (
     REGISTRY,
     SETTINGS,
     TOKENS,
+    UPSTREAM,
     USAGE,
 )
 from webrana_proxy.tokens import TokenIssuer
+from webrana_proxy.upstreamhttp import UpstreamPool
 from webrana_proxy.usage import UsageWriter
 
 
@@ -69,7 +71,11 @@ async def _upstream_http(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                     timeout=aiohttp.ClientTimeout(total=None, connect=s.connect_timeout))
     app[HTTP] = session
+    pool = UpstreamPool(limit=s.upstream_connections, connect_timeout=s.connect_timeout,
+                        user_agent=f"webrana/{__version__}")
+    app[UPSTREAM] = pool
     yield
+    await pool.close()
     await session.close()
 
 

@@ -15,6 +15,7 @@ from webrana_proxy.passwords import Passwords
 from webrana_proxy.providers.registry import Registry
 from webrana_proxy.settings import Settings
 from webrana_proxy.tokens import TokenIssuer
+from webrana_proxy.upstreamhttp import UpstreamPool
 from webrana_proxy.usage import UsageWriter
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -24,7 +25,8 @@ KEYRING = web.AppKey("keyring", Keyring)
 PASSWORDS = web.AppKey("passwords", Passwords)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 LIMITER = web.AppKey("limiter", Limiter)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
+HTTP = web.AppKey("http", aiohttp.ClientSession)  # off the hot path: key tests
+UPSTREAM = web.AppKey("upstream", UpstreamPool)  # the gateway's calls to providers
 KEYCACHE = web.AppKey("keycache", KeyCache)
 REGISTRY = web.AppKey("registry", Registry)
 USAGE = web.AppKey("usage", UsageWriter)

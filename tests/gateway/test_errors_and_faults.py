@@ -218,10 +218,12 @@ async def test_made_up_keys_are_throttled_per_address(gw: TestClient[web.Request
     assert resp.status == 429  # the address is over its limit for every route
 
 
-async def test_a_connection_closed_before_any_answer_is_retried_once(clean: None, gateway_env: dict[str, str],
-                                                                     migrated: str) -> None:
-    """The provider drops the connection after reading the request, without answering (a keep-alive race):
-    the gateway sends it once more on a fresh connection instead of failing the call."""
+async def test_a_pooled_connection_closed_before_any_answer_is_retried_once(
+        clean: None, gateway_env: dict[str, str], migrated: str) -> None:
+    """The provider answers on a keep-alive connection, then drops it after reading the next request without
+    answering (the race of reusing a connection the server is closing): the gateway sends that request once
+    more on a fresh connection instead of failing the call. A fresh connection dropped unanswered is not
+    retried (the provider may have acted on it): that call fails with a clear 502."""
     import asyncio as aio
 
     import orjson
@@ -234,15 +236,19 @@ async def test_a_connection_closed_before_any_answer_is_retried_once(clean: None
                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "halo lagi"},
                                         "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
-    seen: list[int] = []
+    plan: list[list[bool]] = [[True, False], [True], [False]]  # per connection: answer each request or drop
+    requests_seen: list[int] = []
 
     async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length"))
-        await reader.readexactly(length)
-        seen.append(1)
-        if len(seen) > 1:  # the first connection is dropped unanswered, the retry gets an answer
+        replies = plan.pop(0) if plan else [True]
+        for reply in replies:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length"))
+            await reader.readexactly(length)
+            requests_seen.append(1)
+            if not reply:
+                break
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                          % (len(answer), answer))
             await writer.drain()
@@ -256,9 +262,16 @@ async def test_a_connection_closed_before_any_answer_is_retried_once(clean: None
         env = {**gateway_env, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
         async with serve_app(create_app(Settings.from_env(env))) as client:
             acct = await make_account(client, migrated, providers=("openai",))
-            resp = await sdk(client, acct.proxy_key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
-            assert resp.choices[0].message.content == "halo lagi"
-            assert len(seen) == 2
+            client_sdk = sdk(client, acct.proxy_key).with_options(max_retries=0)
+            for _ in range(2):  # the second call reuses connection 1, which drops it; connection 2 answers
+                resp = await client_sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                assert resp.choices[0].message.content == "halo lagi"
+            assert len(requests_seen) == 3
+            await aio.sleep(0.05)  # connection 2 closed after its answer: the next call opens connection 3
+            with pytest.raises(openai.InternalServerError) as info:  # a fresh connection dropped: no resend
+                await client_sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            assert info.value.status_code == 502 and "could not reach OpenAI" in str(info.value)
+            assert len(requests_seen) == 4
     finally:
         server.close()
         await server.wait_closed()

@@ -24,7 +24,7 @@ from tests.fakes.midtrans import FakeMidtrans
 from tests.fakes.scenario import FakeState, large_text
 from tests.gateway.conftest import Account, wait_rows
 from tests.hardening.conftest import error_shape_problems, leftover_tasks, task_baseline
-from webrana_proxy.state import HTTP
+from webrana_proxy.state import UPSTREAM
 
 TEN_MB = 10 << 20
 WORDS = "satu dua tiga empat lima enam tujuh delapan sembilan sepuluh"
@@ -84,9 +84,7 @@ def sse_events(raw: bytes) -> list[Any]:
 
 
 def acquired(client: TestClient[web.Request, web.Application]) -> int:
-    connector = client.app[HTTP].connector
-    assert isinstance(connector, aiohttp.TCPConnector)
-    return len(connector._acquired)  # aiohttp keeps no public count of connections in use
+    return client.app[UPSTREAM].in_use
 
 
 async def chat(url: str, key: str, model: str, stream: bool) -> tuple[int, CIMultiDict[str], bytes]:

@@ -12,13 +12,12 @@ from aiohttp import web
 from webrana_proxy.errors import BadRequest, WebranaError
 from webrana_proxy.gateway.access import authenticate, enforce_limits, rate_headers
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call
-from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response, parse_json_object, read_body
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID, check_ip_limit
 from webrana_proxy.providers.base import Provider, Route
-from webrana_proxy.state import HTTP, REGISTRY, SETTINGS
+from webrana_proxy.state import REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 Work = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
@@ -87,9 +86,8 @@ async def _chat(request: web.Request, call: Call) -> web.StreamResponse:
     provider = route.provider
     translator = provider.stream_translator(route.model, include_usage) if stream else None
     base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
-    upstream = await open_upstream(
-        request.app[HTTP], request.app[SETTINGS], request.app[GATEWAY].upstream_timeout, provider, keys,
-        lambda key: provider.chat_request(body, route.model, key, base_url), call)
+    upstream = await open_upstream(request.app[UPSTREAM], request.app[SETTINGS], provider, keys,
+                                   lambda key: provider.chat_request(body, route.model, key, base_url), call)
     headers["x-request-id"] = call.request_id
     if translator is not None:
         return await relay_stream(request, upstream, call, request.app[SETTINGS], translator, headers)
@@ -106,9 +104,8 @@ async def _embeddings(request: web.Request, call: Call) -> web.StreamResponse:
     if "input" not in body:
         raise BadRequest("'input' is required", param="input")
     base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
-    upstream = await open_upstream(
-        request.app[HTTP], request.app[SETTINGS], request.app[GATEWAY].upstream_timeout, provider, keys,
-        lambda key: provider.embeddings_request(body, route.model, key, base_url), call)
+    upstream = await open_upstream(request.app[UPSTREAM], request.app[SETTINGS], provider, keys,
+                                   lambda key: provider.embeddings_request(body, route.model, key, base_url), call)
     headers["x-request-id"] = call.request_id
     return await relay_json(upstream, call, request.app[SETTINGS],
                             lambda raw: provider.embeddings_response(raw, route.model, body), headers)

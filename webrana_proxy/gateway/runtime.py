@@ -1,11 +1,10 @@
-"""Per-process objects the hot path reuses instead of rebuilding per call: the upstream timeout, the Jakarta
-month clock, and the Prometheus label children for each (provider, model, status)."""
+"""Per-process objects the hot path reuses instead of rebuilding per call: the Jakarta month clock and the
+Prometheus label children for each (provider, model, status)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
@@ -28,7 +27,6 @@ class CallSeries:
 
 @dataclass(slots=True)
 class GatewayRuntime:
-    upstream_timeout: aiohttp.ClientTimeout
     months: MonthClock
     metrics: Metrics
     known_models: frozenset[tuple[str, str]]
@@ -36,10 +34,8 @@ class GatewayRuntime:
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics, registry: Registry) -> GatewayRuntime:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
-                                        sock_read=settings.first_byte_timeout)
         known = frozenset((p.id, m.id) for p in registry.all() for m in p.models)
-        return cls(timeout, MonthClock(), metrics, known)
+        return cls(MonthClock(), metrics, known)
 
     def series(self, provider: str, model: str, status: int) -> CallSeries:
         key = (provider, model, status)

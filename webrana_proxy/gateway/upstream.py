@@ -7,7 +7,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 
 from webrana_proxy.errors import UpstreamError, UpstreamTimeout
@@ -18,17 +17,17 @@ from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator,
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
+from webrana_proxy.upstreamhttp import UpstreamPool, UpstreamResponse
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _upstream_id(resp: aiohttp.ClientResponse) -> str | None:
+def _upstream_id(resp: UpstreamResponse) -> str | None:
     return resp.headers.get("x-request-id") or resp.headers.get("request-id")
 
 
-async def open_upstream(session: aiohttp.ClientSession, settings: Settings, client_timeout: aiohttp.ClientTimeout,
-                        provider: Provider, keys: tuple[ProviderKey, ...],
-                        build: Callable[[str], UpstreamRequest], call: Call) -> aiohttp.ClientResponse:
+async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provider, keys: tuple[ProviderKey, ...],
+                        build: Callable[[str], UpstreamRequest], call: Call) -> UpstreamResponse:
     """The first successful upstream response (status < 400), headers read, body not yet."""
     last: UpstreamError | None = None
     call.reached_upstream = True
@@ -36,19 +35,14 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, clie
         req = build(key.key)
         started = time.perf_counter()
         try:
-            try:
-                resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
-                                             timeout=client_timeout, allow_redirects=False)
-            except aiohttp.ServerDisconnectedError:
-                # The provider closed a pooled keep-alive connection just as we reused it, before answering:
-                # the request was not processed, so it is sent once more, on a fresh connection.
-                resp = await session.request(req.method, req.url, headers=req.headers, data=req.body,
-                                             timeout=client_timeout, allow_redirects=False)
-        except TimeoutError:
+            # A pooled connection the provider dropped while idle is retried once on a fresh one by the pool.
+            resp = await pool.request(req.method, req.url, req.headers, req.body,
+                                      first_byte_timeout=settings.first_byte_timeout)
+        except TimeoutError:  # before OSError: TimeoutError is one
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
             continue
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # refused, DNS, TLS, reset, not HTTP
             last = UpstreamError(f"could not reach {provider.display_name}: {type(exc).__name__}", status=502,
                                  code="upstream_unreachable", retryable=True)
             continue
@@ -57,13 +51,15 @@ async def open_upstream(session: aiohttp.ClientSession, settings: Settings, clie
         call.upstream_id = _upstream_id(resp)
         if resp.status < 400:
             return resp
+        watch = IdleWatch(resp, settings.idle_timeout)
         try:
             raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError):
+        except OSError:
             raw = b""
         finally:
+            watch.cancel()
             resp.release()
-        last = provider.upstream_error(resp.status, raw, dict(resp.headers))
+        last = provider.upstream_error(resp.status, raw, resp.headers)
         if not last.retryable:
             raise last
     assert last is not None, "a provider with no keys is refused before calling upstream"
@@ -76,7 +72,7 @@ class IdleWatch:
 
     __slots__ = ("_handle", "_idle", "_loop", "_resp", "fired", "last")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+    def __init__(self, resp: UpstreamResponse, idle: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._idle = idle
         self._resp = resp
@@ -99,13 +95,13 @@ class IdleWatch:
         self._handle.cancel()
 
 
-async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Settings,
+async def relay_json(resp: UpstreamResponse, call: Call, settings: Settings,
                      parse: Callable[[bytes], ChatResult], headers: dict[str, str]) -> web.Response:
     started = time.perf_counter()
     watch = IdleWatch(resp, settings.idle_timeout)
     try:
         raw = await resp.read()
-    except (aiohttp.ClientError, asyncio.CancelledError) as exc:
+    except (OSError, asyncio.CancelledError) as exc:
         resp.close()
         if watch.fired:
             raise UpstreamTimeout(f"the provider stopped sending for {settings.idle_timeout:g} s") from None
@@ -125,12 +121,11 @@ async def relay_json(resp: aiohttp.ClientResponse, call: Call, settings: Setting
     return web.Response(body=result.body, content_type="application/json", headers=headers)
 
 
-async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call: Call, settings: Settings,
+async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call, settings: Settings,
                        translator: StreamTranslator, headers: dict[str, str]) -> web.StreamResponse:
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
     request[RESPONSE_STARTED] = True
     call.status = 200
-    content = resp.content
     idle = settings.idle_timeout
     clean_end = False
     watch = IdleWatch(resp, idle)
@@ -142,8 +137,8 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, call:
         while True:
             waited = perf()
             try:
-                data = await content.readany()
-            except aiohttp.ClientError as exc:
+                data = await resp.read_chunk()
+            except OSError as exc:
                 data = None
                 broken = exc
             finally:
