@@ -111,9 +111,10 @@ class Harness:
         self.procs.append(gw)
         return gw
 
-    def relay(self) -> stack.Proc:
+    def relay(self, client: str = "upstream") -> stack.Proc:
         """The bare relay in front of the instant fake, pinned exactly like the one-worker gateway."""
-        proc = stack.start_relay(self.env, upstream=self.direct_url, cores=self.pinning.gateway, logs=self.logs)
+        proc = stack.start_relay(self.env, upstream=self.direct_url, cores=self.pinning.gateway, logs=self.logs,
+                                 client=client)
         self.procs.append(proc)
         return proc
 

@@ -31,6 +31,8 @@ TTFT_CONCURRENCY = 4  # paced streams in flight while timing the first token (th
 WARMUP_SECONDS = 2.0  # per target: fills the key cache, seeds the quota counter, opens upstream connections
 SETTLE_SECONDS = 1.0  # after the load: let the usage writer flush before reading memory
 MIN_RELAY_SECONDS = 3.0  # the relay's scenarios may be shorter than the others (run time), never below this
+RELAY_CLIENTS = {"upstream": "aiohttp server + the gateway's upstream client",
+                 "aiohttp": "aiohttp server + aiohttp's client"}
 LOGGED_TARGETS = ("gateway", "gateway-x2")  # targets whose every call must leave a usage row
 
 # (key, description, target, how it compares)
@@ -259,7 +261,8 @@ def environment(h: Harness) -> dict[str, Any]:
     }
 
 
-def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: float | None = None) -> dict[str, Any]:
+def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: float | None = None,
+        relay_client: str = "upstream") -> dict[str, Any]:
     relay_seconds = max(MIN_RELAY_SECONDS, relay_duration if relay_duration is not None else duration)
     with session(duration=duration, python_load=python_load) as h:
         info = environment(h)
@@ -267,8 +270,9 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
         runner = Runner(h)
         print("direct (fake upstream, no gateway):", flush=True)
         runner.suite("direct", h.direct_url, h.direct_paced_url, h.direct_headers, None)
-        relay = h.relay()
-        print(f"through the bare relay (aiohttp, no features; {relay_seconds:g} s per scenario):", flush=True)
+        relay = h.relay(relay_client)
+        print(f"through the bare relay ({RELAY_CLIENTS[relay_client]}, no features; {relay_seconds:g} s per "
+              "scenario):", flush=True)
         runner.suite("relay", h.relay_url(relay), None, h.direct_headers, relay, duration=relay_seconds)
         relay_peak = procstat.sample([relay.pid])
         relay.stop()
@@ -300,6 +304,7 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
         return {
             **info,
             "relay_duration_s": relay_seconds,
+            "relay_client": RELAY_CLIENTS[relay_client],
             "scenarios": [r.as_dict() for r in runner.rows],
             "derived": derived,
             "targets": judge(derived),

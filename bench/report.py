@@ -17,6 +17,7 @@ def table(doc: dict[str, Any]) -> str:
         f"load average at start: {doc.get('loadavg_at_start', '-')} (busy columns are in cores; 'machine' counts "
         "every process, other users' included)",
         "cpu ms/call and busy: the process under test (the gateway, or the bare relay on the relay rows)",
+        f"bare relay: {doc.get('relay_client', '-')}",
         "",
         f"{'scenario':<26} {'ok/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'ok':>7} {'failed':>6} "
         f"{'cpu ms/call':>14} {'busy':>7} {'up busy':>7} {'machine':>7}",
@@ -59,7 +60,7 @@ def floor_lines(d: dict[str, Any]) -> list[str]:
         return []
     return [
         "",
-        f"relay adds (the aiohttp floor):      json c1 p50 +{d['relay_added_json_c1_p50_ms']:.3f} ms, "
+        f"relay adds (the floor):              json c1 p50 +{d['relay_added_json_c1_p50_ms']:.3f} ms, "
         f"stream c1 p50 +{d['relay_added_stream_c1_p50_ms']:.3f} ms; c64 {d['relay_json_c64_rate']:,.0f} calls/s, "
         f"{d['relay_stream_c64_rate']:,.0f} streams/s; relay CPU {d['relay_cpu_ms_per_call_json']:.3f} / "
         f"{d['relay_cpu_ms_per_call_stream']:.3f} ms per call (json / stream, c64)",

@@ -150,10 +150,11 @@ def start_gateway(env: Mapping[str, str], *, workers: int, cores: set[int] | Non
     return proc
 
 
-def start_relay(env: Mapping[str, str], *, upstream: str, cores: set[int] | None, logs: Path) -> Proc:
-    """The bare aiohttp relay (``bench/relay.py``): the floor the gateway is compared with."""
+def start_relay(env: Mapping[str, str], *, upstream: str, cores: set[int] | None, logs: Path,
+                client: str = "upstream") -> Proc:
+    """The bare relay (``bench/relay.py``): the floor the gateway is compared with."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.relay", "--port", str(port), "--upstream", upstream]
+    argv = [sys.executable, "-m", "bench.relay", "--port", str(port), "--upstream", upstream, "--client", client]
     proc = spawn("relay", argv, env, port, cores, logs / "relay.log")
     wait_ready(proc)
     return proc
