@@ -186,6 +186,27 @@ def test_close_delimited_and_connection_close_answers_are_not_reused(
 
 
 @RUNNERS
+def test_bytes_after_an_answer_make_the_connection_unusable(run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer(b"one") + answer(b"unasked"))  # a second answer with no request behind it
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            p = pool()
+            for _ in range(2):
+                resp = await p.request("GET", server.url, {}, None, first_byte_timeout=2)
+                assert await resp.read() == b"one"
+                await asyncio.sleep(0.01)
+            assert server.connections == 2  # the unasked answer is never read as the next request's
+            await p.close()
+
+    run(main())
+
+
+@RUNNERS
 def test_a_reset_mid_answer_hands_over_what_came_then_fails(run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

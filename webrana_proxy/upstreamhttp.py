@@ -261,6 +261,10 @@ class _Connection(asyncio.Protocol):
         self.pool.forget(self)
 
     # llhttp callbacks (httptools looks these up by name)
+    def on_message_begin(self) -> None:
+        if self.response is None:  # a second answer nobody asked for (in the same read): never reuse this one
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.response is not None:
             self.response._on_header(name, value)
