@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
 from webrana_proxy.api import admin, auth, billing, openapi, plans, provider_keys, proxy_keys, usage
@@ -44,6 +48,9 @@ from webrana_proxy.tokens import TokenIssuer
 from webrana_proxy.upstreamhttp import UpstreamPool
 from webrana_proxy.usage import UsageWriter
 
+log = logging.getLogger("webrana.app")
+LEASE_SWEEP_SECONDS = 15.0
+
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = await create_pool(app[SETTINGS].database_url)
@@ -57,11 +64,27 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     url = app[SETTINGS].redis_url
     pipe = RedisPipe(url) if RedisPipe.supports(url) else None
-    app[LIMITER] = Limiter(client, app[SETTINGS].ip_rate_limit, pipe)
+    limiter = app[LIMITER] = Limiter(client, app[SETTINGS].ip_rate_limit, pipe)
+    sweeper = asyncio.create_task(_return_leases(limiter))
     yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    with contextlib.suppress(RedisError, OSError):
+        await limiter.return_unused(None)  # this replica's unused leased calls go back to the quotas
     if pipe is not None:
         await pipe.close()
     await client.aclose()
+
+
+async def _return_leases(limiter: Limiter) -> None:
+    """Every LEASE_SWEEP_SECONDS: unused leased calls of finished minutes go back to the months' quotas."""
+    while True:
+        await asyncio.sleep(LEASE_SWEEP_SECONDS)
+        try:
+            await limiter.return_unused(time.time())
+        except (RedisError, OSError) as exc:
+            log.warning("could not return unused leased calls yet", extra={"error": type(exc).__name__})
 
 
 async def _upstream_http(app: web.Application) -> AsyncIterator[None]:

@@ -3,6 +3,14 @@
 * ``check_ip``: the per-IP limit on every route (fixed one-minute windows).
 * ``check_gateway``: per-IP, per-user burst and the plan's monthly quota in ONE round trip for a /v1 call.
   If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
+
+Leases: while every limit has plenty left, the script grants a replica up to ``LEASE_SIZE`` calls at once for
+one (address, user) pair, counted in Redis when granted, and the replica spends them without a round trip until
+the minute ends. A grant never exceeds 1/``LEASE_SHARE`` of what is left on the tightest limit, so near a limit
+every call goes to Redis again (one at a time, exact: limits are never exceeded). The cost: calls leased to one
+replica and not used there count as used for the rest of that minute, so a user whose traffic moves between
+replicas may be refused at most ``LEASE_SIZE - 1`` calls per other replica early in that minute; the unused
+calls are given back to the month's quota when the minute ends (``return_unused``).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from webrana_proxy.redispipe import RedisPipe
 
@@ -28,23 +36,42 @@ local ttl = redis.call('PTTL', KEYS[1])
 return {n, ttl}
 """
 
-# KEYS: ip window, burst window, month quota. ARGV: ip limit, burst limit, quota limit, window ms, quota ttl s.
-# Returns {verdict, limit, remaining, reset_ms}; verdict 0 ok, 1 ip, 2 burst, 3 quota, 9 quota counter missing.
+# KEYS: ip window, burst window, month quota. ARGV: ip limit, burst limit, quota limit, window ms, quota ttl s,
+# calls wanted (this one plus a lease), share. Returns {verdict, limit, remaining, reset_ms, granted}; verdict 0 ok,
+# 1 ip, 2 burst, 3 quota, 9 quota counter missing. This call is counted first, exactly as without leases; extra
+# calls are granted only out of what is left after it, at most 1/share of the tightest limit's rest.
 GATEWAY_SCRIPT = """
 local q = redis.call('GET', KEYS[3])
-if not q then return {9, 0, 0, 0} end
+if not q then return {9, 0, 0, 0, 0} end
 q = tonumber(q)
+local ipl, bl, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ip = redis.call('INCR', KEYS[1])
 if ip == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-if ip > tonumber(ARGV[1]) then return {1, tonumber(ARGV[1]), 0, redis.call('PTTL', KEYS[1])} end
+if ip > ipl then return {1, ipl, 0, redis.call('PTTL', KEYS[1]), 0} end
 local b = redis.call('INCR', KEYS[2])
 if b == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
-if b > tonumber(ARGV[2]) then return {2, tonumber(ARGV[2]), 0, redis.call('PTTL', KEYS[2])} end
-local limit = tonumber(ARGV[3])
-if q >= limit then return {3, limit, 0, tonumber(ARGV[5]) * 1000} end
-redis.call('INCR', KEYS[3])
-return {0, limit, limit - q - 1, redis.call('PTTL', KEYS[2])}
+if b > bl then return {2, bl, 0, redis.call('PTTL', KEYS[2]), 0} end
+if q >= limit then return {3, limit, 0, tonumber(ARGV[5]) * 1000, 0} end
+local extra = math.min(tonumber(ARGV[6]) - 1,
+                       math.floor(math.min(ipl - ip, bl - b, limit - q - 1) / tonumber(ARGV[7])))
+if extra > 0 then
+  redis.call('INCRBY', KEYS[1], extra)
+  redis.call('INCRBY', KEYS[2], extra)
+else
+  extra = 0
+end
+redis.call('INCRBY', KEYS[3], 1 + extra)
+return {0, limit, limit - q - 1 - extra, redis.call('PTTL', KEYS[2]), 1 + extra}
 """
+
+# Unused leased calls back to the month's quota (only while the counter exists: never create it negative).
+RETURN_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
+return 0
+"""
+LEASE_SIZE = 16  # calls one grant may cover (this call included)
+LEASE_SHARE = 16  # a grant takes at most 1/LEASE_SHARE of what is left on the tightest limit
+LEASES_MAX = 100_000  # (address, user) pairs held per process
 
 SEED_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
@@ -61,6 +88,75 @@ class Verdict:
     limit: int
     remaining: int
     reset_seconds: int
+
+
+@dataclass(slots=True)
+class Lease:
+    window: int
+    month: str
+    limits: tuple[int, int, int]  # (ip, burst, quota) it was granted under: a change ends it
+    left: int
+    quota_limit: int
+    quota_remaining: int  # in Redis after the grant (the leased calls already counted)
+    reset_ms: int  # when the burst window ends, as milliseconds since the epoch
+
+
+class Leases:
+    """Calls Redis granted this process ahead of time, per (client address, user), for one minute window."""
+
+    __slots__ = ("_by_pair", "_owed")
+
+    def __init__(self) -> None:
+        self._by_pair: dict[tuple[str, str], Lease] = {}
+        self._owed: list[tuple[str, str, int]] = []  # (user, month, calls) to give back to the quota
+
+    def take(self, ip: str, user_id: str, limits: tuple[int, int, int], window: int, now: float) -> Verdict | None:
+        """A verdict for one call out of the pair's lease, or None (no lease, spent, stale: ask Redis)."""
+        lease = self._by_pair.get((ip, user_id))
+        if lease is None:
+            return None
+        if lease.window != window or lease.limits != limits or lease.left <= 0:
+            self._end(ip, user_id, lease)
+            return None
+        lease.left -= 1
+        return Verdict(True, "", lease.quota_limit, lease.quota_remaining + lease.left,
+                       _ceil_s(lease.reset_ms - int(now * 1000)))
+
+    def grant(self, ip: str, user_id: str, lease: Lease) -> None:
+        old = self._by_pair.get((ip, user_id))
+        if old is not None:
+            self._end(ip, user_id, old)
+        if len(self._by_pair) >= LEASES_MAX:
+            self.expire(lease.window)
+        if len(self._by_pair) >= LEASES_MAX:  # still full of current pairs: do not hold this one
+            self._owed.append((user_id, lease.month, lease.left))
+            return
+        self._by_pair[(ip, user_id)] = lease
+
+    def _end(self, ip: str, user_id: str, lease: Lease) -> None:
+        del self._by_pair[(ip, user_id)]
+        if lease.left > 0:
+            self._owed.append((user_id, lease.month, lease.left))
+
+    def expire(self, window: int | None) -> None:
+        """End the leases of windows before ``window`` (every lease when None)."""
+        for pair, lease in list(self._by_pair.items()):
+            if window is None or lease.window < window:
+                self._end(*pair, lease)
+
+    def owed(self) -> list[tuple[str, str, int]]:
+        """Unused leased calls to give back, summed per (user, month); forgotten here once handed out."""
+        totals: dict[tuple[str, str], int] = {}
+        for user_id, month, calls in self._owed:
+            totals[(user_id, month)] = totals.get((user_id, month), 0) + calls
+        self._owed = []
+        return [(user_id, month, calls) for (user_id, month), calls in totals.items()]
+
+    def owe(self, owed: list[tuple[str, str, int]]) -> None:
+        self._owed.extend(owed)
+
+    def __len__(self) -> int:
+        return len(self._by_pair)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +234,8 @@ class Limiter:
         self._ip = _Script(IP_SCRIPT)
         self._gateway = _Script(GATEWAY_SCRIPT)
         self._seed = _Script(SEED_SCRIPT)
+        self._return = _Script(RETURN_SCRIPT)
+        self.leases = Leases()
 
     @staticmethod
     def _window(now: float) -> int:
@@ -155,14 +253,39 @@ class Limiter:
 
     async def check_gateway(self, ip: str, user_id: str, burst_limit: int, quota_limit: int,
                             month: str, month_ttl: int, now: float) -> Verdict | None:
-        """``None`` means the month's quota counter is missing and must be seeded (from PostgreSQL) first."""
+        """``None`` means the month's quota counter is missing and must be seeded (from PostgreSQL) first. A call
+        covered by this process's lease for the pair is answered without Redis."""
         w = self._window(now)
+        limits = (self.ip_limit, burst_limit, quota_limit)
+        leased = self.leases.take(ip, user_id, limits, w, now)
+        if leased is not None:
+            return leased
         keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month)]
-        code, limit, remaining, reset_ms = await self._gateway(
-            self._redis, keys, [self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl])
+        code, limit, remaining, reset_ms, granted = await self._gateway(
+            self._redis, keys, [self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl, LEASE_SIZE,
+                                LEASE_SHARE])
         if code == 9:
             return None
-        return Verdict(code == 0, LIMIT_NAMES.get(code, ""), limit, remaining, _ceil_s(reset_ms))
+        if granted > 1:
+            self.leases.grant(ip, user_id, Lease(w, month, limits, granted - 1, limit, remaining,
+                                                 int(now * 1000) + reset_ms))
+        return Verdict(code == 0, LIMIT_NAMES.get(code, ""), limit, remaining + granted - 1 if granted else
+                       remaining, _ceil_s(reset_ms))
+
+    async def return_unused(self, now: float | None) -> int:
+        """Give unused leased calls of finished minutes (all of them when ``now`` is None: shutting down) back
+        to the months' quotas. Returns the calls given back."""
+        self.leases.expire(None if now is None else self._window(now))
+        owed = self.leases.owed()
+        returned = 0
+        for i, (user_id, month, calls) in enumerate(owed):
+            try:
+                await self._return(self._redis, [self.quota_key(user_id, month)], [calls])
+            except (RedisError, OSError):
+                self.leases.owe(owed[i:])  # Redis away: kept for the next attempt
+                raise
+            returned += calls
+        return returned
 
     async def seed_quota(self, user_id: str, month: str, used: int, ttl_s: int) -> None:
         await self._seed(self._redis, [self.quota_key(user_id, month)], [used, ttl_s + QUOTA_TTL_SLACK_S])

@@ -1,0 +1,125 @@
+"""Limiter leases: with plenty left, one Redis round trip covers up to LEASE_SIZE calls of an (address, user) pair;
+unused leased calls go back to the month's quota; near a limit, or when the limits change, every call asks Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from tests.gateway.conftest import Account, sdk, wait_rows
+from webrana_proxy.limits import LEASE_SIZE, WINDOW_MS, Lease, Leases, jakarta_month
+from webrana_proxy.state import KEYCACHE, LIMITER
+
+MSG = [{"role": "user", "content": "halo"}]
+LIMITS = (1000, 500, 10_000)
+
+
+def lease(window: int = 7, left: int = 3, limits: tuple[int, int, int] = LIMITS) -> Lease:
+    return Lease(window, "2026-11", limits, left, 10_000, 9_000, (window + 1) * WINDOW_MS)
+
+
+def test_a_lease_answers_its_calls_then_hands_back_to_redis() -> None:
+    leases = Leases()
+    assert leases.take("1.2.3.4", "u", LIMITS, 7, 420.0) is None
+    leases.grant("1.2.3.4", "u", lease(left=2))
+    first = leases.take("1.2.3.4", "u", LIMITS, 7, 420.0)
+    assert first is not None and first.allowed and first.limit == 10_000 and first.remaining == 9_001
+    assert first.reset_seconds == 60
+    second = leases.take("1.2.3.4", "u", LIMITS, 7, 450.5)
+    assert second is not None and second.remaining == 9_000 and second.reset_seconds == 30
+    assert leases.take("1.2.3.4", "u", LIMITS, 7, 451.0) is None  # spent: Redis again
+    assert leases.take("5.6.7.8", "u", LIMITS, 7, 451.0) is None  # another address is another pair
+    assert leases.owed() == [] and len(leases) == 0
+
+
+def test_a_new_minute_or_new_limits_end_a_lease_and_its_rest_is_owed_back() -> None:
+    leases = Leases()
+    leases.grant("a", "u", lease(left=5))
+    assert leases.take("a", "u", LIMITS, 8, 480.0) is None  # the next minute
+    leases.grant("a", "u", lease(window=8, left=4))
+    assert leases.take("a", "u", (1000, 5, 10_000), 8, 481.0) is None  # the plan changed
+    leases.grant("b", "u", lease(window=8, left=2))
+    leases.grant("c", "v", lease(window=9, left=6))
+    leases.expire(9)  # the sweep: minutes before 9 are over
+    assert sorted(leases.owed()) == [("u", "2026-11", 11)]
+    assert len(leases) == 1
+    leases.expire(None)  # shutting down: everything goes back
+    assert leases.owed() == [("v", "2026-11", 6)] and leases.owed() == []
+
+
+async def _evalsha_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_one_round_trip_covers_many_calls_and_the_quota_counts_only_real_ones(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str,
+        gateway_env: dict[str, str]) -> None:
+    conn = await asyncpg.connect(migrated)
+    try:
+        await conn.execute("""UPDATE users SET burst_per_minute_override = 100000, monthly_requests_override = 100000
+                              WHERE id = $1::uuid""", account.user_id)
+    finally:
+        await conn.close()
+    await gw.app[KEYCACHE].invalidate_user(uuid.UUID(account.user_id))
+    redis = Redis.from_url(gateway_env["REDIS_URL"])
+    client = sdk(gw, account.proxy_key)
+    calls = 3 * LEASE_SIZE - 8
+    try:
+        if time.time() % 60 > 50:  # every call inside one minute window (a new minute starts new leases)
+            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # seeds the month's counter
+        before = await _evalsha_calls(redis)
+        for _ in range(calls - 1):
+            raw = await client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
+            assert raw.http_response.status_code == 200
+        remaining = [int(raw.headers["x-ratelimit-remaining-requests"])]
+        round_trips = await _evalsha_calls(redis) - before
+        # Call 1 took a lease of LEASE_SIZE; calls 17 and 33 took the next ones: 2 round trips for 39 calls.
+        assert round_trips == 2, f"{round_trips} limiter round trips for {calls - 1} calls"
+        month, _ = jakarta_month()
+        quota_key = gw.app[LIMITER].quota_key(account.user_id, month)
+        assert int(await redis.get(quota_key)) == 3 * LEASE_SIZE  # the leased calls are counted when granted
+        assert remaining[0] == 100000 - calls  # what the client is told counts only its calls
+        returned = await gw.app[LIMITER].return_unused(None)
+        assert returned == 3 * LEASE_SIZE - calls and int(await redis.get(quota_key)) == calls
+        rows = await wait_rows(migrated, calls)
+        assert len(rows) == calls  # every call still leaves its usage row
+    finally:
+        await redis.aclose()
+
+
+async def test_a_limit_is_exact_with_leases(gw: TestClient[web.Request, web.Application], account: Account,
+                                            migrated: str, gateway_env: dict[str, str]) -> None:
+    """40 a minute: grants shrink as the rest shrinks (at most 1/16 of it), so call 41 is refused, exactly."""
+    conn = await asyncpg.connect(migrated)
+    try:
+        await conn.execute("UPDATE users SET burst_per_minute_override = 40 WHERE id = $1::uuid", account.user_id)
+    finally:
+        await conn.close()
+    await gw.app[KEYCACHE].invalidate_user(uuid.UUID(account.user_id))
+    redis = Redis.from_url(gateway_env["REDIS_URL"])
+    client = sdk(gw, account.proxy_key)
+    try:
+        if time.time() % 60 > 55:  # all 41 calls inside one minute window
+            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+        before = await _evalsha_calls(redis)
+        for _ in range(40):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        round_trips = await _evalsha_calls(redis) - before
+        assert 3 <= round_trips < 41, round_trips  # leases while far from the limit, one by one near it
+        month, _ = jakarta_month()
+        assert await gw.app[LIMITER].return_unused(None) == 0  # nothing was leased and left unused
+        assert int(await redis.get(gw.app[LIMITER].quota_key(account.user_id, month))) == 40
+    finally:
+        await redis.aclose()
