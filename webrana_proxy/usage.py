@@ -32,6 +32,7 @@ log = logging.getLogger("webrana.usage")
 JAKARTA = timezone(timedelta(hours=7))
 BATCH_MAX = 2_000  # rows per transaction: large enough for 5k rows/s, small enough to commit fast
 FLUSH_INTERVAL = 0.2  # seconds between flushes when the queue is not full
+STOP_WAIT = 10.0  # seconds stop() waits for a write in progress to finish
 PREP_SLICE = 128  # rows prepared between yields to the event loop (a 2,000-row batch never stalls it for long)
 RETRY_MAX_DELAY = 5.0  # seconds between attempts while PostgreSQL is away
 SPILL_SCAN_INTERVAL = 2.0  # seconds between looks for spill files another (dead) worker left behind
@@ -152,6 +153,8 @@ class UsageWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._spill_lock = asyncio.Lock()
+        self._writing = asyncio.Lock()  # held by a write cycle; stop() takes it before cancelling the loop
+        self._next_scan = 0.0
         self.pending_spill = False
 
     def __len__(self) -> int:
@@ -170,9 +173,18 @@ class UsageWriter:
     async def stop(self) -> None:
         """Flush everything queued (waiting for PostgreSQL if it is away), then stop."""
         if self._task is not None:
+            # Never cancel a write half-way: a batch whose COMMIT went through but whose answer was cut off
+            # would be written again and refused as duplicates.
+            try:
+                async with asyncio.timeout(STOP_WAIT):
+                    await self._writing.acquire()
+            except TimeoutError:  # a write hung (PostgreSQL stalled): cut it off, its rows stay queued
+                pass
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            if self._writing.locked():
+                self._writing.release()
         if self._queue:
             try:
                 await asyncio.wait_for(self._drain(), timeout=10)
@@ -186,37 +198,42 @@ class UsageWriter:
 
     async def _run(self) -> None:
         delay = FLUSH_INTERVAL
-        next_scan = 0.0
-        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
-            if not self.pending_spill and loop.time() >= next_scan:
-                # Spills left by a worker that died are picked up by the survivors, not only at restart.
-                next_scan = loop.time() + SPILL_SCAN_INTERVAL
-                self.pending_spill = await asyncio.to_thread(_has_spills, self._spill_dir)
-            if self.pending_spill:
-                try:
-                    await self._unspill()
-                except Exception as exc:  # the replay must never stop live rows from being written
-                    log.warning("spilled usage rows not replayed yet; will retry",
-                                extra={"error": type(exc).__name__})
+            async with self._writing:  # stop() waits for a write in progress instead of cutting it off
+                delay = await self._cycle(delay)
+
+    async def _cycle(self, delay: float) -> float:
+        """Replay spills if any, write what is queued; returns the wait before the next cycle."""
+        loop = asyncio.get_running_loop()
+        if not self.pending_spill and loop.time() >= self._next_scan:
+            # Spills left by a worker that died are picked up by the survivors, not only at restart.
+            self._next_scan = loop.time() + SPILL_SCAN_INTERVAL
+            self.pending_spill = await asyncio.to_thread(_has_spills, self._spill_dir)
+        if self.pending_spill:
             try:
-                while self._queue:
-                    await self._flush_once()
-                delay = FLUSH_INTERVAL
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self._metrics.usage_write_failures.inc()
-                log.warning("usage write failed; rows kept for retry",
-                            extra={"queued": len(self._queue), "error": type(exc).__name__})
-                await self._guarded(self._bound_memory())
-                delay = min(RETRY_MAX_DELAY, delay * 2)
-            except Exception:  # a bug must not kill the writer: rows stay queued and are retried
-                self._metrics.usage_write_failures.inc()
-                log.exception("usage writer error; rows kept for retry", extra={"queued": len(self._queue)})
-                delay = min(RETRY_MAX_DELAY, delay * 2)
-            self._metrics.usage_queue_depth.set(len(self._queue))
+                await self._unspill()
+            except Exception as exc:  # the replay must never stop live rows from being written
+                log.warning("spilled usage rows not replayed yet; will retry",
+                            extra={"error": type(exc).__name__})
+        try:
+            while self._queue:
+                await self._flush_once()
+            delay = FLUSH_INTERVAL
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._metrics.usage_write_failures.inc()
+            log.warning("usage write failed; rows kept for retry",
+                        extra={"queued": len(self._queue), "error": type(exc).__name__})
+            await self._guarded(self._bound_memory())
+            delay = min(RETRY_MAX_DELAY, delay * 2)
+        except Exception:  # a bug must not kill the writer: rows stay queued and are retried
+            self._metrics.usage_write_failures.inc()
+            log.exception("usage writer error; rows kept for retry", extra={"queued": len(self._queue)})
+            delay = min(RETRY_MAX_DELAY, delay * 2)
+        self._metrics.usage_queue_depth.set(len(self._queue))
+        return delay
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         try:
