@@ -15,12 +15,14 @@ calls are given back to the month's quota when the minute ends (``return_unused`
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from webrana_proxy.redispipe import RedisPipe
@@ -69,7 +71,8 @@ RETURN_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
 return 0
 """
-LEASE_SIZE = 16  # calls one grant may cover (this call included)
+LEASE_SIZE = 16  # calls one grant may cover (this call included), plus the calls waiting for it
+LEASE_MAX = 256  # calls one grant may cover at most, however many wait
 LEASE_SHARE = 16  # a grant takes at most 1/LEASE_SHARE of what is left on the tightest limit
 LEASES_MAX = 100_000  # (address, user) pairs held per process
 
@@ -225,6 +228,13 @@ def month_start_utc(month: str) -> datetime:
     return datetime(year, mon, 1, tzinfo=JAKARTA).astimezone(UTC)
 
 
+@dataclass(slots=True)
+class _Fetch:
+    """The Redis call in flight for one pair; ``done`` resolves when it ends (to its error, if any)."""
+
+    done: asyncio.Future[BaseException | None]
+
+
 class Limiter:
     """``pipe``, when given, carries the scripts (the lean auto-pipelined connection); else redis-py does."""
 
@@ -236,6 +246,10 @@ class Limiter:
         self._seed = _Script(SEED_SCRIPT)
         self._return = _Script(RETURN_SCRIPT)
         self.leases = Leases()
+        self._fetching: dict[tuple[str, str], _Fetch] = {}
+        # Calls of a pair waiting for a lease: the next grant asks for enough to cover them (they include calls
+        # woken by the previous grant that have not run yet, which the lease may or may not serve).
+        self._waiting: dict[tuple[str, str], int] = {}
 
     @staticmethod
     def _window(now: float) -> int:
@@ -254,16 +268,44 @@ class Limiter:
     async def check_gateway(self, ip: str, user_id: str, burst_limit: int, quota_limit: int,
                             month: str, month_ttl: int, now: float) -> Verdict | None:
         """``None`` means the month's quota counter is missing and must be seeded (from PostgreSQL) first. A call
-        covered by this process's lease for the pair is answered without Redis."""
+        covered by this process's lease for the pair is answered without Redis. One Redis call per pair is in
+        flight at a time: calls that find the lease spent meanwhile wait for it, and it asks for enough calls
+        to cover them too (within the share rule), so a burst of concurrent calls costs one round trip, not one
+        each."""
         w = self._window(now)
         limits = (self.ip_limit, burst_limit, quota_limit)
-        leased = self.leases.take(ip, user_id, limits, w, now)
-        if leased is not None:
-            return leased
-        keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month)]
-        code, limit, remaining, reset_ms, granted = await self._gateway(
-            self._redis, keys, [self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl, LEASE_SIZE,
-                                LEASE_SHARE])
+        pair = (ip, user_id)
+        while True:
+            leased = self.leases.take(ip, user_id, limits, w, now)
+            if leased is not None:
+                return leased
+            fetch = self._fetching.get(pair)
+            if fetch is None:
+                break
+            self._waiting[pair] = self._waiting.get(pair, 0) + 1
+            try:
+                error = await asyncio.shield(fetch.done)
+            finally:
+                left = self._waiting[pair] - 1
+                if left:
+                    self._waiting[pair] = left
+                else:
+                    del self._waiting[pair]
+            if error is not None:  # the call in flight failed: so would ours (the caller falls back)
+                raise RedisConnectionError(f"limiter call failed: {error!r}")
+        fetch = self._fetching[pair] = _Fetch(asyncio.get_running_loop().create_future())
+        failure: BaseException | None = None
+        try:
+            keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month)]
+            code, limit, remaining, reset_ms, granted = await self._gateway(
+                self._redis, keys, [self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl,
+                                    min(LEASE_MAX, LEASE_SIZE + self._waiting.get(pair, 0)), LEASE_SHARE])
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            del self._fetching[pair]
+            fetch.done.set_result(failure if isinstance(failure, Exception) else None)
         if code == 9:
             return None
         if granted > 1:

@@ -13,9 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.gateway.conftest import Account, sdk, wait_rows
-from webrana_proxy.limits import LEASE_SIZE, WINDOW_MS, Lease, Leases, jakarta_month
+from webrana_proxy.limits import LEASE_SIZE, WINDOW_MS, Lease, Leases, Limiter, jakarta_month
+from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.state import KEYCACHE, LIMITER
 
 MSG = [{"role": "user", "content": "halo"}]
@@ -123,3 +125,58 @@ async def test_a_limit_is_exact_with_leases(gw: TestClient[web.Request, web.Appl
         assert int(await redis.get(gw.app[LIMITER].quota_key(account.user_id, month))) == 40
     finally:
         await redis.aclose()
+
+
+async def test_a_burst_of_concurrent_calls_costs_one_round_trip_not_one_each(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str,
+        gateway_env: dict[str, str]) -> None:
+    """48 calls at once with no lease: one Redis call is in flight for the pair, the others wait for it, and the
+    grant covers them (plus a lease of LEASE_SIZE - 1 for what comes next)."""
+    limiter = gw.app[LIMITER]
+    redis = Redis.from_url(gateway_env["REDIS_URL"])
+    month, ttl = jakarta_month()
+    user = str(uuid.uuid4())
+    await limiter.seed_quota(user, month, 0, ttl)
+    try:
+        if time.time() % 60 > 55:
+            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+        before = await _evalsha_calls(redis)
+        now = time.time()
+        verdicts = await asyncio.gather(*(limiter.check_gateway("10.0.0.9", user, 100_000, 100_000, month, ttl, now)
+                                          for _ in range(48)))
+        assert all(v is not None and v.allowed for v in verdicts)
+        round_trips = await _evalsha_calls(redis) - before
+        assert round_trips <= 3, f"{round_trips} round trips for 48 concurrent calls"
+        assert await limiter.return_unused(None) == LEASE_SIZE - 1
+        assert int(await redis.get(limiter.quota_key(user, month))) == 48  # exactly the calls made
+    finally:
+        await redis.aclose()
+
+
+async def test_when_the_call_in_flight_fails_every_waiting_call_fails_at_once() -> None:
+    """A Redis failure is shared: the waiting calls do not each try (and time out) in turn. The "Redis" here is a
+    loopback server that reads the command and then drops the connection."""
+    gate = asyncio.Event()
+    commands: list[bytes] = []
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        commands.append(await reader.read(65536))
+        await gate.wait()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    pipe = RedisPipe(url)
+    limiter = Limiter(Redis.from_url(url), 100, pipe)
+    month, ttl = jakarta_month()
+    try:
+        calls = [asyncio.ensure_future(limiter.check_gateway("10.0.0.8", "u", 100, 100, month, ttl, time.time()))
+                 for _ in range(20)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 1)
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+        assert len(commands) == 1 and commands[0].count(b"EVALSHA") == 1  # one call went out for all 20
+    finally:
+        await pipe.close()
+        server.close()
