@@ -425,3 +425,23 @@ def test_https_with_certificate_checks(run: Callable[[Coroutine[Any, Any, None]]
             server.close()
 
     run(main())
+
+
+@RUNNERS
+def test_a_waiter_cancelled_as_it_is_woken_passes_its_turn_on(
+        run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    async def main() -> None:
+        async with Server(keep_answering) as server:
+            p = pool(limit=1)
+            busy = await p.request("POST", server.url, {}, b"1", first_byte_timeout=2)
+            first = asyncio.ensure_future(p.request("POST", server.url, {}, b"2", first_byte_timeout=2))
+            second = asyncio.ensure_future(p.request("POST", server.url, {}, b"3", first_byte_timeout=2))
+            await asyncio.sleep(0.05)  # both wait for the one connection
+            await busy.read()  # releases it: the first waiter is woken...
+            first.cancel()  # ...and cancelled before it runs (its client went away)
+            resp = await asyncio.wait_for(second, 2)  # the second gets the connection instead of hanging
+            assert await resp.read() == b'{"echo":3}'
+            assert first.cancelled()
+            await p.close()
+
+    run(main())
