@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -442,6 +444,72 @@ def test_a_waiter_cancelled_as_it_is_woken_passes_its_turn_on(
             resp = await asyncio.wait_for(second, 2)  # the second gets the connection instead of hanging
             assert await resp.read() == b'{"echo":3}'
             assert first.cancelled()
+            await p.close()
+
+    run(main())
+
+
+@RUNNERS
+def test_framing_edges_reset_close_delimited_identity_coding(run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        if b"/identity" in head:  # not chunked: the body ends when the connection does
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nall of it")
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"partial\": ")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # a reset (RST), not a clean close: the answer is cut off, not complete
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            base = server.url.split("/v1")[0]
+            p = pool()
+            resp = await p.request("GET", base + "/identity", {}, None, first_byte_timeout=2)
+            assert await resp.read() == b"all of it"
+            resp = await p.request("GET", base + "/cut", {}, None, first_byte_timeout=2)
+            with pytest.raises(UpstreamClosed):
+                await resp.read()
+            await p.close()
+
+    run(main())
+
+
+@RUNNERS
+def test_a_408_or_a_quick_drop_on_a_reused_connection_is_resent_a_slow_drop_is_not(
+        run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    conns: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append("open")
+        n = len(conns)
+        await read_request(reader)
+        writer.write(answer(b"first"))  # every connection answers its first request
+        await writer.drain()
+        head, _ = await read_request(reader)
+        if b"/408" in head and n == 1:
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        elif b"/slow" in head:
+            await asyncio.sleep(0.8)  # worked on it a while, then dropped it: may have acted on it
+        else:
+            writer.write(answer(b"second"))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            base = server.url.split("/v1")[0]
+            p = pool()
+            assert await (await p.request("GET", base + "/a", {}, None, first_byte_timeout=2)).read() == b"first"
+            resp = await p.request("GET", base + "/408", {}, None, first_byte_timeout=2)
+            assert resp.status == 200 and await resp.read() == b"first"  # resent on a fresh connection
+            assert len(conns) == 2
+            with pytest.raises(UpstreamClosed):  # reuses connection 2, which drops it after 0.8 s
+                await p.request("GET", base + "/slow", {}, None, first_byte_timeout=5)
+            assert len(conns) == 2  # not resent
             await p.close()
 
     run(main())

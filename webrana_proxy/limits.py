@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from webrana_proxy.redispipe import RedisPipe
 
@@ -38,22 +40,23 @@ local ttl = redis.call('PTTL', KEYS[1])
 return {n, ttl}
 """
 
-# KEYS: ip window, burst window, month quota. ARGV: ip limit, burst limit, quota limit, window ms, quota ttl s,
-# calls wanted (this one plus a lease), share. Returns {verdict, limit, remaining, reset_ms, granted}; verdict 0 ok,
-# 1 ip, 2 burst, 3 quota, 9 quota counter missing. This call is counted first, exactly as without leases; extra
-# calls are granted only out of what is left after it, at most 1/share of the tightest limit's rest.
+# KEYS: ip window, burst window, month quota, the quota's seed mark. ARGV: ip limit, burst limit, quota limit, window
+# ms, quota ttl s, calls wanted (this one plus a lease), share. Returns {verdict, limit, remaining, reset_ms,
+# granted, seed mark}; verdict 0 ok, 1 ip, 2 burst, 3 quota, 9 quota counter missing. This call is counted first,
+# exactly as without leases; extra calls are granted only out of what is left after it, at most 1/share of the
+# tightest limit's rest. The seed mark tells a later give-back whether the counter is still the one it leased from.
 GATEWAY_SCRIPT = """
 local q = redis.call('GET', KEYS[3])
-if not q then return {9, 0, 0, 0, 0} end
+if not q then return {9, 0, 0, 0, 0, ''} end
 q = tonumber(q)
 local ipl, bl, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ip = redis.call('INCR', KEYS[1])
 if ip == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-if ip > ipl then return {1, ipl, 0, redis.call('PTTL', KEYS[1]), 0} end
+if ip > ipl then return {1, ipl, 0, redis.call('PTTL', KEYS[1]), 0, ''} end
 local b = redis.call('INCR', KEYS[2])
 if b == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
-if b > bl then return {2, bl, 0, redis.call('PTTL', KEYS[2]), 0} end
-if q >= limit then return {3, limit, 0, tonumber(ARGV[5]) * 1000, 0} end
+if b > bl then return {2, bl, 0, redis.call('PTTL', KEYS[2]), 0, ''} end
+if q >= limit then return {3, limit, 0, tonumber(ARGV[5]) * 1000, 0, ''} end
 local extra = math.min(tonumber(ARGV[6]) - 1,
                        math.floor(math.min(ipl - ip, bl - b, limit - q - 1) / tonumber(ARGV[7])))
 if extra > 0 then
@@ -63,21 +66,30 @@ else
   extra = 0
 end
 redis.call('INCRBY', KEYS[3], 1 + extra)
-return {0, limit, limit - q - 1 - extra, redis.call('PTTL', KEYS[2]), 1 + extra}
+return {0, limit, limit - q - 1 - extra, redis.call('PTTL', KEYS[2]), 1 + extra, redis.call('GET', KEYS[4]) or ''}
 """
 
-# Unused leased calls back to the month's quota (only while the counter exists: never create it negative).
+# Unused leased calls back to the month's quota: only into the counter they were leased from (same seed mark), so
+# never into one rebuilt from PostgreSQL meanwhile (which never counted them), and never creating it negative.
 RETURN_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 and (redis.call('GET', KEYS[2]) or '') == ARGV[2] then
+  return redis.call('DECRBY', KEYS[1], ARGV[1])
+end
 return 0
 """
-LEASE_SIZE = 16  # calls one grant may cover (this call included), plus the calls waiting for it
+LEASE_SIZE = 16  # calls one grant may cover (this call included), plus the calls waiting for it; a pair's first
+# grants in a minute are smaller: as many calls as it has made so far that minute (1, 2, 4, 8, 16), so a single
+# call never takes budget it does not use from limits shared with others (an address behind NAT, a user's burst)
 LEASE_MAX = 256  # calls one grant may cover at most, however many wait
 LEASE_SHARE = 16  # a grant takes at most 1/LEASE_SHARE of what is left on the tightest limit
 LEASES_MAX = 100_000  # (address, user) pairs held per process
 
+# KEYS: month quota, its seed mark. ARGV: calls used so far (from PostgreSQL), ttl s, a fresh mark.
 SEED_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+  return 1
+end
 return 0
 """
 
@@ -102,16 +114,29 @@ class Lease:
     quota_limit: int
     quota_remaining: int  # in Redis after the grant (the leased calls already counted)
     reset_ms: int  # when the burst window ends, as milliseconds since the epoch
+    mark: bytes = b""  # the quota counter's seed mark when granted
 
 
 class Leases:
     """Calls Redis granted this process ahead of time, per (client address, user), for one minute window."""
 
-    __slots__ = ("_by_pair", "_owed")
+    __slots__ = ("_by_pair", "_demand", "_owed")
 
     def __init__(self) -> None:
         self._by_pair: dict[tuple[str, str], Lease] = {}
-        self._owed: list[tuple[str, str, int]] = []  # (user, month, calls) to give back to the quota
+        self._demand: dict[tuple[str, str], list[int]] = {}  # pair -> [window, calls seen in it]
+        self._owed: list[tuple[str, str, int, bytes]] = []  # (user, month, calls, mark) to give back
+
+    def seen(self, pair: tuple[str, str], window: int) -> int:
+        """Count one call of ``pair`` in ``window``; returns the calls seen before it in that window."""
+        demand = self._demand.get(pair)
+        if demand is None or demand[0] != window:
+            if len(self._demand) >= LEASES_MAX:
+                self._demand = {k: v for k, v in self._demand.items() if v[0] >= window}
+            self._demand[pair] = [window, 1]
+            return 0
+        demand[1] += 1
+        return demand[1] - 1
 
     def take(self, ip: str, user_id: str, limits: tuple[int, int, int], window: int, now: float) -> Verdict | None:
         """A verdict for one call out of the pair's lease, or None (no lease, spent, stale: ask Redis)."""
@@ -122,6 +147,8 @@ class Leases:
             self._end(ip, user_id, lease)
             return None
         lease.left -= 1
+        if not lease.left:
+            del self._by_pair[(ip, user_id)]
         return Verdict(True, "", lease.quota_limit, lease.quota_remaining + lease.left,
                        _ceil_s(lease.reset_ms - int(now * 1000)))
 
@@ -132,30 +159,34 @@ class Leases:
         if len(self._by_pair) >= LEASES_MAX:
             self.expire(lease.window)
         if len(self._by_pair) >= LEASES_MAX:  # still full of current pairs: do not hold this one
-            self._owed.append((user_id, lease.month, lease.left))
+            self._owed.append((user_id, lease.month, lease.left, lease.mark))
             return
         self._by_pair[(ip, user_id)] = lease
 
     def _end(self, ip: str, user_id: str, lease: Lease) -> None:
         del self._by_pair[(ip, user_id)]
         if lease.left > 0:
-            self._owed.append((user_id, lease.month, lease.left))
+            self._owed.append((user_id, lease.month, lease.left, lease.mark))
 
     def expire(self, window: int | None) -> None:
         """End the leases of windows before ``window`` (every lease when None)."""
         for pair, lease in list(self._by_pair.items()):
             if window is None or lease.window < window:
                 self._end(*pair, lease)
+        if window is None:
+            self._demand.clear()
+        else:
+            self._demand = {k: v for k, v in self._demand.items() if v[0] >= window}
 
-    def owed(self) -> list[tuple[str, str, int]]:
-        """Unused leased calls to give back, summed per (user, month); forgotten here once handed out."""
-        totals: dict[tuple[str, str], int] = {}
-        for user_id, month, calls in self._owed:
-            totals[(user_id, month)] = totals.get((user_id, month), 0) + calls
+    def owed(self) -> list[tuple[str, str, int, bytes]]:
+        """Unused leased calls to give back, summed per (user, month, mark); forgotten here once handed out."""
+        totals: dict[tuple[str, str, bytes], int] = {}
+        for user_id, month, calls, mark in self._owed:
+            totals[(user_id, month, mark)] = totals.get((user_id, month, mark), 0) + calls
         self._owed = []
-        return [(user_id, month, calls) for (user_id, month), calls in totals.items()]
+        return [(user_id, month, calls, mark) for (user_id, month, mark), calls in totals.items()]
 
-    def owe(self, owed: list[tuple[str, str, int]]) -> None:
+    def owe(self, owed: list[tuple[str, str, int, bytes]]) -> None:
         self._owed.extend(owed)
 
     def __len__(self) -> int:
@@ -205,7 +236,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, client: Redis | RedisPipe, keys: list[str], args: list[int | str]) -> list[int]:
+    async def __call__(self, client: Redis | RedisPipe, keys: list[str], args: list[int | str | bytes]) -> list[Any]:
         try:
             return await self._evalsha(client, keys, args)
         except NoScriptError:
@@ -215,9 +246,9 @@ class _Script:
                 await client.script_load(self.source)
             return await self._evalsha(client, keys, args)
 
-    async def _evalsha(self, client: Redis | RedisPipe, keys: list[str], args: list[int | str]) -> list[int]:
+    async def _evalsha(self, client: Redis | RedisPipe, keys: list[str], args: list[int | str | bytes]) -> list[Any]:
         if isinstance(client, RedisPipe):
-            result: list[int] = await client.evalsha(self.sha, keys, args)
+            result: list[Any] = await client.evalsha(self.sha, keys, args)
         else:
             result = await client.evalsha(self.sha, len(keys), *keys, *args)
         return result
@@ -233,6 +264,8 @@ class _Fetch:
     """The Redis call in flight for one pair; ``done`` resolves when it ends (to its error, if any)."""
 
     done: asyncio.Future[BaseException | None]
+    window: int
+    refused: Verdict | None = None
 
 
 class Limiter:
@@ -269,12 +302,13 @@ class Limiter:
                             month: str, month_ttl: int, now: float) -> Verdict | None:
         """``None`` means the month's quota counter is missing and must be seeded (from PostgreSQL) first. A call
         covered by this process's lease for the pair is answered without Redis. One Redis call per pair is in
-        flight at a time: calls that find the lease spent meanwhile wait for it, and it asks for enough calls
-        to cover them too (within the share rule), so a burst of concurrent calls costs one round trip, not one
-        each."""
-        w = self._window(now)
+        flight at a time: calls that find the lease spent meanwhile wait for it, and it asks for enough calls to
+        cover them too (within the share rule), so a burst of concurrent calls costs one round trip, not one
+        each; a refusal is shared with them (they would be refused too)."""
         limits = (self.ip_limit, burst_limit, quota_limit)
         pair = (ip, user_id)
+        w = self._window(now)
+        seen = self.leases.seen(pair, w)
         while True:
             leased = self.leases.take(ip, user_id, limits, w, now)
             if leased is not None:
@@ -293,26 +327,52 @@ class Limiter:
                     del self._waiting[pair]
             if error is not None:  # the call in flight failed: so would ours (the caller falls back)
                 raise RedisConnectionError(f"limiter call failed: {error!r}")
-        fetch = self._fetching[pair] = _Fetch(asyncio.get_running_loop().create_future())
+            if fetch.refused is not None and fetch.window == self._window(time.time()):
+                return fetch.refused
+            now = time.time()  # the wait may have crossed into the next minute
+            w = self._window(now)
+        fetch = self._fetching[pair] = _Fetch(asyncio.get_running_loop().create_future(), w)
+        want = min(LEASE_MAX, min(LEASE_SIZE, 1 + seen) + self._waiting.get(pair, 0))
+        keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month),
+                self.seed_key(user_id, month)]
+        # In a task of its own: if this caller is cancelled (its client left), Redis has counted the grant all the
+        # same, so the grant is still recorded (and used or given back) when the answer comes.
+        script = asyncio.ensure_future(self._gateway(self._redis, keys, [
+            self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl, want, LEASE_SHARE]))
         failure: BaseException | None = None
         try:
-            keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month)]
-            code, limit, remaining, reset_ms, granted = await self._gateway(
-                self._redis, keys, [self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl,
-                                    min(LEASE_MAX, LEASE_SIZE + self._waiting.get(pair, 0)), LEASE_SHARE])
+            result = await asyncio.shield(script)
+        except asyncio.CancelledError:
+            script.add_done_callback(lambda done: self._orphaned(done, pair, limits, w, month, now))
+            raise
         except BaseException as exc:
             failure = exc
             raise
         finally:
             del self._fetching[pair]
             fetch.done.set_result(failure if isinstance(failure, Exception) else None)
+        verdict = self._record(result, pair, limits, w, month, now)
+        if verdict is not None and not verdict.allowed:
+            fetch.refused = verdict
+        return verdict
+
+    def _record(self, result: list[Any], pair: tuple[str, str], limits: tuple[int, int, int], window: int,
+                month: str, now: float) -> Verdict | None:
+        code, limit, remaining, reset_ms, granted, mark = result
         if code == 9:
             return None
         if granted > 1:
-            self.leases.grant(ip, user_id, Lease(w, month, limits, granted - 1, limit, remaining,
-                                                 int(now * 1000) + reset_ms))
+            self.leases.grant(*pair, Lease(window, month, limits, granted - 1, limit, remaining,
+                                           int(now * 1000) + reset_ms, bytes(mark)))
         return Verdict(code == 0, LIMIT_NAMES.get(code, ""), limit, remaining + granted - 1 if granted else
                        remaining, _ceil_s(reset_ms))
+
+    def _orphaned(self, done: asyncio.Future[list[Any]], pair: tuple[str, str], limits: tuple[int, int, int],
+                  window: int, month: str, now: float) -> None:
+        """The answer to a call whose caller was cancelled: keep its grant."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        self._record(done.result(), pair, limits, window, month, now)
 
     async def return_unused(self, now: float | None) -> int:
         """Give unused leased calls of finished minutes (all of them when ``now`` is None: shutting down) back
@@ -320,17 +380,22 @@ class Limiter:
         self.leases.expire(None if now is None else self._window(now))
         owed = self.leases.owed()
         returned = 0
-        for i, (user_id, month, calls) in enumerate(owed):
+        for i, (user_id, month, calls, mark) in enumerate(owed):
             try:
-                await self._return(self._redis, [self.quota_key(user_id, month)], [calls])
-            except (RedisError, OSError):
-                self.leases.owe(owed[i:])  # Redis away: kept for the next attempt
+                await self._return(self._redis, [self.quota_key(user_id, month), self.seed_key(user_id, month)],
+                                   [calls, mark])
+            except BaseException:  # Redis away, or we were cancelled: kept for the next attempt
+                self.leases.owe(owed[i:])
                 raise
             returned += calls
         return returned
 
+    def seed_key(self, user_id: str, month: str) -> str:
+        return f"rl:quotaseed:{user_id}:{month}"
+
     async def seed_quota(self, user_id: str, month: str, used: int, ttl_s: int) -> None:
-        await self._seed(self._redis, [self.quota_key(user_id, month)], [used, ttl_s + QUOTA_TTL_SLACK_S])
+        await self._seed(self._redis, [self.quota_key(user_id, month), self.seed_key(user_id, month)],
+                         [used, ttl_s + QUOTA_TTL_SLACK_S, secrets.token_hex(8)])
 
 
 def _ceil_s(ms: int) -> int:

@@ -120,7 +120,7 @@ class RedisPipe:
         transport = self._transport or await self._connect()
         return await self._send(transport, encode_command(*parts))
 
-    async def evalsha(self, sha: str, keys: list[str], args: list[int | str]) -> Any:
+    async def evalsha(self, sha: str, keys: list[str], args: list[int | str | bytes]) -> Any:
         return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
 
     def lost(self, exc: Exception | None) -> None:

@@ -26,6 +26,7 @@ import httptools
 HIGH_WATER = 256 * 1024  # bytes of one answer buffered before reading pauses (a slow client downstream)
 MAX_HEAD_BYTES = 64 * 1024  # response status line + headers
 KEEPALIVE_SECONDS = 15.0  # an idle pooled connection older than this is closed, not reused
+RESEND_WINDOW = 0.5  # seconds: a reused connection dropped unanswered sooner than this is the keep-alive race
 TARGET_CACHE_SIZE = 1024  # parsed URLs kept (provider URLs are few; a bound in case model names vary)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -209,9 +210,10 @@ class UpstreamResponse:
             self._head.set_exception(exc)
         self._wake()
 
-    def _on_eof(self, conn: _Connection) -> None:
-        """The connection ended: the end of a close-delimited answer, or a failure."""
-        if self._head.done() and not self._head.cancelled() and self.status and conn.close_delimited:
+    def _on_eof(self, conn: _Connection, exc: Exception | None) -> None:
+        """The connection ended: the end of a close-delimited answer (a clean close), or a failure."""
+        if (exc is None and self._head.done() and not self._head.cancelled() and self.status
+                and conn.close_delimited):
             self._keep_alive = False
             self._done = True
             self._wake()
@@ -257,7 +259,7 @@ class _Connection(asyncio.Protocol):
         resp = self.response
         if resp is not None:
             self.response = None
-            resp._on_eof(self)
+            resp._on_eof(self, exc)
         self.pool.forget(self)
 
     # llhttp callbacks (httptools looks these up by name)
@@ -274,7 +276,8 @@ class _Connection(asyncio.Protocol):
         if resp is not None:
             headers = resp.headers
             status = self.parser.get_status_code()
-            self.close_delimited = ("content-length" not in headers and "transfer-encoding" not in headers
+            coding = headers.get("transfer-encoding", "").rsplit(",", 1)[-1].strip().lower()
+            self.close_delimited = ("content-length" not in headers and coding != "chunked"
                                     and status not in (204, 304) and status >= 200)
             resp._on_head(status, self.parser.should_keep_alive())
 
@@ -349,18 +352,26 @@ class UpstreamPool:
                       first_byte_timeout: float) -> UpstreamResponse:
         """Send the request and wait for the answer's status and headers (not its body).
 
-        A pooled connection that turns out to be closed before any byte of the answer (the provider dropped it
-        while idle) is retried once on a fresh connection."""
+        A pooled connection that turns out to be closed before any byte of the answer within RESEND_WINDOW (the
+        provider dropped it while idle), or that answers 408 (its idle timeout notice), is retried once on a fresh
+        connection."""
         target = self.target(url)
         head = self.head(target, method, headers, body)
         # Small bodies go out with the head in one write; big ones as a second buffer of the same write (no copy).
         payload = (head + body,) if body and len(body) < 65536 else (head, body) if body else (head,)
         conn, reused = await self._acquire(target)
+        sent = asyncio.get_running_loop().time()
         try:
-            return await self._exchange(conn, payload, first_byte_timeout)
+            resp = await self._exchange(conn, payload, first_byte_timeout)
         except UpstreamClosed:
-            if not reused or conn.got_bytes:
+            # Resent only when it is the keep-alive race: a reused connection the provider closed (while idle)
+            # at once, before any byte of an answer. Later than that, the provider may have acted on it.
+            if not reused or conn.got_bytes or asyncio.get_running_loop().time() - sent > RESEND_WINDOW:
                 raise
+        else:
+            if not (reused and resp.status == 408):
+                return resp
+            resp.close()  # a server's "idle too long" notice on the reused connection, not our answer
         conn, _ = await self._acquire(target, fresh=True)
         return await self._exchange(conn, payload, first_byte_timeout)
 

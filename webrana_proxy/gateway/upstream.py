@@ -61,9 +61,12 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
             resp.release()
         last = provider.upstream_error(resp.status, raw, resp.headers)
         if not last.retryable:
-            raise last
+            break
     assert last is not None, "a provider with no keys is refused before calling upstream"
-    raise last
+    try:
+        raise last
+    finally:
+        last = None  # no exception -> traceback -> this frame -> exception cycle holding the request body
 
 
 class IdleWatch:
