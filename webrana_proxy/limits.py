@@ -4,13 +4,15 @@
 * ``check_gateway``: per-IP, per-user burst and the plan's monthly quota in ONE round trip for a /v1 call.
   If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
 
-Leases: while every limit has plenty left, the script grants a replica up to ``LEASE_SIZE`` calls at once for
-one (address, user) pair, counted in Redis when granted, and the replica spends them without a round trip until
-the minute ends. A grant never exceeds 1/``LEASE_SHARE`` of what is left on the tightest limit, so near a limit
-every call goes to Redis again (one at a time, exact: limits are never exceeded). The cost: calls leased to one
-replica and not used there count as used for the rest of that minute, so a user whose traffic moves between
-replicas may be refused at most ``LEASE_SIZE - 1`` calls per other replica early in that minute; the unused
-calls are given back to the month's quota when the minute ends (``return_unused``).
+Leases: while every limit has plenty left, the script grants a replica extra calls for one (address, user) pair,
+counted in Redis when granted, and the replica spends them without a round trip until the minute ends. A grant is
+as large as the pair's demand so far that minute (a first call gets none; then 1, 3, 7, 15 extra), at most
+``LEASE_SIZE`` calls plus the calls waiting for it, and never more than 1/``LEASE_SHARE`` of what is left on the
+tightest limit, so near a limit every call goes to Redis again (exact: limits are never exceeded). The cost: calls
+leased to one replica and not used there count as used for the rest of that minute, so a user whose traffic moves
+between replicas may be refused at most ``LEASE_SIZE - 1`` calls per other replica early in that minute; the
+unused calls are given back to the month's quota when the minute ends (``return_unused``), but only into the
+counter they were leased from (a seed mark: never into one rebuilt from PostgreSQL meanwhile).
 """
 
 from __future__ import annotations
