@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from webrana_proxy.upstreamhttp import (
     HIGH_WATER,
+    PoolExhausted,
     UpstreamClosed,
     UpstreamPool,
     UpstreamProtocolError,
@@ -510,6 +511,26 @@ def test_a_408_or_a_quick_drop_on_a_reused_connection_is_resent_a_slow_drop_is_n
             with pytest.raises(UpstreamClosed):  # reuses connection 2, which drops it after 0.8 s
                 await p.request("GET", base + "/slow", {}, None, first_byte_timeout=5)
             assert len(conns) == 2  # not resent
+            await p.close()
+
+    run(main())
+
+
+@RUNNERS
+def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout(
+        run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    async def main() -> None:
+        async with Server(keep_answering) as server:
+            p = pool(limit=1, connect_timeout=0.2)
+            busy = await p.request("POST", server.url, {}, b"1", first_byte_timeout=2)  # holds the one connection
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(PoolExhausted):
+                await p.request("POST", server.url, {}, b"2", first_byte_timeout=2)
+            assert 0.15 < loop.time() - started < 1.0
+            assert await busy.read() == b'{"echo":1}'
+            resp = await p.request("POST", server.url, {}, b"3", first_byte_timeout=2)  # free again: served
+            assert await resp.read() == b'{"echo":3}'
             await p.close()
 
     run(main())

@@ -39,6 +39,10 @@ class UpstreamProtocolError(ConnectionError):
     """The provider's bytes were not valid HTTP/1.1."""
 
 
+class PoolExhausted(TimeoutError):
+    """Every connection the pool may open was busy for the whole connect timeout."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     scheme: str
@@ -400,6 +404,7 @@ class UpstreamPool:
 
     async def _acquire(self, target: Target, *, fresh: bool = False) -> tuple[_Connection, bool]:
         origin = target.origin
+        deadline: float | None = None  # set when we first have to wait for a free connection
         while True:
             idle = self._idle.get(origin)
             if idle and not fresh:
@@ -419,13 +424,19 @@ class UpstreamPool:
                 return await self._connect(target), False
             if self._drop_one_idle():
                 continue
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            deadline = deadline if deadline is not None else loop.time() + self._connect_timeout
+            waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
-            except BaseException:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException as exc:
                 if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # we were woken but are leaving (cancelled): pass the turn on
+                    self._wake_one()  # we were woken but are leaving (cancelled, timed out): pass the turn on
+                if isinstance(exc, TimeoutError):
+                    raise PoolExhausted(f"all {self._limit} upstream connections stayed busy for "
+                                        f"{self._connect_timeout:g} s") from None
                 raise
             finally:
                 with contextlib.suppress(ValueError):

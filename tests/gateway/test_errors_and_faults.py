@@ -275,3 +275,20 @@ async def test_a_pooled_connection_closed_before_any_answer_is_retried_once(
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("env_overrides", [{"WEBRANA_UPSTREAM_CONNECTIONS": "1", "WEBRANA_CONNECT_TIMEOUT": "0.3"}])
+async def test_a_full_upstream_pool_is_a_clear_503_not_a_hang(gw: TestClient[web.Request, web.Application],
+                                                             account: Account, fake: FakeState) -> None:
+    """One connection allowed and held by a stalled call: the next call waits at most the connect timeout for it,
+    then gets 503 upstream_busy (and the stalled call is unaffected)."""
+    fake.script(scenario.stall_first_byte(2))
+    client = sdk(gw, account.proxy_key)
+    stalled = asyncio.ensure_future(client.chat.completions.create(model="gpt-4o-mini", messages=MSG))
+    await asyncio.sleep(0.2)  # the stalled call holds the one upstream connection
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert info.value.status_code == 503 and "limit of open connections" in str(info.value)
+    assert time.monotonic() - started < 2.0
+    assert (await stalled).choices[0].message.content

@@ -17,7 +17,7 @@ from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator,
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
-from webrana_proxy.upstreamhttp import UpstreamPool, UpstreamResponse
+from webrana_proxy.upstreamhttp import PoolExhausted, UpstreamPool, UpstreamResponse
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -38,6 +38,9 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
             # A pooled connection the provider dropped while idle is retried once on a fresh one by the pool.
             resp = await pool.request(req.method, req.url, req.headers, req.body,
                                       first_byte_timeout=settings.first_byte_timeout)
+        except PoolExhausted:
+            raise UpstreamError(f"the gateway is at its limit of open connections to {provider.display_name}; "
+                                "retry shortly", status=503, code="upstream_busy") from None
         except TimeoutError:  # before OSError: TimeoutError is one
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
