@@ -20,6 +20,7 @@ import orjson
 from bench import loadgen, stack
 from bench.loadgen import Check, LoadResult
 from bench.procstat import pin, usable_cores
+from devstack import free_port
 
 RESULTS = stack.ROOT / "bench" / "results"
 BENCH_DATABASE = "webrana_bench"  # the bench's own database next to the dev one (usage rows are truncated)
@@ -99,7 +100,7 @@ class Harness:
         return f"http://127.0.0.1:{gw.port}/v1/chat/completions"
 
     def gateway(self, workers: int) -> stack.Proc:
-        env = stack.gateway_env(self.env, port=stack.free_port(), instant=self.instant, paced=self.paced,
+        env = stack.gateway_env(self.env, port=free_port(), instant=self.instant, paced=self.paced,
                                 spill=RESULTS / "spill")
         # One worker: its own core. More workers: every core, named explicitly (this driver pinned itself to the
         # load core, and a child started with no affinity would inherit that single core).
@@ -174,7 +175,7 @@ def session(*, duration: float, python_load: bool = False) -> Iterator[Harness]:
             paced = stack.start_fake("fake-paced", env, chunk_delay=PACED_CHUNK_DELAY, cores=core, logs=logs)
             procs.append(paced)
             # The account is made through a throwaway gateway's API, so both measured gateways start cold alike.
-            setup_env = stack.gateway_env(env, port=stack.free_port(), instant=instant, paced=paced,
+            setup_env = stack.gateway_env(env, port=free_port(), instant=instant, paced=paced,
                                           spill=RESULTS / "spill")
             setup_gw = stack.start_gateway(setup_env, workers=1, cores=core, logs=logs)
             try:

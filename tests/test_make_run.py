@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import psutil
 import pytest
 
 import devstack
+from devstack import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 180.0  # cold: initdb, migrations, the admin's Argon2 hash, two processes starting
@@ -35,13 +35,6 @@ STRIPPED_PREFIXES = ("WEBRANA_", "MIDTRANS_", "DATABASE_URL", "REDIS_URL", "MAST
 
 def fresh_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(STRIPPED_PREFIXES)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(url: str) -> tuple[int, str]:

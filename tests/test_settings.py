@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from webrana_proxy.settings import ConfigError, Settings
+from webrana_proxy.envvalues import ConfigError
+from webrana_proxy.settings import Settings
 
 GOOD = {
     "DATABASE_URL": "postgresql://u@127.0.0.1:5432/webrana",

@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from webrana_dashboard.settings import ConfigError, DashboardSettings
+from webrana_dashboard.settings import DashboardSettings
+from webrana_proxy.envvalues import ConfigError
 
 DESCRIPTION = """Webrana's web console. Reads and writes only through the proxy's /api.
 

@@ -1,7 +1,7 @@
 """The console's configuration, read from the environment here and nowhere else.
 
-``DashboardSettings.from_env()`` returns complete, valid settings or raises ``ConfigError`` with one line a
-person can act on; the CLI prints it and exits 2.
+``DashboardSettings.from_env()`` returns complete, valid settings or raises ``ConfigError`` (shared with the
+proxy, from ``webrana_proxy.envvalues``) with one line a person can act on; the CLI prints it and exits 2.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from webrana_proxy.envvalues import ConfigError, read_bool, read_url
+
 DEFAULT_HOST = "127.0.0.1"  # loopback unless deployment says otherwise
 DEFAULT_PORT = 8081  # next to the proxy's 8080
 DEFAULT_API_URL = "http://127.0.0.1:8080"  # the proxy `make run` starts
@@ -18,29 +20,6 @@ MIN_SECRET_BYTES = 32  # the session key is derived from this; shorter secrets a
 SNAP_JS_SANDBOX = "https://app.sandbox.midtrans.com/snap/snap.js"
 SNAP_JS_PRODUCTION = "https://app.midtrans.com/snap/snap.js"
 SECRET_HINT = "generate one with: python -c \"import secrets;print(secrets.token_urlsafe(48))\""  # noqa: S105 - a hint, not a secret
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message is one line that says what to do."""
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _url(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name, "").strip() or default
-    parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"{name} must be a URL starting with http:// or https://, got {raw!r}")
-    return raw.rstrip("/")
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -90,22 +69,22 @@ class DashboardSettings:
             raise ConfigError(f"WEBRANA_SESSION_SECRET is shorter than {MIN_SECRET_BYTES} bytes; {SECRET_HINT}")
         port = _port(e, "WEBRANA_DASHBOARD_PORT", DEFAULT_PORT)
         host = e.get("WEBRANA_DASHBOARD_HOST", "").strip() or DEFAULT_HOST
-        api_url = _url(e, "WEBRANA_API_URL", DEFAULT_API_URL)
-        production = _bool(e, "MIDTRANS_IS_PRODUCTION", False)
+        api_url = read_url(e, "WEBRANA_API_URL", DEFAULT_API_URL)
+        production = read_bool(e, "MIDTRANS_IS_PRODUCTION", False)
         snap_raw = e.get("MIDTRANS_SNAP_JS_URL")
         if snap_raw is not None and snap_raw.strip().lower() in {"", "off", "none"}:
             snap_js = ""  # explicitly off: always the plain redirect to Midtrans' payment page
         else:
-            snap_js = _url(e, "MIDTRANS_SNAP_JS_URL", SNAP_JS_PRODUCTION if production else SNAP_JS_SANDBOX)
+            snap_js = read_url(e, "MIDTRANS_SNAP_JS_URL", SNAP_JS_PRODUCTION if production else SNAP_JS_SANDBOX)
         return cls(
             session_secret=secret.encode(),
             host=host,
             port=port,
             api_url=api_url,
-            public_api_url=_url(e, "WEBRANA_PUBLIC_API_URL", api_url),
-            console_url=_url(e, "WEBRANA_CONSOLE_URL", f"http://127.0.0.1:{port}"),
+            public_api_url=read_url(e, "WEBRANA_PUBLIC_API_URL", api_url),
+            console_url=read_url(e, "WEBRANA_CONSOLE_URL", f"http://127.0.0.1:{port}"),
             midtrans_client_key=e.get("MIDTRANS_CLIENT_KEY", "").strip(),
             midtrans_is_production=production,
             snap_js_url=snap_js,
-            dev=_bool(e, "WEBRANA_DEV", False),
+            dev=read_bool(e, "WEBRANA_DEV", False),
         )

@@ -9,7 +9,8 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
-from webrana_proxy.settings import ConfigError, Settings
+from webrana_proxy.envvalues import ConfigError
+from webrana_proxy.settings import Settings
 
 log = logging.getLogger("webrana.cli")
 

@@ -44,6 +44,7 @@ from webrana_proxy.state import (
     UPSTREAM,
     USAGE,
 )
+from webrana_proxy.tasks import background
 from webrana_proxy.tokens import TokenIssuer
 from webrana_proxy.upstreamhttp import UpstreamPool
 from webrana_proxy.usage import UsageWriter
@@ -65,11 +66,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     url = app[SETTINGS].redis_url
     pipe = RedisPipe(url) if RedisPipe.supports(url) else None
     limiter = app[LIMITER] = Limiter(client, app[SETTINGS].ip_rate_limit, pipe)
-    sweeper = asyncio.create_task(_return_leases(limiter))
-    yield
-    sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeper
+    async with background(_return_leases(limiter), "lease-sweeper"):
+        yield
     with contextlib.suppress(RedisError, OSError):
         await limiter.return_unused(None)  # this replica's unused leased calls go back to the quotas
     if pipe is not None:

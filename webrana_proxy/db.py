@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 
-from webrana_proxy.settings import ConfigError
+from webrana_proxy.envvalues import ConfigError
 
 # A connection, whether held directly or borrowed from the pool: what query helpers accept.
 if TYPE_CHECKING:

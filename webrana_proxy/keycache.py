@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
+from webrana_proxy.tasks import background
 
 log = logging.getLogger("webrana.keycache")
 CHANNEL = "webrana:keycache:invalidate"
@@ -211,12 +212,7 @@ class KeyCache:
 @contextlib.asynccontextmanager
 async def running_listener(cache: KeyCache) -> AsyncIterator[None]:
     ready = asyncio.Event()
-    task = asyncio.create_task(cache.listen(ready), name="keycache-listener")
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(ready.wait(), timeout=5)
-    try:
+    async with background(cache.listen(ready), "keycache-listener"):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout=5)
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -17,8 +17,9 @@ import uvloop
 from aiohttp import web
 
 from webrana_proxy.app import create_app
+from webrana_proxy.envvalues import ConfigError
 from webrana_proxy.health import SHUTTING_DOWN
-from webrana_proxy.settings import ConfigError, Settings
+from webrana_proxy.settings import Settings
 
 log = logging.getLogger("webrana.server")
 BACKLOG = 2048  # room for bursts of new connections under load

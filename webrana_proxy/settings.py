@@ -12,7 +12,8 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+
+from webrana_proxy.envvalues import ConfigError, read_bool, read_float, read_int, read_secret, read_url
 
 GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
 
@@ -37,10 +38,6 @@ DEFAULT_BODY_TIMEOUT = 60.0  # seconds a client has to send its whole request bo
 DEFAULT_READINESS_DELAY = 0.0  # seconds between "not ready" and closing the listener (Kubernetes uses preStop)
 
 
-class ConfigError(Exception):
-    """A setting is missing or wrong. The message is one line that says what to do."""
-
-
 def _b64_32(name: str, raw: str) -> bytes:
     try:
         value = base64.b64decode(raw.strip(), validate=True)
@@ -48,58 +45,6 @@ def _b64_32(name: str, raw: str) -> bytes:
         raise ConfigError(f"{name} is not valid base64; {GENERATE_KEY_HINT}") from None
     if len(value) != 32:
         raise ConfigError(f"{name} must decode to exactly 32 bytes (got {len(value)}); {GENERATE_KEY_HINT}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {raw!r}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    raw = env.get(name, "").strip() or default
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
-    return raw.rstrip("/")
-
-
-def _secret(env: Mapping[str, str], name: str, hint: str) -> str:
-    value = env.get(name, "")
-    if not value:
-        raise ConfigError(f"{name} is not set; {hint}")
     return value
 
 
@@ -169,25 +114,25 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
-        database_url = _url(e, "DATABASE_URL", "", ("postgres", "postgresql")) if e.get("DATABASE_URL") else ""
+        database_url = read_url(e, "DATABASE_URL", "", ("postgres", "postgresql")) if e.get("DATABASE_URL") else ""
         if not database_url:
             raise ConfigError("DATABASE_URL is not set; e.g. postgresql://user:pass@127.0.0.1:5432/webrana "
                               "(`make run` starts an embedded PostgreSQL and sets it for you)")
         if not e.get("REDIS_URL"):
             raise ConfigError("REDIS_URL is not set; e.g. redis://127.0.0.1:6379/0 "
                               "(`make run` starts an embedded Redis and sets it for you)")
-        redis_url = _url(e, "REDIS_URL", "", ("redis", "rediss", "unix"))
+        redis_url = read_url(e, "REDIS_URL", "", ("redis", "rediss", "unix"))
         master_key = _b64_32("MASTER_ENCRYPTION_KEY",
-                             _secret(e, "MASTER_ENCRYPTION_KEY", GENERATE_KEY_HINT))
+                             read_secret(e, "MASTER_ENCRYPTION_KEY", GENERATE_KEY_HINT))
         previous_raw = e.get("MASTER_ENCRYPTION_KEY_PREVIOUS", "").strip()
         previous = _b64_32("MASTER_ENCRYPTION_KEY_PREVIOUS", previous_raw) if previous_raw else None
-        jwt_secret = _secret(e, "JWT_SECRET", "set it to a random string of at least 32 bytes")
+        jwt_secret = read_secret(e, "JWT_SECRET", "set it to a random string of at least 32 bytes")
         if len(jwt_secret.encode()) < 32:
             raise ConfigError("JWT_SECRET is shorter than 32 bytes; use a random string of at least 32 bytes, "
                               "e.g. python -c \"import secrets;print(secrets.token_urlsafe(48))\"")
-        server_key = _secret(e, "MIDTRANS_SERVER_KEY", "copy it from Midtrans Dashboard > Settings > Access Keys")
-        client_key = _secret(e, "MIDTRANS_CLIENT_KEY", "copy it from Midtrans Dashboard > Settings > Access Keys")
-        production = _bool(e, "MIDTRANS_IS_PRODUCTION", False)
+        server_key = read_secret(e, "MIDTRANS_SERVER_KEY", "copy it from Midtrans Dashboard > Settings > Access Keys")
+        client_key = read_secret(e, "MIDTRANS_CLIENT_KEY", "copy it from Midtrans Dashboard > Settings > Access Keys")
+        production = read_bool(e, "MIDTRANS_IS_PRODUCTION", False)
         snap_default = ("https://app.midtrans.com/snap/v1" if production
                         else "https://app.sandbox.midtrans.com/snap/v1")
         api_default = "https://api.midtrans.com" if production else "https://api.sandbox.midtrans.com"
@@ -197,8 +142,8 @@ class Settings:
         log_level = e.get("WEBRANA_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"WEBRANA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-        proxy_port = _int(e, "WEBRANA_PROXY_PORT", DEFAULT_PROXY_PORT, 1)
-        dashboard_port = _int(e, "WEBRANA_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT, 1)
+        proxy_port = read_int(e, "WEBRANA_PROXY_PORT", DEFAULT_PROXY_PORT, 1)
+        dashboard_port = read_int(e, "WEBRANA_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT, 1)
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -208,47 +153,47 @@ class Settings:
             midtrans_server_key=server_key,
             midtrans_client_key=client_key,
             midtrans_is_production=production,
-            midtrans_snap_base_url=_url(e, "MIDTRANS_SNAP_BASE_URL", snap_default),
-            midtrans_api_base_url=_url(e, "MIDTRANS_API_BASE_URL", api_default),
+            midtrans_snap_base_url=read_url(e, "MIDTRANS_SNAP_BASE_URL", snap_default),
+            midtrans_api_base_url=read_url(e, "MIDTRANS_API_BASE_URL", api_default),
             proxy_host=e.get("WEBRANA_PROXY_HOST", "127.0.0.1").strip() or "127.0.0.1",
             proxy_port=proxy_port,
             dashboard_host=e.get("WEBRANA_DASHBOARD_HOST", "127.0.0.1").strip() or "127.0.0.1",
             dashboard_port=dashboard_port,
-            api_url=_url(e, "WEBRANA_API_URL", f"http://127.0.0.1:{proxy_port}"),
-            console_url=_url(e, "WEBRANA_CONSOLE_URL", f"http://127.0.0.1:{dashboard_port}"),
-            ip_rate_limit=_int(e, "WEBRANA_IP_RATE_LIMIT", DEFAULT_IP_RATE_LIMIT, 1),
+            api_url=read_url(e, "WEBRANA_API_URL", f"http://127.0.0.1:{proxy_port}"),
+            console_url=read_url(e, "WEBRANA_CONSOLE_URL", f"http://127.0.0.1:{dashboard_port}"),
+            ip_rate_limit=read_int(e, "WEBRANA_IP_RATE_LIMIT", DEFAULT_IP_RATE_LIMIT, 1),
             trusted_proxies=_networks(e.get("WEBRANA_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")),
-            api_body_limit=_int(e, "WEBRANA_API_BODY_LIMIT", DEFAULT_API_BODY_LIMIT, 1024),
-            gateway_body_limit=_int(e, "WEBRANA_GATEWAY_BODY_LIMIT", DEFAULT_GATEWAY_BODY_LIMIT, 1024),
-            openai_base_url=_url(e, "OPENAI_BASE_URL", "https://api.openai.com/v1"),
-            anthropic_base_url=_url(e, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-            gemini_base_url=_url(e, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
-            qwen_base_url=_url(e, "QWEN_BASE_URL", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
-            connect_timeout=_float(e, "WEBRANA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-            first_byte_timeout=_float(e, "WEBRANA_FIRST_BYTE_TIMEOUT", DEFAULT_FIRST_BYTE_TIMEOUT),
-            idle_timeout=_float(e, "WEBRANA_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
-            upstream_connections=_int(e, "WEBRANA_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1),
-            usd_to_idr=_int(e, "WEBRANA_USD_TO_IDR", DEFAULT_USD_TO_IDR, 1),
-            ppn_percent=_int(e, "WEBRANA_PPN_PERCENT", DEFAULT_PPN_PERCENT, 0),
-            key_cache_size=_int(e, "WEBRANA_KEY_CACHE_SIZE", DEFAULT_KEY_CACHE_SIZE, 1),
-            key_cache_ttl=_float(e, "WEBRANA_KEY_CACHE_TTL", DEFAULT_KEY_CACHE_TTL),
-            usage_queue_max=_int(e, "WEBRANA_USAGE_QUEUE_MAX", DEFAULT_USAGE_QUEUE_MAX, 1),
+            api_body_limit=read_int(e, "WEBRANA_API_BODY_LIMIT", DEFAULT_API_BODY_LIMIT, 1024),
+            gateway_body_limit=read_int(e, "WEBRANA_GATEWAY_BODY_LIMIT", DEFAULT_GATEWAY_BODY_LIMIT, 1024),
+            openai_base_url=read_url(e, "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            anthropic_base_url=read_url(e, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            gemini_base_url=read_url(e, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
+            qwen_base_url=read_url(e, "QWEN_BASE_URL", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+            connect_timeout=read_float(e, "WEBRANA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            first_byte_timeout=read_float(e, "WEBRANA_FIRST_BYTE_TIMEOUT", DEFAULT_FIRST_BYTE_TIMEOUT),
+            idle_timeout=read_float(e, "WEBRANA_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
+            upstream_connections=read_int(e, "WEBRANA_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1),
+            usd_to_idr=read_int(e, "WEBRANA_USD_TO_IDR", DEFAULT_USD_TO_IDR, 1),
+            ppn_percent=read_int(e, "WEBRANA_PPN_PERCENT", DEFAULT_PPN_PERCENT, 0),
+            key_cache_size=read_int(e, "WEBRANA_KEY_CACHE_SIZE", DEFAULT_KEY_CACHE_SIZE, 1),
+            key_cache_ttl=read_float(e, "WEBRANA_KEY_CACHE_TTL", DEFAULT_KEY_CACHE_TTL),
+            usage_queue_max=read_int(e, "WEBRANA_USAGE_QUEUE_MAX", DEFAULT_USAGE_QUEUE_MAX, 1),
             usage_spill_dir=e.get("WEBRANA_USAGE_SPILL_DIR", ".webrana/spill").strip() or ".webrana/spill",
-            shutdown_grace=_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
-            readiness_delay=_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
-            keepalive_timeout=_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
-            workers=_int(e, "WEBRANA_WORKERS", 1, 0),
+            shutdown_grace=read_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
+            readiness_delay=read_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
+            keepalive_timeout=read_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
+            workers=read_int(e, "WEBRANA_WORKERS", 1, 0),
             migrations_dir=e.get("WEBRANA_MIGRATIONS_DIR", "").strip(),
             admin_password=e.get("WEBRANA_ADMIN_PASSWORD") or None,
             seller_name=e.get("WEBRANA_SELLER_NAME", "").strip() or "PT Webrana Teknologi Indonesia",
             seller_address=e.get("WEBRANA_SELLER_ADDRESS", "").strip() or "Jakarta, Indonesia",
             seller_npwp=_npwp(e.get("WEBRANA_SELLER_NPWP", "")),
             seller_email=e.get("WEBRANA_SELLER_EMAIL", "").strip() or "billing@webrana.id",
-            body_timeout=_float(e, "WEBRANA_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
+            body_timeout=read_float(e, "WEBRANA_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
             log_format=log_format,
             log_level=log_level,
-            dev_mode=_bool(e, "WEBRANA_DEV", False),
-            background_jobs=_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
+            dev_mode=read_bool(e, "WEBRANA_DEV", False),
+            background_jobs=read_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
         )
 
 

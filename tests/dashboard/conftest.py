@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import pytest_asyncio
 from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from devstack import free_port
 from tests.conftest import PASSWORD, serve_app
 from tests.fakes.midtrans import FakeMidtrans
 from tests.fakes.server import FakeServer
@@ -30,13 +30,6 @@ from webrana_proxy.settings import Settings
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 SESSION_SECRET = "test-session-secret-" + "x" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -17,8 +17,9 @@ from webrana_dashboard.i18n import LANGS, Translator, load_catalogues
 from webrana_dashboard.middleware import content_security_policy
 from webrana_dashboard.pages import safe_next
 from webrana_dashboard.session import Session, SessionCodec
-from webrana_dashboard.settings import ConfigError, DashboardSettings
+from webrana_dashboard.settings import DashboardSettings
 from webrana_dashboard.usage_view import choose_range
+from webrana_proxy.envvalues import ConfigError
 
 PACKAGE = Path(__file__).resolve().parents[2] / "webrana_dashboard"
 SECRET = "s" * 40

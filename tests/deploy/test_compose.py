@@ -19,7 +19,8 @@ import dockerfile
 import pytest
 import yaml
 
-from webrana_proxy.settings import ConfigError, Settings
+from webrana_proxy.envvalues import ConfigError
+from webrana_proxy.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"

@@ -23,6 +23,7 @@ from webrana_proxy.billing import subscriptions
 from webrana_proxy.billing.deps import BillingDeps, deps_of
 from webrana_proxy.billing.midtrans import MidtransError, MidtransUnavailable, TransactionStatus
 from webrana_proxy.billing.transitions import apply_status
+from webrana_proxy.tasks import background
 
 log = logging.getLogger("webrana.billing.lifecycle")
 
@@ -112,10 +113,5 @@ async def _loop(app: web.Application) -> None:
 
 @contextlib.asynccontextmanager
 async def running_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_loop(app), name="billing-lifecycle")
-    try:
+    async with background(_loop(app), "billing-lifecycle"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
