@@ -82,10 +82,10 @@ def metric_sums(text: str) -> dict[str, float]:
 
 
 async def scrape(url: str) -> dict[str, float]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-        async with session.get(url + "/metrics") as resp:
-            assert resp.status == 200
-            return metric_sums(await resp.text())
+    async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+                session.get(url + "/metrics") as resp):
+        assert resp.status == 200
+        return metric_sums(await resp.text())
 
 
 def group_dirs(parent_pid: int) -> list[Path]:
