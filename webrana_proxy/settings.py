@@ -89,6 +89,9 @@ class Settings:
     readiness_delay: float = DEFAULT_READINESS_DELAY
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     workers: int = 1
+    # Set by `serve --workers N` (N > 1) for its workers: the group's metric files (prometheus_client reads the
+    # same variable); empty: this process exports its own registry.
+    metrics_group_dir: str = ""
     migrations_dir: str = ""  # empty: the repository's sql/
     admin_password: str | None = field(default=None, repr=False)
     seller_name: str = "PT Webrana Teknologi Indonesia"
@@ -183,6 +186,7 @@ class Settings:
             readiness_delay=read_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
             keepalive_timeout=read_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
             workers=read_int(e, "WEBRANA_WORKERS", 1, 0),
+            metrics_group_dir=_metrics_group_dir(e.get("PROMETHEUS_MULTIPROC_DIR", "")),
             migrations_dir=e.get("WEBRANA_MIGRATIONS_DIR", "").strip(),
             admin_password=e.get("WEBRANA_ADMIN_PASSWORD") or None,
             seller_name=e.get("WEBRANA_SELLER_NAME", "").strip() or "PT Webrana Teknologi Indonesia",
@@ -195,6 +199,14 @@ class Settings:
             dev_mode=read_bool(e, "WEBRANA_DEV", False),
             background_jobs=read_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
         )
+
+
+def _metrics_group_dir(raw: str) -> str:
+    path = raw.strip()
+    if path and not os.path.isdir(path):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a directory; leave it unset "
+                          "(`webrana-proxy serve --workers N` sets it for its workers)")
+    return path
 
 
 def _npwp(raw: str) -> str:
