@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
-from webrana_proxy.api import admin, auth, billing, openapi, plans, provider_keys, proxy_keys, usage
+from webrana_proxy.api import admin, auth, billing, meta, openapi, overview, plans, provider_keys, proxy_keys, usage
 from webrana_proxy.billing.deps import billing_ctx
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
@@ -134,6 +134,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     for module in (gateway, health, auth, provider_keys, proxy_keys, usage, plans, billing, admin,
-                   openapi):
+                   openapi, overview, meta):
         app.router.add_routes(module.routes)
     return app

@@ -103,6 +103,7 @@ class Settings:
     log_level: str = "INFO"
     dev_mode: bool = False
     background_jobs: bool = True
+    demo: bool = False  # the providers are local fakes (`make demo`): the console shows a banner saying so
 
     @property
     def upstream_base_urls(self) -> dict[str, str]:
@@ -198,6 +199,7 @@ class Settings:
             log_level=log_level,
             dev_mode=read_bool(e, "WEBRANA_DEV", False),
             background_jobs=read_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
+            demo=read_bool(e, "WEBRANA_DEMO", False),
         )
 
 
