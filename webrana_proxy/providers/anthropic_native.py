@@ -23,7 +23,7 @@ API_VERSION = "2023-06-01"  # sent when the client names none: the only stable M
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # the client's headers that mean something upstream
 # Bytes of one text_delta event around its text (``event: content_block_delta`` ... ``"text":"`` ... ``"}}``):
 # the text of events relayed unparsed is estimated as their size minus this, for when usage never comes.
-TEXT_DELTA_ENVELOPE = 100
+TEXT_DELTA_ENVELOPE = 110
 # Events the relay must read; every other event is forwarded without being looked at. A region that holds none
 # of these markers is relayed as it is (inside JSON strings a newline is escaped, so "\nevent: " is never text).
 _WATCHED = (b"event: message_", b"event: error", b"event:message_", b"event:error")
@@ -44,6 +44,17 @@ def _headers(api_key: str, client_headers: Mapping[str, str]) -> dict[str, str]:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _delta_chars(data: bytes) -> int:
+    try:
+        payload: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    delta = payload.get("delta") if isinstance(payload, dict) else None
+    if not isinstance(delta, dict):
+        return 0
+    return sum(len(v) for k, v in delta.items() if k in ("text", "partial_json", "thinking") and isinstance(v, str))
 
 
 class AnthropicMessages:
@@ -141,8 +152,10 @@ class NativeMessagesStream:
             self._event(name.decode("utf-8", "replace"), b"\n".join(data))
 
     def _event(self, name: str, data: bytes) -> None:
+        if name == "content_block_delta":  # only in the few regions read anyway: counted exactly
+            self.completion_chars += _delta_chars(data)
+            return
         if name not in ("message_start", "message_delta", "message_stop", "error"):
-            self.completion_chars += max(0, len(data) - TEXT_DELTA_ENVELOPE)
             return
         if name == "message_stop":
             self.done = True
