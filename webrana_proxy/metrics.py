@@ -20,10 +20,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("webrana_requests", "Gateway calls by provider, model and status",
-                                ["provider", "model", "status"], registry=r)
+        self.requests = Counter("webrana_requests",
+                                "Gateway calls by provider, model, status and endpoint (the ingress dialect)",
+                                ["provider", "model", "status", "endpoint"], registry=r)
         self.duration = Histogram("webrana_request_duration_seconds", "Total time of a gateway call",
-                                  ["provider"], buckets=LATENCY_BUCKETS, registry=r)
+                                  ["provider", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.upstream = Histogram("webrana_upstream_duration_seconds", "Time spent waiting on the provider",
                                   ["provider"], buckets=LATENCY_BUCKETS, registry=r)
         self.overhead = Histogram("webrana_gateway_overhead_seconds",

@@ -13,7 +13,7 @@ from webrana_proxy.errors import UpstreamError, UpstreamTimeout
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
 from webrana_proxy.keycache import ProviderKey
 from webrana_proxy.middleware import RESPONSE_STARTED
-from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator, UpstreamRequest
+from webrana_proxy.providers.base import JSON, ChatResult, Provider, StreamTranslator, UpstreamRequest
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
@@ -128,7 +128,9 @@ async def relay_json(resp: UpstreamResponse, call: Call, settings: Settings,
 
 
 async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call, settings: Settings,
-                       translator: StreamTranslator, headers: dict[str, str]) -> web.StreamResponse:
+                       translator: StreamTranslator, headers: dict[str, str],
+                       inband: Callable[[JSON], bytes] = sse) -> web.StreamResponse:
+    """``inband`` writes the relay's own errors (idle timeout, broken upstream) in the client's dialect."""
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
     request[RESPONSE_STARTED] = True
     call.status = 200
@@ -151,12 +153,12 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 call.upstream_seconds += perf() - waited
             if watch.fired:
                 call.error_type = "upstream_idle_timeout"
-                await out.write(sse(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
+                await out.write(inband(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
                                                "timeout", "upstream_idle_timeout")))
                 break
             if data is None:
                 call.error_type = "upstream_reset"
-                await out.write(sse(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
+                await out.write(inband(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
                                                "api_error", "upstream_reset")))
                 break
             watch.touch()

@@ -11,9 +11,10 @@ import orjson
 
 from webrana_proxy.errors import BadRequest, UpstreamError
 from webrana_proxy.providers import upstream_errors
+from webrana_proxy.providers.anthropic_native import AnthropicMessages
 from webrana_proxy.providers.anthropic_request import to_anthropic
 from webrana_proxy.providers.anthropic_response import AnthropicStream, chat_response
-from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest
+from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest
 from webrana_proxy.providers.catalogue import ANTHROPIC_MODELS
 
 API_VERSION = "2023-06-01"  # the only stable Messages API version
@@ -27,6 +28,8 @@ class AnthropicProvider:
     key_prefixes: tuple[str, ...] = ("sk-ant-",)
     models = ANTHROPIC_MODELS
     supports_embeddings = False
+    messages_native: MessagesNative | None = AnthropicMessages()  # /v1/messages goes to Anthropic as it came
+    token_counter: TokenCounter | None = None  # counting goes through the native lane
 
     def owns_model(self, model: str) -> bool:
         return model.startswith("claude-")

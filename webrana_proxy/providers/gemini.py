@@ -15,7 +15,7 @@ import orjson
 from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import messages as m
 from webrana_proxy.providers import upstream_errors
-from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
+from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest, Usage
 from webrana_proxy.providers.catalogue import GOOGLE_MODELS
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.gemini_request import to_gemini
@@ -31,12 +31,37 @@ def _model_path(model: str) -> str:
     return quote(model.removeprefix("models/"), safe="-._")
 
 
+class GeminiTokens:
+    """``TokenCounter`` through ``:countTokens`` (the whole request: system instruction and tools count too)."""
+
+    __slots__ = ()
+
+    def count_tokens_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        request = to_gemini({k: v for k, v in body.items() if k != "stream"})
+        request["model"] = f"models/{model.removeprefix('models/')}"
+        url = f"{base_url.rstrip('/')}/{API_VERSION}/models/{_model_path(model)}:countTokens"
+        return UpstreamRequest("POST", url, {"x-goog-api-key": api_key, "Content-Type": "application/json"},
+                               orjson.dumps({"generateContentRequest": request}))
+
+    def count_tokens_response(self, raw: bytes) -> int:
+        try:
+            answer: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise upstream_errors.malformed("Google Gemini") from None
+        total = answer.get("totalTokens") if isinstance(answer, dict) else None
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise upstream_errors.malformed("Google Gemini")
+        return total
+
+
 class GeminiProvider:
     id = "google"
     display_name = "Google Gemini"
     key_prefixes: tuple[str, ...] = ("AIza",)
     models = GOOGLE_MODELS
     supports_embeddings = True
+    messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
+    token_counter: TokenCounter | None = GeminiTokens()
 
     def owns_model(self, model: str) -> bool:
         return model.startswith(MODEL_PREFIXES)
