@@ -7,9 +7,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import orjson
 from aiohttp import web
 
-from webrana_proxy.errors import UpstreamError, UpstreamTimeout
+from webrana_proxy.errors import BadRequest, UpstreamError, UpstreamTimeout
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
 from webrana_proxy.keycache import ProviderKey
 from webrana_proxy.middleware import RESPONSE_STARTED
@@ -19,6 +20,7 @@ from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
 from webrana_proxy.upstreamhttp import PoolExhausted, UpstreamPool, UpstreamResponse
 
+ENCODE_DEPTH_LIMIT = 254  # orjson writes at most this many levels of nesting (it parses up to 1,024)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -30,9 +32,9 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
                         build: Callable[[str], UpstreamRequest], call: Call) -> UpstreamResponse:
     """The first successful upstream response (status < 400), headers read, body not yet."""
     last: UpstreamError | None = None
-    call.reached_upstream = True
     for key in keys:
-        req = build(key.key)
+        req = _build(build, key.key)
+        call.reached_upstream = True
         started = time.perf_counter()
         try:
             # A pooled connection the provider dropped while idle is retried once on a fresh one by the pool.
@@ -70,6 +72,17 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
         raise last
     finally:
         last = None  # no exception -> traceback -> this frame -> exception cycle holding the request body
+
+
+def _build(build: Callable[[str], UpstreamRequest], key: str) -> UpstreamRequest:
+    """The provider's request; the client's 400 when its body cannot be written back as JSON. The one place every
+    provider's re-encoding passes through, so no second walk of the body is needed to guard it."""
+    try:
+        return build(key)
+    except orjson.JSONEncodeError:
+        # The only thing orjson parses but cannot write: nesting past 254 levels (it reads up to 1,024).
+        raise BadRequest(f"request body is nested too deeply to forward (at most {ENCODE_DEPTH_LIMIT} levels)",
+                         code="invalid_json") from None
 
 
 class IdleWatch:
