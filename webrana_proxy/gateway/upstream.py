@@ -18,7 +18,7 @@ from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator,
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
-from webrana_proxy.upstreamhttp import PoolExhausted, UpstreamPool, UpstreamResponse
+from webrana_proxy.upstreamhttp import HeaderNotSendable, PoolExhausted, UpstreamPool, UpstreamResponse
 
 ENCODE_DEPTH_LIMIT = 254  # orjson writes at most this many levels of nesting (it parses up to 1,024)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -34,7 +34,7 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
     last: UpstreamError | None = None
     for key in keys:
         req = _build(build, key.key)
-        call.reached_upstream = True
+        reached_before, call.reached_upstream = call.reached_upstream, True
         started = time.perf_counter()
         try:
             # A pooled connection the provider dropped while idle is retried once on a fresh one by the pool.
@@ -43,6 +43,13 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
         except PoolExhausted:
             raise UpstreamError(f"the gateway is at its limit of open connections to {provider.display_name}; "
                                 "retry shortly", status=503, code="upstream_busy") from None
+        except HeaderNotSendable:  # a key stored before keys were checked to be printable ASCII; nothing was sent
+            call.reached_upstream = reached_before
+            last = UpstreamError(f"the stored {provider.display_name} key {key.id} has characters an API key cannot "
+                                 "have; delete it and add it again in the Webrana console under Provider keys",
+                                 status=400, code="provider_key_invalid", retryable=True,
+                                 error_type="invalid_request_error")
+            continue
         except TimeoutError:  # before OSError: TimeoutError is one
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
