@@ -1,7 +1,9 @@
 """Reading one typed value from an environment mapping, with one line a person can act on when it is wrong.
 
 Shared by the proxy's and the console's settings modules (each the only reader of ``os.environ`` in its
-process); nothing here reads the environment itself.
+process); nothing here reads the environment itself. Connection URLs are accepted in every form their driver
+takes (asyncpg for PostgreSQL, redis-py for Redis), and a URL in a message always has its passwords masked
+(over-masking, e.g. a query value holding an ``@``, is preferred to any chance of showing one).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.connection import parse_url as parse_redis_url
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-# asyncpg's sslmode values (libpq's, less none of them)
+# the values asyncpg accepts (libpq's)
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 SESSION_ATTRS = frozenset({"any", "primary", "standby", "prefer-standby", "read-write", "read-only"})
 # a query parameter whose value is a secret: password=, sslpassword=, ...
