@@ -13,7 +13,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from webrana_proxy.envvalues import ConfigError, read_bool, read_float, read_int, read_secret, read_url
+from webrana_proxy.envvalues import (
+    ConfigError,
+    read_bool,
+    read_float,
+    read_int,
+    read_postgres_url,
+    read_redis_url,
+    read_secret,
+    read_url,
+)
 
 GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
 
@@ -118,14 +127,14 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
-        database_url = read_url(e, "DATABASE_URL", "", ("postgres", "postgresql")) if e.get("DATABASE_URL") else ""
-        if not database_url:
+        if not e.get("DATABASE_URL", "").strip():
             raise ConfigError("DATABASE_URL is not set; e.g. postgresql://user:pass@127.0.0.1:5432/webrana "
                               "(`make run` starts an embedded PostgreSQL and sets it for you)")
         if not e.get("REDIS_URL"):
             raise ConfigError("REDIS_URL is not set; e.g. redis://127.0.0.1:6379/0 "
                               "(`make run` starts an embedded Redis and sets it for you)")
-        redis_url = read_url(e, "REDIS_URL", "", ("redis", "rediss", "unix"))
+        database_url = read_postgres_url(e, "DATABASE_URL")
+        redis_url = read_redis_url(e, "REDIS_URL")
         master_key = _b64_32("MASTER_ENCRYPTION_KEY",
                              read_secret(e, "MASTER_ENCRYPTION_KEY", GENERATE_KEY_HINT))
         previous_raw = e.get("MASTER_ENCRYPTION_KEY_PREVIOUS", "").strip()

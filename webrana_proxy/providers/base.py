@@ -109,7 +109,8 @@ class Provider(Protocol):
     def owns_model(self, model: str) -> bool: ...
 
     def accepts_key(self, key: str) -> bool:
-        """Whether ``key`` has this provider's key format (prefix, length, characters)."""
+        """Whether ``key`` has this provider's key format (prefix, length, characters): one
+        ``keyformat.KeyFormat`` per provider, which requires printable ASCII of every provider's keys."""
         ...
 
     def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:

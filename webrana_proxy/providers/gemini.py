@@ -7,6 +7,7 @@ usage for them, so it is estimated from the input (and marked so).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from webrana_proxy.providers.catalogue import GOOGLE_MODELS
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.gemini_request import to_gemini
 from webrana_proxy.providers.gemini_response import STATUS_CODES, GeminiStream, chat_response
+from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.openai_compat import floats_to_base64, wants_base64
 
 API_VERSION = "v1beta"  # function calling with JSON schema and responseJsonSchema live here
@@ -57,7 +59,8 @@ class GeminiTokens:
 class GeminiProvider:
     id = "google"
     display_name = "Google Gemini"
-    key_prefixes: tuple[str, ...] = ("AIza",)
+    key_format = KeyFormat(("AIza",), KEY_LENGTH, KEY_LENGTH, pattern=re.compile(r"AIza[0-9A-Za-z_-]+"))
+    key_prefixes: tuple[str, ...] = key_format.prefixes
     models = GOOGLE_MODELS
     supports_embeddings = True
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
@@ -67,8 +70,7 @@ class GeminiProvider:
         return model.startswith(MODEL_PREFIXES)
 
     def accepts_key(self, key: str) -> bool:
-        return key.startswith(self.key_prefixes) and len(key) == KEY_LENGTH and key.isascii() \
-            and key.replace("-", "").replace("_", "").isalnum()
+        return self.key_format.accepts(key)
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key, "Content-Type": "application/json"}
