@@ -6,8 +6,9 @@ call Claude Code's ``Read`` tool on the first turn and answer with text on the s
 and sends its ``tool_result`` back through the gateway. It must exit 0 with the fake's answer as its result,
 the file's contents must reach the provider, and every call must be in the usage table.
 
-Only loopback: the agent is told to make no non-essential traffic, and every request it made is accounted for
-(the fakes' count equals the usage rows, which equal the agent's own turn count).
+Only loopback: the agent is told to make no non-essential traffic, any other host it tried would reach a
+refusing proxy on loopback (asserted untouched), and every request it made is accounted for (the fakes' count
+equals the usage rows, all 200).
 """
 
 from __future__ import annotations
@@ -29,15 +30,46 @@ from tests.gateway.conftest import Account, wait_rows
 
 Client = TestClient[web.Request, web.Application]
 RUN_TIMEOUT = 120  # seconds for one `claude -p` run (a few seconds normally)
-# (model Claude Code is told to use, provider the gateway routes it to, the fake's name for it)
+# For OpenAI models without reasoning (gpt-4o*, gpt-4.1*): no thinking (OpenAI refuses reasoning_effort for them)
+# and no more output tokens than they allow (Claude Code asks 32,000; gpt-4o-mini allows 16,384).
+NO_REASONING = {"MAX_THINKING_TOKENS": "0", "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "16384"}
+# (model Claude Code is told to use, the provider the gateway routes it to, the fake's name, extra env)
 CASES = [
-    pytest.param("claude-sonnet-4-5", "anthropic", "anthropic", id="claude-native"),
-    pytest.param("gpt-4o-mini", "openai", "openai", id="openai-translated"),
-    pytest.param("gemini-2.5-flash", "google", "gemini", id="gemini-translated"),
+    pytest.param("claude-sonnet-4-5", "anthropic", "anthropic", {}, id="claude-native"),
+    pytest.param("gpt-5-mini", "openai", "openai", {}, id="openai-translated"),
+    pytest.param("gpt-4o-mini", "openai", "openai", NO_REASONING, id="openai-no-reasoning"),
+    pytest.param("gemini-2.5-flash", "google", "gemini", {}, id="gemini-translated"),
 ]
 
 
-def agent_env(home: Path, base_url: str, key: str, model: str) -> dict[str, str]:
+class EgressTrap:
+    """An HTTP proxy on loopback that refuses everything and remembers what was asked: the agent gets it as
+    HTTPS_PROXY/HTTP_PROXY (with NO_PROXY for loopback), so any call to another host lands here, not outside.
+    Without CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC, Claude Code 2.1.332 tries api.anthropic.com 5 times."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.seen.append(await reader.readline())
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> EgressTrap:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def agent_env(home: Path, base_url: str, key: str, model: str, egress: str) -> dict[str, str]:
     """What a developer sets to point Claude Code at Webrana, plus a throwaway HOME and no side traffic."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -50,6 +82,9 @@ def agent_env(home: Path, base_url: str, key: str, model: str) -> dict[str, str]
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
+        "HTTPS_PROXY": egress,
+        "HTTP_PROXY": egress,
+        "NO_PROXY": "127.0.0.1,localhost",
     }
 
 
@@ -99,10 +134,10 @@ def _openai_tool_results(body: Any) -> list[str]:
 TOOL_RESULTS = {"anthropic": _tool_result_texts, "openai": _openai_tool_results, "gemini": _gemini_tool_results}
 
 
-@pytest.mark.parametrize(("model", "provider", "fake_name"), CASES)
+@pytest.mark.parametrize(("model", "provider", "fake_name", "extra_env"), CASES)
 async def test_claude_code_reads_a_file_and_answers(
         claude_code: Path, gw: Client, account: Account, fake: FakeState, migrated: str, tmp_path: Path,
-        model: str, provider: str, fake_name: str) -> None:
+        model: str, provider: str, fake_name: str, extra_env: dict[str, str]) -> None:
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
     home.mkdir()
@@ -114,10 +149,12 @@ async def test_claude_code_reads_a_file_and_answers(
                 scenario.text(answer, provider=fake_name))
 
     base_url = str(gw.make_url("")).rstrip("/")
-    code, result, stderr = await run_claude(claude_code, agent_env(home, base_url, account.proxy_key, model),
-                                            work, "What does note.txt say?", model)
+    async with EgressTrap() as egress:
+        env = {**agent_env(home, base_url, account.proxy_key, model, egress.url), **extra_env}
+        code, result, stderr = await run_claude(claude_code, env, work, "What does note.txt say?", model)
 
     assert code == 0, f"claude exited {code}: {result!r}\n{stderr}"
+    assert egress.seen == []  # it talked to nothing but Webrana
     assert isinstance(result, dict) and result.get("is_error") is False, result
     assert result["result"] == answer
     assert fake.pending == 0  # both scripted turns were used: the tool call and the answer

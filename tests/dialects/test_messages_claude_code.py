@@ -13,7 +13,7 @@ def _body(**extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "max_tokens": 32000, "stream": True,
             "system": [{"type": "text", "text": "You are a Claude agent.", "cache_control": {"type": "ephemeral"}}],
             "messages": [
-                {"role": "user", "content": [{"type": "text", "text": "<system-reminder>attribution</system-reminder>"}]},
+                {"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"}]},
                 {"role": "system", "content": [{"type": "text", "text": "# Environment\nPlatform: linux"},
                                                {"type": "text", "text": "Model: gpt-4o-mini",
                                                 "cache_control": {"type": "ephemeral"}}]},
@@ -25,7 +25,7 @@ def test_system_messages_in_the_conversation_stay_in_place() -> None:
     messages = to_chat(_body(), "gpt-4o-mini")["messages"]
     assert messages == [
         {"role": "system", "content": "You are a Claude agent."},
-        {"role": "user", "content": "<system-reminder>attribution</system-reminder>"},
+        {"role": "user", "content": "<system-reminder>x</system-reminder>"},
         {"role": "system", "content": "# Environment\nPlatform: linux\n\nModel: gpt-4o-mini"},
         {"role": "user", "content": "What does note.txt say?"},
     ]
