@@ -23,6 +23,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds per scenario through the bare relay (default: --duration; at least 3)")
     p.add_argument("--relay-client", choices=("upstream", "aiohttp"), default="upstream",
                    help="the bare relay's upstream client: the gateway's own (default) or aiohttp's")
+    p.add_argument("--dialect-rounds", type=int, default=3,
+                   help="interleaved rounds of the Messages vs chat passthrough stream rows (default 3; 0: none)")
+    p.add_argument("--dialect-duration", type=float, default=2.0,
+                   help="seconds per scenario in the dialect rounds (default 2)")
     p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 scaling scenarios")
     p.add_argument("--rows", type=int, default=10_000_000, help="--big-table: rows to generate (default 10M)")
@@ -57,7 +61,8 @@ def _overhead(args: argparse.Namespace) -> int:
     from bench.overhead import run
 
     doc = run(duration=args.duration, python_load=args.python_load, workers2=not args.no_workers2,
-              relay_duration=args.relay_duration, relay_client=args.relay_client)
+              relay_duration=args.relay_duration, relay_client=args.relay_client,
+              dialect_rounds_n=args.dialect_rounds, dialect_duration=args.dialect_duration)
     print()
     print(report.table(doc))
     stamp = doc["date"].replace(":", "").replace("-", "")[:15]

@@ -27,6 +27,8 @@ BENCH_DATABASE = "webrana_bench"  # the bench's own database next to the dev one
 PACED_CHUNK_DELAY = 0.005  # seconds between events of the paced stream: TTFT stands apart from the whole stream
 PROMPT = "say these sixteen words back to me one at a time so the stream has twenty events"  # 16 words
 JSON_MODEL = "gpt-4o-mini"  # routes to openai: the instant fake
+MESSAGES_MODEL = "claude-sonnet-4-5"  # routes to anthropic (the instant fake): the native Messages lane
+ANTHROPIC_BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14"  # passed on, as Claude Code's are
 PACED_MODEL = "qwen-plus"  # routes to qwen: the paced fake (time to first token)
 
 
@@ -36,6 +38,12 @@ def chat_body(model: str, stream: bool) -> bytes:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # what the gateway asks upstream for anyway
     return orjson.dumps(body)
+
+
+def messages_body() -> bytes:
+    """A streamed Anthropic Messages request with the chat rows' prompt (the fake answers 17 words in 23 events)."""
+    return orjson.dumps({"model": MESSAGES_MODEL, "max_tokens": 1024, "stream": True,
+                         "messages": [{"role": "user", "content": PROMPT}]})
 
 
 @dataclass
@@ -78,6 +86,27 @@ class Harness:
     @property
     def paced_body(self) -> bytes:
         return chat_body(PACED_MODEL, stream=True)
+
+    @property
+    def messages_body(self) -> bytes:
+        return messages_body()
+
+    @property
+    def direct_messages_url(self) -> str:
+        return f"http://127.0.0.1:{self.instant.port}/anthropic/v1/messages"
+
+    @property
+    def direct_messages_headers(self) -> dict[str, str]:
+        return {"x-api-key": self.account.anthropic_key, "anthropic-version": "2023-06-01",
+                "anthropic-beta": ANTHROPIC_BETAS, "Content-Type": "application/json"}
+
+    @property
+    def gateway_messages_headers(self) -> dict[str, str]:
+        return {**self.direct_messages_headers, "x-api-key": self.account.proxy_key}
+
+    @staticmethod
+    def gateway_messages_url(gw: stack.Proc) -> str:
+        return f"http://127.0.0.1:{gw.port}/v1/messages?beta=true"
 
     @property
     def direct_url(self) -> str:
@@ -138,7 +167,10 @@ class Harness:
         stream = b'"stream":true' in body
         if status != 200:
             raise RuntimeError(f"probe of {url} answered {status}: {raw[:300]!r}")
-        check = Check(stream=stream, stream_events=raw.count(b"data: ") if stream else 0)
+        # The stream's last event is its end marker: ``data: [DONE]`` (chat) or ``message_stop`` (Messages).
+        end = raw[raw.rstrip(b"\n").rfind(b"\n\n") + 2:] if stream and not raw.endswith(loadgen.STREAM_END) \
+            else loadgen.STREAM_END
+        check = Check(stream=stream, stream_events=raw.count(b"data: ") if stream else 0, end=end)
         if not loadgen.body_ok(check, status, raw):
             raise RuntimeError(f"probe of {url} gave an unexpected body: {raw[:300]!r}")
         return check

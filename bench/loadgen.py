@@ -34,10 +34,12 @@ PY_MAX_PROCESSES = 4  # Python generator: processes for high concurrency (each r
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """What a correct answer looks like: ``stream_events`` data events (``[DONE]`` included) or JSON."""
+    """What a correct answer looks like: ``stream_events`` data events (``[DONE]`` included) ending with ``end``
+    (``data: [DONE]`` for chat; an Anthropic stream's last event, ``message_stop``), or JSON."""
 
     stream: bool
     stream_events: int = 0
+    end: bytes = STREAM_END
 
 
 @dataclass(slots=True)
@@ -64,7 +66,7 @@ def body_ok(check: Check, status: int, body: bytes) -> bool:
     if status != 200:
         return False
     if check.stream:
-        return body.endswith(STREAM_END) and body.count(b"data: ") == check.stream_events
+        return body.endswith(check.end) and body.count(b"data: ") == check.stream_events
     return all(m in body for m in JSON_MARKERS)
 
 
@@ -95,7 +97,7 @@ def wrk_script(body: bytes, headers: Mapping[str, str], check: Check) -> str:
     """A wrk Lua script: POST ``body``, check every answer, print one ``WRKJSON {...}`` line at the end."""
     header_lines = "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
     if check.stream:
-        test = (f"string.sub(body, -{len(STREAM_END)}) == {_lua_string(STREAM_END.decode())} "
+        test = (f"string.sub(body, -{len(check.end)}) == {_lua_string(check.end.decode())} "
                 f"and count(body, 'data: ') == {check.stream_events}")
     else:
         test = " and ".join(f"string.find(body, {_lua_string(m.decode())}, 1, true) ~= nil" for m in JSON_MARKERS)

@@ -3,7 +3,9 @@ gateway (1 worker, then 2), same run, same tool, same checks.
 
 Scenarios (each ``duration`` seconds, after a short warm-up per target): non-streamed chat at concurrency 1
 and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream (not through the relay,
-which only fronts the instant fake). Through the relay and the gateway, the process's CPU time per call comes
+which only fronts the instant fake). Then the dialect rounds: a Messages passthrough stream (a Claude model on
+``/v1/messages``, the native lane) against the chat passthrough stream, interleaved, ``rounds`` times.
+Through the relay and the gateway, the process's CPU time per call comes
 from /proc/<pid>/stat (utime + stime, all its processes) and its memory from /proc/<pid>/status (VmHWM peak,
 VmRSS after the run).
 """
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +37,7 @@ MIN_RELAY_SECONDS = 3.0  # the relay's scenarios may be shorter than the others 
 RELAY_CLIENTS = {"upstream": "aiohttp server + the gateway's upstream client",
                  "aiohttp": "aiohttp server + aiohttp's client"}
 LOGGED_TARGETS = ("gateway", "gateway-x2")  # targets whose every call must leave a usage row
+DIALECT_SLACK = 1.10  # a dialect's passthrough row: within 10% of the chat passthrough's added latency and CPU
 
 # (key, description, target, how it compares)
 TARGETS = (
@@ -46,6 +50,10 @@ TARGETS = (
     ("added_ttft_p50_ms", "added time to first token, p50", 1.0, "<="),
     ("rss_after_mb", "RSS per worker after the run (MB)", 100.0, "<="),
     ("scaling_json_x2", "--workers 2 throughput scaling (non-streamed)", 1.7, ">="),
+    ("messages_over_chat_added_stream_c1_p50", "Messages / chat stream, added c=1 p50 (median)", DIALECT_SLACK,
+     "<="),
+    ("messages_over_chat_cpu_stream_c64", "Messages / chat stream, CPU per call c=64 (median)", DIALECT_SLACK,
+     "<="),
 )
 
 
@@ -139,6 +147,71 @@ class Runner:
                          pc, TTFT_CONCURRENCY, gw)
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """A passthrough stream in another ingress dialect, measured against the chat passthrough stream."""
+
+    name: str  # "messages"
+    body: bytes
+    direct_url: str
+    direct_headers: dict[str, str]
+    gateway_url: str
+    gateway_headers: dict[str, str]
+
+
+def dialect_rounds(runner: Runner, gw: Proc, dialects: list[Dialect], rounds: int, duration: float) -> None:
+    """``rounds`` interleaved rounds of: chat and each dialect's stream, direct and through the gateway at c=1
+    (added latency), then through the gateway at c=64 (CPU per call). Compared only within a round's
+    neighbours: this VM moves 20-30% between runs, less between adjacent scenarios."""
+    h = runner.h
+    chat = Dialect("chat", h.stream_body, h.direct_url, h.direct_headers, h.gateway_url(gw), h.gateway_headers)
+    checks: dict[tuple[str, str], Check] = {}
+    for d in (chat, *dialects):
+        checks[d.name, "direct"] = h.check_for(d.direct_url, d.body, d.direct_headers)
+        checks[d.name, "gateway"] = h.check_for(d.gateway_url, d.body, d.gateway_headers)
+        runner.gateway_calls += 1
+        runner.gateway_calls += h.load(d.gateway_url, d.body, d.gateway_headers, checks[d.name, "gateway"],
+                                       concurrency=HIGH, duration=WARMUP_SECONDS / 2).calls
+    for r in range(1, rounds + 1):
+        for d in (chat, *dialects):
+            runner.measure(f"direct {d.name} stream c1 #{r}", "direct", "stream", d.direct_url, d.body,
+                           d.direct_headers, checks[d.name, "direct"], 1, None, duration)
+            runner.measure(f"gateway {d.name} stream c1 #{r}", "gateway", "stream", d.gateway_url, d.body,
+                           d.gateway_headers, checks[d.name, "gateway"], 1, gw, duration)
+        for d in (chat, *dialects):
+            runner.measure(f"gateway {d.name} stream c{HIGH} #{r}", "gateway", "stream", d.gateway_url, d.body,
+                           d.gateway_headers, checks[d.name, "gateway"], HIGH, gw, duration)
+
+
+def dialect_figures(rows: list[Row]) -> dict[str, float]:
+    """Per dialect: medians over the rounds of the added c=1 p50 and the c=64 CPU per call, and (for each
+    dialect other than chat) the median of its per-round ratio to chat's."""
+    by = {r.name: r for r in rows}
+    names = sorted({n.split()[1] for n in by if n.startswith("gateway ") and n.endswith(" #1")
+                    and f"direct {n.split()[1]} stream c1 #1" in by})
+    if "chat" not in names:
+        return {}
+    added: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    r = 1
+    while f"gateway chat stream c1 #{r}" in by:
+        for n in names:
+            added.setdefault(n, []).append(by[f"gateway {n} stream c1 #{r}"].result["p50_ms"]
+                                           - by[f"direct {n} stream c1 #{r}"].result["p50_ms"])
+            cpu.setdefault(n, []).append(by[f"gateway {n} stream c{HIGH} #{r}"].cpu_ms_per_call or 0.0)
+        r += 1
+    out: dict[str, float] = {"dialect_rounds": float(r - 1)}
+    for n in names:
+        out[f"{n}_added_stream_c1_p50_ms_median"] = statistics.median(added[n])
+        out[f"{n}_cpu_ms_per_call_stream_c64_median"] = statistics.median(cpu[n])
+        if n != "chat":
+            out[f"{n}_over_chat_added_stream_c1_p50"] = statistics.median(
+                a / c if c > 0 else float("inf") for a, c in zip(added[n], added["chat"], strict=True))
+            out[f"{n}_over_chat_cpu_stream_c64"] = statistics.median(
+                a / c if c > 0 else float("inf") for a, c in zip(cpu[n], cpu["chat"], strict=True))
+    return out
+
+
 def _print_row(row: Row) -> None:
     r = row.result
     if row.kind == "ttft":
@@ -184,6 +257,7 @@ def derive(rows: list[Row], memory: dict[str, float]) -> dict[str, float]:
     out["cpu_ms_per_call_json"] = cpu.get(f"gateway json c{HIGH}") or 0.0
     out["cpu_ms_per_call_stream"] = cpu.get(f"gateway stream c{HIGH}") or 0.0
     out.update(floor(rows, cpu))
+    out.update(dialect_figures(rows))
     x2 = {r.name: r.result for r in rows if r.target == "gateway-x2"}
     if x2:
         out["gateway_x2_json_c64_rate"] = x2[f"gateway-x2 json c{HIGH}"]["rate"]
@@ -262,7 +336,7 @@ def environment(h: Harness) -> dict[str, Any]:
 
 
 def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: float | None = None,
-        relay_client: str = "upstream") -> dict[str, Any]:
+        relay_client: str = "upstream", dialect_rounds_n: int = 3, dialect_duration: float = 2.0) -> dict[str, Any]:
     relay_seconds = max(MIN_RELAY_SECONDS, relay_duration if relay_duration is not None else duration)
     with session(duration=duration, python_load=python_load) as h:
         info = environment(h)
@@ -279,6 +353,12 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
         gw = h.gateway(workers=1)
         print("through the gateway (1 worker):", flush=True)
         runner.suite("gateway", h.gateway_url(gw), h.gateway_url(gw), h.gateway_headers, gw)
+        if dialect_rounds_n > 0:
+            print(f"dialects, {dialect_rounds_n} interleaved rounds of {dialect_duration:g} s per scenario "
+                  "(Messages passthrough stream vs chat passthrough stream):", flush=True)
+            messages = Dialect("messages", h.messages_body, h.direct_messages_url, h.direct_messages_headers,
+                               h.gateway_messages_url(gw), h.gateway_messages_headers)
+            dialect_rounds(runner, gw, [messages], dialect_rounds_n, dialect_duration)
         time.sleep(SETTLE_SECONDS)
         peak = procstat.sample([gw.pid])
         memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024,
@@ -305,6 +385,7 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
             **info,
             "relay_duration_s": relay_seconds,
             "relay_client": RELAY_CLIENTS[relay_client],
+            "dialect_duration_s": dialect_duration,
             "scenarios": [r.as_dict() for r in runner.rows],
             "derived": derived,
             "targets": judge(derived),

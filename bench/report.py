@@ -40,6 +40,7 @@ def table(doc: dict[str, Any]) -> str:
         lines.append(f"{t['label']:<48} {t['target']:>10} {value:>10}  {verdict}")
     d = doc["derived"]
     lines += floor_lines(d)
+    lines += dialect_lines(d)
     lines += [
         "",
         f"gateway CPU per call: {d.get('cpu_ms_per_call_json', 0):.3f} ms (non-streamed), "
@@ -71,6 +72,23 @@ def floor_lines(d: dict[str, Any]) -> list[str]:
         f"+{d['features_added_stream_c64_ms_per_call'] * 1000:.0f} us per call); CPU "
         f"+{d['features_cpu_ms_per_call_json']:.3f} / +{d['features_cpu_ms_per_call_stream']:.3f} ms per call",
     ]
+
+
+def dialect_lines(d: dict[str, Any]) -> list[str]:
+    """Each dialect's passthrough stream against chat's: medians over the interleaved rounds."""
+    if "chat_added_stream_c1_p50_ms_median" not in d:
+        return []
+    out = ["", f"dialect rows, medians of {d['dialect_rounds']:.0f} interleaved rounds (stream, added c1 p50 / "
+               "gateway CPU per call at c64):",
+           f"  chat passthrough:      +{d['chat_added_stream_c1_p50_ms_median']:.3f} ms / "
+           f"{d['chat_cpu_ms_per_call_stream_c64_median']:.3f} ms"]
+    for name in ("messages", "responses"):
+        if f"{name}_added_stream_c1_p50_ms_median" in d:
+            added, cpu = d[f"{name}_over_chat_added_stream_c1_p50"], d[f"{name}_over_chat_cpu_stream_c64"]
+            out.append(f"  {name + ' passthrough:':<22} +{d[f'{name}_added_stream_c1_p50_ms_median']:.3f} ms / "
+                       f"{d[f'{name}_cpu_ms_per_call_stream_c64_median']:.3f} ms  (x{added:.2f} / x{cpu:.2f} of "
+                       "chat, median of the per-round ratios)")
+    return out
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:

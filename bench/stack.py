@@ -153,13 +153,15 @@ class Account:
     user_id: uuid.UUID
     proxy_key: str
     provider_key: str  # what the direct measurements present to the fake upstream
+    anthropic_key: str  # the same, for the fake Anthropic (Messages rows)
 
 
 async def create_account(api: str, database_url: str) -> Account:
-    """Register a user, lift its plan and limits (SQL), add OpenAI and Qwen keys and a proxy key."""
+    """Register a user, lift its plan and limits (SQL), add OpenAI, Qwen and Anthropic keys and a proxy key."""
     email = f"bench-{secrets.token_hex(6)}@bench.example"
     password = f"Bench-{secrets.token_urlsafe(12)}-9"
     provider_key = f"sk-bench-{secrets.token_hex(16)}"
+    anthropic_key = f"sk-ant-bench-{secrets.token_hex(16)}"
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{api}/api/auth/register", json={"email": email, "password": password}) as r:
             reg = await r.json()
@@ -174,16 +176,16 @@ async def create_account(api: str, database_url: str) -> Account:
         finally:
             await conn.close()
         auth = {"Authorization": f"Bearer {reg['access_token']}"}
-        for provider in ("openai", "qwen"):
+        for provider, key in (("openai", provider_key), ("qwen", provider_key), ("anthropic", anthropic_key)):
             async with s.post(f"{api}/api/provider-keys", headers=auth,
-                              json={"provider": provider, "name": "bench", "key": provider_key}) as r:
+                              json={"provider": provider, "name": "bench", "key": key}) as r:
                 if r.status != 201:
                     raise RuntimeError(f"provider key ({provider}) failed: {r.status} {await r.text()}")
         async with s.post(f"{api}/api/proxy-keys", headers=auth, json={"name": "bench"}) as r:
             made = await r.json()
             if r.status != 201:
                 raise RuntimeError(f"proxy key failed: {r.status} {made}")
-    return Account(user_id, made["key"], provider_key)
+    return Account(user_id, made["key"], provider_key, anthropic_key)
 
 
 async def truncate_usage(database_url: str) -> None:

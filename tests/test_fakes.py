@@ -165,6 +165,17 @@ async def test_openai_refuses_missing_or_invalid_key_and_stream_options_without_
     assert [r.outcome for r in fake.state.requests] == ["error"] * 3
 
 
+async def test_openai_refuses_reasoning_effort_on_models_without_reasoning(http: aiohttp.ClientSession) -> None:
+    async with http.post("/openai/v1/chat/completions", json={**CHAT, "reasoning_effort": "low"},
+                         headers=GOOD) as r:
+        assert r.status == 400
+        err = (await r.json())["error"]
+        assert (err["param"], err["code"]) == ("reasoning_effort", "unsupported_parameter")
+    reasoning = {**CHAT, "model": "o4-mini", "reasoning_effort": "low"}
+    async with http.post("/openai/v1/chat/completions", json=reasoning, headers=GOOD) as r:
+        assert r.status == 200
+
+
 async def test_openai_scripted_429_carries_retry_after_and_the_sdk_raises_rate_limit(
     fake: FakeServer,
 ) -> None:

@@ -39,6 +39,8 @@ from tests.fakes.scenario import (
 )
 
 STATE_KEY = web.AppKey("fake_openai_state", FakeState)
+# OpenAI models without reasoning: real OpenAI answers a 400 ``unsupported_parameter`` to ``reasoning_effort``.
+NON_REASONING_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4-", "gpt-3.5", "chatgpt-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +244,14 @@ def _validate(flavor: Flavor, body: Any) -> tuple[int, bytes] | None:
     if "does-not-exist" in model:
         msg = f"The model `{model}` does not exist or you do not have access to it."
         return 404, error_body(flavor, 404, msg)
+    if flavor is OPENAI and "reasoning_effort" in body and model.startswith(NON_REASONING_PREFIXES):
+        return 400, error_body(
+            flavor,
+            400,
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            param="reasoning_effort",
+            code="unsupported_parameter",
+        )
     if not streaming and model.startswith(flavor.stream_only_prefixes):
         return 400, error_body(
             flavor,

@@ -1,6 +1,7 @@
 """Anthropic Messages request -> the internal chat form (protocols.md sections 2 and 5). Pure ``dict -> dict``.
 
-Kept: system (string or text blocks), multi-block content, images (base64 -> ``data:`` URL, URL -> URL),
+Kept: system (string or text blocks; also ``role: "system"`` messages in ``messages``, which Claude Code sends
+for models it does not know, kept in place), multi-block content, images (base64 -> ``data:`` URL, URL -> URL),
 ``tool_use`` / ``tool_result`` (ids kept; a tool result's images follow it as a user message, since chat tool
 messages hold text only), ``tools``, ``tool_choice`` (with ``disable_parallel_tool_use``), ``stop_sequences``,
 ``max_tokens``, ``temperature``, ``top_p``, ``thinking`` -> ``reasoning_effort`` (by budget), ``stream``.
@@ -49,19 +50,20 @@ def _text(block: JSON, param: str) -> str:
     return text
 
 
-def system_text(system: Any) -> str | None:
-    """The top-level ``system``: a string or text blocks, joined (``cache_control`` dropped)."""
+def system_text(system: Any, param: str = "system") -> str | None:
+    """The top-level ``system`` (or a system message's content): a string or text blocks, joined
+    (``cache_control`` dropped)."""
     if system is None:
         return None
     if isinstance(system, str):
         return system or None
     if not isinstance(system, list):
-        raise _bad("must be a string or an array of text blocks", "system")
+        raise _bad("must be a string or an array of text blocks", param)
     texts = []
     for j, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise _bad("only text blocks are supported", f"system[{j}]")
-        texts.append(_text(block, f"system[{j}]"))
+            raise _bad("only text blocks are supported", f"{param}[{j}]")
+        texts.append(_text(block, f"{param}[{j}]"))
     return "\n\n".join(t for t in texts if t) or None
 
 
@@ -241,9 +243,13 @@ def prompt_messages(body: JSON) -> list[JSON]:
     for i, message in enumerate(messages):
         p = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant") or "content" not in message:
-            raise _bad("must be an object with role 'user' or 'assistant' and content", p)
-        if role == "user":
+        if role not in ("user", "assistant", "system") or "content" not in message:
+            raise _bad("must be an object with role 'user', 'assistant' or 'system' and content", p)
+        if role == "system":  # Claude Code sends these in place for models it does not know
+            text = system_text(message["content"], f"{p}.content")
+            if text is not None:
+                out.append({"role": "system", "content": text})
+        elif role == "user":
             out.extend(_user(message["content"], f"{p}.content"))
         else:
             assistant = _assistant(message["content"], f"{p}.content")
