@@ -78,7 +78,7 @@ def test_final_states_never_move() -> None:
 
 
 def test_a_closed_invoice_moves_only_when_midtrans_reports_it_paid_and_then_to_refund_due() -> None:
-    assert CLOSED_UNPAID == {InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.DENIED}
+    assert {InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.DENIED} == CLOSED_UNPAID
     for state in CLOSED_UNPAID:
         for ts in TRANSACTION_STATUSES:
             for fs in FRAUD_STATUSES:

@@ -1,5 +1,6 @@
 """Moving one invoice through its state machine on a Midtrans status answer, with the effects on the
-subscription and the user's plan, in one transaction. Shared by the webhook, the lifecycle job and a checkout that replaces a pending invoice."""
+subscription and the user's plan, in one transaction. Shared by the webhook, the lifecycle job and a checkout
+that replaces a pending invoice."""
 
 from __future__ import annotations
 
