@@ -39,7 +39,7 @@ async def test_the_same_plan_again_returns_the_pending_invoice(billing: Billing)
 async def test_another_plan_cancels_the_pending_invoice_and_expires_its_snap_transaction(
         billing: Billing) -> None:
     h = await billing.user()
-    starter = await billing.subscribe(h, "starter")
+    starter = await billing.subscribe(h, "starter", key="page-1-starter")
     billing.fake.set_status(starter["order_id"], "pending", payment_type="bca_va")  # a VA number was issued
     pro = await billing.subscribe(h, "pro")
     assert pro["order_id"] != starter["order_id"] and pro["kind"] == "new"
@@ -48,13 +48,16 @@ async def test_another_plan_cancels_the_pending_invoice_and_expires_its_snap_tra
     assert (expire.method, expire.path) == ("POST", f"/v2/{starter['order_id']}/expire")
     assert expire.headers["Authorization"].startswith("Basic ")
     assert billing.fake.transactions[starter["order_id"]].transaction_status == "expire"
-    assert (await billing.invoice(h, starter["order_id"]))["status"] == "expired"
+    assert (await billing.invoice(h, starter["order_id"]))["status"] == "cancelled"
     assert await _pending_count(billing) == 1
     # Midtrans' own notification of the expiry follows; it changes nothing more.
     await billing.fake.drain()
     expired_note = [n for n in billing.fake.notifications if n.body["order_id"] == starter["order_id"]]
     assert [(n.status, n.body["transaction_status"]) for n in expired_note] == [(200, "expire")]
-    assert (await billing.invoice(h, starter["order_id"]))["status"] == "expired"
+    assert '"no_change:cancelled"' in (expired_note[0].response_text or "")
+    # Its Idempotency-Key (a stale console page) no longer leads to a payment page that cannot take money.
+    stale = await billing.subscribe(h, "starter", key="page-1-starter", expect=409)
+    assert stale["error"]["code"] == "checkout_closed"
     # The replacement is paid as usual.
     assert (await billing.notify(pro["order_id"], "settlement"))["verdict"] == "applied:paid"
     assert await billing.plan(h) == "pro"
@@ -141,9 +144,16 @@ async def test_concurrent_choices_leave_one_pending_invoice(billing: Billing) ->
     assert {r.status for r in resps} <= {201, 409}, [await r.text() for r in resps]
     assert any(r.status == 201 for r in resps)
     assert await _pending_count(billing) == 1
-    # Every replaced invoice was expired at Midtrans before the next one was issued.
+    # Every replaced invoice was expired at Midtrans, after its Snap transaction was opened (never a Snap page
+    # opened for an invoice already closed).
     closed = await billing.db.fetch("SELECT order_id FROM invoices WHERE status <> 'pending'")
     assert {c["order_id"] for c in closed} <= set(billing.fake.expire_calls)
+    order = [(r.path, r.json()["transaction_details"]["order_id"] if r.path.endswith("/transactions") else
+              r.path.split("/")[2]) for r in billing.fake.requests]
+    for c in closed:
+        opened = [i for i, (path, oid) in enumerate(order) if oid == c["order_id"] and path.endswith("/transactions")]
+        expired = [i for i, (path, oid) in enumerate(order) if oid == c["order_id"] and path.endswith("/expire")]
+        assert opened and expired and max(opened) < min(expired), (c["order_id"], order)
 
 
 async def test_the_database_refuses_a_second_pending_invoice(billing: Billing) -> None:
@@ -156,3 +166,18 @@ async def test_the_database_refuses_a_second_pending_invoice(billing: Billing) -
                SELECT user_id, 'WEB-2000-01-0001', 'WBR-second', 'pro', 'new', 1, 0, 1, now() + interval '1 day'
                FROM invoices LIMIT 1""")
     assert info.value.constraint_name == "invoices_one_pending_per_user"
+
+
+async def test_a_pending_invoice_still_being_opened_is_not_replaced(billing: Billing) -> None:
+    """Another request inserted the invoice and is waiting for Snap's answer (no token yet): replacing it now
+    could leave that Snap page alive for a closed invoice, so the new choice is told to retry."""
+    h = await billing.user()
+    starter = await billing.subscribe(h, "starter")
+    await billing.db.execute("UPDATE invoices SET snap_token = NULL")  # as while its Snap call is in flight
+    busy = await billing.subscribe(h, "pro", expect=409)
+    assert busy["error"]["code"] == "checkout_busy"
+    assert billing.fake.expire_calls == [] and await _pending_count(billing) == 1
+    # Its request is long gone (Snap calls time out after 10 s): now it can be replaced.
+    await billing.db.execute("UPDATE invoices SET created_at = now() - interval '5 minutes'")
+    pro = await billing.subscribe(h, "pro")
+    assert billing.fake.expire_calls == [starter["order_id"]] and pro["order_id"] != starter["order_id"]

@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from webrana_proxy.api.identity import User
 from webrana_proxy.billing import subscriptions
-from webrana_proxy.billing.deps import BillingDeps
-from webrana_proxy.billing.invoice_state import InvoiceStatus
+from webrana_proxy.billing.deps import MIDTRANS_TIMEOUT_SECONDS, BillingDeps
+from webrana_proxy.billing.invoice_state import CLOSED_UNPAID, InvoiceStatus
 from webrana_proxy.billing.invoices import PENDING_INVOICE_TTL, insert_invoice
 from webrana_proxy.billing.midtrans import MidtransError, TransactionStatus, new_order_id
 from webrana_proxy.billing.money import LineItem, build_charge
@@ -45,6 +45,10 @@ MIN_EXPIRY_MINUTES = 1  # Snap wants a positive duration
 # Each round closes the pending invoice another request just opened; more than this is a fight over the
 # checkout (two tabs clicking different plans), and the caller is told to retry.
 MAX_REPLACE_ROUNDS = 3
+# A pending invoice without a Snap token younger than this is still being opened by another request (its
+# Snap call is bounded by the Midtrans client timeout): replacing it now could leave that request's Snap page
+# alive for a closed invoice, so the new choice waits (409). Older, its request is gone: it can be replaced.
+SNAP_IN_FLIGHT = timedelta(seconds=3 * MIDTRANS_TIMEOUT_SECONDS)
 ONE_PENDING_INDEX = "invoices_one_pending_per_user"
 
 
@@ -120,7 +124,7 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
         existing = await _by_key(deps.pool, user, idempotency_key)
         if existing is not None:
             return await _replay(deps, user, existing)
-    for _ in range(MAX_REPLACE_ROUNDS):
+    for round_ in range(MAX_REPLACE_ROUNDS + 1):
         issued: asyncpg.Record | None = None
         replace: asyncpg.Record | None = None
         async with deps.pool.acquire() as conn, conn.transaction():
@@ -132,6 +136,10 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
                     issued = await _issue(conn, deps, user, plan, idempotency_key, now)
                 elif pending["plan"] == plan.id and pending["expires_at"] > now:
                     existing = pending  # the same choice again: the same invoice, no second Snap call
+                elif round_ == MAX_REPLACE_ROUNDS or (pending["snap_token"] is None
+                                                      and pending["created_at"] > now - SNAP_IN_FLIGHT):
+                    raise CheckoutBusy("another checkout of this account is opening or changing the pending "
+                                       "invoice; retry in a moment")
                 else:
                     replace = pending
         if existing is not None:
@@ -139,36 +147,39 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
         if issued is not None:
             return Checkout(await _open_snap(deps, user, issued, now), replayed=False)
         assert replace is not None
-        await _close_replaced(deps, replace, now)
-    raise CheckoutBusy("another checkout of this account is changing the pending invoice; retry")
+        await _close_replaced(deps, replace, now)  # then the next round issues the new invoice
+    raise AssertionError("unreachable: the last round issues, returns or raises")
 
 
-async def _midtrans_answer(deps: BillingDeps, order_id: str) -> TransactionStatus | None:
-    """Expire the order at Midtrans and return what it is now; ``None`` when Midtrans does not know it (no
-    payment method was chosen). Raises MidtransUnavailable (503) when Midtrans cannot say."""
+async def _expire_at_midtrans(deps: BillingDeps, order_id: str) -> TransactionStatus | None:
+    """Expire the order at Midtrans. ``None`` when it can no longer be paid (expired now, or unknown to
+    Midtrans: no payment method was chosen); otherwise what Midtrans says it is (paid, in review, closed).
+    Raises MidtransUnavailable (503) when Midtrans cannot say."""
     try:
-        body = await deps.midtrans.expire(order_id)
+        await deps.midtrans.expire(order_id)
+        return None
     except MidtransError as exc:
         if exc.not_found:
             return None
-        # Refused (412): no longer pending. Paid, or closed already: the status says which.
-        try:
-            body = await deps.midtrans.get_status(order_id)
-        except MidtransError as again:
-            if again.not_found:
-                return None
-            raise
+    # Refused (412): no longer pending. Paid, or closed already: the status says which.
+    try:
+        body = await deps.midtrans.get_status(order_id)
+    except MidtransError as exc:
+        if exc.not_found:
+            return None
+        raise
     try:
         return TransactionStatus.from_body(body)
     except ValueError:
-        log.error("Midtrans expire/status answer malformed", extra={"order_id": order_id})
+        log.error("Midtrans status answer malformed", extra={"order_id": order_id})
         raise UpstreamError("payment provider answer is malformed", status=502,
                             code="payment_provider_error") from None
 
 
 async def _close_replaced(deps: BillingDeps, invoice: asyncpg.Record, now: datetime) -> None:
-    """Close the pending ``invoice`` that a new plan choice replaces, on Midtrans' word (see the module)."""
-    status = await _midtrans_answer(deps, invoice["order_id"])
+    """Close the pending ``invoice`` that a new plan choice replaces, on Midtrans' word (see the module):
+    cancelled, unless Midtrans says it was paid (applied as usual) or card money is held (409)."""
+    status = await _expire_at_midtrans(deps, invoice["order_id"])
     async with deps.pool.acquire() as conn, conn.transaction():
         outcome = await apply_status(conn, invoice["id"], status, now,
                                      close_unsettled_as=InvoiceStatus.CANCELLED)
@@ -176,6 +187,11 @@ async def _close_replaced(deps: BillingDeps, invoice: asyncpg.Record, now: datet
         await deps.keycache.invalidate_user(outcome.user_id)
     log.info("pending invoice replaced by a new plan choice",
              extra={"order_id": invoice["order_id"], "verdict": outcome.verdict})
+    if outcome.verdict in {"amount_mismatch", "order_mismatch"}:
+        log.error("Midtrans' record of a pending invoice does not match it",
+                  extra={"order_id": invoice["order_id"], "verdict": outcome.verdict})
+        raise UpstreamError("the payment provider's record of your pending invoice does not match it; "
+                            "contact support", status=502, code="payment_provider_error")
     if outcome.verdict == f"no_change:{InvoiceStatus.PENDING.value}":
         raise PaymentInProgress("a payment of your pending invoice is being processed; wait for it to finish "
                                 "before choosing another plan")
@@ -215,6 +231,10 @@ async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
 
 
 async def _replay(deps: BillingDeps, user: User, row: asyncpg.Record) -> Checkout:
+    if InvoiceStatus(row["status"]) in CLOSED_UNPAID:  # its Snap page can no longer take a payment
+        raise IdempotencyConflict(
+            "the checkout made with this Idempotency-Key is closed (replaced by another plan choice, expired "
+            "or failed); retry with a new key", code="checkout_closed")
     if row["snap_token"] is not None:
         return Checkout(_answer(row), replayed=True)
     if row["status"] != "pending":
