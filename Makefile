@@ -1,13 +1,17 @@
 # Webrana: the two commands are `make run` and `make test`. Needs only Python >= 3.11, pip and a C compiler.
 #
-#   make run     create .venv, start embedded PostgreSQL + Redis (unless DATABASE_URL / REDIS_URL are set),
-#                migrate, create the dev admin, start webrana-proxy and webrana-dashboard; Ctrl-C stops all
-#   make test    the same services, then the whole test suite (PYTEST_ARGS="-k foo -x" to narrow it)
+#   make run     create .venv with what running needs, start embedded PostgreSQL + Redis (unless DATABASE_URL /
+#                REDIS_URL are set), migrate, create the dev admin, start webrana-proxy and webrana-dashboard
+#                talking to the real providers; Ctrl-C stops all
+#   make demo    the same, offline: answers come from local fake providers (tests/fakes), the console says so
+#   make test    the test and dev tools too, the same services, then the whole test suite (PYTEST_ARGS="-k foo -x")
 #   make lint    ruff + mypy
 #   make bench   the gateway overhead benchmark
 #   make clean   remove .venv and .webrana (the embedded databases and the dev secrets)
 #
-# VENV=/path/to/venv uses an existing, already-installed virtualenv as is (no pip install), e.g. in tests.
+# `run`/`demo` install the project with its `local` extra (embedded PostgreSQL and Redis); `test`/`lint`/`bench`
+# add the `test` and `dev` extras. VENV=/path/to/venv uses an existing, already-installed virtualenv as is (no pip
+# install), e.g. in tests.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,36 +19,48 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 ifeq ($(VENV),.venv)
-VENV_READY := .venv/.installed
+LOCAL_READY := .venv/.installed-local
+TEST_READY := .venv/.installed-test
 else
-VENV_READY :=
+LOCAL_READY :=
+TEST_READY :=
 endif
 
-.PHONY: run test lint bench clean venv .venv
+.PHONY: run demo test lint bench clean venv .venv
 
-run: $(VENV_READY)
+run: $(LOCAL_READY)
 	$(PY) devstack.py run
 
-test: $(VENV_READY)
+demo: $(LOCAL_READY)
+	$(PY) devstack.py demo
+
+test: $(TEST_READY)
 	$(PY) devstack.py test $(PYTEST_ARGS)
 
-lint: $(VENV_READY)
+lint: $(TEST_READY)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy devstack.py
 
-bench: $(VENV_READY)
+bench: $(TEST_READY)
 	$(PY) -m bench
 
-venv .venv: $(VENV_READY)
+venv .venv: $(TEST_READY)
 
-# Re-installs whenever pyproject.toml changes; the stamp is written only after a successful install.
-.venv/.installed: pyproject.toml
+.venv/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Webrana needs Python >= 3.11; set PYTHON=python3.11")'
-	test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	$(PYTHON) -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
-	.venv/bin/python -m pip install -e '.[test,dev]'
+
+# Each re-installs whenever pyproject.toml changes; a stamp is written only after a successful install.
+.venv/.installed-local: pyproject.toml | .venv/bin/python
+	.venv/bin/python -m pip install -e '.[local]'
 	touch $@
+
+# Everything `local` has and more, so it stands for that stamp too.
+.venv/.installed-test: pyproject.toml | .venv/bin/python
+	.venv/bin/python -m pip install -e '.[local,test,dev]'
+	touch $@ .venv/.installed-local
 
 clean:
 	rm -rf .venv .webrana .pytest_cache .mypy_cache .ruff_cache .hypothesis

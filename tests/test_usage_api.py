@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import csv
 import io
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +27,8 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import Api
 from webrana_proxy.api.usage import (
     CSV_FIELDS,
+    EXPORT_CHUNK,
+    EXPORT_SQL,
     RequestFilter,
     csv_safe,
     decode_cursor,
@@ -33,8 +37,10 @@ from webrana_proxy.api.usage import (
     page_query,
     parse_status,
 )
+from webrana_proxy.db import POOL_MAX
 from webrana_proxy.errors import ValidationFailed
-from webrana_proxy.usage import UsageRecord, write_batch
+from webrana_proxy.state import POOL
+from webrana_proxy.usage import JAKARTA, UsageRecord, write_batch
 
 Client = TestClient[web.Request, web.Application]
 T0 = datetime(2024, 3, 1, 16, 59, 59, tzinfo=UTC)  # 2024-03-01 23:59:59 in Jakarta: the day's last second
@@ -321,35 +327,54 @@ async def test_export_streams_the_callers_rows_as_safe_csv(
 
 EXPORT_BACKENDS = """SELECT pid FROM pg_stat_activity
     WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
-      AND query LIKE '%FROM proxy_requests WHERE user_id%ORDER BY created_at, id'"""
+      AND query LIKE '%FROM proxy_requests WHERE user_id%ORDER BY created_at, id%'"""
+
+
+SMALL_RECEIVE_BUFFER = 16 * 1024  # bytes in the downloading socket: the rest of a big export waits on the server
+
+
+@contextlib.asynccontextmanager
+async def downloader(client: Client) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session whose sockets have a small fixed receive buffer (no autotuning to megabytes), so what a
+    download has not read yet stays mostly on the server's side: the export really waits for the reader."""
+    def small_socket(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
+        return sock
+
+    connector = aiohttp.TCPConnector(socket_factory=small_socket, limit=0)
+    async with aiohttp.ClientSession(str(client.make_url("")), connector=connector) as session:
+        yield session
 
 
 async def many_rows(db: asyncpg.Connection, user_id: str) -> None:
-    """~8 MB of CSV in Jakarta 2024-03-02..03: far more than socket buffers hold, so a download stays open."""
+    """~8 MB of CSV in Jakarta 2024-03-02..03: twice what the server's socket may buffer for one connection
+    (4 MiB at most here), so a download through ``downloader`` stays open until it is read."""
     start = datetime(2024, 3, 2, 3, tzinfo=UTC)
     for part in range(6):
         await write(db, [rec(user_id, start + timedelta(seconds=part * 10_000 + i)) for i in range(10_000)])
 
 
-async def test_an_export_the_client_abandons_releases_its_database_cursor(
+async def test_an_export_holds_no_database_connection_while_the_client_reads(
         client: Client, api: Api, db: asyncpg.Connection) -> None:
     alice, headers = await user(api)
     await many_rows(db, alice)
+    pool = client.app[POOL]
+    busy_before = pool.get_size() - pool.get_idle_size()  # e.g. a background task's own connection
 
-    async def export_in_flight() -> int:
-        return len(await db.fetch(EXPORT_BACKENDS))
-
-    resp = await client.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers)
-    assert resp.status == 200
-    assert (await resp.content.readany()).startswith(b"request_id,")
-    assert await export_in_flight() == 1  # the server-side cursor is open, rows not yet all sent
-    resp.close()  # the client goes away mid-download
-
-    for _ in range(100):
-        if await export_in_flight() == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await export_in_flight() == 0
+    async with downloader(client) as session, \
+            session.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers) as resp:
+        assert resp.status == 200
+        assert (await resp.content.readany()).startswith(b"request_id,")
+        # the server soon fills the socket and waits for the reader: then it holds no connection at all
+        for _ in range(200):
+            if pool.get_size() - pool.get_idle_size() == busy_before and not await db.fetch(EXPORT_BACKENDS):
+                break
+            await asyncio.sleep(0.05)
+        assert pool.get_size() - pool.get_idle_size() == busy_before, "the export still holds a connection"
+        assert not await db.fetch(EXPORT_BACKENDS)  # no query running, no cursor or transaction left open
+        assert not resp.content.at_eof()  # ... while the download is still in progress
     assert (await client.get("/api/usage/summary", headers=headers)).status == 200
 
 
@@ -357,14 +382,120 @@ async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_sho
         client: Client, api: Api, db: asyncpg.Connection) -> None:
     alice, headers = await user(api)
     await many_rows(db, alice)
-    resp = await client.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers)
-    assert resp.status == 200
-    assert (await resp.content.readany()).startswith(b"request_id,")
-    [backend] = await db.fetch(EXPORT_BACKENDS)
-    assert await db.fetchval("SELECT pg_terminate_backend($1)", backend["pid"])
-    with pytest.raises(aiohttp.ClientPayloadError):
-        await resp.read()
+    async with downloader(client) as session, \
+            session.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers) as resp:
+        assert resp.status == 200
+        assert (await resp.content.readany()).startswith(b"request_id,")
+        # Hold the next page's query on a lock, so its backend can be found and cut while it runs.
+        async with db.transaction():
+            await db.execute("LOCK TABLE proxy_requests IN ACCESS EXCLUSIVE MODE")
+            rest = asyncio.ensure_future(resp.read())
+            for _ in range(200):
+                if backends := await db.fetch(EXPORT_BACKENDS):
+                    break
+                await asyncio.sleep(0.05)
+            [backend] = backends
+            assert await db.fetchval("SELECT pg_terminate_backend($1)", backend["pid"])
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await rest
     assert (await client.get("/api/usage/summary", headers=headers)).status == 200
+
+
+SLOW_READERS = 25  # more downloads than the pool has connections
+LIVENESS_BOUND = 15.0  # seconds: whether the API answers at all (normal answers take milliseconds)
+
+
+async def test_the_api_answers_while_more_slow_export_readers_than_pool_connections_download(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    await many_rows(db, alice)  # ~8 MB of CSV: no download finishes during the test
+    assert client.app[POOL].get_max_size() == POOL_MAX == 20
+    started = 0
+    stop = asyncio.Event()
+
+    async def slow_reader(session: aiohttp.ClientSession) -> int:
+        """Reads a little now and then: never slow enough for the per-chunk write timeout to end it."""
+        nonlocal started
+        async with session.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers) as resp:
+            assert resp.status == 200
+            received = 0
+            while not stop.is_set():
+                chunk = await resp.content.read(16_384)
+                assert chunk, "a slow download finished early; the test needs them all open"
+                started += not received
+                received += len(chunk)
+                await asyncio.sleep(0.25)
+            return received
+
+    async with downloader(client) as session:
+        readers = [asyncio.ensure_future(slow_reader(session)) for _ in range(SLOW_READERS)]
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LIVENESS_BOUND):
+                    while started < SLOW_READERS:
+                        await asyncio.sleep(0.05)
+            assert started == SLOW_READERS, f"only {started} of {SLOW_READERS} downloads got their first bytes"
+            for _ in range(5):
+                async with asyncio.timeout(LIVENESS_BOUND):
+                    assert (await client.get("/api/auth/me", headers=headers)).status == 200
+                    assert (await client.get("/api/usage/summary", headers=headers)).status == 200
+                    assert (await client.get("/api/usage/requests?limit=5", headers=headers)).status == 200
+                await asyncio.sleep(0.2)
+            assert not any(r.done() for r in readers), "every download is still in progress while the API answers"
+        finally:
+            stop.set()
+            received = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(n, int) and n > 0 for n in received), received
+
+
+async def test_export_pages_through_rows_that_share_one_instant(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    """Keyset pages on (created_at, id): rows with the same created_at across a page boundary are each in the
+    file once, in id order, exactly as one ordered query over the range gives them."""
+    alice, headers = await user(api)
+    same = datetime(2024, 3, 2, 3, tzinfo=UTC)
+    await write(db, [rec(alice, same) for _ in range(EXPORT_CHUNK + 300)])
+    await write(db, [rec(alice, same + timedelta(microseconds=1)) for _ in range(EXPORT_CHUNK - 1)])
+    resp = await client.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-02", headers=headers)
+    rows = list(csv.reader(io.StringIO(await resp.text())))
+    expected = await db.fetch("SELECT request_id FROM proxy_requests WHERE user_id = $1::uuid "
+                              "ORDER BY created_at, id", alice)
+    assert [r[0] for r in rows[1:]] == [r["request_id"] for r in expected]
+    assert len(rows) == 1 + 2 * EXPORT_CHUNK + 299
+
+
+async def test_an_export_has_the_rows_up_to_the_moment_it_started(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, headers = await user(api)
+    earlier = datetime.now(UTC) - timedelta(minutes=10)
+    before = [rec(alice, earlier + timedelta(milliseconds=i)) for i in range(3 * EXPORT_CHUNK)]
+    await write(db, before)
+    first = earlier.astimezone(JAKARTA).date()
+    resp = await client.get(f"/api/usage/export.csv?from={first}&to={jakarta_today()}", headers=headers)
+    assert resp.status == 200
+    head = await resp.content.readany()
+    assert head.startswith(b"request_id,")
+    await write(db, [rec(alice, datetime.now(UTC) + timedelta(seconds=1))])  # a call after the export began
+    rows = list(csv.reader(io.StringIO((head + await resp.read()).decode())))
+    assert [r[0] for r in rows[1:]] == [r.request_id for r in before]
+
+
+async def test_an_export_page_is_an_index_range_scan(client: Client, api: Api, db: asyncpg.Connection) -> None:
+    alice, _ = await user(api)
+    bob, _ = await user(api)
+    await write(db, [rec(alice, T0 + timedelta(seconds=i)) for i in range(3000)])
+    for part in range(3):  # enough other rows that reading the table is dearer than the index, as in production
+        await write(db, [rec(bob, T0 + timedelta(seconds=part * 10_000 + i)) for i in range(10_000)])
+    await db.execute("ANALYZE proxy_requests")
+    for after in ((None, None), (T0 + timedelta(seconds=1500), uuid.uuid4())):
+        plan = await (await db.prepare(EXPORT_SQL)).explain(
+            uuid.UUID(alice), T0, T0 + timedelta(days=1), *after, EXPORT_CHUNK)
+        node = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+        while node["Node Type"] == "Limit":
+            node = node["Plans"][0]
+        assert node["Node Type"] == "Index Scan", node  # no Sort: the index read backwards is the file's order
+        assert node["Index Name"] == "proxy_requests_user_time_idx"
+        assert "created_at" in node["Index Cond"] and "user_id" in node["Index Cond"]
 
 
 async def test_export_validates_before_streaming(client: Client, api: Api) -> None:

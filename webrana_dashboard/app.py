@@ -18,10 +18,11 @@ from webrana_dashboard.i18n import load_catalogues
 from webrana_dashboard.middleware import on_prepare, pipeline
 from webrana_dashboard.session import SessionStore
 from webrana_dashboard.settings import DashboardSettings
-from webrana_dashboard.state import API, CATALOGUES, HTTP, REFRESHER, SESSIONS, SETTINGS, STATIC_VERSION
+from webrana_dashboard.shared import SharedAnswers
+from webrana_dashboard.state import API, CATALOGUES, HTTP, REFRESHER, SESSIONS, SETTINGS, SHARED, STATIC_VERSION
 from webrana_dashboard.views import account, admin, billing, overview, provider_keys, proxy_keys, system, usage
 
-API_CONNECTIONS = 100  # concurrent calls from one console process to the proxy; pages make a handful each
+API_CONNECTIONS = 100  # concurrent calls from one console process to the proxy; pages make one or two each
 CLIENT_MAX_SIZE = 64 * 1024  # the console only receives small forms
 
 
@@ -53,6 +54,7 @@ def create_app(settings: DashboardSettings) -> web.Application:
     app[CATALOGUES] = load_catalogues()
     app[SESSIONS] = SessionStore(settings.session_secret, settings.secure_cookies)
     app[REFRESHER] = Refresher()
+    app[SHARED] = SharedAnswers()
     static = _package_dir("static")
     app[STATIC_VERSION] = _static_version(static)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(_package_dir("templates"))),

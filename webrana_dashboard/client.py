@@ -18,6 +18,7 @@ import orjson
 Json = dict[str, Any]
 API_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)  # the API answers in milliseconds; 30 s means trouble
 EXPORT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=60)  # a long CSV streams for a while
+META_TIMEOUT = aiohttp.ClientTimeout(total=3, connect=2)  # asked while rendering any page: never hold one up long
 ERROR_BODY_LIMIT = 64 * 1024  # error bodies are small JSON; never read more
 
 
@@ -100,7 +101,8 @@ class ApiClient:
         return headers
 
     async def call(self, creds: Credentials, method: str, path: str, *, body: Json | None = None,
-                   params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> Any:
+                   params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+                   time_limit: aiohttp.ClientTimeout = API_TIMEOUT) -> Any:
         """One JSON call; a 401 on a signed-in call refreshes the token once and retries."""
         for attempt in (1, 2):
             sent = await self._headers(creds, headers)
@@ -109,7 +111,7 @@ class ApiClient:
                 sent["Content-Type"] = "application/json"
             try:
                 async with self.http.request(method, self.base_url + path, data=data, params=params,
-                                             headers=sent, timeout=API_TIMEOUT) as resp:
+                                             headers=sent, timeout=time_limit) as resp:
                     if resp.status < 400:
                         return orjson.loads(await resp.read())
                     err = await _error_from(resp)
@@ -161,8 +163,16 @@ class ApiClient:
     async def logout(self, creds: Credentials, refresh_token: str) -> None:
         await self.call(creds, "POST", "/api/auth/logout", body={"refresh_token": refresh_token})
 
-    async def me(self, creds: Credentials) -> Json:
-        result: Json = await self.call(creds, "GET", "/api/auth/me")
+    # --- what pages show -------------------------------------------------------------------------------
+
+    async def meta(self, creds: Credentials) -> Json:
+        """The deployment's facts (API version, demo flag); public and small."""
+        result: Json = await self.call(creds, "GET", "/api/meta", time_limit=META_TIMEOUT)
+        return result
+
+    async def overview(self, creds: Credentials) -> Json:
+        """Everything the overview page shows, in one call."""
+        result: Json = await self.call(creds, "GET", "/api/overview")
         return result
 
     # --- provider keys ----------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from webrana_dashboard import formatting
-from webrana_dashboard.client import ApiClient, ApiError
+from webrana_dashboard.client import Anonymous, ApiClient, ApiError
 from webrana_dashboard.credentials import BrowserCredentials
 from webrana_dashboard.i18n import Translator
 from webrana_dashboard.session import Session
@@ -18,6 +19,7 @@ from webrana_dashboard.state import (
     REFRESHER,
     SESSION,
     SETTINGS,
+    SHARED,
     STATIC_VERSION,
     TRANSLATOR,
     USES_SNAP,
@@ -48,6 +50,11 @@ def api(request: web.Request) -> ApiClient:
     return request.app[API]
 
 
+async def plans(request: web.Request) -> dict[str, Any]:
+    """The plans (the same for everyone): kept by the console for a few minutes, not asked per page."""
+    return await request.app[SHARED].plans(request.app[API], Anonymous(forwarded_for(request)))
+
+
 def creds(request: web.Request) -> BrowserCredentials:
     if CREDENTIALS not in request:
         request[CREDENTIALS] = BrowserCredentials(request.app[API], request.app[REFRESHER], request[SESSION],
@@ -73,11 +80,30 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+URL_INVISIBLE = str.maketrans("", "", "\t\r\n")  # browsers drop these anywhere in a URL (WHATWG URL standard)
+
+
 def safe_next(value: str | None, default: str = "/overview") -> str:
-    """A local path to go to after a form; anything else (other hosts, ``//evil``, ``/\\evil``) is ignored."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or any(c in value for c in "\r\n"):
+    r"""A path on this console to go to after a form, else ``default``.
+
+    The value is read as a browser would read it in a ``Location`` header: TAB, CR and LF are dropped and a
+    backslash counts as a slash, so ``/\t/evil.example`` and ``/\evil.example`` both mean ``//evil.example``,
+    another site. What is left must be a path: one ``/`` first and no second ``/``, no scheme, no host, only
+    printable ASCII (``request.path_qs`` is always percent-encoded) and no backslash at all. Percent-encoded
+    forms (``/%09/evil.example``, ``/%2F%2Fevil.example``) are paths on this console: browsers never decode
+    them while resolving a redirect, so they lead to a 404 here, never elsewhere.
+    """
+    if not value:
         return default
-    return value
+    path = value.translate(URL_INVISIBLE)
+    if not path.startswith("/") or path.startswith("//"):
+        return default
+    if any(not "!" <= c <= "~" or c == "\\" for c in path):
+        return default
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
+        return default
+    return path
 
 
 def error_text(t: Translator, err: ApiError) -> str:
@@ -98,6 +124,9 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
     months = t.month_names()
     session = request.get(SESSION)
     settings = request.app[SETTINGS]
+    if "demo" not in (context or {}):  # a page whose own answer says so (the overview) saves the meta call
+        context = {**(context or {}),
+                   "demo": await request.app[SHARED].demo(request.app[API], Anonymous(forwarded_for(request)))}
     base: dict[str, Any] = {
         "t": t,
         "lang": t.lang,

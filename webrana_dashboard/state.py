@@ -10,6 +10,7 @@ from webrana_dashboard.credentials import BrowserCredentials, Refresher
 from webrana_dashboard.i18n import Translator
 from webrana_dashboard.session import Session, SessionStore
 from webrana_dashboard.settings import DashboardSettings
+from webrana_dashboard.shared import SharedAnswers
 
 SETTINGS = web.AppKey("settings", DashboardSettings)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -18,6 +19,7 @@ REFRESHER = web.AppKey("refresher", Refresher)
 CATALOGUES = web.AppKey("catalogues", dict[str, dict[str, str]])
 SESSIONS = web.AppKey("sessions", SessionStore)
 STATIC_VERSION = web.AppKey("static_version", str)
+SHARED = web.AppKey("shared", SharedAnswers)  # the plans and /api/meta, kept for a while
 
 SESSION = web.RequestKey("session", Session)
 TRANSLATOR = web.RequestKey("translator", Translator)

@@ -13,7 +13,6 @@ from webrana_dashboard.i18n import Translator
 
 PRESETS = (7, 30, 90)  # days offered on the usage page
 DEFAULT_PRESET = 30
-METRICS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_idr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +54,6 @@ def choose_range(query: Mapping[str, str], today: date) -> tuple[DayRange, dict[
     if errors or first is None or last is None:
         return preset_range(DEFAULT_PRESET, today), errors
     return DayRange(first, last, None), {}
-
-
-def sum_days(by_day: Sequence[Mapping[str, Any]], first: date) -> dict[str, int]:
-    """Totals of the ``by_day`` entries on or after ``first`` (e.g. this month out of a 30+ day summary)."""
-    totals = dict.fromkeys(METRICS, 0)
-    for entry in by_day:
-        if date.fromisoformat(entry["date"]) >= first:
-            for m in METRICS:
-                totals[m] += int(entry.get(m, 0))
-    return totals
 
 
 def day_bars(by_day: Sequence[Mapping[str, Any]], metric: str, t: Translator, unit_key: str) -> list[Bar]:

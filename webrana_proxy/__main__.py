@@ -39,7 +39,8 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _create_admin(settings: Settings, email: str, password: str) -> int:
+async def _create_admin(settings: Settings, email: str, password: str, promote: bool) -> int:
+    from webrana_proxy.admins import Outcome, ensure_admin
     from webrana_proxy.db import create_pool
     from webrana_proxy.errors import ValidationFailed
     from webrana_proxy.jsonio import req_email
@@ -51,17 +52,19 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
     except ValidationFailed as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    password_hash = await Passwords().hash(password)
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
-        await pool.execute(
-            """INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'admin')
-               ON CONFLICT ((lower(email))) DO UPDATE SET role = 'admin', password_hash = EXCLUDED.password_hash,
-                                                         status = 'active'""",
-            email, password_hash)
+        async with pool.acquire() as conn, conn.transaction():
+            outcome = await ensure_admin(conn, Passwords(), email, password, promote=promote)
     finally:
         await pool.close()
-    print(f"admin ready: {email}")
+    if outcome is Outcome.REFUSED:
+        print(f"error: {email} already has an account that is not an admin, and anyone can sign up with any "
+              "address, so it is not promoted on its own. If you know this account is yours to make an admin, "
+              f"run `webrana-proxy create-admin --promote {email}`: it sets the password given here and signs "
+              "the account out of every session. Otherwise choose another e-mail.", file=sys.stderr)
+        return 1
+    print(f"admin ready: {email} ({outcome.value})")
     return 0
 
 
@@ -93,10 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "1; 0 means one per core)")
     sub.add_parser("migrate", help="apply pending SQL migrations from sql/",
                    description="Apply pending migrations in order; safe to run from several replicas at once.")
-    admin_p = sub.add_parser("create-admin", help="create (or promote) an admin account",
-                             description="Create an admin, or promote an existing account. The password comes "
-                                         "from WEBRANA_ADMIN_PASSWORD or is asked for.")
+    admin_p = sub.add_parser("create-admin", help="create an admin account (idempotent)",
+                             description="Create an admin account, or do nothing if it is already an admin with "
+                                         "this password (another password resets it and signs the account out "
+                                         "everywhere). An existing non-admin account is refused unless "
+                                         "--promote is given. The password comes from WEBRANA_ADMIN_PASSWORD or "
+                                         "is asked for.")
     admin_p.add_argument("email")
+    admin_p.add_argument("--promote", action="store_true",
+                         help="make an existing non-admin account an admin: sets the password and revokes every "
+                              "refresh and access token of that account")
     sub.add_parser("rotate-master-key", help="re-encrypt provider keys under MASTER_ENCRYPTION_KEY",
                    description="Re-encrypt every provider key sealed with another master key, reading old rows "
                                "with MASTER_ENCRYPTION_KEY_PREVIOUS. Online, batched and resumable.")
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(lambda: _migrate(settings))
         if args.command == "create-admin":
             password = settings.admin_password or getpass.getpass("Admin password: ")
-            return _run(lambda: _create_admin(settings, args.email, password))
+            return _run(lambda: _create_admin(settings, args.email, password, args.promote))
         if args.command == "rotate-master-key":
             return _run(lambda: _rotate(settings))
     except ConfigError as exc:

@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
-from webrana_proxy.api import admin, auth, billing, openapi, plans, provider_keys, proxy_keys, usage
+from webrana_proxy.api import admin, auth, billing, meta, openapi, overview, plans, provider_keys, proxy_keys, usage
 from webrana_proxy.billing.deps import billing_ctx
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
+from webrana_proxy.gateway import messages as gateway_messages
 from webrana_proxy.gateway.access import FALLBACK, LocalLimiter
 from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
@@ -133,7 +134,7 @@ def create_app(settings: Settings) -> web.Application:
     app[health.SHUTTING_DOWN] = asyncio.Event()
     app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
-    for module in (gateway, health, auth, provider_keys, proxy_keys, usage, plans, billing, admin,
-                   openapi):
+    for module in (gateway, gateway_messages, health, auth, provider_keys, proxy_keys, usage, plans, billing,
+                   admin, openapi, overview, meta):
         app.router.add_routes(module.routes)
     return app

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 
-from webrana_proxy.envvalues import ConfigError
+from webrana_proxy.envvalues import ConfigError, mask_url
 
 # A connection, whether held directly or borrowed from the pool: what query helpers accept.
 if TYPE_CHECKING:
@@ -30,9 +29,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def describe_target(url: str) -> str:
-    """host:port/db of a DATABASE_URL, without the password, for error messages."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+    """A DATABASE_URL with its password masked, for error messages: any form (host lists, sockets) reads right."""
+    return mask_url(url)
 
 
 async def create_pool(database_url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> asyncpg.Pool:

@@ -1,5 +1,6 @@
 """Operations endpoints: /health (the process is alive), /health/ready (PostgreSQL and Redis answer, not
-shutting down) and /metrics (Prometheus text format from this app's own registry)."""
+shutting down) and /metrics (Prometheus text format: this app's own registry, or the whole worker group's values
+under ``serve --workers N``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from webrana_proxy.jsonio import json_response
-from webrana_proxy.state import METRICS, POOL, REDIS
+from webrana_proxy.state import METRICS, POOL, REDIS, SETTINGS
 
 routes = web.RouteTableDef()
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
@@ -52,6 +53,10 @@ async def ready(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    resp = web.Response(body=encoder(request.app[METRICS].registry))
+    group_dir = request.app[SETTINGS].metrics_group_dir
+    registry = request.app[METRICS].exported(group_dir)
+    # A worker group's values are read from its files: off the event loop.
+    body = await asyncio.to_thread(encoder, registry) if group_dir else encoder(registry)
+    resp = web.Response(body=body)
     resp.headers["Content-Type"] = content_type
     return resp

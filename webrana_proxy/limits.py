@@ -71,6 +71,19 @@ redis.call('INCRBY', KEYS[3], 1 + extra)
 return {0, limit, limit - q - 1 - extra, redis.call('PTTL', KEYS[2]), 1 + extra, redis.call('GET', KEYS[4]) or ''}
 """
 
+# A call that is not billable (count_tokens): per-IP and per-user burst like any call, the month's quota untouched.
+# KEYS: ip window, burst window. ARGV: ip limit, burst limit, window ms. Returns {verdict, limit, remaining, reset_ms}.
+BURST_SCRIPT = """
+local ipl, bl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ip = redis.call('INCR', KEYS[1])
+if ip == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if ip > ipl then return {1, ipl, 0, redis.call('PTTL', KEYS[1])} end
+local b = redis.call('INCR', KEYS[2])
+if b == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+if b > bl then return {2, bl, 0, redis.call('PTTL', KEYS[2])} end
+return {0, bl, bl - b, redis.call('PTTL', KEYS[2])}
+"""
+
 # Unused leased calls back to the month's quota: only into the counter they were leased from (same seed mark), so
 # never into one rebuilt from PostgreSQL meanwhile (which never counted them), and never creating it negative.
 RETURN_SCRIPT = """
@@ -278,6 +291,7 @@ class Limiter:
         self.ip_limit = ip_limit
         self._ip = _Script(IP_SCRIPT)
         self._gateway = _Script(GATEWAY_SCRIPT)
+        self._burst = _Script(BURST_SCRIPT)
         self._seed = _Script(SEED_SCRIPT)
         self._return = _Script(RETURN_SCRIPT)
         self.leases = Leases()
@@ -296,6 +310,13 @@ class Limiter:
         n, ttl = await self._ip(self._redis, [key], [self.ip_limit, WINDOW_MS])
         n, ttl = int(n), int(ttl)
         return IpVerdict(n <= self.ip_limit, self.ip_limit, max(0, self.ip_limit - n), _ceil_s(ttl))
+
+    async def check_burst(self, ip: str, user_id: str, burst_limit: int, now: float) -> Verdict:
+        """Per-IP and per-user burst for a call the month's quota does not count (one round trip, no lease)."""
+        w = self._window(now)
+        code, limit, remaining, reset_ms = await self._burst(
+            self._redis, [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}"], [self.ip_limit, burst_limit, WINDOW_MS])
+        return Verdict(code == 0, LIMIT_NAMES.get(int(code), ""), int(limit), int(remaining), _ceil_s(int(reset_ms)))
 
     def quota_key(self, user_id: str, month: str) -> str:
         return f"rl:quota:{user_id}:{month}"

@@ -11,6 +11,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from webrana_proxy.clientip import client_ip
+from webrana_proxy.dialects import errors as dialect_errors
 from webrana_proxy.errors import (
     BadRequest,
     NotFound,
@@ -48,10 +49,11 @@ class RequestIds:
 REQUEST_IDS = web.AppKey("request_ids", RequestIds)
 
 
-def error_response(err: WebranaError, request_id: str) -> web.Response:
+def error_response(err: WebranaError, request_id: str, path: str = "") -> web.Response:
+    """``err`` in the shape of the route's dialect (Anthropic's on /v1/messages*, else OpenAI's)."""
     headers = {"x-request-id": request_id, **err.headers}
-    return web.Response(body=err.body_bytes(), status=err.status, content_type="application/json",
-                        headers=headers)
+    status, body = dialect_errors.render(err, request_id, path)
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
 def _from_http_exception(exc: web.HTTPException) -> WebranaError:
@@ -84,18 +86,18 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     except WebranaError as err:
         if request.get(RESPONSE_STARTED):
             raise
-        return error_response(err, request_id)
+        return error_response(err, request_id, path)
     except web.HTTPException as exc:
         if exc.status < 400 or request.get(RESPONSE_STARTED):
             raise
-        return error_response(_from_http_exception(exc), request_id)
+        return error_response(_from_http_exception(exc), request_id, path)
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id, "path": path})
         if request.get(RESPONSE_STARTED):
             raise
         internal = WebranaError(f"internal error; quote request id {request_id} when reporting it",
                                 code="internal_error")
-        return error_response(internal, request_id)
+        return error_response(internal, request_id, path)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
         response.headers.update(rate_headers)

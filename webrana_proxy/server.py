@@ -4,17 +4,23 @@ gracefully: readiness turns false, the listener closes, open requests get ``shut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import uvloop
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 
 from webrana_proxy.app import create_app
 from webrana_proxy.envvalues import ConfigError
@@ -23,6 +29,7 @@ from webrana_proxy.settings import Settings
 
 log = logging.getLogger("webrana.server")
 BACKLOG = 2048  # room for bursts of new connections under load
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for its multiprocess folder
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation collections (CPython default: 700)
 
 
@@ -88,23 +95,65 @@ def worker_main(reuse_port: bool) -> None:
     sys.exit(serve_one(settings, reuse_port))
 
 
+METRICS_DIR_PREFIX = "webrana-metrics-"  # + the serving parent's pid + "-" + random: one fresh folder per run
+
+
 def run_workers(settings: Settings, workers: int) -> int:
-    """One process, or N processes sharing the port with SO_REUSEPORT; SIGTERM/SIGINT reach every worker."""
+    """One process, or N processes sharing the port with SO_REUSEPORT; SIGTERM/SIGINT reach every worker.
+
+    N workers share one metrics folder (prometheus_client's multiprocess mode), so a scrape of any of them
+    reports the whole group: a fresh folder per run, its dead workers' live gauges dropped, removed at the end.
+    """
     if workers == 1:
         return serve_one(settings, reuse_port=False)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=worker_main, args=(True,), name=f"webrana-proxy-{i}") for i in range(workers)]
-    for p in procs:
-        p.start()
-
-    def forward(signum: int, _frame: object) -> None:
+    with metrics_group_dir() as group_dir:
+        # The spawned workers inherit the environment: prometheus_client reads this when they import it (their
+        # values then live in files there) and Settings.metrics_group_dir makes /metrics merge the folder.
+        os.environ[MULTIPROC_ENV] = group_dir
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=worker_main, args=(True,), name=f"webrana-proxy-{i}") for i in range(workers)]
         for p in procs:
-            if p.pid is not None and p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+            p.start()
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
+        def forward(signum: int, _frame: object) -> None:
+            for p in procs:
+                if p.pid is not None and p.is_alive():
+                    os.kill(p.pid, signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        running = {p.sentinel: p for p in procs}
+        while running:
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                p = running.pop(cast(int, sentinel))
+                p.join()
+                if p.pid is not None:
+                    mark_process_dead(p.pid, group_dir)  # type: ignore[no-untyped-call]  # its live gauges go
     # Any worker that failed, or was killed by a signal (a negative exit code), makes the whole exit non-zero.
     return 1 if any(p.exitcode for p in procs) else 0
+
+
+@contextlib.contextmanager
+def metrics_group_dir() -> Iterator[str]:
+    """A fresh, private folder for one run's metric files under the temp dir (``/tmp``: an emptyDir in the chart,
+    a tmpfs in compose); folders left by runs that were killed are removed first."""
+    base = Path(tempfile.gettempdir())
+    for stale in base.glob(f"{METRICS_DIR_PREFIX}*-*"):
+        owner = stale.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True

@@ -13,7 +13,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from webrana_proxy.envvalues import ConfigError, read_bool, read_float, read_int, read_secret, read_url
+from webrana_proxy.envvalues import (
+    ConfigError,
+    read_bool,
+    read_float,
+    read_int,
+    read_postgres_url,
+    read_redis_url,
+    read_secret,
+    read_url,
+)
 
 GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
 
@@ -89,6 +98,9 @@ class Settings:
     readiness_delay: float = DEFAULT_READINESS_DELAY
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     workers: int = 1
+    # Set by `serve --workers N` (N > 1) for its workers: the group's metric files (prometheus_client reads the
+    # same variable); empty: this process exports its own registry.
+    metrics_group_dir: str = ""
     migrations_dir: str = ""  # empty: the repository's sql/
     admin_password: str | None = field(default=None, repr=False)
     seller_name: str = "PT Webrana Teknologi Indonesia"
@@ -100,6 +112,7 @@ class Settings:
     log_level: str = "INFO"
     dev_mode: bool = False
     background_jobs: bool = True
+    demo: bool = False  # the providers are local fakes (`make demo`): the console shows a banner saying so
 
     @property
     def upstream_base_urls(self) -> dict[str, str]:
@@ -114,14 +127,14 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
-        database_url = read_url(e, "DATABASE_URL", "", ("postgres", "postgresql")) if e.get("DATABASE_URL") else ""
-        if not database_url:
+        if not e.get("DATABASE_URL", "").strip():
             raise ConfigError("DATABASE_URL is not set; e.g. postgresql://user:pass@127.0.0.1:5432/webrana "
                               "(`make run` starts an embedded PostgreSQL and sets it for you)")
         if not e.get("REDIS_URL"):
             raise ConfigError("REDIS_URL is not set; e.g. redis://127.0.0.1:6379/0 "
                               "(`make run` starts an embedded Redis and sets it for you)")
-        redis_url = read_url(e, "REDIS_URL", "", ("redis", "rediss", "unix"))
+        database_url = read_postgres_url(e, "DATABASE_URL")
+        redis_url = read_redis_url(e, "REDIS_URL")
         master_key = _b64_32("MASTER_ENCRYPTION_KEY",
                              read_secret(e, "MASTER_ENCRYPTION_KEY", GENERATE_KEY_HINT))
         previous_raw = e.get("MASTER_ENCRYPTION_KEY_PREVIOUS", "").strip()
@@ -183,6 +196,7 @@ class Settings:
             readiness_delay=read_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
             keepalive_timeout=read_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
             workers=read_int(e, "WEBRANA_WORKERS", 1, 0),
+            metrics_group_dir=_metrics_group_dir(e.get("PROMETHEUS_MULTIPROC_DIR", "")),
             migrations_dir=e.get("WEBRANA_MIGRATIONS_DIR", "").strip(),
             admin_password=e.get("WEBRANA_ADMIN_PASSWORD") or None,
             seller_name=e.get("WEBRANA_SELLER_NAME", "").strip() or "PT Webrana Teknologi Indonesia",
@@ -194,7 +208,16 @@ class Settings:
             log_level=log_level,
             dev_mode=read_bool(e, "WEBRANA_DEV", False),
             background_jobs=read_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
+            demo=read_bool(e, "WEBRANA_DEMO", False),
         )
+
+
+def _metrics_group_dir(raw: str) -> str:
+    path = raw.strip()
+    if path and not os.path.isdir(path):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a directory; leave it unset "
+                          "(`webrana-proxy serve --workers N` sets it for its workers)")
+    return path
 
 
 def _npwp(raw: str) -> str:

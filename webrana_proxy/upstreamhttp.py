@@ -39,6 +39,11 @@ class UpstreamProtocolError(ConnectionError):
     """The provider's bytes were not valid HTTP/1.1."""
 
 
+class HeaderNotSendable(ValueError):
+    """A header name or value cannot go on the wire as it is (a line break, or a character outside Latin-1).
+    Raised before anything is sent."""
+
+
 class PoolExhausted(TimeoutError):
     """Every connection the pool may open was busy for the whole connect timeout."""
 
@@ -349,8 +354,11 @@ class UpstreamPool:
         text = "".join(parts)
         # Each part above ends in exactly one CRLF: any other CR or LF came in through a name or value.
         if text.count("\n") != lines or text.count("\r") != lines:
-            raise ValueError("an upstream request header contains a line break")
-        return text.encode("latin-1")
+            raise HeaderNotSendable("an upstream request header contains a line break")
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise HeaderNotSendable("an upstream request header has a character outside Latin-1") from None
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None, *,
                       first_byte_timeout: float) -> UpstreamResponse:

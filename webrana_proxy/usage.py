@@ -39,6 +39,8 @@ SPILL_SCAN_INTERVAL = 2.0  # seconds between looks for spill files another (dead
 SPILL_PREFIX = "usage-spill-"  # + pid-random.jsonl; a claimed file is renamed to end in .replay-<pid>
 REFUSED_FILE = "usage-refused.jsonl"  # rows PostgreSQL refused to store, kept for an operator
 # No "id": PostgreSQL's DEFAULT gen_random_uuid() fills it during COPY, so Python never makes one per row.
+# Calls that are not billable: a row each, but not in usage_daily.requests (which rebuilds the month's quota).
+UNBILLED_ENDPOINTS = ("count_tokens",)
 COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at")
@@ -104,7 +106,7 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
         rows.append(r.as_row())
         key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "")
         acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0])
-        acc[0] += 1
+        acc[0] += r.endpoint not in UNBILLED_ENDPOINTS
         acc[1] += r.status >= 400
         acc[2] += r.prompt_tokens
         acc[3] += r.completion_tokens

@@ -8,13 +8,16 @@ test client of the console with a cookie jar, like one browser.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 import pytest_asyncio
 from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
@@ -29,6 +32,9 @@ from webrana_proxy.app import create_app as create_proxy
 from webrana_proxy.settings import Settings
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+CHROMIUM = os.environ.get("WEBRANA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-gpu"]
 SESSION_SECRET = "test-session-secret-" + "x" * 32
 
 
@@ -139,3 +145,18 @@ async def console(stack: Stack) -> AsyncIterator[Console]:
 async def another_browser(stack: Stack) -> AsyncIterator[Console]:
     async with ClientSession(base_url=stack.console_url, cookie_jar=CookieJar(unsafe=True)) as http:
         yield Console(http)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser() -> AsyncIterator[object]:
+    """Debian's Chromium through Playwright: headless, no sandbox (containers), nothing fetched in the background."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (apt-get install -y chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()

@@ -5,13 +5,10 @@ Largest Contentful Paint of the overview page measured in the browser."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from tests.conftest import PASSWORD
 from tests.dashboard.conftest import Stack
@@ -19,9 +16,6 @@ from tests.dashboard.flows import chat
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("WEBRANA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-gpu"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 LCP_BUDGET_MS = 2000  # the issue's bar for the overview page
 STEP_TIMEOUT_MS = 10_000
@@ -36,20 +30,6 @@ LCP_SCRIPT = """
   }).observe({type: "largest-contentful-paint", buffered: true});
 })
 """
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser() -> AsyncIterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (apt-get install -y chromium)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def test_journey_through_the_console(browser: object, stack: Stack) -> None:

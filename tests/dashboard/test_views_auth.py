@@ -93,6 +93,23 @@ async def test_sign_in_and_wrong_password(console: Console, stack: Stack) -> Non
     assert resp.status == 303 and resp.headers["Location"] == "/usage"
 
 
+async def test_a_tab_in_next_never_becomes_the_redirect(console: Console, stack: Stack) -> None:
+    """``/\t/evil.example`` is ``//evil.example`` to a browser: every place that follows next refuses it."""
+    tab = "/\t/evil.example"
+    await stack.register("tab-next@example.co.id")
+    html = await console.get("/login", params={"next": tab})
+    assert 'name="next" value="/overview"' in html  # not even carried into the form
+    resp = await console.post("/login", {"email": "tab-next@example.co.id", "password": PASSWORD, "next": tab})
+    assert resp.status == 303 and resp.headers["Location"] == "/overview"
+    resp = await console.client.get("/login", params={"next": tab}, allow_redirects=False)  # signed in
+    assert resp.status == 303 and resp.headers["Location"] == "/overview"
+    await console.get("/usage")  # the signed-in page's CSRF token
+    resp = await console.post("/lang", {"lang": "en", "next": tab})
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+    resp = await console.post("/lang", {"lang": "id", "next": "/bill\ting"})  # dropped as a browser drops it
+    assert resp.status == 303 and resp.headers["Location"] == "/billing"
+
+
 async def test_pages_need_a_signed_in_user(console: Console) -> None:
     for path in ("/overview", "/provider-keys", "/usage", "/billing", "/admin", "/billing/invoices/x"):
         resp = await console.client.get(path, allow_redirects=False)

@@ -8,8 +8,10 @@ import base64
 import binascii
 import copy
 import functools
+import ipaddress
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ import jsonschema
 import kubernetes_validate as kv
 import pytest
 import yaml
+
+from webrana_proxy.clientip import client_ip
+from webrana_proxy.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "webrana"
@@ -352,6 +357,89 @@ def test_proxy_runs_the_configured_number_of_workers(chart: Any) -> None:
     docs = _manifests(_render(chart, {"proxy": {"workers": 3}}))
     container = _pod_spec(_one(docs, "Deployment", f"{RELEASE}-proxy"))["containers"][0]
     assert container["args"] == ["webrana-proxy", "serve", "--workers", "3"]
+
+
+# --- client addresses (issue 11, item 8) -------------------------------------------------------------------
+
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+def _trusted_env(docs: list[dict[str, Any]]) -> str:
+    container = _pod_spec(_one(docs, "Deployment", f"{RELEASE}-proxy"))["containers"][0]
+    value: str = _env(container)["WEBRANA_TRUSTED_PROXIES"]["value"]
+    return value
+
+
+def _trusted_by_the_proxy(value: str) -> tuple[Any, ...]:
+    """What the proxy's real settings make of the rendered WEBRANA_TRUSTED_PROXIES."""
+    env = {"DATABASE_URL": "postgresql://webrana@db:5432/webrana", "REDIS_URL": "redis://redis:6379/0",
+           "MASTER_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+           "JWT_SECRET": secrets.token_urlsafe(48), "MIDTRANS_SERVER_KEY": "SB-Mid-server-x",
+           "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x", "WEBRANA_TRUSTED_PROXIES": value}
+    return Settings.from_env(env).trusted_proxies
+
+
+def _notes(chart: Any, values: dict[str, Any]) -> str:
+    return next(text for path, text in _render(chart, values).items() if path.endswith("NOTES.txt"))
+
+
+def test_by_default_the_proxy_trusts_nobody_and_says_so(chart: Any) -> None:
+    """The default must not be "all private ranges": any pod of the cluster could choose its address."""
+    value = _trusted_env(_manifests(_render(chart, {})))
+    assert value == ""
+    assert _trusted_by_the_proxy(value) == ()
+    for cidr in PRIVATE_RANGES:
+        assert cidr not in _load_values("values.yaml")["config"]["trustedProxies"]
+    assert "WARNING: config.trustedProxies is empty" in _notes(chart, {})
+
+
+@pytest.mark.parametrize("named", [["10.8.0.0/14", "192.0.2.10/32"], "10.8.0.0/14, 192.0.2.10/32"])
+def test_the_proxy_trusts_exactly_what_the_values_name(chart: Any, named: list[str] | str) -> None:
+    docs = _manifests(_render(chart, {"config": {"trustedProxies": named}}))
+    value = _trusted_env(docs)
+    assert value == "10.8.0.0/14,192.0.2.10/32"
+    trusted = _trusted_by_the_proxy(value)
+    assert trusted == (ipaddress.ip_network("10.8.0.0/14"), ipaddress.ip_network("192.0.2.10/32"))
+    assert client_ip("10.9.1.2", "203.0.113.9", trusted) == "203.0.113.9"  # an ingress pod in the pod CIDR
+    assert client_ip("10.20.0.5", "203.0.113.9", trusted) == "10.20.0.5"  # anything else cannot choose
+    assert "networkPolicy.enabled admits only" in _notes(chart, {"config": {"trustedProxies": named}})
+
+
+def test_the_production_example_trusts_the_pod_cidr_behind_a_network_policy() -> None:
+    values = _load_values("values-production.yaml")
+    assert values["config"]["trustedProxies"] == ["10.8.0.0/14"]
+    assert values["networkPolicy"]["enabled"] is True
+
+
+@pytest.mark.parametrize("everybody", ["0.0.0.0/0", "::/0", ["10.8.0.0/14", "0.0.0.0/0"]])
+def test_trusting_everybody_stops_the_render(chart: Any, everybody: list[str] | str) -> None:
+    with pytest.raises(helm.HelmError, match=r"config\.trustedProxies must not trust everybody"):
+        _render(chart, {"config": {"trustedProxies": everybody}})
+
+
+def test_the_network_policy_admits_only_the_console_and_the_named_peers(chart: Any) -> None:
+    ingress_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    docs = _manifests(_render(chart, {"networkPolicy": {"enabled": True, "proxyFrom": [ingress_peer]}}))
+    policy = _one(docs, "NetworkPolicy", f"{RELEASE}-proxy")
+    for version in KUBE_VERSIONS:
+        kv.validate(policy, version, strict=True)
+    proxy = _one(docs, "Deployment", f"{RELEASE}-proxy")
+    console = _one(docs, "Deployment", f"{RELEASE}-dashboard")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == proxy["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress"]
+    [rule] = spec["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": console["spec"]["selector"]["matchLabels"]}},
+                            ingress_peer]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert not _kinds(_manifests(_render(chart, {})), "NetworkPolicy"), "off by default (needs a CNI for it)"
+
+
+def test_a_network_policy_that_would_cut_off_the_ingress_stops_the_render(chart: Any) -> None:
+    with pytest.raises(helm.HelmError, match=r"networkPolicy\.proxyFrom must name the ingress controller"):
+        _render(chart, {"networkPolicy": {"enabled": True}})
+    docs = _manifests(_render(chart, {"networkPolicy": {"enabled": True}, "ingress": {"enabled": False}}))
+    assert len(_one(docs, "NetworkPolicy", f"{RELEASE}-proxy")["spec"]["ingress"][0]["from"]) == 1
 
 
 # --- migration hook ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import ipaddress
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ import dockerfile
 import pytest
 import yaml
 
+from webrana_proxy.clientip import client_ip
 from webrana_proxy.envvalues import ConfigError
 from webrana_proxy.settings import Settings
 
@@ -34,7 +36,7 @@ LONG_RUNNING = ("postgres", "redis", "proxy", "dashboard")
 DASHBOARD_REQUIRED = {"WEBRANA_SESSION_SECRET", "WEBRANA_API_URL"}
 # Used by compose.yaml itself (interpolation), not by the processes.
 COMPOSE_ONLY = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "WEBRANA_WORKERS", "WEBRANA_PROXY_PUBLISH",
-                "WEBRANA_DASHBOARD_PUBLISH"}
+                "WEBRANA_DASHBOARD_PUBLISH", "WEBRANA_COMPOSE_NETWORK", "WEBRANA_EXTRA_TRUSTED_PROXIES"}
 # Containers listen on every interface of their network namespace (the app's default is loopback only).
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 
@@ -295,6 +297,57 @@ def test_compose_gives_the_console_its_settings(services: dict[str, Any], dotenv
     assert env["WEBRANA_API_URL"] == "http://proxy:8080"
     assert env["WEBRANA_DASHBOARD_HOST"] == ALL_INTERFACES
     assert len(env["WEBRANA_SESSION_SECRET"].encode()) >= 32
+
+
+@pytest.mark.parametrize("network", [None, "10.77.3"])
+def test_the_proxy_believes_x_forwarded_for_from_the_console_alone(dotenv: dict[str, str],
+                                                                  network: str | None) -> None:
+    """Issue 11, item 8: the console has a fixed address on a fixed subnet and the proxy trusts exactly that
+    address. Not the subnet: published ports relay from the gateway, and other containers sit there too."""
+    env = dict(dotenv) if network is None else {**dotenv, "WEBRANA_COMPOSE_NETWORK": network}
+    env["WEBRANA_TRUSTED_PROXIES"] = "0.0.0.0/0"  # even a careless .env line cannot widen it
+    rendered = compose(env)
+    ipam = rendered["networks"]["default"]["ipam"]["config"]
+    assert len(ipam) == 1
+    subnet = ipaddress.ip_network(ipam[0]["subnet"])
+    gateway = ipaddress.ip_address(ipam[0]["gateway"])
+    dynamic = ipaddress.ip_network(ipam[0]["ip_range"])
+    services = rendered["services"]
+    console = ipaddress.ip_address(services["dashboard"]["networks"]["default"]["ipv4_address"])
+    assert console in subnet and console not in {subnet.network_address, subnet.broadcast_address, gateway}
+    assert console not in dynamic, "Docker could hand the console's address to another container first"
+    assert dynamic.subnet_of(subnet)
+    assert gateway in subnet and gateway not in dynamic
+    for name, service in services.items():
+        if name != "dashboard":
+            assert "networks" not in service, f"{name}: the others take addresses from ip_range"
+
+    proxy_env = container_env(services["proxy"], env)
+    assert proxy_env["WEBRANA_TRUSTED_PROXIES"].split(",")[0] == f"{console}/32"
+    trusted = Settings.from_env(proxy_env).trusted_proxies
+    assert trusted == (ipaddress.ip_network(f"{console}/32"),)
+
+    browser = "203.0.113.9"
+    assert client_ip(str(console), f"{browser}", trusted) == browser
+    assert client_ip(str(console), f"198.51.100.1, {browser}", trusted) == browser  # forged hop ignored
+    for peer in (gateway, dynamic.network_address, dynamic.broadcast_address - 1):
+        assert client_ip(str(peer), browser, trusted) == str(peer), f"{peer} must not choose its address"
+
+
+def test_an_extra_trusted_proxy_is_added_to_the_console_never_instead_of_it(dotenv: dict[str, str]) -> None:
+    env = {**dotenv, "WEBRANA_EXTRA_TRUSTED_PROXIES": "192.0.2.7/32"}
+    rendered = compose(env)
+    console = rendered["services"]["dashboard"]["networks"]["default"]["ipv4_address"]
+    trusted = Settings.from_env(container_env(rendered["services"]["proxy"], env)).trusted_proxies
+    assert trusted == (ipaddress.ip_network(f"{console}/32"), ipaddress.ip_network("192.0.2.7/32"))
+
+
+def test_the_console_gets_no_trust_setting_and_migrate_none_either(services: dict[str, Any],
+                                                                 dotenv: dict[str, str]) -> None:
+    """Only the proxy reads X-Forwarded-For; the example .env itself names no trusted address."""
+    assert "WEBRANA_TRUSTED_PROXIES" not in dotenv
+    for name in ("dashboard", "migrate"):
+        assert "WEBRANA_TRUSTED_PROXIES" not in container_env(services[name], dotenv)
 
 
 def test_the_placeholders_of_env_example_never_start_a_server() -> None:

@@ -1,4 +1,5 @@
-"""Fake Anthropic Messages API: ``POST /v1/messages`` (streaming or not) and ``GET /v1/models``.
+"""Fake Anthropic Messages API: ``POST /v1/messages`` (streaming or not), ``POST /v1/messages/count_tokens``
+and ``GET /v1/models``.
 
 Base URL ``http://HOST:P`` standalone (the SDK and the gateway append ``/v1/messages``).
 
@@ -8,6 +9,8 @@ required; roles only user/assistant; ``temperature`` within 0..1; streams as ``e
 real order: message_start (input usage), content_block_start, ping, content_block_delta (``text_delta`` or
 ``input_json_delta``), content_block_stop, message_delta (stop_reason, cumulative ``output_tokens``),
 message_stop. In-band errors are ``event: error``. Usage: ``input_tokens`` excludes the cache fields.
+count_tokens answers ``{"input_tokens": N}`` with N the fake's prompt count (words of every text, system
+included), so it equals the ``input_tokens`` a ``/v1/messages`` call with the same prompt reports.
 """
 
 from __future__ import annotations
@@ -340,6 +343,28 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await Exchange(request, state, rec, b).run(answer)
 
 
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    key = request.headers.get("x-api-key") or None
+    rec, body, parsed = await intake(request, state, PROVIDER, key or "")
+    refused = _check_headers(request, key)
+    if refused is None:
+        # The same checks as /v1/messages, except that count_tokens takes no max_tokens.
+        invalid = _validate({**body, "max_tokens": 1} if parsed and isinstance(body, dict) else None)
+        if invalid is not None:
+            refused = _error_response(*invalid)
+    if refused is not None:
+        rec.outcome = "error"
+        return refused
+    b = state.next_behaviour(PROVIDER, key or "")
+    if b.error is not None:
+        rec.outcome = "error"
+        return _scripted_error(b.error)
+    rec.outcome = "ok"
+    return web.Response(body=orjson.dumps({"input_tokens": prompt_tokens(prompt_texts(body))}),
+                        content_type="application/json", headers=HEADERS)
+
+
 async def models(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     key = request.headers.get("x-api-key") or None
@@ -360,7 +385,7 @@ LISTING_KEY = web.AppKey("fake_anthropic_listing", bytes)
 
 
 def make_anthropic_app(state: FakeState) -> web.Application:
-    """Fake Anthropic: ``POST /v1/messages``, ``GET /v1/models``."""
+    """Fake Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``, ``GET /v1/models``."""
     app = web.Application()
     app[STATE_KEY] = state
     app[LISTING_KEY] = orjson.dumps(
@@ -374,5 +399,6 @@ def make_anthropic_app(state: FakeState) -> web.Application:
         }
     )
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     return app

@@ -273,6 +273,8 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     rec, body, parsed = await intake(request, state, PROVIDER, key or "")
     model, _, action = request.match_info["name"].partition(":")
+    if action == "countTokens" and isinstance(body, dict) and isinstance(body.get("generateContentRequest"), dict):
+        body = body["generateContentRequest"]  # the real API takes either form; this one counts system and tools
     refused = _auth_error(state, key)
     if refused is None and action not in ACTIONS:
         refused = _error_response(404, error_body(404, f"Unknown method {action!r}"))

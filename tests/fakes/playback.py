@@ -191,5 +191,6 @@ async def intake(
         body=body,
         key=key,
         at=time.monotonic(),
+        raw=raw if state.record_requests else b"",
     )
     return state.record(rec), body, parsed

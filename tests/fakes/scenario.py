@@ -206,6 +206,7 @@ class RecordedRequest:
     outcome: str = (
         "pending"  # pending | ok | error | disconnected | reset | stalled | malformed | inband_error
     )
+    raw: bytes = b""  # the body exactly as it arrived (when ``record_requests``)
 
 
 @dataclass(frozen=True, slots=True)

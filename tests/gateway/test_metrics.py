@@ -22,10 +22,12 @@ async def test_metrics_count_calls_tokens_and_overhead(gw: TestClient[web.Reques
     text = await (await gw.get("/metrics")).text()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
-    ok = ("webrana_requests_total", (("model", "gpt-4o-mini"), ("provider", "openai"), ("status", "200")))
+    ok = ("webrana_requests_total", (("endpoint", "chat"), ("model", "gpt-4o-mini"), ("provider", "openai"),
+                                     ("status", "200")))
     assert samples[ok] == 3
     # A model outside the catalogue is counted under "other": clients cannot grow the label set.
-    other = ("webrana_requests_total", (("model", "other"), ("provider", "openai"), ("status", "200")))
+    other = ("webrana_requests_total", (("endpoint", "chat"), ("model", "other"), ("provider", "openai"),
+                                        ("status", "200")))
     assert samples[other] == 1
     assert samples[("webrana_gateway_overhead_seconds_count", ())] == 4
     prompt = ("webrana_tokens_total", (("kind", "prompt"), ("model", "gpt-4o-mini"), ("provider", "openai")))

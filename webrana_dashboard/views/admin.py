@@ -11,7 +11,17 @@ from aiohttp import web
 
 from webrana_dashboard.client import ApiError
 from webrana_dashboard.forms import form_int, form_text
-from webrana_dashboard.pages import api, creds, error_text, redirect, render, require_admin, safe_next, t_of
+from webrana_dashboard.pages import (
+    api,
+    creds,
+    error_text,
+    plans,
+    redirect,
+    render,
+    require_admin,
+    safe_next,
+    t_of,
+)
 
 routes = web.RouteTableDef()
 USERS_PER_PAGE = 25
@@ -29,9 +39,9 @@ def _pages(total: int, per_page: int) -> int:
 async def dashboard(request: web.Request) -> web.Response:
     require_admin(request)
     client, c = api(request), creds(request)
-    stats, plans = await asyncio.gather(client.admin_stats(c), client.plans(c))
+    stats, offers = await asyncio.gather(client.admin_stats(c), plans(request))
     return await render(request, "admin/stats.html", {"nav": "admin", "admin_nav": "stats", "stats": stats,
-                                                      "plans": plans["data"]})
+                                                      "plans": offers["data"]})
 
 
 @routes.get("/admin/users")
@@ -40,7 +50,7 @@ async def users(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()[:MAX_QUERY_CHARS]
     page = form_int(request.query.get("page"), 1)
     client, c = api(request), creds(request)
-    listing, plans = await asyncio.gather(client.admin_users(c, q, page, USERS_PER_PAGE), client.plans(c))
+    listing, offers = await asyncio.gather(client.admin_users(c, q, page, USERS_PER_PAGE), plans(request))
     pages = _pages(int(listing["total"]), USERS_PER_PAGE)
 
     def page_url(n: int) -> str:
@@ -48,7 +58,7 @@ async def users(request: web.Request) -> web.Response:
 
     return await render(request, "admin/users.html", {
         "nav": "admin", "admin_nav": "users", "users": listing["data"], "total": listing["total"], "q": q,
-        "page": page, "pages": pages, "plans": plans["data"],
+        "page": page, "pages": pages, "plans": offers["data"],
         "prev_url": page_url(page - 1) if page > 1 else None,
         "next_url": page_url(page + 1) if page < pages else None})
 

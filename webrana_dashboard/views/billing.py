@@ -13,7 +13,7 @@ from aiohttp import web
 from webrana_dashboard import formatting
 from webrana_dashboard.client import ApiError
 from webrana_dashboard.forms import form_text
-from webrana_dashboard.pages import api, creds, error_text, redirect, render, require_user, t_of
+from webrana_dashboard.pages import api, creds, error_text, plans, redirect, render, require_user, t_of
 from webrana_dashboard.state import SETTINGS, USES_SNAP
 
 routes = web.RouteTableDef()
@@ -30,11 +30,11 @@ def _wants_json(request: web.Request) -> bool:
 async def billing(request: web.Request) -> web.Response:
     require_user(request)
     client, c = api(request), creds(request)
-    sub, plans, invoices = await asyncio.gather(client.subscription(c), client.plans(c), client.invoices(c))
-    current = next((p for p in plans["data"] if p["id"] == sub["plan"]), None)
+    sub, offers, invoices = await asyncio.gather(client.subscription(c), plans(request), client.invoices(c))
+    current = next((p for p in offers["data"] if p["id"] == sub["plan"]), None)
     request[USES_SNAP] = request.app[SETTINGS].snap_enabled
     return await render(request, "billing.html", {
-        "nav": "billing", "sub": sub, "subscription": sub.get("subscription"), "plans": plans,
+        "nav": "billing", "sub": sub, "subscription": sub.get("subscription"), "plans": offers,
         "current": current, "invoices": invoices, "idempotency_key": secrets.token_urlsafe(24)})
 
 
@@ -73,8 +73,10 @@ async def result(request: web.Request) -> web.Response:
     if not ORDER_ID_RE.fullmatch(order_id):
         raise web.HTTPNotFound
     client, c = api(request), creds(request)
-    invoice, sub = await asyncio.gather(client.order(c, order_id), client.subscription(c))
+    invoice = await client.order(c, order_id)
     pending = invoice["status"] == "pending"
+    # The period is shown once paid; while pending this page reloads itself, one call each time.
+    sub = await client.subscription(c) if invoice["status"] == "paid" else {}
     return await render(request, "billing_result.html", {
         "nav": "billing", "invoice": invoice, "sub": sub, "subscription": sub.get("subscription"),
         "refresh_seconds": PENDING_REFRESH_SECONDS if pending else None})

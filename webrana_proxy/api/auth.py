@@ -17,6 +17,7 @@ from webrana_proxy.jsonio import json_response, read_json, req_email, req_str
 from webrana_proxy.loginguard import LoginGuard
 from webrana_proxy.middleware import CLIENT_IP
 from webrana_proxy.passwords import check_policy
+from webrana_proxy.sessions import revoke_all_sign_ins, revoke_sign_in
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import PASSWORDS, POOL, REDIS, SETTINGS, TOKENS
 from webrana_proxy.tokens import ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS, sha256
@@ -42,7 +43,7 @@ async def issue_tokens(request: web.Request, conn: Conn, user: User,
            VALUES ($1, $2, $3, $4, $5)""",
         token_id, user.id, family, sha256(refresh),
         datetime.fromtimestamp(now, UTC) + timedelta(seconds=REFRESH_TTL_SECONDS))
-    return {"access_token": tokens.access_token(user.id, user.role, now), "refresh_token": refresh,
+    return {"access_token": tokens.access_token(user.id, user.role, family, now), "refresh_token": refresh,
             "token_type": "bearer", "expires_in": ACCESS_TTL_SECONDS, "user": user.public()}
 
 
@@ -106,43 +107,42 @@ async def refresh(request: web.Request) -> web.Response:
     token = req_str(body, "refresh_token", max_len=2048)
     claims = request.app[TOKENS].verify_refresh(token)
     pool = request.app[POOL]
-    refused: str | None = None
+    refused: Unauthorized | None = None
     payload: dict[str, Any] = {}
     async with pool.acquire() as conn, conn.transaction():
+        # The user's row first (see webrana_proxy.sessions): serialises this rotation with any revocation.
+        user_row = await conn.fetchrow(
+            """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
+                      monthly_requests_override FROM users WHERE id = $1 FOR NO KEY UPDATE""", claims.user_id)
+        if user_row is None:
+            raise Unauthorized("account no longer exists", code="invalid_token")
         row = await conn.fetchrow(
             """SELECT id, user_id, family_id, used_at, revoked_at FROM refresh_tokens
                WHERE token_hash = $1 FOR UPDATE""", sha256(token))
-        if row is None or row["id"] != claims.token_id:
+        if row is None or row["id"] != claims.token_id or row["user_id"] != claims.user_id:
             raise Unauthorized("unknown refresh token", code="invalid_token")
-        if row["used_at"] is not None or row["revoked_at"] is not None:
-            # A rotated token presented again means it leaked: revoke the whole family (committed below).
-            await conn.execute(
-                """UPDATE refresh_tokens SET revoked_at = now()
-                   WHERE family_id = $1 AND revoked_at IS NULL""", row["family_id"])
-            refused = ("refresh token was already used; every session of this sign-in is now revoked"
-                       if row["used_at"] is not None else "refresh token has been revoked")
+        if row["used_at"] is not None:
+            # A rotated token presented again means one of the user's tokens leaked, and which sign-in the thief
+            # also holds is unknown: end every sign-in of the user, access tokens included (committed below).
+            await revoke_all_sign_ins(conn, claims.user_id)
+            refused = Unauthorized("refresh token was already used; every session of this account is now "
+                                   "signed out", code="refresh_token_reused")
+        elif row["revoked_at"] is not None:
+            refused = Unauthorized("refresh token has been revoked (signed out)", code="refresh_token_revoked")
         else:
             await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", row["id"])
-            user_row = await conn.fetchrow(
-                """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
-                          monthly_requests_override FROM users WHERE id = $1""", row["user_id"])
-            if user_row is None:
-                raise Unauthorized("account no longer exists", code="invalid_token")
             user = User.from_row(user_row)
             if user.status != "active":
                 raise Forbidden("account is suspended; contact support", code="account_suspended")
             payload = await issue_tokens(request, conn, user, family_id=row["family_id"])
     if refused is not None:
-        raise _Refused(refused)
+        raise refused  # after the commit: the revocation above must stick
     return json_response(payload)
-
-
-class _Refused(Unauthorized):
-    default_code = "refresh_token_reused"
 
 
 @routes.post("/api/auth/logout")
 async def logout(request: web.Request) -> web.Response:
+    """End this sign-in: its refresh tokens and its access tokens. The user's other devices stay signed in."""
     body = await read_json(request, _limit(request))
     token = req_str(body, "refresh_token", max_len=2048)
     try:
@@ -150,9 +150,8 @@ async def logout(request: web.Request) -> web.Response:
     except Unauthorized:
         raise BadRequest("refresh_token is not a valid refresh token", param="refresh_token",
                          code="invalid_token") from None
-    await request.app[POOL].execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-        claims.family_id)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await revoke_sign_in(conn, claims.user_id, claims.family_id)
     return json_response({"ok": True})
 
 

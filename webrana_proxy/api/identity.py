@@ -1,4 +1,4 @@
-"""Who is calling the management API: the bearer access token, checked against the live user row."""
+"""Who is calling the management API: the bearer access token, checked against the live user row and sign-in."""
 
 from __future__ import annotations
 
@@ -44,18 +44,26 @@ def bearer(request: web.Request) -> str:
     return token.strip()
 
 
-async def load_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> User | None:
-    row = await pool.fetchrow(
-        """SELECT id, email, role, plan, status, created_at, burst_per_minute_override, monthly_requests_override
-           FROM users WHERE id = $1""", user_id)
-    return User.from_row(row) if row else None
+# The user and, in the same read, whether the token's sign-in is still live: a family with no unrevoked row
+# (logout, refresh-token reuse, a new password, a promotion) ends its access tokens too. One probe of
+# refresh_tokens_live_family_idx; the user read was needed anyway (suspension, role), so no extra round trip.
+_SIGNED_IN_USER = """
+    SELECT u.id, u.email, u.role, u.plan, u.status, u.created_at, u.burst_per_minute_override,
+           u.monthly_requests_override,
+           EXISTS (SELECT 1 FROM refresh_tokens r
+                   WHERE r.family_id = $2 AND r.user_id = u.id AND r.revoked_at IS NULL) AS signed_in
+    FROM users u WHERE u.id = $1"""
 
 
 async def current_user(request: web.Request) -> User:
     claims = request.app[TOKENS].verify_access(bearer(request))
-    user = await load_user(request.app[POOL], claims.user_id)
-    if user is None:
+    row = await request.app[POOL].fetchrow(_SIGNED_IN_USER, claims.user_id, claims.family_id)
+    if row is None:
         raise Unauthorized("account no longer exists", code="invalid_token")
+    if not row["signed_in"]:
+        raise Unauthorized("this sign-in has ended (signed out, or revoked for safety); sign in again",
+                           code="session_revoked")
+    user = User.from_row(row)
     if user.status != "active":
         raise Forbidden("account is suspended; contact support", code="account_suspended")
     return user

@@ -89,15 +89,31 @@ USAGE_REQUEST_PARAMS = [
     _query("cursor", STR, "next_cursor of the previous page"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "rows per page"),
 ]
+META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"})
+
+
+def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
+    return _obj(
+        ["user", "plan", "monthly_requests", "month", "by_day", "provider_keys", "proxy_keys", "made_call", "demo"],
+        user={"$ref": "#/components/schemas/User"}, plan=plan_offer, monthly_requests=INT,
+        month={"allOf": [USAGE_SUMS, _obj(["from", "to"], **{"from": DATE, "to": DATE})]},
+        by_day={"type": "array", "items": {"allOf": [USAGE_SUMS, _obj(["date"], date=DATE)]}},
+        provider_keys=INT, proxy_keys=INT, made_call={"type": "boolean"}, demo={"type": "boolean"})
 
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
-    from webrana_proxy.api.billing_openapi import billing_paths  # it builds on the helpers above
+    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths  # they build on the helpers above
 
     return {
         **billing_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
+        "/api/meta": {"get": _op("Facts about this deployment: the API version, and whether the providers are "
+                                 "local demo fakes (WEBRANA_DEMO)", auth=False, response=META)},
+        "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
+                                     "the monthly quota and this month's use (Asia/Jakarta), requests per day "
+                                     "over the last 30 days, key counts, and the demo flag",
+                                     response=overview_schema(PLAN_OFFER))},
         "/api/auth/register": {"post": _op("Create an account", body=CREDENTIALS, ok=201, auth=False,
                                            response=TOKENS_RESPONSE)},
         "/api/auth/login": {"post": _op("Sign in", body=CREDENTIALS, auth=False, response=TOKENS_RESPONSE)},

@@ -15,6 +15,8 @@ from webrana_proxy.crypto import Sealed, mask_key
 from webrana_proxy.db import Conn
 from webrana_proxy.errors import NotFound, PlanLimitReached, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
+from webrana_proxy.providers.base import Provider
+from webrana_proxy.providers.keyformat import printable_ascii
 from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS
 
 routes = web.RouteTableDef()
@@ -42,6 +44,15 @@ async def _check_provider_limit(conn: Conn, user: User, provider: str) -> None:
                            code="provider_limit")
 
 
+def _format_problem(provider: Provider, key: str) -> str:
+    """What to tell a person whose key ``provider.accepts_key`` refused."""
+    if not printable_ascii(key):
+        return (f"a {provider.display_name} key has only printable ASCII characters (no spaces, accented letters "
+                "or invisible characters); copy it again from the provider's console")
+    return (f"this does not look like a {provider.display_name} key (it should start with "
+            f"{' or '.join(repr(p) for p in provider.key_prefixes)}; check that you copied all of it)")
+
+
 @routes.post("/api/provider-keys")
 async def create(request: web.Request) -> web.Response:
     user = await current_user(request)
@@ -55,10 +66,7 @@ async def create(request: web.Request) -> web.Response:
     name = req_str(body, "name", max_len=100)
     key = req_str(body, "key", max_len=MAX_KEY_LENGTH, min_len=8)
     if not provider.accepts_key(key):
-        raise ValidationFailed(
-            f"this does not look like a {provider.display_name} key (it should start with "
-            f"{' or '.join(repr(p) for p in provider.key_prefixes)}; check that you copied all of it)",
-            param="key", code="invalid_key_format")
+        raise ValidationFailed(_format_problem(provider, key), param="key", code="invalid_key_format")
     key_id = uuid.uuid4()
     sealed = request.app[KEYRING].seal(key, user.id, key_id)
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -108,6 +116,9 @@ async def test_key(request: web.Request) -> web.Response:
     key = request.app[KEYRING].open(Sealed(row["ciphertext"], row["nonce"], row["key_version"]), user.id,
                                     row["id"])
     provider = request.app[REGISTRY].get(row["provider"])
+    if not provider.accepts_key(key):  # stored before the format check it fails was added: never sent
+        return json_response({"id": str(key_id), "provider": provider.id, "status": "invalid_key",
+                              "detail": _format_problem(provider, key) + "; delete this key and add it again"})
     base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
     upstream = provider.models_request(key, base_url)
     try:

@@ -5,7 +5,12 @@
 - ``GET /api/usage/requests``: the raw rows, newest first, keyset-paginated on
   ``proxy_requests_user_time_idx (user_id, created_at DESC, id DESC)`` with an opaque cursor (on
   ``proxy_requests_user_model_time_idx (user_id, model, created_at DESC, id DESC)`` when filtered by model).
-- ``GET /api/usage/export.csv``: the raw rows as CSV, streamed from a server-side cursor in chunks.
+- ``GET /api/usage/export.csv``: the raw rows as CSV, oldest first, read in keyset pages of ``EXPORT_CHUNK`` rows,
+  each on a pool connection taken for that one query and given back before the page is written, so a download
+  holds no connection while the client reads (however slowly). The file is every row of the range created before
+  the export started (that instant caps the range), each exactly once, in ``(created_at, id)`` order; a row that
+  is committed while the download runs (the usage writer is about a second behind the calls) is in it only if its
+  position is still ahead of the export's.
 
 Days are Asia/Jakarta days (UTC+7, no daylight saving). Every query is bound to the caller's ``user_id``.
 Every statement is one complete SQL literal; optional filters are parameters that may be NULL.
@@ -21,7 +26,7 @@ import io
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -46,7 +51,7 @@ DEFAULT_LIMIT = 50  # one console page
 MAX_LIMIT = 200  # bounds one response; scripts page with the cursor or use the CSV export
 MAX_FILTER_LEN = 200  # model and provider names are short; longer is a mistake, not a name
 EXPORT_WRITE_TIMEOUT = 30.0  # seconds one chunk of the CSV may take to reach a slow client
-EXPORT_CHUNK = 1_000  # rows fetched per server-side cursor round trip while streaming the CSV
+EXPORT_CHUNK = 1_000  # rows per export page: one short query on a pool connection, then ~130 KB of CSV to send
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 STATUS_RE = re.compile(r"^[1-5]\d{2}$")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -245,12 +250,17 @@ ORDER BY created_at DESC, id DESC
 LIMIT $9
 """
 
-# The CSV export: $1 user, [$2, $3) the range, oldest first (the same index, read backwards).
+# One page of the CSV export: $1 user, [$2, $3) the range, oldest first (the same index, read backwards), after the
+# keyset position ($4, $5) of the previous page's last row (both NULL on the first page, COALESCEd to sentinels as
+# in PAGE_SQL so the position stays an Index Cond), at most $6 rows.
 EXPORT_SQL = """
 SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
        total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
 FROM proxy_requests WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
-ORDER BY created_at, id"""
+  AND (created_at, id) > (COALESCE($4::timestamptz, '-infinity'),
+                          COALESCE($5::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY created_at, id
+LIMIT $6"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,11 +377,25 @@ async def list_requests(request: web.Request) -> web.Response:
     return json_response({"data": [request_json(r) for r in page], "next_cursor": next_cursor})
 
 
+async def export_pages(pool: asyncpg.Pool, user_id: uuid.UUID, start: datetime, end: datetime,
+                       page: int = EXPORT_CHUNK) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """The user's rows of [start, end), oldest first, a page at a time; each page is one query on a connection
+    taken from the pool for it alone (nothing is held between pages). The last page may be empty."""
+    after: tuple[datetime | None, uuid.UUID | None] = (None, None)
+    while True:
+        rows = await pool.fetch(EXPORT_SQL, user_id, start, end, *after, page)
+        yield rows
+        if len(rows) < page:
+            return
+        after = (rows[-1]["created_at"], rows[-1]["id"])
+
+
 @routes.get("/api/usage/export.csv")
 async def export_csv(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
     rng = parse_range(request.query, jakarta_today())
     start, end = rng.bounds()
+    end = min(end, datetime.now(UTC))  # the rows up to the moment the export started
     filename = f"webrana-usage-{rng.first.isoformat()}-{rng.last.isoformat()}.csv"
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
@@ -379,17 +403,18 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-store",
     })
     resp.enable_chunked_encoding()
+    pages = export_pages(request.app[POOL], user.id, start, end)
     try:
-        async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
-            cursor = await conn.cursor(EXPORT_SQL, user.id, start, end)
-            await resp.prepare(request)
-            # A client that stops reading must not hold a pool connection and a snapshot open: each chunk gets
-            # EXPORT_WRITE_TIMEOUT seconds to leave.
+        rows = await anext(pages)  # before the headers: a database failure here is an ordinary error answer
+        await resp.prepare(request)
+        # No connection is held while writing; still, a client that stops reading must not keep the handler and
+        # a page in memory for ever: each chunk gets EXPORT_WRITE_TIMEOUT seconds to leave.
+        async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
+            await resp.write(csv_chunk([CSV_FIELDS]))
+        while rows:
             async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
-                await resp.write(csv_chunk([CSV_FIELDS]))
-            while rows := await cursor.fetch(EXPORT_CHUNK):
-                async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
-                    await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
+                await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
+            rows = await anext(pages, [])
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if not resp.prepared:
             raise  # nothing sent yet: the error middleware answers in the usual shape
@@ -400,5 +425,7 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             request.transport.close()
         return resp
+    finally:
+        await pages.aclose()
     await resp.write_eof()
     return resp

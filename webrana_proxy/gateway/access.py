@@ -81,16 +81,21 @@ class LocalLimiter:
 FALLBACK = web.AppKey("limits_fallback", LocalLimiter)
 
 
-async def enforce_limits(request: web.Request, principal: Principal) -> Verdict:
+async def enforce_limits(request: web.Request, principal: Principal, *, quota: bool = True) -> Verdict:
+    """``quota=False`` for calls that are not billable (count_tokens): per-IP and burst only."""
     app = request.app
     limiter = app[LIMITER]
     ip = request[CLIENT_IP]
     now = time.time()
     month, month_ttl = app[GATEWAY].months.at(now)
     metrics = app[METRICS]
+    verdict: Verdict | None
     try:
-        verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,
-                                              principal.monthly_requests, month, month_ttl, now)
+        if not quota:
+            verdict = await limiter.check_burst(ip, principal.user_id_str, principal.burst_per_minute, now)
+        else:
+            verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,
+                                                  principal.monthly_requests, month, month_ttl, now)
         if verdict is None:
             used = await app[POOL].fetchval(
                 """SELECT coalesce(sum(requests), 0) FROM usage_daily

@@ -68,7 +68,7 @@ def record_call(app: web.Application, call: Call) -> None:
         upstream_request_id=call.upstream_id, error_type=call.error_type,
         created_at=datetime.now(UTC)))
     runtime = app[GATEWAY]
-    series = runtime.series(call.provider, call.model, status)
+    series = runtime.series(call.provider, call.model, status, call.endpoint)
     series.requests.inc()
     series.duration.observe(elapsed)
     if call.reached_upstream:

@@ -1,10 +1,11 @@
-"""/v1 routes: chat completions (streaming or not), embeddings, models."""
+"""/v1 routes: chat completions (streaming or not), embeddings, models; the steps every call shares."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -48,12 +49,28 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         asyncio.get_running_loop().call_soon(record_call, request.app, call)
 
 
-async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
-                                                                dict[str, str]]:
+run_call = _run_call  # the steps every call shares, for the other dialects' handlers (gateway/messages.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A call past the limits: its body (raw and parsed once), route, keys in order, and rate headers."""
+
+    raw: bytes
+    body: dict[str, Any]
+    route: Route
+    keys: tuple[ProviderKey, ...]
+    headers: dict[str, str]
+
+
+async def admit(request: web.Request, call: Call, *, quota: bool = True) -> Admitted:
+    """Limits, then the body (bounded, parsed once, never walked again), the route and the user's keys.
+    ``quota=False``: a call that is not billable (per-IP and burst limits only)."""
     app = request.app
     # Limits first: every authenticated call counts, so a flood of malformed requests is throttled like any other.
-    verdict = await enforce_limits(request, call.principal)
-    body = parse_json_object(await read_body(request, app[SETTINGS].gateway_body_limit), max_depth=None)
+    verdict = await enforce_limits(request, call.principal, quota=quota)
+    raw = await read_body(request, app[SETTINGS].gateway_body_limit)
+    body = parse_json_object(raw, max_depth=None)
     call.body = body
     model = body.get("model")
     if isinstance(model, str):
@@ -61,7 +78,13 @@ async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Ro
     route = app[REGISTRY].route(model)
     call.provider, call.model = route.provider.id, route.model
     keys = _keys_for(call.principal, route.provider)
-    return body, route, keys, rate_headers(verdict)
+    return Admitted(raw, body, route, keys, rate_headers(verdict))
+
+
+async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
+                                                                dict[str, str]]:
+    a = await admit(request, call)
+    return a.body, a.route, a.keys, a.headers
 
 
 def _keys_for(principal: Principal, provider: Provider) -> tuple[ProviderKey, ...]:

@@ -1,5 +1,5 @@
 """Per-process objects the hot path reuses instead of rebuilding per call: the Jakarta month clock and the
-Prometheus label children for each (provider, model, status)."""
+Prometheus label children for each (provider, model, status, endpoint)."""
 
 from __future__ import annotations
 
@@ -30,21 +30,21 @@ class GatewayRuntime:
     months: MonthClock
     metrics: Metrics
     known_models: frozenset[tuple[str, str]]
-    _series: dict[tuple[str, str, int], CallSeries] = field(default_factory=dict)
+    _series: dict[tuple[str, str, int, str], CallSeries] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics, registry: Registry) -> GatewayRuntime:
         known = frozenset((p.id, m.id) for p in registry.all() for m in p.models)
         return cls(MonthClock(), metrics, known)
 
-    def series(self, provider: str, model: str, status: int) -> CallSeries:
-        key = (provider, model, status)
+    def series(self, provider: str, model: str, status: int, endpoint: str = "chat") -> CallSeries:
+        key = (provider, model, status, endpoint)
         found = self._series.get(key)
         if found is None:
             label = model if (provider, model) in self.known_models else OTHER_MODEL
             m = self.metrics
             found = CallSeries(
-                m.requests.labels(provider, label, str(status)), m.duration.labels(provider),
+                m.requests.labels(provider, label, str(status), endpoint), m.duration.labels(provider, endpoint),
                 m.upstream.labels(provider), m.tokens.labels(provider, label, "prompt"),
                 m.tokens.labels(provider, label, "completion"))
             if len(self._series) < 10_000:  # bounded even if clients invent model names

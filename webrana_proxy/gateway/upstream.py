@@ -7,18 +7,20 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import orjson
 from aiohttp import web
 
-from webrana_proxy.errors import UpstreamError, UpstreamTimeout
+from webrana_proxy.errors import BadRequest, UpstreamError, UpstreamTimeout
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
 from webrana_proxy.keycache import ProviderKey
 from webrana_proxy.middleware import RESPONSE_STARTED
-from webrana_proxy.providers.base import ChatResult, Provider, StreamTranslator, UpstreamRequest
+from webrana_proxy.providers.base import JSON, ChatResult, Provider, StreamTranslator, UpstreamRequest
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
-from webrana_proxy.upstreamhttp import PoolExhausted, UpstreamPool, UpstreamResponse
+from webrana_proxy.upstreamhttp import HeaderNotSendable, PoolExhausted, UpstreamPool, UpstreamResponse
 
+ENCODE_DEPTH_LIMIT = 254  # orjson writes at most this many levels of nesting (it parses up to 1,024)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -30,9 +32,9 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
                         build: Callable[[str], UpstreamRequest], call: Call) -> UpstreamResponse:
     """The first successful upstream response (status < 400), headers read, body not yet."""
     last: UpstreamError | None = None
-    call.reached_upstream = True
     for key in keys:
-        req = build(key.key)
+        req = _build(build, key.key)
+        reached_before, call.reached_upstream = call.reached_upstream, True
         started = time.perf_counter()
         try:
             # A pooled connection the provider dropped while idle is retried once on a fresh one by the pool.
@@ -41,6 +43,13 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
         except PoolExhausted:
             raise UpstreamError(f"the gateway is at its limit of open connections to {provider.display_name}; "
                                 "retry shortly", status=503, code="upstream_busy") from None
+        except HeaderNotSendable:  # a key stored before keys were checked to be printable ASCII; nothing was sent
+            call.reached_upstream = reached_before
+            last = UpstreamError(f"the stored {provider.display_name} key {key.id} has characters an API key cannot "
+                                 "have; delete it and add it again in the Webrana console under Provider keys",
+                                 status=400, code="provider_key_invalid", retryable=True,
+                                 error_type="invalid_request_error")
+            continue
         except TimeoutError:  # before OSError: TimeoutError is one
             last = UpstreamTimeout(f"{provider.display_name} did not answer within "
                                    f"{settings.first_byte_timeout:g} s")
@@ -70,6 +79,17 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
         raise last
     finally:
         last = None  # no exception -> traceback -> this frame -> exception cycle holding the request body
+
+
+def _build(build: Callable[[str], UpstreamRequest], key: str) -> UpstreamRequest:
+    """The provider's request; the client's 400 when its body cannot be written back as JSON. The one place every
+    provider's re-encoding passes through, so no second walk of the body is needed to guard it."""
+    try:
+        return build(key)
+    except orjson.JSONEncodeError:
+        # The only thing orjson parses but cannot write: nesting past 254 levels (it reads up to 1,024).
+        raise BadRequest(f"request body is nested too deeply to forward (at most {ENCODE_DEPTH_LIMIT} levels)",
+                         code="invalid_json") from None
 
 
 class IdleWatch:
@@ -128,7 +148,9 @@ async def relay_json(resp: UpstreamResponse, call: Call, settings: Settings,
 
 
 async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call, settings: Settings,
-                       translator: StreamTranslator, headers: dict[str, str]) -> web.StreamResponse:
+                       translator: StreamTranslator, headers: dict[str, str],
+                       inband: Callable[[JSON], bytes] = sse) -> web.StreamResponse:
+    """``inband`` writes the relay's own errors (idle timeout, broken upstream) in the client's dialect."""
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
     request[RESPONSE_STARTED] = True
     call.status = 200
@@ -151,12 +173,12 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 call.upstream_seconds += perf() - waited
             if watch.fired:
                 call.error_type = "upstream_idle_timeout"
-                await out.write(sse(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
+                await out.write(inband(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
                                                "timeout", "upstream_idle_timeout")))
                 break
             if data is None:
                 call.error_type = "upstream_reset"
-                await out.write(sse(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
+                await out.write(inband(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
                                                "api_error", "upstream_reset")))
                 break
             watch.touch()

@@ -11,10 +11,12 @@ import orjson
 
 from webrana_proxy.errors import BadRequest, UpstreamError
 from webrana_proxy.providers import upstream_errors
+from webrana_proxy.providers.anthropic_native import AnthropicMessages
 from webrana_proxy.providers.anthropic_request import to_anthropic
 from webrana_proxy.providers.anthropic_response import AnthropicStream, chat_response
-from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest
+from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest
 from webrana_proxy.providers.catalogue import ANTHROPIC_MODELS
+from webrana_proxy.providers.keyformat import KeyFormat
 
 API_VERSION = "2023-06-01"  # the only stable Messages API version
 OVERLOADED = 529  # Anthropic's "overloaded", which the OpenAI SDK does not know: sent on as 503
@@ -24,16 +26,18 @@ MIN_KEY_LENGTH = 20
 class AnthropicProvider:
     id = "anthropic"
     display_name = "Anthropic"
-    key_prefixes: tuple[str, ...] = ("sk-ant-",)
+    key_format = KeyFormat(("sk-ant-",), MIN_KEY_LENGTH)
+    key_prefixes: tuple[str, ...] = key_format.prefixes
     models = ANTHROPIC_MODELS
     supports_embeddings = False
+    messages_native: MessagesNative | None = AnthropicMessages()  # /v1/messages goes to Anthropic as it came
+    token_counter: TokenCounter | None = None  # counting goes through the native lane
 
     def owns_model(self, model: str) -> bool:
         return model.startswith("claude-")
 
     def accepts_key(self, key: str) -> bool:
-        return key.startswith(self.key_prefixes) and len(key) >= MIN_KEY_LENGTH and key.isprintable() \
-            and " " not in key
+        return self.key_format.accepts(key)
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}

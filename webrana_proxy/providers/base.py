@@ -7,6 +7,7 @@ no I/O, no clock reads other than ``created`` timestamps, so it is tested offlin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,17 +70,47 @@ class StreamTranslator(Protocol):
     def finish(self) -> list[bytes]: ...
 
 
+class MessagesNative(Protocol):
+    """A provider whose own wire format is Anthropic Messages: the client's body goes as it came (only the
+    model id may change), the answer comes back byte for byte and only usage is read."""
+
+    def messages_request(self, raw: bytes, body: JSON, model: str, api_key: str, base_url: str,
+                         client_headers: Mapping[str, str]) -> UpstreamRequest: ...
+
+    def messages_response(self, raw: bytes) -> ChatResult:
+        """``body`` is ``raw`` itself; usage read from it."""
+        ...
+
+    def messages_stream(self) -> StreamTranslator:
+        """Bytes through; usage from ``message_start`` and ``message_delta``."""
+        ...
+
+    def count_tokens_request(self, raw: bytes, body: JSON, model: str, api_key: str, base_url: str,
+                             client_headers: Mapping[str, str]) -> UpstreamRequest: ...
+
+
+class TokenCounter(Protocol):
+    """A provider that counts a prompt's tokens itself (given the request in the internal chat form)."""
+
+    def count_tokens_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest: ...
+
+    def count_tokens_response(self, raw: bytes) -> int: ...
+
+
 class Provider(Protocol):
     id: str  # "openai" | "anthropic" | "google" | "qwen"
     display_name: str  # "OpenAI", shown in the console
     key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
     models: tuple[ModelInfo, ...]  # catalogue with prices
     supports_embeddings: bool
+    messages_native: MessagesNative | None  # set when Anthropic Messages is this provider's own format
+    token_counter: TokenCounter | None  # set when the provider can count a prompt's tokens
 
     def owns_model(self, model: str) -> bool: ...
 
     def accepts_key(self, key: str) -> bool:
-        """Whether ``key`` has this provider's key format (prefix, length, characters)."""
+        """Whether ``key`` has this provider's key format (prefix, length, characters): one
+        ``keyformat.KeyFormat`` per provider, which requires printable ASCII of every provider's keys."""
         ...
 
     def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:

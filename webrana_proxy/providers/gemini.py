@@ -7,6 +7,7 @@ usage for them, so it is estimated from the input (and marked so).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,11 +16,12 @@ import orjson
 from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import messages as m
 from webrana_proxy.providers import upstream_errors
-from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
+from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest, Usage
 from webrana_proxy.providers.catalogue import GOOGLE_MODELS
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.gemini_request import to_gemini
 from webrana_proxy.providers.gemini_response import STATUS_CODES, GeminiStream, chat_response
+from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.openai_compat import floats_to_base64, wants_base64
 
 API_VERSION = "v1beta"  # function calling with JSON schema and responseJsonSchema live here
@@ -31,19 +33,44 @@ def _model_path(model: str) -> str:
     return quote(model.removeprefix("models/"), safe="-._")
 
 
+class GeminiTokens:
+    """``TokenCounter`` through ``:countTokens`` (the whole request: system instruction and tools count too)."""
+
+    __slots__ = ()
+
+    def count_tokens_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
+        request = to_gemini({k: v for k, v in body.items() if k != "stream"})
+        request["model"] = f"models/{model.removeprefix('models/')}"
+        url = f"{base_url.rstrip('/')}/{API_VERSION}/models/{_model_path(model)}:countTokens"
+        return UpstreamRequest("POST", url, {"x-goog-api-key": api_key, "Content-Type": "application/json"},
+                               orjson.dumps({"generateContentRequest": request}))
+
+    def count_tokens_response(self, raw: bytes) -> int:
+        try:
+            answer: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise upstream_errors.malformed("Google Gemini") from None
+        total = answer.get("totalTokens") if isinstance(answer, dict) else None
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise upstream_errors.malformed("Google Gemini")
+        return total
+
+
 class GeminiProvider:
     id = "google"
     display_name = "Google Gemini"
-    key_prefixes: tuple[str, ...] = ("AIza",)
+    key_format = KeyFormat(("AIza",), KEY_LENGTH, KEY_LENGTH, pattern=re.compile(r"AIza[0-9A-Za-z_-]+"))
+    key_prefixes: tuple[str, ...] = key_format.prefixes
     models = GOOGLE_MODELS
     supports_embeddings = True
+    messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
+    token_counter: TokenCounter | None = GeminiTokens()
 
     def owns_model(self, model: str) -> bool:
         return model.startswith(MODEL_PREFIXES)
 
     def accepts_key(self, key: str) -> bool:
-        return key.startswith(self.key_prefixes) and len(key) == KEY_LENGTH and key.isascii() \
-            and key.replace("-", "").replace("_", "").isalnum()
+        return self.key_format.accepts(key)
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key, "Content-Type": "application/json"}

@@ -15,6 +15,8 @@ from webrana_proxy.providers import messages as m
 from webrana_proxy.providers.base import JSON
 
 _MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+# OpenAI's ``reasoning_effort`` -> Gemini's ``thinkingConfig.thinkingBudget`` (tokens): 2.5 Flash accepts 0..24,576.
+THINKING_BUDGETS = {"minimal": 0, "low": 1_024, "medium": 8_192, "high": 24_576}
 
 
 def _user_parts(content: Any, param: str) -> list[JSON]:
@@ -97,6 +99,11 @@ def _generation_config(body: JSON) -> JSON:
     n = m.int_of(body, "n")
     if n is not None and n != 1:
         config["candidateCount"] = n
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in THINKING_BUDGETS:
+            raise BadRequest("reasoning_effort must be minimal, low, medium or high", param="reasoning_effort")
+        config["thinkingConfig"] = {"thinkingBudget": THINKING_BUDGETS[effort]}
     fmt = body.get("response_format")
     if isinstance(fmt, dict):
         kind = fmt.get("type")

@@ -13,7 +13,7 @@ NOT_OURS = ("text-embedding-004", "text-embedding-v")  # Gemini's and Qwen's emb
 class OpenAIProvider(OpenAICompatProvider):
     id = "openai"
     display_name = "OpenAI"
-    key_prefixes: tuple[str, ...] = ("sk-",)  # "sk-proj-", "sk-svcacct-" and legacy "sk-" keys
+    # "sk-proj-", "sk-svcacct-" and legacy "sk-" keys: the base class's format
     models = OPENAI_MODELS
 
     def owns_model(self, model: str) -> bool:

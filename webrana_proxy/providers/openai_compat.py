@@ -14,8 +14,9 @@ import orjson
 
 from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import upstream_errors
-from webrana_proxy.providers.base import JSON, ChatResult, ModelInfo, UpstreamRequest
+from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, ModelInfo, TokenCounter, UpstreamRequest
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
+from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.passthrough import PassthroughStream, usage_from
 
 MIN_KEY_LENGTH = 20  # real keys are far longer; this only catches a pasted fragment
@@ -44,18 +45,20 @@ class OpenAICompatProvider:
 
     id: str = ""
     display_name: str = ""
-    key_prefixes: tuple[str, ...] = ("sk-",)
-    rejected_key_prefixes: tuple[str, ...] = ("sk-ant-",)  # an Anthropic key pasted in the wrong place
+    # "sk-ant-": an Anthropic key pasted in the wrong place
+    key_format = KeyFormat(("sk-",), MIN_KEY_LENGTH, rejected_prefixes=("sk-ant-",))
+    key_prefixes: tuple[str, ...] = key_format.prefixes
     models: tuple[ModelInfo, ...] = ()
     supports_embeddings: bool = True
     upstream_base64_embeddings: bool = True  # False: ask for floats, encode base64 ourselves
+    messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
+    token_counter: TokenCounter | None = None  # no counting endpoint: Webrana estimates
 
     def owns_model(self, model: str) -> bool:
         raise NotImplementedError
 
     def accepts_key(self, key: str) -> bool:
-        return (key.startswith(self.key_prefixes) and not key.startswith(self.rejected_key_prefixes)
-                and len(key) >= MIN_KEY_LENGTH and key.isprintable() and " " not in key)
+        return self.key_format.accepts(key)
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}

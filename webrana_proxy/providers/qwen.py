@@ -15,7 +15,6 @@ MODEL_PREFIXES = ("qwen", "qwq-", "qvq-", "text-embedding-v")
 class QwenProvider(OpenAICompatProvider):
     id = "qwen"
     display_name = "Qwen"
-    key_prefixes: tuple[str, ...] = ("sk-",)
     models = QWEN_MODELS
     upstream_base64_embeddings = False
 

@@ -101,6 +101,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* config.trustedProxies as WEBRANA_TRUSTED_PROXIES: exactly the CIDRs named (a list, or a comma-separated
+string), never "everybody". */}}
+{{- define "webrana.trustedProxies" -}}
+{{- $raw := .Values.config.trustedProxies | default list }}
+{{- $list := kindIs "string" $raw | ternary (splitList "," (toString $raw)) $raw }}
+{{- $out := list }}
+{{- range $list }}
+{{- $cidr := trim (toString .) }}
+{{- if has $cidr (list "0.0.0.0/0" "::/0" "0/0" "*") }}
+{{- fail (printf "config.trustedProxies must not trust everybody (%s): name the ingress controller's and the console's pod ranges, see docs/deploy.md" $cidr) }}
+{{- end }}
+{{- if $cidr }}{{ $out = append $out $cidr }}{{ end }}
+{{- end }}
+{{- join "," $out }}
+{{- end }}
+
 {{/* Plain settings shared by every container. */}}
 {{- define "webrana.commonEnv" -}}
 - name: MIDTRANS_IS_PRODUCTION
@@ -110,7 +126,7 @@ app.kubernetes.io/component: {{ .component }}
 - name: WEBRANA_LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
 - name: WEBRANA_TRUSTED_PROXIES
-  value: {{ .Values.config.trustedProxies | quote }}
+  value: {{ include "webrana.trustedProxies" . | quote }}
 - name: WEBRANA_CONSOLE_URL
   value: {{ include "webrana.consoleUrl" . | quote }}
 - name: WEBRANA_PROXY_HOST

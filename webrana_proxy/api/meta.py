@@ -1,0 +1,22 @@
+"""GET /api/meta: what a client of this deployment should know before anything else, without signing in.
+
+Small and public: the API version and whether the providers are the local demo fakes (``WEBRANA_DEMO``), so
+the console can say so on every page. The console keeps this answer for a minute rather than asking per page.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from webrana_proxy import __version__
+from webrana_proxy.jsonio import json_response
+from webrana_proxy.state import SETTINGS
+
+routes = web.RouteTableDef()
+META_MAX_AGE = 60  # seconds; the answer only changes when the proxy restarts with other settings
+
+
+@routes.get("/api/meta")
+async def meta(request: web.Request) -> web.Response:
+    return json_response({"version": __version__, "demo": request.app[SETTINGS].demo},
+                         headers={"Cache-Control": f"public, max-age={META_MAX_AGE}"})

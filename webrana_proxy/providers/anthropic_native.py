@@ -1,0 +1,206 @@
+"""Anthropic Messages in, Anthropic Messages out: the native lane of ``/v1/messages``.
+
+The client's body goes upstream as it came (every field, also ones Webrana does not know: ``thinking``,
+``context_management``, ``cache_control`` on blocks); only the model id may change (``anthropic/claude-...``
+becomes ``claude-...``), and only then is the body re-encoded. ``anthropic-version`` and ``anthropic-beta``
+are passed on; nothing else of the client's headers is (never its ``Accept-Encoding``: the pool asks for
+identity bytes). Answers come back byte for byte; usage is read from ``message_start`` and ``message_delta``,
+the only events parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from webrana_proxy.providers.anthropic_response import usage_of
+from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
+from webrana_proxy.sse import SSEParser
+
+API_VERSION = "2023-06-01"  # sent when the client names none: the only stable Messages API version
+PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # the client's headers that mean something upstream
+# Bytes of one text_delta event around its text (``event: content_block_delta`` ... ``"text":"`` ... ``"}}``):
+# the text of events relayed unparsed is estimated as their size minus this, for when usage never comes.
+TEXT_DELTA_ENVELOPE = 110
+# Events the relay must read; every other event is forwarded without being looked at. A region that holds none
+# of these markers is relayed as it is (inside JSON strings a newline is escaped, so "\nevent: " is never text).
+_WATCHED = (b"event: message_", b"event: error", b"event:message_", b"event:error")
+
+
+def _body(raw: bytes, body: JSON, model: str) -> bytes:
+    return raw if body.get("model") == model else orjson.dumps({**body, "model": model})
+
+
+def _headers(api_key: str, client_headers: Mapping[str, str]) -> dict[str, str]:
+    out = {"x-api-key": api_key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}
+    for name in PASSED_HEADERS:
+        value = client_headers.get(name)
+        if value:
+            out[name] = value
+    return out
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _delta_chars(data: bytes) -> int:
+    try:
+        payload: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    delta = payload.get("delta") if isinstance(payload, dict) else None
+    if not isinstance(delta, dict):
+        return 0
+    return sum(len(v) for k, v in delta.items() if k in ("text", "partial_json", "thinking") and isinstance(v, str))
+
+
+class AnthropicMessages:
+    """``MessagesNative`` for Anthropic."""
+
+    __slots__ = ()
+
+    def messages_request(self, raw: bytes, body: JSON, model: str, api_key: str, base_url: str,
+                         client_headers: Mapping[str, str]) -> UpstreamRequest:
+        return UpstreamRequest("POST", f"{base_url.rstrip('/')}/v1/messages", _headers(api_key, client_headers),
+                               _body(raw, body, model))
+
+    def count_tokens_request(self, raw: bytes, body: JSON, model: str, api_key: str, base_url: str,
+                             client_headers: Mapping[str, str]) -> UpstreamRequest:
+        return UpstreamRequest("POST", f"{base_url.rstrip('/')}/v1/messages/count_tokens",
+                               _headers(api_key, client_headers), _body(raw, body, model))
+
+    def messages_response(self, raw: bytes) -> ChatResult:
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return ChatResult(body=raw, usage=None)
+        if not isinstance(parsed, dict):
+            return ChatResult(body=raw, usage=None)
+        upstream_id = parsed.get("id")
+        usage = usage_of(parsed.get("usage"))
+        if usage is None and isinstance(parsed.get("input_tokens"), int):  # a count_tokens answer
+            usage = Usage(prompt_tokens=parsed["input_tokens"], total_tokens=parsed["input_tokens"])
+        return ChatResult(body=raw, usage=usage, upstream_id=upstream_id if isinstance(upstream_id, str) else None)
+
+    def messages_stream(self) -> NativeMessagesStream:
+        return NativeMessagesStream()
+
+
+class NativeMessagesStream:
+    """``StreamTranslator`` that relays an Anthropic stream unchanged and reads only its usage.
+
+    ``usage`` stays None until ``message_delta`` brings the output count (a stream cut before it is billed as
+    an estimate, marked so); ``done`` at ``message_stop``; ``error`` at an ``error`` event (forwarded as it is).
+    """
+
+    __slots__ = ("_input", "_parser", "_tail", "completion_chars", "done", "error", "upstream_id", "usage")
+
+    def __init__(self) -> None:
+        self._tail = b""  # bytes after the last complete event
+        self._parser: SSEParser | None = None  # only for streams whose lines end in "\r"
+        self._input: Usage | None = None
+        self.usage: Usage | None = None
+        self.completion_chars = 0
+        self.error: JSON | None = None
+        self.upstream_id: str | None = None
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._tail + data if self._tail else data
+        if self._parser is not None or b"\r" in buf:
+            return self._feed_general(buf)
+        cut = buf.rfind(b"\n\n") + 2
+        if cut == 1:
+            self._tail = buf
+            return []
+        region = buf[:cut] if cut < len(buf) else buf
+        self._tail = buf[cut:] if cut < len(buf) else b""
+        if not any(marker in region for marker in _WATCHED):
+            events = region.count(b"\n\n")
+            chars = len(region) - events * TEXT_DELTA_ENVELOPE
+            if chars > 0:
+                self.completion_chars += chars
+            return [region]
+        self._read(region.split(b"\n\n"))
+        return [region]
+
+    def _feed_general(self, buf: bytes) -> list[bytes]:
+        """Streams with "\\r" line ends (never seen from Anthropic; kept correct, not fast)."""
+        self._tail = b""
+        if self._parser is None:
+            self._parser = SSEParser()
+        for event in self._parser.feed(buf):
+            self._event(event.event, event.data.encode())
+        return [buf]
+
+    def _read(self, raws: list[bytes]) -> None:
+        for raw in raws:
+            if not raw:
+                continue
+            name = b""
+            data: list[bytes] = []
+            for line in raw.split(b"\n"):
+                field, _, value = line.partition(b":")
+                value = value[1:] if value.startswith(b" ") else value
+                if field == b"event":
+                    name = value
+                elif field == b"data":
+                    data.append(value)
+            self._event(name.decode("utf-8", "replace"), b"\n".join(data))
+
+    def _event(self, name: str, data: bytes) -> None:
+        if name == "content_block_delta":  # only in the few regions read anyway: counted exactly
+            self.completion_chars += _delta_chars(data)
+            return
+        if name not in ("message_start", "message_delta", "message_stop", "error"):
+            return
+        if name == "message_stop":
+            self.done = True
+            return
+        try:
+            payload: Any = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            return
+        if name == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("id"), str):
+                    self.upstream_id = message["id"]
+                self._input = usage_of(message.get("usage"))
+        elif name == "message_delta":
+            raw_usage = payload.get("usage")
+            if isinstance(raw_usage, dict):
+                if "input_tokens" in raw_usage or "cache_read_input_tokens" in raw_usage:
+                    fresh = usage_of(raw_usage)
+                    if fresh is not None and fresh.prompt_tokens:
+                        self._input = fresh
+                output = _int(raw_usage.get("output_tokens"))
+                prompt = self._input.prompt_tokens if self._input else 0
+                cached = self._input.cached_tokens if self._input else 0
+                self.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
+                                   cached_tokens=cached)
+        else:
+            err = payload.get("error")
+            err = err if isinstance(err, dict) else {}
+            self.error = {"error": {"message": str(err.get("message") or "Anthropic stream error"),
+                                   "type": str(err.get("type") or "api_error"),
+                                   "code": str(err.get("type") or "upstream_stream_error"), "param": None}}
+
+    def finish(self) -> list[bytes]:
+        out: list[bytes] = []
+        if self._tail:
+            self._read([self._tail])
+            out.append(self._tail)
+            self._tail = b""
+        if not self.done and self.error is None:
+            self.error = {"error": {"message": "the Anthropic stream ended before message_stop",
+                                    "type": "api_error", "code": "upstream_stream_truncated", "param": None}}
+            out.append(b"event: error\ndata: " + orjson.dumps(
+                {"type": "error", "error": {"type": "api_error", "message": self.error["error"]["message"]}})
+                + b"\n\n")
+        return out
