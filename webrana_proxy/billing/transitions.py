@@ -36,8 +36,9 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
 
     ``close_unsettled_as``: a pending invoice that the answer does not settle one way or another is closed
     in this state (the lifecycle job past the invoice's expiry: expired; a checkout that replaces it:
-    cancelled), unless Midtrans says card money is held (``IN_FLIGHT``). ``status`` ``None`` means Midtrans
-    does not know the order (no payment method was ever chosen). Replays and out-of-order answers are no-ops.
+    cancelled), unless Midtrans says card money is held (``IN_FLIGHT``). ``status`` ``None``: nothing can be
+    paid on the order (Midtrans does not know it, or it was just expired there). Replays and out-of-order
+    answers are no-ops.
     """
     invoice = await conn.fetchrow(
         """SELECT id, user_id, subscription_id, number, order_id, plan, kind, total_idr, status, period_end
