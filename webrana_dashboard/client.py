@@ -278,3 +278,13 @@ class ApiClient:
         result: Json = await self.call(creds, "GET", "/api/admin/audit-log",
                                        params={"page": str(page), "per_page": str(per_page)})
         return result
+
+    async def admin_invoices(self, creds: Credentials, status: str, page: int, per_page: int) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/admin/invoices",
+                                       params={"status": status, "page": str(page), "per_page": str(per_page)})
+        return result
+
+    async def admin_mark_refunded(self, creds: Credentials, invoice_id: str, note: str) -> Json:
+        result: Json = await self.call(creds, "POST", f"/api/admin/invoices/{_segment(invoice_id)}/refunded",
+                                       body={"note": note or None})
+        return result

@@ -20,6 +20,8 @@ ADMIN_CALLS = [
     ("POST", "/api/admin/users/{id}/unsuspend", None),
     ("PUT", "/api/admin/users/{id}/plan", {"plan": "pro"}),
     ("PUT", "/api/admin/users/{id}/limits", {"burst_per_minute": 5, "monthly_requests": 5}),
+    ("GET", "/api/admin/invoices", None),
+    ("POST", "/api/admin/invoices/{id}/refunded", {}),
 ]
 
 

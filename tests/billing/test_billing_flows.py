@@ -92,12 +92,15 @@ async def test_the_same_idempotency_key_returns_the_first_answer(billing: Billin
     h = await billing.user()
     first = await billing.subscribe(h, "pro", key="checkout-1")
     again = await billing.subscribe(h, "pro", key="checkout-1")
-    both = await asyncio.gather(*(billing.subscribe(h, "pro", key="checkout-2") for _ in range(5)))
+    # Another key for another plan: one new checkout however often it is retried at once (the pending Pro
+    # invoice it replaces is cancelled: one pending invoice per user).
+    both = await asyncio.gather(*(billing.subscribe(h, "team", key="checkout-2") for _ in range(5)))
     assert again == first
     assert len({b["order_id"] for b in both}) == 1 and both[0]["order_id"] != first["order_id"]
     snap = [r for r in billing.fake.requests if r.path == "/snap/v1/transactions"]
     assert len({r.json()["transaction_details"]["order_id"] for r in snap}) == 2
     assert await billing.db.fetchval("SELECT count(*) FROM invoices") == 2
+    assert (await billing.invoice(h, first["order_id"]))["status"] == "cancelled"
     resp = await billing.client.post("/api/billing/subscribe", json={"plan": "pro"},
                                      headers={**h, "Idempotency-Key": "has spaces"})
     assert resp.status == 400

@@ -62,9 +62,9 @@ async def test_concurrent_numbering_is_unique_and_gapless(pool: asyncpg.Pool) ->
 
 
 async def test_concurrent_checkouts_get_distinct_numbers(billing: Billing) -> None:
-    users = [await billing.user() for _ in range(8)]
-    checkouts = await asyncio.gather(*(billing.subscribe(h, "starter") for h in users),
-                                     *(billing.subscribe(h, "pro") for h in users))
+    users = [await billing.user() for _ in range(16)]  # one pending invoice per user: one checkout each
+    checkouts = await asyncio.gather(*(billing.subscribe(h, "starter") for h in users[:8]),
+                                     *(billing.subscribe(h, "pro") for h in users[8:]))
     numbers = [c["invoice_number"] for c in checkouts]
     assert len(set(numbers)) == 16
     assert all(re.fullmatch(r"WEB-\d{4}-\d{2}-\d{4}", n) for n in numbers)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webrana_proxy.billing.invoice_state import (
+    CLOSED_UNPAID,
     FINAL_STATES,
     RANK,
     TRANSITIONS,
@@ -69,12 +70,26 @@ def test_paid_moves_only_to_refunded() -> None:
 
 
 def test_final_states_never_move() -> None:
-    assert {InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.DENIED,
-            InvoiceStatus.REFUNDED} == FINAL_STATES
+    assert {InvoiceStatus.REFUNDED} == FINAL_STATES
     for state in FINAL_STATES:
         for ts in TRANSACTION_STATUSES:
             for fs in FRAUD_STATUSES:
                 assert next_status(state, ts, fs) is None
+
+
+def test_a_closed_invoice_moves_only_when_midtrans_reports_it_paid_and_then_to_refund_due() -> None:
+    assert {InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.DENIED} == CLOSED_UNPAID
+    for state in CLOSED_UNPAID:
+        for ts in TRANSACTION_STATUSES:
+            for fs in FRAUD_STATUSES:
+                moved = next_status(state, ts, fs)
+                assert moved == (InvoiceStatus.REFUND_DUE if is_paid(ts, fs) else None), (state, ts, fs)
+
+
+def test_refund_due_moves_only_to_refunded() -> None:
+    assert next_status(InvoiceStatus.REFUND_DUE, "refund", "accept") == InvoiceStatus.REFUNDED
+    for late in ("settlement", "capture", "pending", "expire", "cancel", "deny", "partial_refund"):
+        assert next_status(InvoiceStatus.REFUND_DUE, late, "accept") is None
 
 
 def test_paid_rule_is_settlement_or_accepted_capture() -> None:
@@ -96,7 +111,7 @@ def test_the_state_never_goes_backwards_under_any_sequence(start: InvoiceStatus,
     for before, after in itertools.pairwise(trail):
         assert after in TRANSITIONS[before]
         assert RANK[after] > RANK[before]
-    assert len(trail) <= 3  # pending -> paid -> refunded is the longest possible life
+    assert len(trail) <= 4  # pending -> expired -> refund_due -> refunded is the longest possible life
 
 
 @given(states, answers)

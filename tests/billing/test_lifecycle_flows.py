@@ -94,22 +94,22 @@ async def test_an_unpaid_downgrade_ends_on_free(billing: Billing) -> None:
 
 
 async def test_pending_invoices_expire_after_a_day_once_midtrans_confirms(billing: Billing) -> None:
-    h = await billing.user()
-    never_paid = await billing.subscribe(h, "starter")  # no payment method chosen: Midtrans says 404
-    waiting = await billing.subscribe(h, "pro")
+    h1, h2, h3 = await billing.user(), await billing.user(), await billing.user()  # one pending invoice each
+    never_paid = await billing.subscribe(h1, "starter")  # no payment method chosen: Midtrans says 404
+    waiting = await billing.subscribe(h2, "pro")
     billing.fake.set_status(waiting["order_id"], "pending")
-    lost = await billing.subscribe(h, "team")  # paid, but the notification never arrived
+    lost = await billing.subscribe(h3, "team")  # paid, but the notification never arrived
     billing.fake.set_status(lost["order_id"], "settlement", payment_type="bca_va")
     now = datetime.now(UTC)
     report = await run_once(billing.client.app, now + timedelta(hours=23))
     assert report.invoices == {}
     report = await run_once(billing.client.app, now + timedelta(hours=24, minutes=1))
     assert report.invoices == {"applied:expired": 2, "applied:paid": 1}
-    assert (await billing.invoice(h, never_paid["order_id"]))["status"] == "expired"
-    assert (await billing.invoice(h, waiting["order_id"]))["status"] == "expired"
-    paid = await billing.invoice(h, lost["order_id"])
+    assert (await billing.invoice(h1, never_paid["order_id"]))["status"] == "expired"
+    assert (await billing.invoice(h2, waiting["order_id"]))["status"] == "expired"
+    paid = await billing.invoice(h3, lost["order_id"])
     assert (paid["status"], paid["payment_method"]) == ("paid", "bca_va")
-    assert await billing.plan(h) == "team"
+    assert await billing.plan(h3) == "team"
 
 
 async def test_pending_invoices_wait_while_midtrans_is_unreachable(billing: Billing) -> None:

@@ -281,6 +281,33 @@ async def test_an_expired_status_407_is_an_answer_not_an_error(client: MidtransC
     assert (status["status_code"], status["transaction_status"]) == ("407", "expire")
 
 
+async def test_expire_a_pending_transaction_then_it_is_refused_or_unknown(client: MidtransClient, fake: FakeMidtrans,
+                                                                         receiver: Receiver) -> None:
+    await create_pro(client, "WBR-exp-0")
+    with pytest.raises(MidtransError) as unknown:  # no payment method chosen yet: Midtrans does not know it
+        await client.expire("WBR-exp-0")
+    assert unknown.value.not_found
+    await fake.transition("WBR-exp-0", "pending", payment_type="bca_va", send_notification=False)
+    answer = await client.expire("WBR-exp-0")
+    assert (answer["status_code"], answer["transaction_status"]) == ("407", "expire")
+    assert answer["status_message"] == "Success, transaction has expired"
+    assert TransactionStatus.from_body(answer).gross_amount_idr == 109_890
+    await fake.drain()  # Midtrans notifies the expiry, signed
+    assert [n["transaction_status"] for n in receiver.notifications] == ["expire"]
+    assert verify_signature(receiver.notifications[0], SERVER_KEY)
+    with pytest.raises(MidtransError) as refused:  # no longer pending
+        await client.expire("WBR-exp-0")
+    assert (refused.value.status_code, refused.value.not_found) == ("412", False)
+    await create_pro(client, "WBR-exp-1")
+    await fake.transition("WBR-exp-1", "settlement", send_notification=False)
+    with pytest.raises(MidtransError) as paid:
+        await client.expire("WBR-exp-1")
+    assert paid.value.status_code == "412"
+    assert fake.expire_calls == ["WBR-exp-0", "WBR-exp-0", "WBR-exp-0", "WBR-exp-1"]
+    sent = [r for r in fake.requests if r.path.endswith("/expire")]
+    assert {(r.method, r.headers["Authorization"]) for r in sent} == {("POST", basic_authorization(SERVER_KEY))}
+
+
 async def test_notifications_are_signed_and_verify(client: MidtransClient, fake: FakeMidtrans,
                                                    receiver: Receiver) -> None:
     await create_pro(client, "WBR-notify-1")

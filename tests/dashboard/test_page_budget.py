@@ -80,7 +80,7 @@ async def test_every_page_costs_its_visitor_one_or_two_api_calls(console: Consol
         "/usage": 2, "/usage?range=custom&from=2025-01-01&to=2025-01-31": 2, "/billing": 2,
         f"/billing/result?order_id={paid}": 2, f"/billing/result?order_id={pending}": 1,
         f"/billing/invoices/{invoice_id.group(1)}": 1, "/billing/cancel": 1,
-        "/admin": 1, "/admin/users": 1, "/admin/users?q=budget": 1, "/admin/audit": 1,
+        "/admin": 1, "/admin/users": 1, "/admin/users?q=budget": 1, "/admin/refunds": 1, "/admin/audit": 1,
         "/login": 0, "/signup": 0, "/": 0, "/no-such-page": 0,
     }
     spent = {path: await api_calls(stack, console, path, addresses) for path in budget}

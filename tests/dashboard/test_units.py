@@ -170,9 +170,10 @@ def test_catalogues_have_the_same_keys_and_cover_every_key_used() -> None:
     for path in [*PACKAGE.joinpath("templates").rglob("*.html"), *PACKAGE.rglob("*.py")]:
         used |= set(re.findall(r"""\bt\(\s*['"]([a-z_]+\.[a-z0-9_.]+)['"]""", path.read_text()))
     # Keys built at run time: every value they can take.
-    used |= {f"status.{s}" for s in ("pending", "paid", "expired", "cancelled", "denied", "refunded", "active",
-                                      "suspended")}
-    used |= {f"billing.result_{s}" for s in ("pending", "paid", "expired", "cancelled", "denied", "refunded")}
+    used |= {f"status.{s}" for s in ("pending", "paid", "expired", "cancelled", "denied", "refund_due", "refunded",
+                                      "active", "suspended")}
+    used |= {f"billing.result_{s}" for s in ("pending", "paid", "expired", "cancelled", "denied", "refund_due",
+                                             "refunded")}
     used |= {f"provider.{p}" for p in ("openai", "anthropic", "google", "qwen")}
     used |= {f"admin.done_{a}" for a in ("suspend", "unsuspend", "plan")}
     used |= {f"provider_keys.test_{s}" for s in ("ok", "invalid_key", "unreachable")}

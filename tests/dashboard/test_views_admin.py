@@ -6,6 +6,7 @@ import re
 
 import asyncpg
 
+from tests.conftest import PASSWORD
 from tests.dashboard.conftest import Console, Stack, another_browser
 
 
@@ -19,10 +20,11 @@ async def _admin(console: Console, stack: Stack, email: str = "boss@example.co.i
 async def test_admin_area_is_invisible_to_users(console: Console) -> None:
     await console.signup("user@example.co.id")
     assert 'href="/admin"' not in await console.get("/overview")
-    for path in ("/admin", "/admin/users", "/admin/audit"):
+    for path in ("/admin", "/admin/users", "/admin/refunds", "/admin/audit"):
         await console.get(path, status=404)
-    resp = await console.post("/admin/users/00000000-0000-0000-0000-000000000000/suspend")
-    assert resp.status == 404
+    for action in ("/admin/users/00000000-0000-0000-0000-000000000000/suspend",
+                   "/admin/invoices/00000000-0000-0000-0000-000000000000/refunded"):
+        assert (await console.post(action)).status == 404
 
 
 async def test_suspend_signs_the_user_out_and_is_audited(console: Console, stack: Stack) -> None:
@@ -77,3 +79,35 @@ async def test_admin_cannot_suspend_themselves(console: Console, stack: Stack) -
     assert me
     await console.post(f"/admin/users/{me.group(1)}/suspend", {"next": "/admin/users"})
     assert "tidak bisa menangguhkan akun sendiri" in await console.get("/admin/users")
+
+
+async def test_refunds_due_are_listed_marked_refunded_and_shown_to_the_payer(console: Console, stack: Stack) -> None:
+    """A payment for an invoice that a newer plan choice replaced is refund-due (never granted): the admin
+    pages list it and mark it refunded (audited), and the payer's invoice list shows its state."""
+    async with another_browser(stack) as payer:
+        await payer.signup("payer@example.co.id")
+        resp = await stack.proxy.post("/api/auth/login", json={"email": "payer@example.co.id",
+                                                                "password": PASSWORD})
+        h = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        starter = await (await stack.proxy.post("/api/billing/subscribe", json={"plan": "starter"},
+                                                headers=h)).json()
+        resp = await stack.proxy.post("/api/billing/subscribe", json={"plan": "pro"}, headers=h)
+        assert resp.status == 201  # replaces the Starter invoice (expired at Midtrans first)
+        _, sent = await stack.midtrans.transition(starter["order_id"], "settlement")  # its Snap page paid
+        assert sent[0].status == 200 and "applied:refund_due" in (sent[0].response_text or "")
+        assert "Menunggu pengembalian dana" in await payer.get("/billing")
+
+        await _admin(console, stack)
+        assert 'id="admin-refunds-due"' in await console.get("/admin")
+        page = await console.get("/admin/refunds")
+        assert f'data-order="{starter["order_id"]}"' in page and "payer@example.co.id" in page
+        assert "paid after the invoice was cancelled" in page and "Rp 54.390" in page
+        invoice_id = re.search(r'action="/admin/invoices/([0-9a-f-]{36})/refunded"', page)
+        assert invoice_id
+        resp = await console.post(f"/admin/invoices/{invoice_id.group(1)}/refunded", {"note": "RF-42"})
+        assert resp.status == 303 and resp.headers["Location"] == "/admin/refunds"
+        page = await console.get("/admin/refunds")
+        assert "ditandai sudah dikembalikan" in page and "Tidak ada dana yang harus dikembalikan" in page
+        audit = await console.get("/admin/audit")
+        assert "<code>invoice.mark_refunded</code>" in audit and "RF-42" in audit
+        assert "Dikembalikan" in await payer.get("/billing")

@@ -8,7 +8,9 @@ transaction, sends a correctly signed notification to the webhook and sends the 
 
 Routes (base URL ``B``; set ``MIDTRANS_SNAP_BASE_URL=B/snap/v1`` and ``MIDTRANS_API_BASE_URL=B``):
 
-* ``POST /snap/v1/transactions``, ``GET /v2/{order_id}/status`` - like the real API;
+* ``POST /snap/v1/transactions``, ``GET /v2/{order_id}/status``, ``POST /v2/{order_id}/expire`` - like the real
+  API (expire: 407 and a notification for a pending transaction, 412 once it is paid or closed, 404 while no
+  payment method was chosen; every call is in ``requests`` and its order id in ``expire_calls``);
 * ``GET /snap/v4/redirection/{token}`` (+ ``POST .../pay``) - the payment page;
 * ``POST /_control/{order_id}`` ``{transaction_status, fraud_status?, payment_type?, send_notification?}``,
   ``GET /_control/{order_id}``, ``POST /_control/notify`` ``{notification, url?, sign?}`` (forged or arbitrary
@@ -60,6 +62,10 @@ STATUS_MESSAGES: dict[str, str] = {
     "202": "Transaction is denied",
     "407": "Success, transaction is found",
 }
+EXPIRE_MESSAGE = "Success, transaction has expired"
+CANNOT_MODIFY_MESSAGE = "Merchant cannot modify the status of the transaction"
+NOT_FOUND_MESSAGE = "Transaction doesn't exist."
+
 # The payment-page buttons: (form action, label, payment_type, fraud_status).
 PAGE_ACTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("settlement", "Pay (settlement)", "qris", "accept"),
@@ -235,6 +241,8 @@ class FakeMidtrans:
         self.idempotent_answers: dict[str, tuple[int, dict[str, Any]]] = {}
         self.requests: list[RecordedRequest] = []
         self.notifications: list[SentNotification] = []
+        self.expire_calls: list[str] = []  # order ids of POST /v2/{order_id}/expire, in order
+        self._sending: set[asyncio.Task[list[SentNotification]]] = set()
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
         self.base_url: str | None = None
@@ -246,6 +254,7 @@ class FakeMidtrans:
         app.cleanup_ctx.append(self._client_session)
         app.router.add_post("/snap/v1/transactions", self._create)
         app.router.add_get("/v2/{order_id}/status", self._status)
+        app.router.add_post("/v2/{order_id}/expire", self._expire)
         app.router.add_get("/snap/v4/redirection/{token}", self._payment_page)
         app.router.add_post("/snap/v4/redirection/{token}/pay", self._pay)
         app.router.add_post("/_control/notify", self._control_notify)
@@ -272,7 +281,13 @@ class FakeMidtrans:
         self.base_url = f"http://{host}:{bound_port}"
         return self.base_url
 
+    async def drain(self) -> None:
+        """Wait for the notifications sent after an answer (the expire API's) to be delivered."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
     async def close(self) -> None:
+        await self.drain()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -375,6 +390,12 @@ class FakeMidtrans:
         sent = await self.send_notification(body) if send_notification else []
         return body, sent
 
+    def _notify_later(self, order_id: str) -> None:
+        """Like Midtrans: the notification of a change made through the API follows the API's answer."""
+        task = asyncio.get_running_loop().create_task(self.send_notification(self.notification_body(order_id)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
     # --- HTTP -------------------------------------------------------------------------------------------
 
     @web.middleware
@@ -444,6 +465,27 @@ class FakeMidtrans:
             return web.json_response({"status_code": "404", "status_message": "Transaction doesn't exist.",
                                       "id": str(uuid.uuid4())}, status=404, dumps=_dumps)
         return web.json_response(self.status_body(tx), dumps=_dumps)
+
+    async def _expire(self, request: web.Request) -> web.Response:
+        """``POST /v2/{order_id}/expire``: only a pending transaction can be expired."""
+        if not self._authorized(request):
+            return web.json_response({"status_code": "401", "status_message": UNAUTHORIZED_MESSAGES[0],
+                                      "id": str(uuid.uuid4())}, status=401, dumps=_dumps)
+        order_id = request.match_info["order_id"]
+        self.expire_calls.append(order_id)
+        tx = self.transactions.get(order_id)
+        if tx is None or tx.transaction_status is None:  # Snap: no payment method chosen yet
+            return web.json_response({"status_code": "404", "status_message": NOT_FOUND_MESSAGE,
+                                      "id": str(uuid.uuid4())}, status=404, dumps=_dumps)
+        if tx.transaction_status != "pending":
+            return web.json_response({"status_code": "412", "status_message": CANNOT_MODIFY_MESSAGE,
+                                      "id": str(uuid.uuid4())}, dumps=_dumps)
+        self.set_status(order_id, "expire", fraud_status=tx.fraud_status)
+        body = self.status_body(tx)
+        body["status_message"] = EXPIRE_MESSAGE
+        del body["signature_key"]  # the expire answer is not signed; its notification is
+        self._notify_later(order_id)
+        return web.json_response(body, dumps=_dumps)
 
     async def _payment_page(self, request: web.Request) -> web.Response:
         tx = self.by_token.get(request.match_info["token"])

@@ -109,6 +109,8 @@ async def test_another_users_ids_are_404_on_every_route(gw: TestClient[web.Reque
     admin = await make_account(gw, migrated, providers=())
     await promote_admin(migrated, admin.user_id)
     for op in (op for op in swept if op.path.startswith("/api/admin/")):
-        case = one_case(op, dict.fromkeys(PARAM.findall(op.path), owner.user_id), admin.headers)
+        case = one_case(op, dict.fromkeys(PARAM.findall(op.path), ids[kind_of(op.path)]), admin.headers)
         status, _, raw = await send(gw, case, admin.headers)
-        assert status < 400, f"an admin's {op.method.upper()} {op.path} on a real user gave {status} {raw[:300]!r}"
+        # 409: found, but not in the state the action needs (A's pending invoice is not refund-due).
+        assert status < 400 or status == 409, (
+            f"an admin's {op.method.upper()} {op.path} on a real user gave {status} {raw[:300]!r}")

@@ -1,5 +1,6 @@
 """Admin (admins only; others get a 404): stats, users with search and pagination, suspend/unsuspend,
-change plan, and the audit log. The API enforces the role too; this only hides what others cannot use."""
+change plan, refunds due (paid invoices nothing was granted for) to mark refunded, and the audit log. The
+API enforces the role too; this only hides what others cannot use."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from webrana_dashboard.pages import (
 routes = web.RouteTableDef()
 USERS_PER_PAGE = 25
 AUDIT_PER_PAGE = 50
+REFUNDS_PER_PAGE = 50
+REFUND_NOTE_CHARS = 500  # the API's limit
 MAX_QUERY_CHARS = 254  # an e-mail address at most
 
 
@@ -106,3 +109,33 @@ async def audit(request: web.Request) -> web.Response:
         "nav": "admin", "admin_nav": "audit", "entries": log["data"], "page": page, "pages": pages,
         "prev_url": f"/admin/audit?page={page - 1}" if page > 1 else None,
         "next_url": f"/admin/audit?page={page + 1}" if page < pages else None})
+
+
+@routes.get("/admin/refunds")
+async def refunds(request: web.Request) -> web.Response:
+    require_admin(request)
+    page = form_int(request.query.get("page"), 1)
+    listing = await api(request).admin_invoices(creds(request), "refund_due", page, REFUNDS_PER_PAGE)
+    pages = _pages(int(listing["total"]), REFUNDS_PER_PAGE)
+    return await render(request, "admin/refunds.html", {
+        "nav": "admin", "admin_nav": "refunds", "invoices": listing["data"], "total": listing["total"],
+        "page": page, "pages": pages,
+        "prev_url": f"/admin/refunds?page={page - 1}" if page > 1 else None,
+        "next_url": f"/admin/refunds?page={page + 1}" if page < pages else None})
+
+
+@routes.post("/admin/invoices/{id}/refunded")
+async def mark_refunded(request: web.Request) -> web.Response:
+    session = require_admin(request)
+    t = t_of(request)
+    form = await request.post()
+    try:
+        invoice = await api(request).admin_mark_refunded(creds(request), request.match_info["id"],
+                                                         form_text(form, "note", REFUND_NOTE_CHARS))
+    except ApiError as err:
+        if err.status not in (400, 404, 409, 422):
+            raise
+        session.flash("error", error_text(t, err))
+    else:
+        session.flash("ok", t("admin.done_refunded", number=invoice["number"]))
+    return redirect("/admin/refunds")

@@ -1,5 +1,6 @@
-"""/api/admin: business numbers, users (search, suspend, plan, limits) and the audit log. Admin role only;
-every change is written to ``audit_log`` (who, what, when) in the same transaction as the change itself."""
+"""/api/admin: business numbers, users (search, suspend, plan, limits), invoices (refund-due ones to refund)
+and the audit log. Admin role only; every change is written to ``audit_log`` (who, what, when) in the same
+transaction as the change itself."""
 
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ import asyncpg
 from aiohttp import web
 
 from webrana_proxy.api.identity import User, current_admin
+from webrana_proxy.billing.invoice_state import InvoiceStatus
+from webrana_proxy.billing.invoices import invoice_summary
 from webrana_proxy.billing.midtrans import JAKARTA
 from webrana_proxy.billing.plans import PLAN_IDS, get_plan
 from webrana_proxy.db import Conn
-from webrana_proxy.errors import BadRequest, NotFound, ValidationFailed
-from webrana_proxy.jsonio import json_response, opt_int, path_uuid, read_json, req_str
+from webrana_proxy.errors import BadRequest, NotFound, ValidationFailed, WebranaError
+from webrana_proxy.jsonio import (
+    json_response,
+    opt_int,
+    parse_json_object,
+    path_uuid,
+    read_body,
+    read_json,
+    req_str,
+)
 from webrana_proxy.state import KEYCACHE, POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -25,6 +36,14 @@ MAX_PER_PAGE = 200
 LATENCY_WINDOW = timedelta(hours=1)
 MAX_BURST_OVERRIDE = 1_000_000  # requests/minute; far above anything real, below integer trouble
 MAX_MONTHLY_OVERRIDE = 2_000_000_000  # fits the INTEGER column
+REFUND_NOTE_MAX = 500  # characters: a Midtrans refund key or bank reference and a sentence
+INVOICE_STATUSES = tuple(s.value for s in InvoiceStatus)
+
+
+class NotRefundDue(WebranaError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "not_refund_due"
 
 
 def _page(request: web.Request) -> tuple[int, int]:
@@ -82,6 +101,9 @@ async def stats(request: web.Request) -> web.Response:
             """SELECT coalesce(sum(requests) FILTER (WHERE day = $1), 0) AS today,
                       coalesce(sum(requests), 0) AS month
                FROM usage_daily WHERE day >= $2 AND day <= $1""", today, month_start)
+        refunds_due = await conn.fetchrow(
+            """SELECT count(*) AS n, coalesce(sum(total_idr), 0) AS total_idr
+               FROM invoices WHERE status = 'refund_due'""")
         latency = await conn.fetchrow(
             """SELECT count(*) AS n,
                       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,
@@ -95,7 +117,7 @@ async def stats(request: web.Request) -> web.Response:
         totals["total"] += r["n"]
         totals[r["status"]] += r["n"]
     subs_by_plan = {r["plan"]: r["n"] for r in subs}
-    assert requests is not None and latency is not None
+    assert requests is not None and latency is not None and refunds_due is not None
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(float(value), 2)
@@ -108,6 +130,8 @@ async def stats(request: web.Request) -> web.Response:
         "mrr_idr": sum(get_plan(plan).price_idr * n for plan, n in subs_by_plan.items()),
         "requests": {"today": int(requests["today"]), "this_month": int(requests["month"]),
                      "timezone": "Asia/Jakarta"},
+        # Paid but not granted (GET /api/admin/invoices?status=refund_due): money to send back.
+        "refunds_due": {"count": refunds_due["n"], "total_idr": int(refunds_due["total_idr"])},
         "latency_ms": {"window_seconds": int(LATENCY_WINDOW.total_seconds()), "count": latency["n"],
                        "p50": ms(latency["p50"]), "p95": ms(latency["p95"]), "p99": ms(latency["p99"])},
     })
@@ -235,3 +259,64 @@ async def audit_log(request: web.Request) -> web.Response:
                   "target_user_id": str(r["target_user_id"]) if r["target_user_id"] else None,
                   "details": r["details"], "created_at": r["created_at"].isoformat()} for r in rows],
         "page": page, "per_page": per_page, "total": total})
+
+
+def _admin_invoice_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {**invoice_summary(row), "user_id": str(row["user_id"]), "email": row["email"],
+            "period_start": row["period_start"].isoformat() if row["period_start"] else None,
+            "period_end": row["period_end"].isoformat() if row["period_end"] else None}
+
+
+@routes.get("/api/admin/invoices")
+async def invoices(request: web.Request) -> web.Response:
+    """Invoices of every user in one state, newest change first; by default the refund-due ones."""
+    await current_admin(request)
+    page, per_page = _page(request)
+    status = request.query.get("status", InvoiceStatus.REFUND_DUE.value)
+    if status not in INVOICE_STATUSES:
+        raise ValidationFailed(f"'status' must be one of {', '.join(INVOICE_STATUSES)}", param="status")
+    async with request.app[POOL].acquire() as conn:
+        total = await conn.fetchval("SELECT count(*) FROM invoices WHERE status = $1", status)
+        rows = await conn.fetch(
+            """SELECT i.id, i.user_id, u.email, i.number, i.order_id, i.kind, i.plan, i.status, i.subtotal_idr,
+                      i.ppn_idr, i.total_idr, i.payment_method, i.created_at, i.paid_at, i.expires_at,
+                      i.period_start, i.period_end, i.refund_reason, i.refunded_at
+               FROM invoices i JOIN users u ON u.id = i.user_id
+               WHERE i.status = $1
+               ORDER BY i.updated_at DESC, i.id DESC LIMIT $2 OFFSET $3""",
+            status, per_page, (page - 1) * per_page)
+    return json_response({"data": [_admin_invoice_view(r) for r in rows], "page": page, "per_page": per_page,
+                          "total": total})
+
+
+@routes.post("/api/admin/invoices/{id}/refunded")
+async def mark_refunded(request: web.Request) -> web.Response:
+    """A refund-due invoice was refunded (in the Midtrans dashboard or by transfer): record it, audited.
+    Optional body ``{"note": "..."}`` (the refund reference)."""
+    admin = await current_admin(request)
+    invoice_id = path_uuid(request)
+    raw = await read_body(request, request.app[SETTINGS].api_body_limit)
+    note: str | None = None
+    if raw.strip():
+        body = parse_json_object(raw)
+        if body.get("note") is not None:
+            note = req_str(body, "note", max_len=REFUND_NOTE_MAX)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        before = await conn.fetchrow(
+            """SELECT i.id, i.user_id, u.email, i.number, i.order_id, i.status, i.total_idr, i.refund_reason
+               FROM invoices i JOIN users u ON u.id = i.user_id WHERE i.id = $1 FOR UPDATE OF i""", invoice_id)
+        if before is None:
+            raise NotFound("invoice not found")
+        if before["status"] != InvoiceStatus.REFUND_DUE.value:
+            raise NotRefundDue(f"invoice {before['number']} is {before['status']}, not refund_due")
+        row = await conn.fetchrow(
+            """UPDATE invoices i SET status = 'refunded', refunded_at = now() FROM users u
+               WHERE i.id = $1 AND u.id = i.user_id
+               RETURNING i.id, i.user_id, u.email, i.number, i.order_id, i.kind, i.plan, i.status, i.subtotal_idr,
+                         i.ppn_idr, i.total_idr, i.payment_method, i.created_at, i.paid_at, i.expires_at,
+                         i.period_start, i.period_end, i.refund_reason, i.refunded_at""", invoice_id)
+        await _audit(conn, admin, "invoice.mark_refunded", before["user_id"], {
+            "email": before["email"], "invoice": before["number"], "order_id": before["order_id"],
+            "total_idr": before["total_idr"], "reason": before["refund_reason"], "note": note})
+    assert row is not None
+    return json_response(_admin_invoice_view(row))

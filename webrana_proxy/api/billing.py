@@ -92,7 +92,9 @@ async def order(request: web.Request) -> web.Response:
 
 @routes.post("/api/billing/midtrans/notification")
 async def midtrans_notification(request: web.Request) -> web.Response:
-    """Midtrans' webhook: no sign-in, the signature and Midtrans' own status answer are the proof."""
-    raw = await read_body(request, request.app[SETTINGS].api_body_limit)
+    """Midtrans' webhook: no sign-in, the signature and Midtrans' own status answer are the proof. Its own
+    small body limit (413 beyond): a public route whose every post is recorded."""
+    limit = min(webhook.NOTIFICATION_BODY_LIMIT, request.app[SETTINGS].api_body_limit)
+    raw = await read_body(request, limit)
     received = await webhook.receive(BillingDeps.from_app(request.app), raw, _now())
     return json_response({"ok": True, "verdict": received.verdict})

@@ -9,7 +9,8 @@ from webrana_proxy.api.openapi import INT, PLAN, STR, UUID, _obj, _op, _path_id,
 DATETIME = {"type": "string", "format": "date-time"}
 NULL_DATETIME = {"type": ["string", "null"], "format": "date-time"}
 NULL_STR = {"type": ["string", "null"]}
-INVOICE_STATUS = {"type": "string", "enum": ["pending", "paid", "expired", "cancelled", "denied", "refunded"]}
+INVOICE_STATUS = {"type": "string", "enum": ["pending", "paid", "expired", "cancelled", "denied", "refund_due",
+                                             "refunded"]}
 PARTY = {"type": "object", "additionalProperties": {"type": "string"}}
 
 PLAN_OFFER = _obj(["id", "name", "price_idr", "period_days", "monthly_requests", "ppn_idr", "total_idr"],
@@ -35,7 +36,8 @@ INVOICE_SUMMARY = _obj(["id", "number", "order_id", "kind", "plan", "status", "c
                        id=UUID, number={"type": "string", "pattern": "^WEB-[0-9]{4}-[0-9]{2}-[0-9]{4,}$"},
                        order_id=STR, kind=STR, plan=PLAN, status=INVOICE_STATUS, currency={"const": "IDR"},
                        subtotal_idr=INT, ppn_idr=INT, total_idr=INT, payment_method=NULL_STR,
-                       issued_at=DATETIME, paid_at=NULL_DATETIME, expires_at=DATETIME)
+                       issued_at=DATETIME, paid_at=NULL_DATETIME, expires_at=DATETIME,
+                       refund_reason=NULL_STR, refunded_at=NULL_DATETIME)
 INVOICE = {"allOf": [INVOICE_SUMMARY, _obj(
     ["lines", "ppn_percent", "seller", "buyer"],
     lines={"type": "array", "items": _obj(["id", "name", "price_idr", "quantity", "amount_idr"], id=STR,
@@ -45,6 +47,8 @@ INVOICE = {"allOf": [INVOICE_SUMMARY, _obj(
 ADMIN_USER = {"allOf": [{"$ref": "#/components/schemas/User"}, _obj(
     [], burst_per_minute_override={"type": ["integer", "null"]},
     monthly_requests_override={"type": ["integer", "null"]})]}
+ADMIN_INVOICE = {"allOf": [INVOICE_SUMMARY, _obj(["user_id", "email"], user_id=UUID, email=STR,
+                                                period_start=NULL_DATETIME, period_end=NULL_DATETIME)]}
 PAGE_PARAMS = [_query("page", {"type": "integer", "minimum": 1, "default": 1}, "page number, from 1"),
                _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
                       "rows per page")]
@@ -63,7 +67,9 @@ def billing_paths() -> dict[str, dict[str, Any]]:
                                   response=PLANS)},
         "/api/billing/subscribe": {"post": _op(
             "Start paying for a plan (new, renewal, prorated upgrade, or downgrade at the period end): "
-            "a numbered invoice and a Midtrans Snap checkout", ok=201, params=[IDEMPOTENCY],
+            "a numbered invoice and a Midtrans Snap checkout. One pending invoice per user: the same plan again "
+            "returns it (Idempotent-Replayed: true); another plan first expires it at Midtrans (409 "
+            "payment_in_progress while a card payment of it is under review)", ok=201, params=[IDEMPOTENCY],
             body=_obj(["plan"], plan={"type": "string", "enum": ["starter", "pro", "team"]}),
             response=CHECKOUT)},
         "/api/billing/subscription": {"get": _op("The caller's plan and running subscription",
@@ -96,6 +102,16 @@ def billing_paths() -> dict[str, dict[str, Any]]:
             "Set a user's custom limits; null = the plan's default (admin)", params=[user_id],
             body=_obj([], burst_per_minute={"type": ["integer", "null"], "minimum": 1},
                       monthly_requests={"type": ["integer", "null"], "minimum": 0}), response=ADMIN_USER)},
+        "/api/admin/invoices": {"get": _op(
+            "Invoices of every user in one state, newest change first; by default refund_due (paid, nothing "
+            "granted: to refund) (admin)", params=[
+                _query("status", INVOICE_STATUS, "invoice state (default refund_due)"), *PAGE_PARAMS],
+            response=_obj(["data", "page", "per_page", "total"], data={"type": "array", "items": ADMIN_INVOICE},
+                          page=INT, per_page=INT, total=INT))},
+        "/api/admin/invoices/{id}/refunded": {"post": _op(
+            "Mark a refund_due invoice refunded once the money went back (audited; 409 otherwise) (admin)",
+            params=[_path_id("invoice id")], response=ADMIN_INVOICE,
+            body=_obj([], note={"type": ["string", "null"], "maxLength": 500}))},
         "/api/admin/audit-log": {"get": _op("Admin actions, newest first (admin)", params=[
             _query("user_id", UUID, "only actions on this user"), *PAGE_PARAMS])},
     }

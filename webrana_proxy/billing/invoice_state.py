@@ -1,9 +1,12 @@
 """The invoice state machine, as pure functions over Midtrans status answers.
 
-``pending -> paid | expired | cancelled | denied`` and ``paid -> refunded``; nothing else ever moves. Feed it
-the answer of ``GET /v2/{order_id}/status`` (the truth), never the notification body. Because every move goes
-strictly forward and every state has at most one way out per answer, replayed and out-of-order answers are
-no-ops (``None``) and the state never goes backwards.
+``pending -> paid | expired | cancelled | denied``, ``paid -> refunded``, and for money nothing was granted
+for, ``refund_due -> refunded``: an expired, cancelled or denied invoice that Midtrans reports paid after all
+becomes ``refund_due`` (never silently kept), and so does a paid invoice whose grant is refused
+(``subscriptions.on_paid``: an upgrade whose period changed after it was priced). Feed it the answer of
+``GET /v2/{order_id}/status`` (the truth), never the notification body. Because every move goes strictly
+forward and every state has at most one way out per answer, replayed and out-of-order answers are no-ops
+(``None``) and the state never goes backwards.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ class InvoiceStatus(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     DENIED = "denied"
+    REFUND_DUE = "refund_due"  # paid, nothing granted: an admin refunds it (or Midtrans reports a refund)
     REFUNDED = "refunded"
 
 
@@ -25,9 +29,10 @@ TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     InvoiceStatus.PENDING: frozenset({InvoiceStatus.PAID, InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED,
                                       InvoiceStatus.DENIED}),
     InvoiceStatus.PAID: frozenset({InvoiceStatus.REFUNDED}),
-    InvoiceStatus.EXPIRED: frozenset(),
-    InvoiceStatus.CANCELLED: frozenset(),
-    InvoiceStatus.DENIED: frozenset(),
+    InvoiceStatus.EXPIRED: frozenset({InvoiceStatus.REFUND_DUE}),
+    InvoiceStatus.CANCELLED: frozenset({InvoiceStatus.REFUND_DUE}),
+    InvoiceStatus.DENIED: frozenset({InvoiceStatus.REFUND_DUE}),
+    InvoiceStatus.REFUND_DUE: frozenset({InvoiceStatus.REFUNDED}),
     InvoiceStatus.REFUNDED: frozenset(),
 }
 
@@ -38,10 +43,13 @@ RANK: dict[InvoiceStatus, int] = {
     InvoiceStatus.EXPIRED: 1,
     InvoiceStatus.CANCELLED: 1,
     InvoiceStatus.DENIED: 1,
-    InvoiceStatus.REFUNDED: 2,
+    InvoiceStatus.REFUND_DUE: 2,
+    InvoiceStatus.REFUNDED: 3,
 }
 
 FINAL_STATES = frozenset(s for s, out in TRANSITIONS.items() if not out)
+# Closed without payment: only a payment that Midtrans confirms after all still moves them (to refund_due).
+CLOSED_UNPAID = frozenset({InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.DENIED})
 
 # Midtrans transaction_status values with a fixed meaning for the invoice, whatever the fraud_status.
 _DIRECT: dict[str, InvoiceStatus] = {
@@ -85,6 +93,8 @@ def next_status(current: InvoiceStatus | str, transaction_status: str,
     """
     state = InvoiceStatus(current)
     target = target_status(transaction_status, fraud_status)
+    if target is InvoiceStatus.PAID and state in CLOSED_UNPAID:
+        target = InvoiceStatus.REFUND_DUE  # money for an invoice already closed: never granted, never lost
     if target is None or target not in TRANSITIONS[state]:
         return None
     return target

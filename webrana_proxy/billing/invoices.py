@@ -83,12 +83,14 @@ async def fetch_invoice(conn: Conn | asyncpg.Pool, *, user_id: uuid.UUID,
         return await conn.fetchrow(
             """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
                       status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
-                      period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+                      period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason, refunded_at,
+                      created_at, updated_at
                FROM invoices WHERE id = $1 AND user_id = $2""", invoice_id, user_id)
     return await conn.fetchrow(
         """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
                   status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
-                  period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+                  period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason, refunded_at,
+                  created_at, updated_at
            FROM invoices WHERE order_id = $1 AND user_id = $2""", order_id, user_id)
 
 
@@ -96,7 +98,8 @@ async def list_invoices(pool: asyncpg.Pool, user_id: uuid.UUID, limit: int) -> l
     rows: list[asyncpg.Record] = await pool.fetch(
         """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
                   status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
-                  period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
+                  period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason, refunded_at,
+                  created_at, updated_at
            FROM invoices WHERE user_id = $1
            ORDER BY created_at DESC, id DESC LIMIT $2""", user_id, limit)
     return rows
@@ -123,6 +126,9 @@ def invoice_summary(row: asyncpg.Record) -> dict[str, Any]:
         "issued_at": row["created_at"].isoformat(),
         "paid_at": _iso(row["paid_at"]),
         "expires_at": row["expires_at"].isoformat(),
+        # refund_due: paid, but nothing was granted for it (why, in refund_reason); an admin refunds it.
+        "refund_reason": row["refund_reason"],
+        "refunded_at": _iso(row["refunded_at"]),
     }
 
 

@@ -4,6 +4,8 @@
   its answer; whatever it leaves unsettled becomes expired. Midtrans unreachable: try again next run.
 * Active subscriptions past their period end: start the paid next period (a scheduled downgrade) or expire
   (the user goes back to Free).
+* Rejected webhook records (bad signature, not JSON) older than ``REJECTED_NOTIFICATION_RETENTION`` are
+  deleted, a batch at a time.
 
 ``run_once(app_or_deps, now)`` does one pass and is what tests call; ``running_lifecycle`` loops it.
 """
@@ -15,12 +17,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from webrana_proxy.billing import subscriptions
 from webrana_proxy.billing.deps import BillingDeps, deps_of
+from webrana_proxy.billing.invoice_state import InvoiceStatus
 from webrana_proxy.billing.midtrans import MidtransError, MidtransUnavailable, TransactionStatus
 from webrana_proxy.billing.transitions import apply_status
 from webrana_proxy.tasks import background
@@ -30,6 +33,11 @@ log = logging.getLogger("webrana.billing.lifecycle")
 LIFECYCLE_LOCK_ID = 7_301_202_402  # advisory lock key of this job (next to the migration lock's)
 LIFECYCLE_INTERVAL_SECONDS = 60.0  # periods and invoices are dated to the second; a minute late is fine
 BATCH = 200  # rows per step per run; the rest waits for the next run
+# Long enough to investigate an attack or a misconfigured server key; short enough that forged posts cannot
+# pile up (each rejected row is at most ~1.3 KiB: ids, hash, the first 1 KiB of the body).
+REJECTED_NOTIFICATION_RETENTION = timedelta(days=30)
+PRUNE_BATCH = 5_000  # rows per DELETE, so one statement never holds locks for long
+PRUNE_BATCHES_PER_RUN = 20  # 100,000 rows a minute at most; a backlog drains over a few runs
 
 
 @dataclass(slots=True)
@@ -37,6 +45,7 @@ class RunReport:
     ran: bool = True  # False: another replica holds the lock
     invoices: dict[str, int] = field(default_factory=dict)  # verdict -> count
     subscriptions: dict[str, int] = field(default_factory=dict)  # rolled | expired -> count
+    pruned_notifications: int = 0  # rejected webhook records deleted
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -52,6 +61,7 @@ async def run_once(app_or_deps: web.Application | BillingDeps, now: datetime | N
             report = RunReport()
             await _expire_invoices(deps, now, report)
             await _end_periods(deps, now, report)
+            await _prune_rejected_notifications(deps, now, report)
             return report
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", LIFECYCLE_LOCK_ID)
@@ -79,7 +89,8 @@ async def _expire_invoices(deps: BillingDeps, now: datetime, report: RunReport) 
             report.count(report.invoices, "status_malformed")
             continue
         async with deps.pool.acquire() as conn, conn.transaction():
-            outcome = await apply_status(conn, invoice["id"], status, now, expire_if_unsettled=True)
+            outcome = await apply_status(conn, invoice["id"], status, now,
+                                         close_unsettled_as=InvoiceStatus.EXPIRED)
         if outcome.user_id is not None:
             await deps.keycache.invalidate_user(outcome.user_id)
         report.count(report.invoices, outcome.verdict)
@@ -97,13 +108,29 @@ async def _end_periods(deps: BillingDeps, now: datetime, report: RunReport) -> N
             report.count(report.subscriptions, ended.outcome)
 
 
+async def _prune_rejected_notifications(deps: BillingDeps, now: datetime, report: RunReport) -> None:
+    cutoff = now - REJECTED_NOTIFICATION_RETENTION
+    for _ in range(PRUNE_BATCHES_PER_RUN):
+        deleted = await deps.pool.fetchval(
+            """WITH gone AS (
+                   DELETE FROM payment_notifications WHERE id IN (
+                       SELECT id FROM payment_notifications WHERE rejected AND created_at < $1
+                       ORDER BY created_at LIMIT $2)
+                   RETURNING 1)
+               SELECT count(*) FROM gone""", cutoff, PRUNE_BATCH)
+        report.pruned_notifications += int(deleted)
+        if deleted < PRUNE_BATCH:
+            return
+
+
 async def _loop(app: web.Application) -> None:
     while True:
         try:
             report = await run_once(app)
-            if report.invoices or report.subscriptions:
+            if report.invoices or report.subscriptions or report.pruned_notifications:
                 log.info("billing lifecycle run", extra={"invoices": report.invoices,
-                                                         "subscriptions": report.subscriptions})
+                                                         "subscriptions": report.subscriptions,
+                                                         "pruned_notifications": report.pruned_notifications})
         except asyncio.CancelledError:
             raise
         except Exception:  # a bad run must not stop the job; the next one retries

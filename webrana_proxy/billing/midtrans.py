@@ -238,7 +238,7 @@ def _error_messages(body: Any) -> list[str]:
 
 
 class MidtransClient:
-    """Snap create and Core API status, authenticated with the server key (HTTP Basic, empty password)."""
+    """Snap create, Core API status and expire; authenticated with the server key (Basic, empty password)."""
 
     def __init__(self, session: aiohttp.ClientSession, *, server_key: str, snap_base_url: str,
                  api_base_url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
@@ -280,6 +280,15 @@ class MidtransClient:
         if not is_valid_order_id(order_id):
             raise ValueError("invalid order_id")
         return await self._request("GET", f"{self._api_base}/v2/{order_id}/status", None, {})
+
+    async def expire(self, order_id: str) -> dict[str, Any]:
+        """``POST {core}/v2/{order_id}/expire``: a pending transaction can no longer be paid. Answers the
+        transaction, now ``expire`` (status_code 407). Raises :class:`MidtransError`: ``not_found`` when the
+        order is unknown (Snap: no payment method chosen yet), ``status_code`` 412 when it is no longer
+        pending (paid, or closed already): then ask :meth:`get_status` what it is."""
+        if not is_valid_order_id(order_id):
+            raise ValueError("invalid order_id")
+        return await self._request("POST", f"{self._api_base}/v2/{order_id}/expire", None, {})
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None,
                        headers: dict[str, str]) -> dict[str, Any]:

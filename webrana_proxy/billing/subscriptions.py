@@ -7,7 +7,9 @@ at most one running subscription (``active`` with ``current_period_end`` in the 
 * No running subscription: a *new* invoice for the full plan; paid -> active for 30 days from payment.
 * Same plan while running: a *renewal*; paid -> the current period is extended by 30 days.
 * A dearer plan while running: an *upgrade* for ``(new - old) * remaining_days / 30`` + PPN; paid -> the
-  plan changes at once, the end date stays.
+  plan changes at once, the end date stays. The price holds only for the period it was quoted against: an
+  upgrade paid when the subscription's period end is no longer the invoice's ``period_end`` (a renewal was
+  paid meanwhile, the period rolled or ended) is not granted; the invoice becomes ``refund_due``.
 * A cheaper plan while running: a downgrade, scheduled for the period end (``scheduled_plan``). Its invoice
   pays for the next period at the cheaper plan; when the period ends the lifecycle job starts that paid
   period, or, unpaid, returns the user to Free.
@@ -18,7 +20,6 @@ Every function here runs inside the caller's transaction; the caller invalidates
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,8 +38,6 @@ from webrana_proxy.billing.money import (
 from webrana_proxy.billing.plans import PERIOD_DAYS, Plan, get_plan
 from webrana_proxy.db import Conn
 
-log = logging.getLogger("webrana.billing")
-
 PERIOD = timedelta(days=PERIOD_DAYS)
 FREE_PLAN = "free"
 
@@ -50,6 +49,15 @@ class Running:
     id: uuid.UUID
     plan: str
     current_period_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a payment did: whose plan or limits changed, or why nothing was granted (the invoice is then
+    refund-due)."""
+
+    user_id: uuid.UUID | None
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +177,22 @@ async def _lock(conn: Conn, sub_id: uuid.UUID | None) -> asyncpg.Record | None:
            FROM subscriptions WHERE id = $1 FOR UPDATE""", sub_id)
 
 
-async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> uuid.UUID | None:
-    """Give the buyer what the invoice paid for. Returns the user whose limits changed."""
+def upgrade_refusal(invoice: asyncpg.Record, sub: asyncpg.Record, paid_at: datetime) -> str | None:
+    """Why a paid upgrade must not be granted, or ``None``. Its price was ``(new - old) * days / 30`` for the
+    days up to the period end it was quoted against; granted on any other period, it would sell the new plan
+    for a period it was not priced for (twelve renewals and a one-day upgrade = a year of the dearer plan)."""
+    if sub["status"] != "active" or sub["current_period_end"] <= paid_at:
+        return "the subscription period ended before the upgrade was paid"
+    if invoice["period_end"] != sub["current_period_end"]:
+        return "the subscription period changed after the upgrade was priced"
+    if get_plan(sub["plan"]).price_idr >= get_plan(invoice["plan"]).price_idr:
+        return "the subscription is already on this plan or a dearer one"
+    return None
+
+
+async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> Grant:
+    """Give the buyer what the invoice paid for (``invoice`` needs ``period_end`` and the identifying
+    columns), or refuse it with a reason: the caller then marks the invoice refund-due."""
     user_id: uuid.UUID = invoice["user_id"]
     plan: str = invoice["plan"]
     sub = await _lock(conn, invoice["subscription_id"])
@@ -181,28 +203,27 @@ async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> uui
     running = sub["status"] == "active" and sub["current_period_end"] > paid_at
     end: datetime = sub["current_period_end"]
     if invoice["kind"] == "upgrade":
-        if not running:
-            log.error("upgrade paid after its period ended; refund it",
-                      extra={"invoice": invoice["number"], "order_id": invoice["order_id"]})
-            return None
+        refused = upgrade_refusal(invoice, sub, paid_at)
+        if refused is not None:
+            return Grant(None, refused)
         await conn.execute("UPDATE subscriptions SET plan = $2, scheduled_plan = NULL WHERE id = $1",
                            sub["id"], plan)
         await _set_user_plan(conn, user_id, plan)
-        return user_id
+        return Grant(user_id)
     if running and plan == sub["plan"]:  # a renewal: the current period grows by 30 days
         await conn.execute(
             """UPDATE subscriptions SET current_period_end = $2, cancel_at_period_end = false,
                    scheduled_plan = NULL WHERE id = $1""", sub["id"], end + PERIOD)
         await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
                            invoice["id"], end, end + PERIOD)
-        return user_id
+        return Grant(user_id)
     if running:  # a paid downgrade: the cheaper period starts when this one ends
         await conn.execute(
             "UPDATE subscriptions SET scheduled_plan = $2, cancel_at_period_end = false WHERE id = $1",
             sub["id"], plan)
         await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
                            invoice["id"], end, end + PERIOD)
-        return None
+        return Grant(None)
     # A period that starts now: a new subscription, or one that lapsed before the payment arrived.
     await conn.execute(
         """UPDATE subscriptions SET status = 'expired', current_period_end = LEAST(current_period_end, $3)
@@ -214,7 +235,7 @@ async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> uui
     await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
                        invoice["id"], paid_at, paid_at + PERIOD)
     await _set_user_plan(conn, user_id, plan)
-    return user_id
+    return Grant(user_id)
 
 
 async def on_refunded(conn: Conn, invoice: asyncpg.Record, now: datetime) -> uuid.UUID | None:

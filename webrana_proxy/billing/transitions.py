@@ -1,8 +1,10 @@
 """Moving one invoice through its state machine on a Midtrans status answer, with the effects on the
-subscription and the user's plan, in one transaction. Shared by the webhook and the lifecycle job."""
+subscription and the user's plan, in one transaction. Shared by the webhook, the lifecycle job and a checkout
+that replaces a pending invoice."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +13,8 @@ from webrana_proxy.billing import subscriptions
 from webrana_proxy.billing.invoice_state import InvoiceStatus, next_status
 from webrana_proxy.billing.midtrans import TransactionStatus
 from webrana_proxy.db import Conn
+
+log = logging.getLogger("webrana.billing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,20 +25,23 @@ class Outcome:
 
 
 # Card payments whose money is already held and that wait on a review or a capture: they may still end "paid",
-# so the lifecycle job does not expire them. (A plain "pending" past our expiry does expire; if it is paid after
-# all, the webhook flags the payment for an operator.)
+# so neither the lifecycle job nor a replacing checkout closes them. (A plain "pending" is closed; if it is
+# paid after all, the invoice becomes refund_due for an operator.)
 IN_FLIGHT = frozenset({"capture", "authorize"})
 
 
 async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionStatus | None,
-                       now: datetime, *, expire_if_unsettled: bool = False) -> Outcome:
+                       now: datetime, *, close_unsettled_as: InvoiceStatus | None = None) -> Outcome:
     """Apply Midtrans' answer ``status`` (the truth) to the invoice, inside the caller's transaction.
 
-    ``expire_if_unsettled`` (the lifecycle job, past the invoice's expiry): a pending invoice that the
-    answer does not settle one way or another becomes expired. Replays and out-of-order answers are no-ops.
+    ``close_unsettled_as``: a pending invoice that the answer does not settle one way or another is closed
+    in this state (the lifecycle job past the invoice's expiry: expired; a checkout that replaces it:
+    cancelled), unless Midtrans says card money is held (``IN_FLIGHT``). ``status`` ``None``: nothing can be
+    paid on the order (Midtrans does not know it, or it was just expired there). Replays and out-of-order
+    answers are no-ops.
     """
     invoice = await conn.fetchrow(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, total_idr, status
+        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, total_idr, status, period_end
            FROM invoices WHERE id = $1 FOR UPDATE""", invoice_id)
     if invoice is None:
         return Outcome("unknown_order", False)
@@ -46,24 +53,32 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
         if status.gross_amount_idr != invoice["total_idr"]:
             return Outcome("amount_mismatch", False)
         target = next_status(current, status.transaction_status, status.fraud_status)
-    # Past its expiry, a pending invoice expires, unless Midtrans says card money is held (see IN_FLIGHT).
     in_flight = status is not None and status.transaction_status in IN_FLIGHT
-    if target is None and expire_if_unsettled and current is InvoiceStatus.PENDING and not in_flight:
-        target = InvoiceStatus.EXPIRED
+    if target is None and close_unsettled_as is not None and current is InvoiceStatus.PENDING and not in_flight:
+        target = close_unsettled_as
     if target is None:
         return Outcome(f"no_change:{current.value}", False)
     await subscriptions.lock_user_billing(conn, invoice["user_id"])
     user_id: uuid.UUID | None = None
-    if target is InvoiceStatus.PAID:
+    if target in (InvoiceStatus.PAID, InvoiceStatus.REFUND_DUE):
         assert status is not None
         paid_at = min(status.paid_at or now, now)  # never in our future, whatever the clocks say
+        refused: str | None = f"paid after the invoice was {current.value}"
+        if current is InvoiceStatus.PENDING:
+            grant = await subscriptions.on_paid(conn, invoice, paid_at)
+            user_id, refused = grant.user_id, grant.refused
+        if refused is not None:
+            target = InvoiceStatus.REFUND_DUE
+            log.error("payment received but nothing granted: refund due",
+                      extra={"invoice": invoice["number"], "order_id": invoice["order_id"], "reason": refused})
         await conn.execute(
-            "UPDATE invoices SET status = 'paid', paid_at = $2, payment_method = $3 WHERE id = $1",
-            invoice_id, paid_at, status.payment_type)
-        user_id = await subscriptions.on_paid(conn, invoice, paid_at)
+            """UPDATE invoices SET status = $2, paid_at = $3, payment_method = $4, refund_reason = $5
+               WHERE id = $1""", invoice_id, target.value, paid_at, status.payment_type, refused)
     elif target is InvoiceStatus.REFUNDED:
-        await conn.execute("UPDATE invoices SET status = 'refunded' WHERE id = $1", invoice_id)
-        user_id = await subscriptions.on_refunded(conn, invoice, now)
+        await conn.execute("UPDATE invoices SET status = 'refunded', refunded_at = $2 WHERE id = $1",
+                           invoice_id, now)
+        if current is InvoiceStatus.PAID:  # a refund-due invoice granted nothing, so nothing ends
+            user_id = await subscriptions.on_refunded(conn, invoice, now)
     else:
         await conn.execute("UPDATE invoices SET status = $2 WHERE id = $1", invoice_id, target.value)
         await subscriptions.on_abandoned(conn, invoice)

@@ -1,17 +1,23 @@
 """The Midtrans payment notification (webhook): verify, ask Midtrans, act on its answer, keep the record.
 
-1. The body must be a JSON object signed with ``sha512(order_id + status_code + gross_amount + server_key)``
-   (constant-time compare, fields exactly as received). Forged or malformed: 4xx, logged, nothing changes.
+1. The body (at most ``NOTIFICATION_BODY_LIMIT``) must be a JSON object signed with
+   ``sha512(order_id + status_code + gross_amount + server_key)`` (constant-time compare, fields exactly as
+   received). Forged or malformed: 4xx, logged, nothing changes.
 2. The order must be one of our invoices and the notified amount its total.
 3. ``GET /v2/{order_id}/status`` is the truth: the invoice moves on that answer only (amount checked again).
-4. Every notification is stored raw with the verdict (``payment_notifications``), whatever happened.
+4. Every notification is recorded with the verdict (``payment_notifications``), whatever happened. A signed
+   one is kept whole; a rejected one (forged, not JSON) keeps only what an investigation needs - the order id
+   and status it claims, the SHA-256 and size of the body and its first ``REJECTED_EXCERPT_BYTES`` - and the
+   lifecycle job deletes it after 30 days, so junk posted to this public route cannot fill the database.
 
-Replays and out-of-order notifications are no-ops answered 200. A final invoice is answered at once without
-asking Midtrans, so repeats cost one indexed read.
+Replays and out-of-order notifications are no-ops answered 200. A closed invoice is answered at once without
+asking Midtrans, so repeats cost one indexed read - unless the notification says it was paid: then Midtrans is
+asked, and a confirmed payment makes the invoice refund-due (never silently kept).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +26,7 @@ from typing import Any
 import orjson
 
 from webrana_proxy.billing.deps import BillingDeps
-from webrana_proxy.billing.invoice_state import FINAL_STATES, InvoiceStatus, is_paid
+from webrana_proxy.billing.invoice_state import CLOSED_UNPAID, FINAL_STATES, InvoiceStatus, is_paid
 from webrana_proxy.billing.midtrans import (
     MidtransError,
     MidtransUnavailable,
@@ -34,7 +40,11 @@ from webrana_proxy.jsonio import structure_problem
 
 log = logging.getLogger("webrana.billing.webhook")
 
-RAW_TEXT_MAX = 4096  # how much of an unparseable body is kept for the audit record
+# Midtrans' notifications are about 2 KiB; 16 KiB leaves room for method extras, and anything larger is not
+# Midtrans. Far below WEBRANA_API_BODY_LIMIT because this route is public and every post is recorded.
+NOTIFICATION_BODY_LIMIT = 16 * 1024
+REJECTED_EXCERPT_BYTES = 1024  # of a rejected body, kept for an investigation (with its hash and size)
+CLAIM_MAX_CHARS = 64  # of the order id and status a rejected body claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +57,34 @@ class AmountMismatch(BadRequest):
     default_code = "amount_mismatch"
 
 
-async def record(deps: BillingDeps, raw: dict[str, Any], order_id: str | None, verdict: str) -> None:
+async def record(deps: BillingDeps, body: dict[str, Any], order_id: str | None, verdict: str) -> None:
+    """A signed notification: kept whole (Midtrans wrote it, and the route's limit bounds it)."""
     await deps.pool.execute(
         "INSERT INTO payment_notifications (order_id, raw, verdict) VALUES ($1, $2, $3)",
-        order_id[:100] if order_id else None, raw, verdict)
+        order_id[:100] if order_id else None, body, verdict)
+
+
+def excerpt(raw: bytes, limit: int = REJECTED_EXCERPT_BYTES) -> str:
+    """At most ``limit`` bytes (UTF-8) of ``raw`` as text: bytes that are not UTF-8 and NUL (which text
+    columns cannot hold) shown as escapes, the result cut again to the limit on a character boundary."""
+    text = raw[:limit].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
+def _claim(body: dict[str, Any] | None, name: str) -> str | None:
+    value = body.get(name) if body is not None else None
+    return value[:CLAIM_MAX_CHARS] if isinstance(value, str) else None
+
+
+async def record_rejected(deps: BillingDeps, raw: bytes, body: dict[str, Any] | None, verdict: str) -> None:
+    """A rejected notification (unsigned or unreadable): never the body itself, only what an investigation
+    needs. ``rejected`` rows are deleted by the lifecycle job after 30 days."""
+    await deps.pool.execute(
+        """INSERT INTO payment_notifications (order_id, transaction_status, body_sha256, body_bytes, excerpt,
+               rejected, verdict)
+           VALUES ($1, $2, $3, $4, $5, true, $6)""",
+        _claim(body, "order_id"), _claim(body, "transaction_status"), hashlib.sha256(raw).hexdigest(),
+        len(raw), excerpt(raw), verdict)
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -67,14 +101,13 @@ async def receive(deps: BillingDeps, raw: bytes, now: datetime) -> Received:
     """Handle one notification. Raises a 4xx/5xx ``WebranaError`` after recording it when it is refused."""
     body = _parse(raw)
     if body is None:
-        text = raw[:RAW_TEXT_MAX].decode("utf-8", "replace").replace("\x00", "\\u0000")
-        await record(deps, {"unparsed": text}, None, "malformed")
+        await record_rejected(deps, raw, None, "malformed")
         log.warning("Midtrans notification refused: not a JSON object")
         raise BadRequest("notification must be a JSON object", code="invalid_notification")
     order_id = body.get("order_id") if isinstance(body.get("order_id"), str) else None
     if not verify_signature(body, deps.settings.midtrans_server_key):
-        await record(deps, body, order_id, "forged")
-        log.warning("Midtrans notification refused: bad signature", extra={"order_id": order_id})
+        await record_rejected(deps, raw, body, "forged")
+        log.warning("Midtrans notification refused: bad signature", extra={"order_id": _claim(body, "order_id")})
         raise Unauthorized("invalid notification signature", code="invalid_signature")
     assert order_id is not None  # a valid signature covers order_id
     invoice = await deps.pool.fetchrow(
@@ -91,16 +124,14 @@ async def receive(deps: BillingDeps, raw: bytes, now: datetime) -> Received:
         await record(deps, body, order_id, "amount_mismatch")
         log.error("Midtrans notification amount differs from the invoice", extra={"order_id": order_id})
         raise AmountMismatch("gross_amount does not match the invoice total")
-    if InvoiceStatus(invoice["status"]) in FINAL_STATES:
-        verdict = f"no_change:{invoice['status']}"
-        if invoice["status"] != InvoiceStatus.PAID.value and is_paid(str(body.get("transaction_status")),
-                                                                      body.get("fraud_status")):
-            # Money arrived for an invoice we already closed: never silent; an operator refunds or applies it.
-            verdict = f"paid_after_{invoice['status']}"
-            log.error("Midtrans reports a payment for a closed invoice; refund or apply it by hand",
-                      extra={"order_id": order_id, "invoice_status": invoice["status"]})
+    current = InvoiceStatus(invoice["status"])
+    claims_paid = is_paid(str(body.get("transaction_status")), body.get("fraud_status"))
+    if current in FINAL_STATES or (current in CLOSED_UNPAID and not claims_paid):
+        verdict = f"no_change:{current.value}"
         await record(deps, body, order_id, verdict)
         return Received(verdict, order_id)
+    # Still open, or closed but reported paid: Midtrans' status decides (a confirmed payment for a closed
+    # invoice becomes refund_due in apply_status).
     try:
         answer = await deps.midtrans.get_status(order_id)
         status = TransactionStatus.from_body(answer)
