@@ -111,7 +111,7 @@ class Catalogue:
     source_version: str
     generated_on: date
     overrides_reviewed_on: date
-    notes: tuple[str, ...] = ()
+    index: dict[tuple[str, str], PricedModel] = field(default_factory=dict)  # (provider, id) -> entry
 
     def find(self, provider: str, model: str) -> PricedModel | None:
         """The first entry whose match rule takes ``model`` (lowercased; a ``models/`` prefix dropped)."""
@@ -122,7 +122,7 @@ class Catalogue:
         return None
 
     def by_id(self, provider: str, model_id: str) -> PricedModel | None:
-        return next((m for m in self.models.get(provider, ()) if m.id == model_id), None)
+        return self.index.get((provider, model_id))
 
     def current(self, provider: str, day: date) -> tuple[PricedModel, ...]:
         """The listed models not past their ``retires_on``: what ``/v1/models`` and the console show."""
@@ -227,7 +227,7 @@ def build_catalogue(source: dict[str, Any], overrides: dict[str, Any]) -> Catalo
         models[provider] = tuple(entries)
     spec = overrides.get("providers", {})
     return Catalogue(
-        models=models,
+        models=models, index={(p, m.id): m for p, entries in models.items() for m in reversed(entries)},
         listed={p: tuple(s.get("listed", ())) for p, s in spec.items()},
         general={p: tuple(s.get("general", ())) for p, s in spec.items()},
         source_version=source["source_version"], generated_on=date.fromisoformat(source["generated_on"]),

@@ -37,7 +37,7 @@ class DbPrice:
         return model == self.pattern
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per call, and frozen dataclasses construct slower
 class Priced:
     cost_usd_nano: int
     cost_idr_micro: int
@@ -48,12 +48,13 @@ class Priced:
 
 
 class PriceBook:
-    __slots__ = ("_cache", "_db", "catalogue")
+    __slots__ = ("_cache", "_db", "_fallbacks", "catalogue")
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
         self._db: tuple[DbPrice, ...] = ()
         self._cache: dict[tuple[str, str], tuple[tuple[DbPrice, ...], PricedModel | None]] = {}
+        self._fallbacks: dict[tuple[str, date], PricedModel | None] = {}
 
     def replace_db_overrides(self, rows: list[DbPrice]) -> None:
         """The admins' overrides, newest ``valid_from`` first; forgets cached lookups."""
@@ -83,7 +84,7 @@ class PriceBook:
         if usage.provider_cost_usd_nano is not None:
             nano = max(0, usage.provider_cost_usd_nano)
             return Priced(nano, micro_idr(nano * 1000, usd_to_idr), usd_to_idr, "provider", "reported", model), False
-        day = at.astimezone(UTC).date()
+        day = (at if at.tzinfo is UTC else at.astimezone(UTC)).date()
         db, entry = self._lookup(provider, model)
         for row in db:
             if row.valid_from <= at:
@@ -92,7 +93,12 @@ class PriceBook:
                                f"db {row.id}", row.pattern), False)
         fallback = entry is None or entry.retired(day)
         if fallback:
-            entry = self.catalogue.fallback(provider, day)
+            key = (provider, day)
+            if key not in self._fallbacks:
+                if len(self._fallbacks) >= LOOKUP_CACHE_MAX:
+                    self._fallbacks.clear()
+                self._fallbacks[key] = self.catalogue.fallback(provider, day)
+            entry = self._fallbacks[key]
             if entry is None:  # an unknown provider (the call never reached one): nothing to charge
                 return Priced(0, 0, usd_to_idr, "fallback", "none", ""), usage.total_tokens > 0
         assert entry is not None
