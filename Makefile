@@ -7,6 +7,7 @@
 #   make test    the test and dev tools too, the same services, then the whole test suite (PYTEST_ARGS="-k foo -x")
 #   make lint    ruff + mypy
 #   make bench   the gateway overhead benchmark
+#   make prices  regenerate the vendored price data from genai-prices and report what is stale
 #   make clean   remove .venv and .webrana (the embedded databases and the dev secrets)
 #
 # `run`/`demo` install the project with its `local` extra (embedded PostgreSQL and Redis); `test`/`lint`/`bench`
@@ -26,7 +27,7 @@ LOCAL_READY :=
 TEST_READY :=
 endif
 
-.PHONY: run demo test lint bench clean venv .venv
+.PHONY: run demo test lint bench clean venv .venv prices prices-check
 
 run: $(LOCAL_READY)
 	$(PY) devstack.py run
@@ -64,3 +65,14 @@ venv .venv: $(TEST_READY)
 
 clean:
 	rm -rf .venv .webrana .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Regenerate the vendored price data from pydantic's genai-prices (installed here for this step only: it is not
+# a runtime dependency) and report staleness: data older than 45 days, listed models past their retires_on.
+# `make prices-check` only reports. See webrana_proxy/providers/pricedata/.
+GENAI_PRICES ?= genai-prices==0.2.5
+prices: $(TEST_READY)
+	$(VENV)/bin/python -m pip install --quiet '$(GENAI_PRICES)'
+	$(PY) prices/generate.py
+
+prices-check:
+	$(PY) prices/generate.py --check

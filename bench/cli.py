@@ -12,6 +12,8 @@ DEFAULT_DURATION = 5.0  # seconds per scenario: ~14 scenarios plus warm-ups stay
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="Measure what the Webrana gateway adds.")
     mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--pricing", action="store_true",
+                      help="pricing one call: PriceBook.price per call, in microseconds (no I/O)")
     mode.add_argument("--usage-rows", action="store_true",
                       help="usage logging throughput: rows/s into PostgreSQL through UsageWriter")
     mode.add_argument("--big-table", action="store_true",
@@ -37,7 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    if args.usage_rows:
+    if args.pricing:
+        from bench.pricing import run_pricing
+
+        code = run_pricing()
+    elif args.usage_rows:
         from bench.usage_rows import run_usage_rows
 
         code = run_usage_rows(rate=args.rate, duration=max(args.duration, 5.0))
@@ -59,12 +65,15 @@ def _overhead(args: argparse.Namespace) -> int:
     from bench import report
     from bench.harness import RESULTS
     from bench.overhead import run
+    from bench.pricing import measure, row
 
     doc = run(duration=args.duration, python_load=args.python_load, workers2=not args.no_workers2,
               relay_duration=args.relay_duration, relay_client=args.relay_client,
               dialect_rounds_n=args.dialect_rounds, dialect_duration=args.dialect_duration)
+    doc["pricing"] = measure()
     print()
     print(report.table(doc))
+    print(row(doc["pricing"]))
     stamp = doc["date"].replace(":", "").replace("-", "")[:15]
     json_path = RESULTS / f"bench-{stamp}.json"
     report.write_json(doc, json_path)

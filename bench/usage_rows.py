@@ -65,8 +65,10 @@ async def _run(database_url: str, rate: int, duration: float) -> dict[str, Any]:
                 writer.record(UsageRecord(
                     request_id=f"rows_{uuid.uuid4().hex}", user_id=user, proxy_key_id=key, provider=provider,
                     model=model, endpoint="chat", stream=bool(i % 2), status=200 if i % 50 else 429,
-                    prompt_tokens=20, completion_tokens=17, total_tokens=37, tokens_estimated=False, cost_idr=3,
-                    latency_ms=2, ttfb_ms=1, upstream_request_id=None, error_type=None, created_at=ts))
+                    prompt_tokens=20, completion_tokens=17, total_tokens=37, tokens_estimated=False,
+                    latency_ms=2, ttfb_ms=1, upstream_request_id=None, error_type=None, created_at=ts,
+                    cost_idr_micro=3_086_250, cost_usd_nano=187_045, usd_to_idr=16_500, price_source="catalogue",
+                    price_version="genai-prices 0.2.5 2026-12-06", cached_tokens=8, reasoning_tokens=4))
             offered += due
             depth.append((now - started, len(writer)))
             await asyncio.sleep(TICK)

@@ -52,7 +52,7 @@ def rec(user_id: str, at: datetime, *, provider: str = "openai", model: str = "g
     return UsageRecord(request_id="req_" + secrets.token_hex(10), user_id=uuid.UUID(user_id),
                        proxy_key_id=None, provider=provider, model=model, endpoint="chat", stream=stream,
                        status=status, prompt_tokens=prompt, completion_tokens=completion,
-                       total_tokens=prompt + completion, tokens_estimated=estimated, cost_idr=cost,
+                       total_tokens=prompt + completion, tokens_estimated=estimated, cost_idr_micro=cost * 1_000_000,
                        latency_ms=250, ttfb_ms=40 if stream else None, upstream_request_id=None,
                        error_type=error_type, created_at=at)
 
@@ -83,7 +83,9 @@ async def get_json(client: Client, path: str, headers: dict[str, str], status: i
 
 def sums(requests: int, errors: int, prompt: int, completion: int, cost: int) -> dict[str, int]:
     return {"requests": requests, "errors": errors, "prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion, "cost_idr": cost}
+            "total_tokens": prompt + completion, "cost_idr": cost, "cost_idr_micro": cost * 1_000_000,
+            "cost_usd_nano": 0, "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
+            "fallback_requests": 0}
 
 
 # ------------------------------------------------------------------------------------------------- summary
@@ -214,8 +216,9 @@ async def test_requests_pages_newest_first_with_every_row_exactly_once(
     by_request = {r.request_id: r for r in mine}
     row = rows[0]
     assert set(row) == {"id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
-                        "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
-                        "latency_ms", "ttfb_ms", "error_type"}
+                        "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
+                        "reasoning_tokens", "tokens_estimated", "cost_idr", "cost_idr_micro", "cost_usd_nano",
+                        "usd_to_idr", "price_source", "price_version", "latency_ms", "ttfb_ms", "error_type"}
     src = by_request[row["request_id"]]
     assert datetime.fromisoformat(row["created_at"]) == src.created_at
     assert (row["prompt_tokens"], row["total_tokens"], row["cost_idr"], row["stream"], row["ttfb_ms"]) == (
@@ -323,6 +326,7 @@ async def test_export_streams_the_callers_rows_as_safe_csv(
     assert body[1]["model"] == "'+cmd" and body[1]["error_type"] == "'-2+3" and body[1]["status"] == "500"
     assert body[0]["created_at"] == "2024-03-02T00:00:00+07:00"  # Jakarta time, like the file's days
     assert (body[2]["total_tokens"], body[2]["stream"], body[2]["ttfb_ms"]) == ("15", "false", "")
+    assert (body[2]["cost_idr"], body[2]["cost_usd"]) == ("100.000000", "0.000000000")  # exact decimals
 
 
 EXPORT_BACKENDS = """SELECT pid FROM pg_stat_activity

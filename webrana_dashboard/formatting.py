@@ -1,6 +1,7 @@
 """Numbers, money and dates the Indonesian way: ``Rp 49.000``, ``1.234``, ``12 Mar 2025 14:05 WIB``.
 
-Pure functions. Money is integer rupiah (the API never sends floats for money). Times are shown in
+Pure functions. Money is integer rupiah, or integer micro-rupiah for usage costs (``rupiah_micro``: a call
+costs fractions of a rupiah and is shown with enough decimals, never as ``Rp 0``). Times are shown in
 Asia/Jakarta (UTC+7, no daylight saving), whatever zone the API wrote them in.
 """
 
@@ -35,6 +36,33 @@ def rupiah(value: int | None) -> str:
         return "-"
     sign = "-" if value < 0 else ""
     return f"{sign}Rp {number(abs(int(value)))}"
+
+
+MICRO = 1_000_000
+
+
+def rupiah_micro(micro: int | None) -> str:
+    """Micro-rupiah for people: ``83_100`` -> ``Rp 0,0831``; ``12_345_678`` -> ``Rp 12,35``; from Rp 1.000 whole
+    rupiah. Rounded half up for display only; a non-zero amount never shows as ``Rp 0``."""
+    if micro is None:
+        return "-"
+    sign = "-" if micro < 0 else ""
+    m = abs(int(micro))
+    if m == 0:
+        return "Rp 0"
+    if m >= 1_000 * MICRO:
+        digits = 0
+    elif m >= MICRO:
+        digits = 2
+    else:
+        digits = 4
+        if m < 50:  # below Rp 0,0001: show it to the micro-rupiah rather than as 0
+            digits = 6
+    step = 10 ** (6 - digits)
+    shown = (m + step // 2) // step
+    whole, frac = divmod(shown, 10**digits)
+    text = number(whole) + (f",{frac:0{digits}d}" if digits else "")
+    return f"{sign}Rp {text}"
 
 
 def percent(part: int, whole: int) -> int:

@@ -141,6 +141,7 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
         "settings": settings,
         "uses_snap": request.get(USES_SNAP, False),
         "rupiah": formatting.rupiah,
+        "rupiah_micro": formatting.rupiah_micro,
         "num": formatting.number,
         "dec": formatting.decimal,
         "dt": lambda v: formatting.format_datetime(v, months),

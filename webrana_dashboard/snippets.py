@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 PLACEHOLDER_KEY = "wbr_..."
-EXAMPLE_MODEL = "gpt-4o-mini"
+EXAMPLE_MODEL = "gpt-6-luna"  # a current model (providers/pricedata/overrides.json "listed")
 
 
 def python_snippet(public_api_url: str, key: str | None = None) -> str:

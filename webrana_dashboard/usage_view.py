@@ -61,8 +61,8 @@ def day_bars(by_day: Sequence[Mapping[str, Any]], metric: str, t: Translator, un
     bars = []
     for entry in by_day:
         value = int(entry.get(metric, 0))
-        shown = formatting.rupiah(value) if metric == "cost_idr" else formatting.number(value)
-        unit = "" if metric == "cost_idr" else " " + t(unit_key)
+        shown = formatting.rupiah_micro(value) if metric == "cost_idr_micro" else formatting.number(value)
+        unit = "" if metric == "cost_idr_micro" else " " + t(unit_key)
         bars.append(Bar(formatting.short_day(entry["date"], months), value,
                         f"{formatting.format_date(entry['date'], months)}: {shown}{unit}"))
     return bars

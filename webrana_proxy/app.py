@@ -14,7 +14,19 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
-from webrana_proxy.api import admin, auth, billing, meta, openapi, overview, plans, provider_keys, proxy_keys, usage
+from webrana_proxy.api import (
+    admin,
+    auth,
+    billing,
+    meta,
+    openapi,
+    overview,
+    plans,
+    prices,
+    provider_keys,
+    proxy_keys,
+    usage,
+)
 from webrana_proxy.billing.deps import billing_ctx
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
@@ -27,6 +39,9 @@ from webrana_proxy.limits import Limiter
 from webrana_proxy.metrics import Metrics
 from webrana_proxy.middleware import REQUEST_IDS, RequestIds, pipeline
 from webrana_proxy.passwords import Passwords
+from webrana_proxy.pricing import prices_ctx
+from webrana_proxy.providers.catalogue import load_catalogue
+from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.providers.registry import build_registry
 from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
@@ -38,6 +53,7 @@ from webrana_proxy.state import (
     METRICS,
     PASSWORDS,
     POOL,
+    PRICES,
     REDIS,
     REGISTRY,
     SETTINGS,
@@ -130,11 +146,13 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[FALLBACK] = LocalLimiter()
     app[REQUEST_IDS] = RequestIds()
-    app[GATEWAY] = GatewayRuntime.build(settings, app[METRICS], app[REGISTRY])
+    app[PRICES] = PriceBook(load_catalogue())
+    app[GATEWAY] = GatewayRuntime.build(settings, app[METRICS], app[PRICES])
     app[health.SHUTTING_DOWN] = asyncio.Event()
-    app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, auth.login_guard_ctx])
+    app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, prices_ctx,
+                            auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     for module in (gateway, gateway_messages, health, auth, provider_keys, proxy_keys, usage, plans, billing,
-                   admin, openapi, overview, meta):
+                   admin, openapi, overview, meta, prices):
         app.router.add_routes(module.routes)
     return app

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -31,6 +31,7 @@ CHANNEL = "webrana:keycache:invalidate"
 NEGATIVE_TTL = 5.0  # seconds an unknown key is remembered, so guessing keys cannot hammer PostgreSQL
 MAX_TRACKED_INVALIDATIONS = 10_000  # users whose recent invalidation is remembered against in-flight loads
 RECONNECT_DELAY = 0.5  # seconds between pub/sub reconnect attempts
+SIGNAL_PREFIX = "signal:"  # other in-process caches ride the same channel: "signal:<name>" (e.g. prices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class KeyCache:
         self._generation = 0  # bumped by every invalidation
         self._dropped_at: dict[uuid.UUID, int] = {}  # user -> generation of their last invalidation
         self._cleared_at = 0  # generation of the last full clear
+        self._signals: dict[bytes, Callable[[], None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -169,6 +171,23 @@ class KeyCache:
             self._entries.pop(key_hash, None)
         # Negative entries are not indexed by user; a newly created key is never among them (keys are random).
 
+    def on_signal(self, name: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (sync, cheap: schedule work, don't do it) when any replica publishes ``name``, and
+        after the listener reconnects (a signal may have been missed)."""
+        self._signals[(SIGNAL_PREFIX + name).encode()] = callback
+
+    async def publish_signal(self, name: str) -> None:
+        """Run ``name``'s callback here at once, and tell every replica."""
+        key = (SIGNAL_PREFIX + name).encode()
+        callback = self._signals.get(key)
+        if callback is not None:
+            callback()
+        try:
+            await self._redis.publish(CHANNEL, key)
+        except (RedisError, OSError):
+            log.warning("could not publish a cache signal; other replicas catch up when they reconnect",
+                        extra={"signal": name})
+
     def clear(self) -> None:
         self._generation += 1
         self._cleared_at = self._generation
@@ -194,12 +213,16 @@ class KeyCache:
                     await pubsub.subscribe(CHANNEL)
                     if not first:
                         self.clear()  # we may have missed messages while disconnected
+                        for callback in self._signals.values():
+                            callback()
                     first = False
                     if ready is not None:
                         ready.set()
                     async for message in pubsub.listen():
                         data = message.get("data")
-                        if isinstance(data, bytes):
+                        if isinstance(data, bytes) and data in self._signals:
+                            self._signals[data]()
+                        elif isinstance(data, bytes):
                             with contextlib.suppress(ValueError):
                                 self.drop_user(uuid.UUID(data.decode()))
             except asyncio.CancelledError:

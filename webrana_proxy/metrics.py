@@ -45,6 +45,9 @@ class Metrics:
                                        registry=r, multiprocess_mode="livesum")
         self.usage_write_failures = Counter("webrana_usage_write_failures", "Failed usage batch writes",
                                             registry=r)
+        self.unpriced_calls = Counter("webrana_unpriced_calls",
+                                      "Calls of a model with no price, charged at the provider's fallback model",
+                                      ["provider", "model"], registry=r)
         self.usage_rows_written = Counter("webrana_usage_rows_written", "Usage rows written to PostgreSQL",
                                           registry=r)
 

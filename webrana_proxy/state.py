@@ -12,6 +12,7 @@ from webrana_proxy.keycache import KeyCache
 from webrana_proxy.limits import Limiter
 from webrana_proxy.metrics import Metrics
 from webrana_proxy.passwords import Passwords
+from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.providers.registry import Registry
 from webrana_proxy.settings import Settings
 from webrana_proxy.tokens import TokenIssuer
@@ -31,3 +32,4 @@ KEYCACHE = web.AppKey("keycache", KeyCache)
 REGISTRY = web.AppKey("registry", Registry)
 USAGE = web.AppKey("usage", UsageWriter)
 METRICS = web.AppKey("metrics", Metrics)
+PRICES = web.AppKey("prices", PriceBook)  # catalogue + admins' overrides: what each call costs

@@ -42,8 +42,11 @@ REFUSED_FILE = "usage-refused.jsonl"  # rows PostgreSQL refused to store, kept f
 # Calls that are not billable: a row each, but not in usage_daily.requests (which rebuilds the month's quota).
 UNBILLED_ENDPOINTS = ("count_tokens",)
 COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
-           "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr", "latency_ms",
-           "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at")
+           "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "latency_ms",
+           "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at",
+           "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "service_tier",
+           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version")
+# cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
 
 
 @dataclass(slots=True)
@@ -60,19 +63,31 @@ class UsageRecord:
     completion_tokens: int
     total_tokens: int
     tokens_estimated: bool
-    cost_idr: int
     latency_ms: int
     ttfb_ms: int | None
     upstream_request_id: str | None
     error_type: str | None
     created_at: datetime
+    # What the call cost and why (sql/0006). Defaults keep rows spilled by an older version readable.
+    cost_idr_micro: int = 0
+    cost_usd_nano: int = 0
+    usd_to_idr: int | None = None
+    price_source: str | None = None  # catalogue | override | fallback | provider
+    price_version: str | None = None
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    service_tier: str | None = None
 
     def as_row(self) -> tuple[Any, ...]:
         return (_text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
                 _text(self.model), self.endpoint, self.stream, self.status, self.prompt_tokens,
-                self.completion_tokens, self.total_tokens, self.tokens_estimated, self.cost_idr, self.latency_ms,
+                self.completion_tokens, self.total_tokens, self.tokens_estimated, self.latency_ms,
                 self.ttfb_ms, _text(self.upstream_request_id), _text(self.error_type), self.created_at,
-                self.created_at)
+                self.created_at, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens,
+                self.reasoning_tokens, _text(self.service_tier), self.cost_usd_nano, self.cost_idr_micro,
+                self.usd_to_idr, self.price_source, _text(self.price_version))
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), default=str)  # asyncpg's UUID type is not orjson's uuid.UUID
@@ -80,6 +95,9 @@ class UsageRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> UsageRecord:
         d = orjson.loads(raw)
+        legacy = d.pop("cost_idr", None)  # a row spilled before sql/0006: whole rupiah
+        if legacy and not d.get("cost_idr_micro"):
+            d["cost_idr_micro"] = legacy * 1_000_000
         d["user_id"] = uuid.UUID(d["user_id"])
         d["proxy_key_id"] = uuid.UUID(d["proxy_key_id"]) if d["proxy_key_id"] else None
         d["created_at"] = datetime.fromisoformat(d["created_at"])
@@ -105,13 +123,18 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
             await asyncio.sleep(0)  # ~3 us of Python per row: let calls in flight run between slices
         rows.append(r.as_row())
         key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "")
-        acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0])
+        acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         acc[0] += r.endpoint not in UNBILLED_ENDPOINTS
         acc[1] += r.status >= 400
         acc[2] += r.prompt_tokens
         acc[3] += r.completion_tokens
         acc[4] += r.total_tokens
-        acc[5] += r.cost_idr
+        acc[5] += r.cost_idr_micro
+        acc[6] += r.cost_usd_nano
+        acc[7] += r.cached_tokens
+        acc[8] += r.cache_write_tokens
+        acc[9] += r.reasoning_tokens
+        acc[10] += r.price_source == "fallback"
         if r.proxy_key_id is not None:
             n, last = keys.get(r.proxy_key_id, (0, r.created_at))
             keys[r.proxy_key_id] = (n + 1, max(last, r.created_at))
@@ -121,19 +144,25 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
         v = list(rollup.values())
         await conn.execute(
             """INSERT INTO usage_daily (user_id, day, provider, model, requests, errors, prompt_tokens,
-                                        completion_tokens, total_tokens, cost_idr)
+                                        completion_tokens, total_tokens, cost_idr_micro, cost_usd_nano,
+                                        cached_tokens, cache_write_tokens, reasoning_tokens, fallback_requests)
                SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                                    $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+                                    $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+                                    $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])
                ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
                    requests = usage_daily.requests + EXCLUDED.requests,
                    errors = usage_daily.errors + EXCLUDED.errors,
                    prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens,
                    completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens,
                    total_tokens = usage_daily.total_tokens + EXCLUDED.total_tokens,
-                   cost_idr = usage_daily.cost_idr + EXCLUDED.cost_idr""",
+                   cost_idr_micro = usage_daily.cost_idr_micro + EXCLUDED.cost_idr_micro,
+                   cost_usd_nano = usage_daily.cost_usd_nano + EXCLUDED.cost_usd_nano,
+                   cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens,
+                   cache_write_tokens = usage_daily.cache_write_tokens + EXCLUDED.cache_write_tokens,
+                   reasoning_tokens = usage_daily.reasoning_tokens + EXCLUDED.reasoning_tokens,
+                   fallback_requests = usage_daily.fallback_requests + EXCLUDED.fallback_requests""",
             [x[0] for x in k], [x[1] for x in k], [x[2] for x in k], [x[3] for x in k],
-            [x[0] for x in v], [x[1] for x in v], [x[2] for x in v], [x[3] for x in v], [x[4] for x in v],
-            [x[5] for x in v])
+            *([x[i] for x in v] for i in range(11)))
         if keys:
             await conn.execute(
                 """UPDATE proxy_api_keys AS k SET request_count = k.request_count + v.n,

@@ -58,7 +58,10 @@ async def test_overview_answers_the_whole_page_in_one_call(api: Api, migrated: s
     month_extra = 11 if before_month >= month_start else 0  # never: the day before the month is not in it
     assert ov["month"] == {"from": month_start.isoformat(), "to": today.isoformat(), "requests": 5 + month_extra,
                            "errors": 0, "prompt_tokens": 30, "completion_tokens": 15, "total_tokens": 45,
-                           "cost_idr": 400}
+                           # rolled up before sql/0006: whole rupiah in cost_idr, read as micro-rupiah
+                           "cost_idr": 400, "cost_idr_micro": 400_000_000, "cost_usd_nano": 0,
+                           "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
+                           "fallback_requests": 0}
     days = [d["date"] for d in ov["by_day"]]
     assert len(days) == 30 and days[0] == chart_start.isoformat() and days[-1] == today.isoformat()
     in_chart = 11 if before_month >= chart_start else 0  # the last month's day shows while it is within 30 days

@@ -198,3 +198,14 @@ def test_usage_ranges_presets_and_custom() -> None:
     assert errors == {"from": "error.invalid_range"}
     _, errors = choose_range({"range": "custom", "from": "nope", "to": ""}, today)
     assert set(errors) == {"from", "to"}
+
+
+def test_small_costs_show_enough_decimals_and_never_rp_0() -> None:
+    from webrana_dashboard.formatting import rupiah_micro
+
+    assert rupiah_micro(83_100) == "Rp 0,0831"  # a short chat: fractions of a rupiah
+    assert rupiah_micro(3_300) == "Rp 0,0033"  # a 10-token embedding
+    assert rupiah_micro(12) == "Rp 0,000012"  # never Rp 0 for a paid call
+    assert rupiah_micro(12_345_678) == "Rp 12,35"
+    assert rupiah_micro(1_234_567_890_123) == "Rp 1.234.568"  # totals: whole rupiah, dot separators
+    assert rupiah_micro(0) == "Rp 0" and rupiah_micro(None) == "-" and rupiah_micro(-83_100) == "-Rp 0,0831"

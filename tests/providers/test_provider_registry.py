@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from webrana_proxy.errors import BadRequest, NotFound
 from webrana_proxy.providers import build_registry
+from webrana_proxy.providers.catalogue import load_catalogue
 
 
 @pytest.mark.parametrize(
@@ -81,11 +84,13 @@ def test_get_ids_and_all() -> None:
         registry.get("nope")
 
 
-def test_every_catalogue_model_routes_to_its_own_provider() -> None:
+def test_every_current_catalogue_model_routes_to_its_own_provider() -> None:
     registry = build_registry()
+    catalogue = load_catalogue()
     for provider in registry.all():
-        assert provider.models, provider.id
-        for info in provider.models:
+        current = catalogue.current(provider.id, date(2026, 12, 6))
+        assert current, provider.id
+        for info in current:
             assert registry.route(info.id).provider is provider, info.id
 
 

@@ -42,10 +42,11 @@ async def usage(request: web.Request) -> web.Response:
     range_query = {"range": str(rng.preset)} if rng.preset else {"range": "custom", **rng.query}
     charts = []
     if summary is not None:
-        for metric, unit, fmt in (("requests", "unit.requests", formatting.number),
-                                  ("cost_idr", "unit.rupiah", formatting.rupiah)):
+        # Cost bars are micro-rupiah (a day of small calls is well below one rupiah, and still shows).
+        for metric, field, unit, fmt in (("requests", "requests", "unit.requests", formatting.number),
+                                         ("cost_idr", "cost_idr_micro", "unit.rupiah", formatting.rupiah_micro)):
             charts.append(bar_chart(
-                day_bars(summary["by_day"], metric, t, unit), chart_id=f"chart-usage-{metric}",
+                day_bars(summary["by_day"], field, t, unit), chart_id=f"chart-usage-{metric}",
                 title=t(f"usage.chart_{metric}"), description=t("usage.chart_desc", first=rng.first.isoformat(),
                                                                 last=rng.last.isoformat()),
                 y_label=t(unit), value_format=fmt, empty_text=t("chart.empty")))

@@ -60,9 +60,15 @@ PROVIDER = {"type": "string", "enum": ["openai", "anthropic", "google", "qwen"]}
 PLAN = {"type": "string", "enum": ["free", "starter", "pro", "team"]}
 RANGE_PARAMS = [_query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD"),
                 _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD")]
-USAGE_SUMS = _obj(["requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_idr"],
+MONEY = {"cost_idr": {"type": "number", "description": "rupiah, with decimals (exact: cost_idr_micro)"},
+         "cost_idr_micro": {**INT, "description": "micro-rupiah"}, "cost_usd_nano": {**INT, "description": "nano-USD"}}
+USAGE_SUMS = _obj(["requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
+                   "cache_write_tokens", "reasoning_tokens", "cost_idr", "cost_idr_micro", "cost_usd_nano",
+                   "fallback_requests"],
                   requests=INT, errors=INT, prompt_tokens=INT, completion_tokens=INT, total_tokens=INT,
-                  cost_idr=INT)
+                  cached_tokens=INT, cache_write_tokens=INT, reasoning_tokens=INT,
+                  fallback_requests={**INT, "description": "calls of a model with no price: cost estimated"},
+                  **MONEY)
 USAGE_SUMMARY = _obj(
     ["from", "to", "totals", "by_day", "by_provider", "by_model"], totals=USAGE_SUMS,
     by_day={"type": "array", "items": {"allOf": [USAGE_SUMS, _obj(["date"], date=DATE)]}},
@@ -71,11 +77,17 @@ USAGE_SUMMARY = _obj(
                                                                     model=STR)]}},
     **{"from": DATE, "to": DATE})
 USAGE_ROW = _obj(["id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
-                  "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
-                  "latency_ms", "ttfb_ms", "error_type"],
+                  "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
+                  "reasoning_tokens", "tokens_estimated", "cost_idr", "cost_idr_micro", "cost_usd_nano",
+                  "usd_to_idr", "price_source", "price_version", "latency_ms", "ttfb_ms", "error_type"],
                  id=UUID, request_id=STR, created_at={"type": "string", "format": "date-time"}, provider=STR,
                  model=STR, endpoint=STR, stream={"type": "boolean"}, status=INT, prompt_tokens=INT,
-                 completion_tokens=INT, total_tokens=INT, tokens_estimated={"type": "boolean"}, cost_idr=INT,
+                 completion_tokens=INT, total_tokens=INT, cached_tokens=INT, cache_write_tokens=INT,
+                 reasoning_tokens=INT, tokens_estimated={"type": "boolean"}, **MONEY,
+                 usd_to_idr={"type": ["integer", "null"]},
+                 price_source={"type": ["string", "null"],
+                               "enum": ["catalogue", "override", "fallback", "provider", None]},
+                 price_version={"type": ["string", "null"]},
                  latency_ms=INT, ttfb_ms={"type": ["integer", "null"]},
                  error_type={"type": ["string", "null"]})
 USAGE_PAGE = _obj(["data", "next_cursor"], data={"type": "array", "items": USAGE_ROW},

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from webrana_proxy.api.identity import current_user
 from webrana_proxy.api.plans import plan_offer
-from webrana_proxy.api.usage import METRICS, SUMMARY_SQL, DayRange, build_summary, jakarta_today
+from webrana_proxy.api.usage import METRICS, SUMMARY_SQL, DayRange, build_summary, idr, jakarta_today
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.state import POOL, SETTINGS
@@ -64,9 +64,10 @@ async def overview(request: web.Request) -> web.Response:
     })
 
 
-def _sums(days: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    totals = dict.fromkeys(METRICS, 0)
+def _sums(days: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, Any] = dict.fromkeys(METRICS, 0)
     for day in days:
         for metric in METRICS:
             totals[metric] += int(day[metric])
+    totals["cost_idr"] = idr(totals["cost_idr_micro"])
     return totals

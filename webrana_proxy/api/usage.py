@@ -56,11 +56,17 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 STATUS_RE = re.compile(r"^[1-5]\d{2}$")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1  # the bounds of proxy_requests.status (INTEGER)
-METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_idr")
+# Money: cost_idr_micro (micro-rupiah) and cost_usd_nano (nano-USD) are exact integers; cost_idr is the same
+# rupiah amount as a decimal number for people (never rounded to 0 for a paid call). See sql/0006_prices.sql.
+METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
+           "cache_write_tokens", "reasoning_tokens", "cost_idr_micro", "cost_usd_nano", "fallback_requests")
 REQUEST_FIELDS = ("id", "request_id", "created_at", "provider", "model", "endpoint", "stream", "status",
-                  "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "cost_idr",
-                  "latency_ms", "ttfb_ms", "error_type")
-CSV_FIELDS = REQUEST_FIELDS[1:]  # the row's UUID means nothing to a spreadsheet; request_id identifies it
+                  "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
+                  "reasoning_tokens", "tokens_estimated", "cost_idr", "cost_idr_micro", "cost_usd_nano",
+                  "usd_to_idr", "price_source", "price_version", "latency_ms", "ttfb_ms", "error_type")
+# The row's UUID means nothing to a spreadsheet (request_id identifies it); money as exact decimals.
+CSV_FIELDS = (*(f for f in REQUEST_FIELDS[1:] if f not in ("cost_idr_micro", "cost_usd_nano")), "cost_usd")
+MICRO = 1_000_000
 CSV_INJECTION_LEADS = ("=", "+", "-", "@", "\t", "\r")  # cells a spreadsheet would read as a formula
 
 
@@ -202,7 +208,14 @@ SELECT GROUPING(day, provider, model) AS g, day, provider, model,
        COALESCE(sum(requests), 0)::bigint AS requests, COALESCE(sum(errors), 0)::bigint AS errors,
        COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
        COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
-       COALESCE(sum(total_tokens), 0)::bigint AS total_tokens, COALESCE(sum(cost_idr), 0)::bigint AS cost_idr
+       COALESCE(sum(total_tokens), 0)::bigint AS total_tokens,
+       COALESCE(sum(cached_tokens), 0)::bigint AS cached_tokens,
+       COALESCE(sum(cache_write_tokens), 0)::bigint AS cache_write_tokens,
+       COALESCE(sum(reasoning_tokens), 0)::bigint AS reasoning_tokens,
+       -- rows rolled up before sql/0006 hold whole rupiah in cost_idr; since then micro-rupiah in cost_idr_micro
+       COALESCE(sum(cost_idr::numeric * 1000000 + cost_idr_micro), 0)::bigint AS cost_idr_micro,
+       COALESCE(sum(cost_usd_nano), 0)::bigint AS cost_usd_nano,
+       COALESCE(sum(fallback_requests), 0)::bigint AS fallback_requests
 FROM usage_daily
 WHERE user_id = $1 AND day BETWEEN $2 AND $3
 GROUP BY GROUPING SETS ((day), (provider), (provider, model), ())
@@ -218,7 +231,9 @@ G_BY_DAY, G_BY_PROVIDER, G_BY_MODEL, G_TOTAL = 0b011, 0b101, 0b100, 0b111
 # the page order (no Sort). The columns are REQUEST_FIELDS.
 PAGE_SQL = """
 SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
-       total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
+       total_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, tokens_estimated,
+       cost_idr::bigint * 1000000 + cost_idr_micro AS cost_idr_micro, cost_usd_nano, usd_to_idr, price_source,
+       price_version, latency_ms, ttfb_ms, error_type
 FROM proxy_requests
 WHERE user_id = $1
   AND created_at >= COALESCE($2::timestamptz, '-infinity')
@@ -236,7 +251,9 @@ LIMIT $9
 # used costs one index probe, not a walk through all of the user's rows (or a scan of the table).
 PAGE_BY_MODEL_SQL = """
 SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
-       total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
+       total_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, tokens_estimated,
+       cost_idr::bigint * 1000000 + cost_idr_micro AS cost_idr_micro, cost_usd_nano, usd_to_idr, price_source,
+       price_version, latency_ms, ttfb_ms, error_type
 FROM proxy_requests
 WHERE user_id = $1
   AND model = $10
@@ -255,7 +272,9 @@ LIMIT $9
 # in PAGE_SQL so the position stays an Index Cond), at most $6 rows.
 EXPORT_SQL = """
 SELECT id, request_id, created_at, provider, model, endpoint, stream, status, prompt_tokens, completion_tokens,
-       total_tokens, tokens_estimated, cost_idr, latency_ms, ttfb_ms, error_type
+       total_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, tokens_estimated,
+       cost_idr::bigint * 1000000 + cost_idr_micro AS cost_idr_micro, cost_usd_nano, usd_to_idr, price_source,
+       price_version, latency_ms, ttfb_ms, error_type
 FROM proxy_requests WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
   AND (created_at, id) > (COALESCE($4::timestamptz, '-infinity'),
                           COALESCE($5::uuid, '00000000-0000-0000-0000-000000000000'))
@@ -288,12 +307,19 @@ def page_query(f: RequestFilter, after: tuple[datetime, uuid.UUID] | None,
 
 # ---------------------------------------------------------------------------------------------- rendering
 
-def _metrics(row: Mapping[str, Any] | None) -> dict[str, int]:
-    return {m: int(row[m]) if row is not None else 0 for m in METRICS}
+def idr(micro: int) -> float:
+    """Micro-rupiah as a rupiah amount (a JSON number; exact to the micro-rupiah for any real total)."""
+    return micro / MICRO
+
+
+def _metrics(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {m: int(row[m]) if row is not None else 0 for m in METRICS}
+    out["cost_idr"] = idr(out["cost_idr_micro"])
+    return out
 
 
 def _rank(entry: dict[str, Any]) -> tuple[int, int, str, str]:
-    return (-entry["requests"], -entry["cost_idr"], entry["provider"], entry.get("model", ""))
+    return (-entry["requests"], -entry["cost_idr_micro"], entry["provider"], entry.get("model", ""))
 
 
 def build_summary(rng: DayRange, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -324,10 +350,22 @@ def build_summary(rng: DayRange, rows: Iterable[Mapping[str, Any]]) -> dict[str,
 
 
 def request_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = {name: row[name] for name in REQUEST_FIELDS}
+    out = {name: row[name] for name in REQUEST_FIELDS if name != "cost_idr"}
+    out["cost_idr"] = idr(row["cost_idr_micro"])
     out["id"] = str(row["id"])
     out["created_at"] = row["created_at"].isoformat()
     return out
+
+
+def csv_value(row: asyncpg.Record | Mapping[str, Any], name: str) -> Any:
+    """Money in the CSV as exact decimals: rupiah to the micro-rupiah, dollars to the nano-dollar."""
+    if name == "cost_idr":
+        micro = row["cost_idr_micro"]
+        return f"{micro // MICRO}.{micro % MICRO:06d}"
+    if name == "cost_usd":
+        nano = row["cost_usd_nano"]
+        return f"{nano // 1_000_000_000}.{nano % 1_000_000_000:09d}"
+    return row[name]
 
 
 def csv_safe(value: Any) -> str:
@@ -413,7 +451,7 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
             await resp.write(csv_chunk([CSV_FIELDS]))
         while rows:
             async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
-                await resp.write(csv_chunk([r[name] for name in CSV_FIELDS] for r in rows))
+                await resp.write(csv_chunk([csv_value(r, name) for name in CSV_FIELDS] for r in rows))
             rows = await anext(pages, [])
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if not resp.prepared:

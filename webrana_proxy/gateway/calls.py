@@ -14,9 +14,8 @@ from aiohttp import web
 from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.providers.base import Usage
-from webrana_proxy.providers.costs import cost_idr
 from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
-from webrana_proxy.state import SETTINGS, USAGE
+from webrana_proxy.state import PRICES, SETTINGS, USAGE
 from webrana_proxy.usage import UsageRecord
 
 log = logging.getLogger("webrana.call")
@@ -56,18 +55,23 @@ def record_call(app: web.Application, call: Call) -> None:
             usage.prompt_tokens = estimate_prompt_tokens(call.body) if call.body is not None else 0
             usage.completion_tokens = estimate_tokens(call.completion_chars)
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-    settings = app[SETTINGS]
-    cost = cost_idr(call.provider, call.model, usage, settings.usd_to_idr) if usage.total_tokens else 0
+    now = datetime.now(UTC)
+    priced, unpriced = app[PRICES].price(call.provider, call.model, usage, app[SETTINGS].usd_to_idr, now)
     status = call.status or 500
     app[USAGE].record(UsageRecord(
         request_id=call.request_id, user_id=call.principal.user_id, proxy_key_id=call.principal.proxy_key_id,
         provider=call.provider, model=call.model[:200], endpoint=call.endpoint, stream=call.stream,
         status=status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens, tokens_estimated=estimated, cost_idr=cost,
+        total_tokens=usage.total_tokens, tokens_estimated=estimated,
         latency_ms=int(elapsed * 1000), ttfb_ms=int(call.ttfb * 1000) if call.ttfb is not None else None,
-        upstream_request_id=call.upstream_id, error_type=call.error_type,
-        created_at=datetime.now(UTC)))
+        upstream_request_id=call.upstream_id, error_type=call.error_type, created_at=now,
+        cost_idr_micro=priced.cost_idr_micro, cost_usd_nano=priced.cost_usd_nano, usd_to_idr=priced.usd_to_idr,
+        price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier))
     runtime = app[GATEWAY]
+    if unpriced:
+        runtime.count_unpriced(call.provider, call.model[:200])
     series = runtime.series(call.provider, call.model, status, call.endpoint)
     series.requests.inc()
     series.duration.observe(elapsed)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from webrana_proxy.jsonio import json_response, parse_json_object, read_body
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID, check_ip_limit
 from webrana_proxy.providers.base import Provider, Route
-from webrana_proxy.state import REGISTRY, SETTINGS, UPSTREAM
+from webrana_proxy.state import PRICES, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 Work = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
@@ -148,7 +149,10 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     await check_ip_limit(request)
-    data = [{"id": m.id, "object": "model", "created": m.created, "owned_by": p.id}
+    book = request.app[PRICES]
+    day = datetime.now(UTC).date()
+    # Current models only (retired ones gone); price and context window as extra fields the SDKs ignore.
+    data = [{"id": m.id, "object": "model", "created": 0, "owned_by": p.id, **book.model_json(p.id, m, day)}
             for p in request.app[REGISTRY].all() if principal.provider_keys.get(p.id)
-            for m in p.models]
+            for m in book.catalogue.current(p.id, day)]
     return json_response({"object": "list", "data": data})

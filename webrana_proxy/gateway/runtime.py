@@ -10,10 +10,11 @@ from prometheus_client import Counter, Histogram
 
 from webrana_proxy.limits import MonthClock
 from webrana_proxy.metrics import Metrics
-from webrana_proxy.providers.registry import Registry
+from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.settings import Settings
 
 OTHER_MODEL = "other"  # metric label for models outside the catalogue: clients cannot grow label sets
+UNPRICED_LABELS_MAX = 500  # distinct unpriced model names counted by name; the rest as "other"
 
 
 @dataclass(slots=True)
@@ -31,11 +32,22 @@ class GatewayRuntime:
     metrics: Metrics
     known_models: frozenset[tuple[str, str]]
     _series: dict[tuple[str, str, int, str], CallSeries] = field(default_factory=dict)
+    _unpriced: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings, metrics: Metrics, registry: Registry) -> GatewayRuntime:
-        known = frozenset((p.id, m.id) for p in registry.all() for m in p.models)
+    def build(cls, settings: Settings, metrics: Metrics, prices: PriceBook) -> GatewayRuntime:
+        known = frozenset((p, m.id) for p, entries in prices.catalogue.models.items() for m in entries)
         return cls(MonthClock(), metrics, known)
+
+    def count_unpriced(self, provider: str, model: str) -> None:
+        """A call of a model with no price (charged at the fallback): counted by model name, bounded."""
+        key = (provider, model)
+        if key not in self._unpriced:
+            if len(self._unpriced) >= UNPRICED_LABELS_MAX:
+                key = (provider, OTHER_MODEL)
+            else:
+                self._unpriced.add(key)
+        self.metrics.unpriced_calls.labels(*key).inc()
 
     def series(self, provider: str, model: str, status: int, endpoint: str = "chat") -> CallSeries:
         key = (provider, model, status, endpoint)

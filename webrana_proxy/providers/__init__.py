@@ -10,7 +10,6 @@ from webrana_proxy.providers.base import (
     UpstreamRequest,
     Usage,
 )
-from webrana_proxy.providers.costs import cost_idr
 from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
 from webrana_proxy.providers.registry import Registry, build_registry
 
@@ -25,7 +24,6 @@ __all__ = [
     "UpstreamRequest",
     "Usage",
     "build_registry",
-    "cost_idr",
     "estimate_prompt_tokens",
     "estimate_tokens",
 ]

@@ -15,7 +15,6 @@ from webrana_proxy.providers.anthropic_native import AnthropicMessages
 from webrana_proxy.providers.anthropic_request import to_anthropic
 from webrana_proxy.providers.anthropic_response import AnthropicStream, chat_response
 from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest
-from webrana_proxy.providers.catalogue import ANTHROPIC_MODELS
 from webrana_proxy.providers.keyformat import KeyFormat
 
 API_VERSION = "2023-06-01"  # the only stable Messages API version
@@ -28,7 +27,6 @@ class AnthropicProvider:
     display_name = "Anthropic"
     key_format = KeyFormat(("sk-ant-",), MIN_KEY_LENGTH)
     key_prefixes: tuple[str, ...] = key_format.prefixes
-    models = ANTHROPIC_MODELS
     supports_embeddings = False
     messages_native: MessagesNative | None = AnthropicMessages()  # /v1/messages goes to Anthropic as it came
     token_counter: TokenCounter | None = None  # counting goes through the native lane

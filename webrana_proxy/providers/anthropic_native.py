@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from webrana_proxy.providers.anthropic_response import usage_of
+from webrana_proxy.providers.anthropic_response import usage_of, with_output
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
 from webrana_proxy.sse import SSEParser
 
@@ -179,11 +179,7 @@ class NativeMessagesStream:
                     fresh = usage_of(raw_usage)
                     if fresh is not None and fresh.prompt_tokens:
                         self._input = fresh
-                output = _int(raw_usage.get("output_tokens"))
-                prompt = self._input.prompt_tokens if self._input else 0
-                cached = self._input.cached_tokens if self._input else 0
-                self.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
-                                   cached_tokens=cached)
+                self.usage = with_output(self._input, _int(raw_usage.get("output_tokens")))
         else:
             err = payload.get("error")
             err = err if isinstance(err, dict) else {}

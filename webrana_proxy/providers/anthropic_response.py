@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -49,10 +50,23 @@ def usage_of(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     cache_read = _int(raw.get("cache_read_input_tokens"))
-    prompt = _int(raw.get("input_tokens")) + _int(raw.get("cache_creation_input_tokens")) + cache_read
+    written = _int(raw.get("cache_creation_input_tokens"))
+    split = raw.get("cache_creation")
+    written_1h = _int(split.get("ephemeral_1h_input_tokens")) if isinstance(split, dict) else 0
+    prompt = _int(raw.get("input_tokens")) + written + cache_read
     output = _int(raw.get("output_tokens"))
+    tier = raw.get("service_tier")
     return Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
-                 cached_tokens=cache_read)
+                 cached_tokens=cache_read, cache_write_tokens=written, cache_write_1h_tokens=written_1h,
+                 service_tier=tier if isinstance(tier, str) else None)
+
+
+def with_output(input_usage: Usage | None, output_tokens: int) -> Usage:
+    """The input side of ``message_start`` (tokens, cache reads and writes) with the output count so far."""
+    if input_usage is None:
+        return Usage(completion_tokens=output_tokens, total_tokens=output_tokens)
+    return replace(input_usage, completion_tokens=output_tokens,
+                   total_tokens=input_usage.prompt_tokens + output_tokens)
 
 
 def chat_response(raw: bytes, model: str) -> ChatResult:
@@ -240,7 +254,4 @@ class AnthropicStream:
         return out
 
     def _update_usage(self) -> None:
-        prompt = self._input.prompt_tokens if self._input else 0
-        cached = self._input.cached_tokens if self._input else 0
-        self.usage = Usage(prompt_tokens=prompt, completion_tokens=self._output_tokens,
-                           total_tokens=prompt + self._output_tokens, cached_tokens=cached)
+        self.usage = with_output(self._input, self._output_tokens)

@@ -26,10 +26,18 @@ class UpstreamRequest:
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts in the OpenAI convention: ``prompt_tokens`` is all input (cache reads and writes are parts
+    of it), ``completion_tokens`` all output (reasoning included)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # input read from the provider's prompt cache
+    cache_write_tokens: int = 0  # input written to the cache (all TTLs)
+    cache_write_1h_tokens: int = 0  # of which written with a 1 h TTL (Anthropic)
+    reasoning_tokens: int = 0  # of the output, thinking (priced as output; Qwen's thinking mode has its own rate)
+    service_tier: str | None = None  # as the provider reported it: "flex", "priority", "default", "batch"...
+    provider_cost_usd_nano: int | None = None  # the call's cost as the provider reported it (wins when present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class ModelInfo:
     input_usd_per_mtok: float  # price per million input tokens
     output_usd_per_mtok: float  # price per million output tokens
     kind: str = "chat"  # "chat" | "embedding"
+    context_window: int | None = None
 
 
 @dataclass(slots=True)
@@ -101,7 +110,6 @@ class Provider(Protocol):
     id: str  # "openai" | "anthropic" | "google" | "qwen"
     display_name: str  # "OpenAI", shown in the console
     key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
-    models: tuple[ModelInfo, ...]  # catalogue with prices
     supports_embeddings: bool
     messages_native: MessagesNative | None  # set when Anthropic Messages is this provider's own format
     token_counter: TokenCounter | None  # set when the provider can count a prompt's tokens

@@ -17,7 +17,6 @@ from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import messages as m
 from webrana_proxy.providers import upstream_errors
 from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest, Usage
-from webrana_proxy.providers.catalogue import GOOGLE_MODELS
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.gemini_request import to_gemini
 from webrana_proxy.providers.gemini_response import STATUS_CODES, GeminiStream, chat_response
@@ -61,7 +60,6 @@ class GeminiProvider:
     display_name = "Google Gemini"
     key_format = KeyFormat(("AIza",), KEY_LENGTH, KEY_LENGTH, pattern=re.compile(r"AIza[0-9A-Za-z_-]+"))
     key_prefixes: tuple[str, ...] = key_format.prefixes
-    models = GOOGLE_MODELS
     supports_embeddings = True
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
     token_counter: TokenCounter | None = GeminiTokens()

@@ -59,12 +59,13 @@ def usage_of(meta: Any) -> tuple[Usage, int] | None:
     """(usage, reasoning tokens) from ``usageMetadata``."""
     if not isinstance(meta, dict):
         return None
-    prompt = _int(meta.get("promptTokenCount"))
+    # Tool-use prompt tokens (search grounding, code execution) are billed as input but not in promptTokenCount.
+    prompt = _int(meta.get("promptTokenCount")) + _int(meta.get("toolUsePromptTokenCount"))
     thoughts = _int(meta.get("thoughtsTokenCount"))
     completion_tokens = _int(meta.get("candidatesTokenCount")) + thoughts
     total = _int(meta.get("totalTokenCount")) or prompt + completion_tokens
     return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=total,
-                 cached_tokens=_int(meta.get("cachedContentTokenCount"))), thoughts
+                 cached_tokens=_int(meta.get("cachedContentTokenCount")), reasoning_tokens=thoughts), thoughts
 
 
 def finish_reason(reason: Any, called: bool) -> str | None:

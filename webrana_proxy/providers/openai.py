@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from webrana_proxy.providers.catalogue import OPENAI_MODELS
 from webrana_proxy.providers.openai_compat import OpenAICompatProvider
 
 MODEL_PREFIXES = ("gpt-", "chatgpt-", "o1", "o3", "o4", "text-embedding-", "ft:", "davinci-", "babbage-",
@@ -14,7 +13,6 @@ class OpenAIProvider(OpenAICompatProvider):
     id = "openai"
     display_name = "OpenAI"
     # "sk-proj-", "sk-svcacct-" and legacy "sk-" keys: the base class's format
-    models = OPENAI_MODELS
 
     def owns_model(self, model: str) -> bool:
         return model.startswith(MODEL_PREFIXES) and not model.startswith(NOT_OURS)

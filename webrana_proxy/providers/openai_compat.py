@@ -14,7 +14,7 @@ import orjson
 
 from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import upstream_errors
-from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, ModelInfo, TokenCounter, UpstreamRequest
+from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.passthrough import PassthroughStream, usage_from
@@ -48,7 +48,6 @@ class OpenAICompatProvider:
     # "sk-ant-": an Anthropic key pasted in the wrong place
     key_format = KeyFormat(("sk-",), MIN_KEY_LENGTH, rejected_prefixes=("sk-ant-",))
     key_prefixes: tuple[str, ...] = key_format.prefixes
-    models: tuple[ModelInfo, ...] = ()
     supports_embeddings: bool = True
     upstream_base64_embeddings: bool = True  # False: ask for floats, encode base64 ourselves
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
@@ -82,7 +81,7 @@ class OpenAICompatProvider:
         if not isinstance(parsed, dict):
             return ChatResult(body=raw, usage=None)
         upstream_id = parsed.get("id")
-        return ChatResult(body=raw, usage=usage_from(parsed.get("usage")),
+        return ChatResult(body=raw, usage=usage_from(parsed.get("usage"), parsed.get("service_tier")),
                           upstream_id=upstream_id if isinstance(upstream_id, str) else None)
 
     def stream_translator(self, model: str, include_usage: bool) -> PassthroughStream:

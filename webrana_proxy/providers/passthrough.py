@@ -17,22 +17,35 @@ from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.sse import EventSplitter, SSEParser
 
 
-def usage_from(value: Any) -> Usage | None:
-    """An OpenAI ``usage`` object as ``Usage`` (None when absent or malformed)."""
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from(value: Any, service_tier: Any = None) -> Usage | None:
+    """An OpenAI-shaped ``usage`` object as ``Usage`` (None when absent or malformed): cache reads
+    (``prompt_tokens_details.cached_tokens``), cache writes (OpenAI's ``cache_write_tokens``, DashScope's
+    ``cache_creation_input_tokens``), reasoning (``completion_tokens_details.reasoning_tokens``, which is also
+    how Qwen reports thinking mode) and the answer's ``service_tier``."""
     if not isinstance(value, dict):
         return None
-    prompt = value.get("prompt_tokens")
-    completion = value.get("completion_tokens")
+    prompt = _int(value.get("prompt_tokens"))
+    completion = _int(value.get("completion_tokens"))
     total = value.get("total_tokens")
     details = value.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    prompt = prompt if isinstance(prompt, int) else 0
-    completion = completion if isinstance(completion, int) else 0
+    cached = written = 0
+    if isinstance(details, dict):
+        cached = _int(details.get("cached_tokens"))
+        written = _int(details.get("cache_write_tokens")) or _int(details.get("cache_creation_input_tokens"))
+    out_details = value.get("completion_tokens_details")
+    reasoning = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total if isinstance(total, int) else prompt + completion,
-        cached_tokens=cached if isinstance(cached, int) else 0,
+        cached_tokens=cached,
+        cache_write_tokens=written,
+        reasoning_tokens=reasoning,
+        service_tier=service_tier if isinstance(service_tier, str) else None,
     )
 
 
@@ -245,7 +258,7 @@ class PassthroughStream:
         self.completion_chars += chars
         if self._envelope is None and longest:
             self._envelope = max(0, len(raw) - chars)
-        usage = usage_from(chunk.get("usage"))
+        usage = usage_from(chunk.get("usage"), chunk.get("service_tier"))
         if usage is not None:
             self.usage = usage
             if not self._include_usage and not chunk.get("choices"):

@@ -6,7 +6,6 @@ encoded here.
 
 from __future__ import annotations
 
-from webrana_proxy.providers.catalogue import QWEN_MODELS
 from webrana_proxy.providers.openai_compat import OpenAICompatProvider
 
 MODEL_PREFIXES = ("qwen", "qwq-", "qvq-", "text-embedding-v")
@@ -15,7 +14,6 @@ MODEL_PREFIXES = ("qwen", "qwq-", "qvq-", "text-embedding-v")
 class QwenProvider(OpenAICompatProvider):
     id = "qwen"
     display_name = "Qwen"
-    models = QWEN_MODELS
     upstream_base64_embeddings = False
 
     def owns_model(self, model: str) -> bool:

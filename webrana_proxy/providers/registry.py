@@ -74,7 +74,7 @@ class Registry:
         return tuple(p.id for p in self._order)
 
     def _forms(self) -> str:
-        return ACCEPTED_FORMS + ", ".join(self.ids()) + " (e.g. anthropic/claude-sonnet-4-5)"
+        return ACCEPTED_FORMS + ", ".join(self.ids()) + " (e.g. anthropic/claude-sonnet-5-5)"
 
 
 def build_registry() -> Registry:
