@@ -6,6 +6,7 @@ exactly as the console or an ingress passes them on.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -116,5 +117,5 @@ async def test_no_free_hashing_slot_is_503_with_retry_after_but_a_taken_email_ne
 def test_the_per_email_delay_grows_but_stays_short() -> None:
     delays = [email_delay(n) for n in range(40)]
     assert delays[:5] == [0.0] * 5  # a person's own few mistakes cost nothing
-    assert delays[5] > 0 and all(a <= b for a, b in zip(delays, delays[1:], strict=False))
+    assert delays[5] > 0 and all(a <= b for a, b in itertools.pairwise(delays))
     assert max(delays) == EMAIL_DELAY_MAX_S <= 2.0
