@@ -13,7 +13,9 @@ import pytest
 from aiohttp import ClientResponse
 
 from tests.conftest import PASSWORD, Api
+from webrana_proxy.envvalues import ConfigError
 from webrana_proxy.loginguard import EMAIL_DELAY_MAX_S, email_delay
+from webrana_proxy.settings import Settings
 from webrana_proxy.state import PASSWORDS
 
 WRONG = "Wrong-pass1"
@@ -119,3 +121,12 @@ def test_the_per_email_delay_grows_but_stays_short() -> None:
     assert delays[:5] == [0.0] * 5  # a person's own few mistakes cost nothing
     assert delays[5] > 0 and all(a <= b for a, b in itertools.pairwise(delays))
     assert max(delays) == EMAIL_DELAY_MAX_S <= 2.0
+
+
+def test_hashing_and_sign_up_settings_default_safely_and_refuse_nonsense(base_env: dict[str, str]) -> None:
+    s = Settings.from_env({k: v for k, v in base_env.items() if k != "WEBRANA_SIGNUP_LIMIT"})
+    assert (s.password_hash_concurrency, s.password_hash_wait, s.signup_limit) == (2, 2.0, 20)
+    for name, value in (("WEBRANA_PASSWORD_HASH_CONCURRENCY", "0"), ("WEBRANA_PASSWORD_HASH_WAIT", "0"),
+                        ("WEBRANA_SIGNUP_LIMIT", "0"), ("WEBRANA_SIGNUP_LIMIT", "many")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({**base_env, name: value})
