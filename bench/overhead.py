@@ -112,9 +112,9 @@ class Runner:
 
     def signin(self, gw: Proc) -> Row:
         """Sign-in latency on ``gw``: SIGNIN_CONCURRENCY people signing in at once, a bounded loop."""
-        result = asyncio.run(measure_signin(f"http://127.0.0.1:{gw.port}"))
+        result = asyncio.run(measure_signin(f"http://127.0.0.1:{gw.port}", gateway_pid=gw.pid))
         row = Row(f"gateway signin c{SIGNIN_CONCURRENCY}", "gateway", "signin", SIGNIN_CONCURRENCY,
-                  result.as_dict())
+                  result.as_dict(), cpu_ms_per_call=result.cpu_ms_per_call)
         self.rows.append(row)
         _print_row(row)
         return row
@@ -154,8 +154,9 @@ class Runner:
 def _print_row(row: Row) -> None:
     r = row.result
     if row.kind == "signin":
+        cpu = f"  cpu {row.cpu_ms_per_call:.3f} ms/call" if row.cpu_ms_per_call is not None else ""
         print(f"  {row.name:<26} {r['rate']:9.1f}/s  p50 {r['p50_ms']:7.3f} ms  p95 {r['p95_ms']:7.3f} ms  "
-              f"ok {r['ok']}  failed {r['failures']}", flush=True)
+              f"ok {r['ok']}  failed {r['failures']}{cpu}", flush=True)
         return
     if row.kind == "ttft":
         print(f"  {row.name:<26} ttft p50 {r['ttft_p50_ms']:7.3f} ms  p99 {r['ttft_p99_ms']:7.3f} ms  "
