@@ -2,11 +2,11 @@
 
 * ``check_ip``: the per-IP limit on every route (fixed one-minute windows).
 * ``check_gateway``: per-IP, per-user burst and the plan's monthly quota in ONE round trip for a /v1 call.
+  If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
 * ``check_signup``: sign-ups per address (fixed one-hour windows).
 
 "IP" and "address" here mean the client's limit key (``clientip.limit_key``, computed once per request): an IPv4
 address, or an IPv6 client's /64, so rotating through one's own /64 does not escape a limit.
-  If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
 
 Leases: while every limit has plenty left, the script grants a replica extra calls for one (address, user) pair,
 counted in Redis when granted, and the replica spends them without a round trip until the minute ends. A grant is
