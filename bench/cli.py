@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="10 million proxy_requests rows; EXPLAIN ANALYZE of the dashboard's usage queries")
     mode.add_argument("--profile", action="store_true",
                       help="py-spy the gateway under load and list the top costs per call")
+    mode.add_argument("--signin", action="store_true",
+                      help="sign-in latency only: POST /api/auth/login, 4 people at once (p50/p95)")
     p.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="seconds per scenario (default 5)")
     p.add_argument("--relay-duration", type=float, default=None,
                    help="seconds per scenario through the bare relay (default: --duration; at least 3)")
@@ -55,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.profile import run_profile
 
         code = run_profile(duration=max(args.duration, 8.0), python_load=args.python_load)
+    elif args.signin:
+        from bench.signin import run_signin_only
+
+        code = run_signin_only(python_load=args.python_load)
     else:
         code = _overhead(args)
     print(f"bench: done in {time.monotonic() - started:.0f} s", file=sys.stderr)

@@ -3,9 +3,10 @@ gateway (1 worker, then 2), same run, same tool, same checks.
 
 Scenarios (each ``duration`` seconds, after a short warm-up per target): non-streamed chat at concurrency 1
 and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream (not through the relay,
-which only fronts the instant fake). Then the dialect rounds: a Messages passthrough stream (a Claude model on
-``/v1/messages``, the native lane) against the chat passthrough stream, interleaved, ``rounds`` times.
-Through the relay and the gateway, the process's CPU time per call comes
+which only fronts the instant fake); on the one-worker gateway, after its memory is read, sign-in latency
+(``POST /api/auth/login``, four people at once, a bounded loop: ``bench/signin.py``). Then the dialect rounds:
+a Messages passthrough stream (a Claude model on ``/v1/messages``, the native lane) against the chat passthrough
+stream, interleaved, ``rounds`` times. Through the relay and the gateway, the process's CPU time per call comes
 from /proc/<pid>/stat (utime + stime, all its processes) and its memory from /proc/<pid>/status (VmHWM peak,
 VmRSS after the run).
 """
@@ -27,6 +28,7 @@ from typing import Any
 from bench import procstat
 from bench.harness import Harness, session
 from bench.loadgen import Check, LoadResult, measure_ttft
+from bench.signin import SIGNIN_CONCURRENCY, SIGNIN_TARGET_P95_MS, measure_signin
 from bench.stack import Proc, usage_rows
 
 HIGH = 64  # the high-concurrency level of the issue
@@ -54,6 +56,7 @@ TARGETS = (
      "<="),
     ("messages_over_chat_cpu_stream_c64", "Messages / chat stream, CPU per call c=64 (median)", DIALECT_SLACK,
      "<="),
+    ("signin_c4_p95_ms", f"sign-in p95, {SIGNIN_CONCURRENCY} at once (ms)", SIGNIN_TARGET_P95_MS, "<="),
 )
 
 
@@ -61,7 +64,7 @@ TARGETS = (
 class Row:
     name: str
     target: str  # direct | relay | gateway | gateway-x2
-    kind: str  # json | stream | ttft
+    kind: str  # json | stream | ttft | signin
     concurrency: int
     result: dict[str, Any]
     cpu_ms_per_call: float | None = None  # of the process under test: the gateway, or the relay
@@ -111,6 +114,15 @@ class Runner:
             cpu = after_gw.cpu_seconds - before_gw.cpu_seconds
             row.cpu_ms_per_call = round(cpu * 1000 / calls, 3) if calls else None
             row.gateway_busy = round(cpu / wall, 2)
+        self.rows.append(row)
+        _print_row(row)
+        return row
+
+    def signin(self, gw: Proc) -> Row:
+        """Sign-in latency on ``gw``: SIGNIN_CONCURRENCY people signing in at once, a bounded loop."""
+        result = asyncio.run(measure_signin(f"http://127.0.0.1:{gw.port}", gateway_pid=gw.pid))
+        row = Row(f"gateway signin c{SIGNIN_CONCURRENCY}", "gateway", "signin", SIGNIN_CONCURRENCY,
+                  result.as_dict(), cpu_ms_per_call=result.cpu_ms_per_call)
         self.rows.append(row)
         _print_row(row)
         return row
@@ -214,6 +226,11 @@ def dialect_figures(rows: list[Row]) -> dict[str, float]:
 
 def _print_row(row: Row) -> None:
     r = row.result
+    if row.kind == "signin":
+        cpu = f"  cpu {row.cpu_ms_per_call:.3f} ms/call" if row.cpu_ms_per_call is not None else ""
+        print(f"  {row.name:<26} {r['rate']:9.1f}/s  p50 {r['p50_ms']:7.3f} ms  p95 {r['p95_ms']:7.3f} ms  "
+              f"ok {r['ok']}  failed {r['failures']}{cpu}", flush=True)
+        return
     if row.kind == "ttft":
         print(f"  {row.name:<26} ttft p50 {r['ttft_p50_ms']:7.3f} ms  p99 {r['ttft_p99_ms']:7.3f} ms  "
               f"ok {r['ok']}  failed {r['failures']}", flush=True)
@@ -258,6 +275,11 @@ def derive(rows: list[Row], memory: dict[str, float]) -> dict[str, float]:
     out["cpu_ms_per_call_stream"] = cpu.get(f"gateway stream c{HIGH}") or 0.0
     out.update(floor(rows, cpu))
     out.update(dialect_figures(rows))
+    signin = {r.name: r.result for r in rows if r.kind == "signin"}
+    if signin:
+        s = signin[f"gateway signin c{SIGNIN_CONCURRENCY}"]
+        out["signin_c4_p50_ms"] = s["p50_ms"]
+        out["signin_c4_p95_ms"] = s["p95_ms"]
     x2 = {r.name: r.result for r in rows if r.target == "gateway-x2"}
     if x2:
         out["gateway_x2_json_c64_rate"] = x2[f"gateway-x2 json c{HIGH}"]["rate"]
@@ -363,6 +385,8 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
         peak = procstat.sample([gw.pid])
         memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024,
                   "relay_peak_rss_mb": relay_peak.hwm_kb / 1024}
+        print("sign-in on the same gateway (after its memory was read: hashing holds its own):", flush=True)
+        runner.signin(gw)
         gw.stop()
         if workers2:
             gw2 = h.gateway(workers=2)

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0  # seconds for a process to answer on its port
 STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL
 BENCH_IP_RATE_LIMIT = 1_000_000_000  # per-IP limit, per minute: the check still runs, it never trips here
+BENCH_SIGNUP_LIMIT = 1_000_000  # sign-ups per address per hour: every run signs people up from 127.0.0.1
 BENCH_QUOTA = 2_000_000_000  # monthly requests and burst per minute for the bench user (INTEGER column max ~2.1e9)
 CLOSED_URL = "http://127.0.0.1:9"  # Midtrans is not part of the bench: a loopback port nothing listens on
 
@@ -101,6 +102,7 @@ def gateway_env(base: Mapping[str, str], *, port: int, instant: Proc, paced: Pro
         "WEBRANA_PROXY_HOST": "127.0.0.1",
         "WEBRANA_PROXY_PORT": str(port),
         "WEBRANA_IP_RATE_LIMIT": str(BENCH_IP_RATE_LIMIT),
+        "WEBRANA_SIGNUP_LIMIT": str(BENCH_SIGNUP_LIMIT),
         "OPENAI_BASE_URL": f"{fast}/openai/v1",
         "ANTHROPIC_BASE_URL": f"{fast}/anthropic",
         "GEMINI_BASE_URL": f"{fast}/gemini",

@@ -65,6 +65,7 @@ def base_env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
         "MIDTRANS_SERVER_KEY": "SB-Mid-server-test-" + secrets.token_hex(8),
         "MIDTRANS_CLIENT_KEY": "SB-Mid-client-test-" + secrets.token_hex(8),
         "WEBRANA_IP_RATE_LIMIT": "100000",  # tests share 127.0.0.1; the limit test sets its own
+        "WEBRANA_SIGNUP_LIMIT": "100000",  # likewise (tests/test_auth_limits.py sets its own)
         "WEBRANA_LOG_FORMAT": "json",
         "WEBRANA_BACKGROUND_JOBS": "false",
         "WEBRANA_USAGE_SPILL_DIR": str(tmp_path_factory.mktemp("usage-spill")),  # this session's own

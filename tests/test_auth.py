@@ -53,7 +53,7 @@ async def test_duplicate_email_is_rejected_case_insensitively(api: Api) -> None:
     assert err["param"] == "email" and err["code"] == "email_taken"
 
 
-async def test_five_failed_logins_lock_the_email(api: Api) -> None:
+async def test_five_failed_logins_lock_the_email_from_that_address(api: Api) -> None:
     c = api.client
     await api.register("rina@example.com")
     for _ in range(5):
@@ -112,20 +112,38 @@ async def test_concurrent_registrations_of_one_email_create_one_account(api: Api
     await conn.close()
 
 
-async def test_login_rehashes_passwords_made_with_old_parameters(api: Api, migrated: str) -> None:
+async def test_register_stores_owasp_argon2id_parameters(api: Api, migrated: str) -> None:
+    await api.register("baru@example.com")
+    conn = await asyncpg.connect(migrated)
+    try:
+        stored = await conn.fetchval("SELECT password_hash FROM users WHERE email = 'baru@example.com'")
+    finally:
+        await conn.close()
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), stored  # OWASP: 19 MiB, 2 passes, 1 lane
+
+
+async def test_login_moves_hashes_made_with_old_parameters_to_owasp(api: Api, migrated: str) -> None:
     from argon2 import PasswordHasher
 
     await api.register("lama@example.com")
-    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     conn = await asyncpg.connect(migrated)
     try:
-        await conn.execute("UPDATE users SET password_hash = $1 WHERE email = 'lama@example.com'", old)
-        resp = await api.client.post("/api/auth/login", json={"email": "lama@example.com", "password": PASSWORD})
-        assert resp.status == 200
-        stored = await conn.fetchval("SELECT password_hash FROM users WHERE email = 'lama@example.com'")
+        # argon2-cffi's defaults (what every stored hash used before) and an even older, weaker set
+        for old in (PasswordHasher().hash(PASSWORD),
+                    PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)):
+            assert "m=19456" not in old
+            await conn.execute("UPDATE users SET password_hash = $1 WHERE email = 'lama@example.com'", old)
+            resp = await api.client.post("/api/auth/login",
+                                         json={"email": "lama@example.com", "password": PASSWORD})
+            assert resp.status == 200
+            stored = await conn.fetchval("SELECT password_hash FROM users WHERE email = 'lama@example.com'")
+            assert stored != old and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), stored
+            resp = await api.client.post("/api/auth/login",
+                                         json={"email": "lama@example.com", "password": PASSWORD})
+            assert resp.status == 200
+            assert await conn.fetchval("SELECT password_hash FROM users WHERE email = 'lama@example.com'") == stored
     finally:
         await conn.close()
-    assert stored != old and stored.startswith("$argon2id$") and "m=65536" in stored
 
 
 async def test_parallel_guesses_cannot_slip_past_the_lockout(api: Api) -> None:

@@ -102,6 +102,11 @@ async def _return_leases(limiter: Limiter) -> None:
             log.warning("could not return unused leased calls yet", extra={"error": type(exc).__name__})
 
 
+async def _passwords(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[PASSWORDS].close()  # its hashing threads
+
+
 async def _upstream_http(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=s.upstream_connections, limit_per_host=0, ttl_dns_cache=300,
@@ -141,7 +146,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[KEYRING] = Keyring(settings.master_key, settings.master_key_previous)
     app[TOKENS] = TokenIssuer(settings.jwt_secret)
-    app[PASSWORDS] = Passwords()
+    app[PASSWORDS] = Passwords(settings.password_hash_concurrency, settings.password_hash_wait)
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
     app[FALLBACK] = LocalLimiter()
@@ -149,7 +154,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PRICES] = PriceBook(load_catalogue())
     app[GATEWAY] = GatewayRuntime.build(settings, app[METRICS], app[PRICES])
     app[health.SHUTTING_DOWN] = asyncio.Event()
-    app.cleanup_ctx.extend([_database, _redis, _upstream_http, _usage_writer, _keycache, prices_ctx,
+    app.cleanup_ctx.extend([_passwords, _database, _redis, _upstream_http, _usage_writer, _keycache, prices_ctx,
                             auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     for module in (gateway, gateway_messages, health, auth, provider_keys, proxy_keys, usage, plans, billing,

@@ -3,6 +3,10 @@
 * ``check_ip``: the per-IP limit on every route (fixed one-minute windows).
 * ``check_gateway``: per-IP, per-user burst and the plan's monthly quota in ONE round trip for a /v1 call.
   If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
+* ``check_signup``: sign-ups per address (fixed one-hour windows).
+
+"IP" and "address" here mean the client's limit key (``clientip.limit_key``, computed once per request): an IPv4
+address, or an IPv6 client's /64, so rotating through one's own /64 does not escape a limit.
 
 Leases: while every limit has plenty left, the script grants a replica extra calls for one (address, user) pair,
 counted in Redis when granted, and the replica spends them without a round trip until the minute ends. A grant is
@@ -33,6 +37,7 @@ from webrana_proxy.redispipe import RedisPipe
 
 JAKARTA = timezone(timedelta(hours=7))  # Asia/Jakarta has no DST: a fixed offset is exact
 WINDOW_MS = 60_000  # rate windows are one minute
+SIGNUP_WINDOW_MS = 3_600_000  # sign-ups are counted per address per hour (settings.DEFAULT_SIGNUP_LIMIT)
 QUOTA_TTL_SLACK_S = 7 * 24 * 3600  # keep a finished month's counter a week for support questions
 
 IP_SCRIPT = """
@@ -317,6 +322,14 @@ class Limiter:
         code, limit, remaining, reset_ms = await self._burst(
             self._redis, [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}"], [self.ip_limit, burst_limit, WINDOW_MS])
         return Verdict(code == 0, LIMIT_NAMES.get(int(code), ""), int(limit), int(remaining), _ceil_s(int(reset_ms)))
+
+    async def check_signup(self, ip: str, limit: int, now: float | None = None) -> IpVerdict:
+        """Count one sign-up of the address ``ip`` (its limit key) in this hour's window."""
+        t = now if now is not None else time.time()
+        key = f"rl:signup:{ip}:{int(t * 1000) // SIGNUP_WINDOW_MS}"
+        n, ttl = await self._ip(self._redis, [key], [limit, SIGNUP_WINDOW_MS])
+        n, ttl = int(n), int(ttl)
+        return IpVerdict(n <= limit, limit, max(0, limit - n), _ceil_s(ttl))
 
     def quota_key(self, user_id: str, month: str) -> str:
         return f"rl:quota:{user_id}:{month}"

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from webrana_proxy.clientip import client_ip
+from webrana_proxy.clientip import client_ip, limit_key
 from webrana_proxy.dialects import errors as dialect_errors
 from webrana_proxy.errors import (
     BadRequest,
@@ -29,6 +29,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # so the middleware re-raises and aiohttp closes the connection (the client sees a cut stream, not a lie).
 RESPONSE_STARTED = web.RequestKey("response_started", bool)
 CLIENT_IP = web.RequestKey("client_ip", str)
+CLIENT_KEY = web.RequestKey("client_key", str)  # what per-address limits count by: the address, or its IPv6 /64
 UNLIMITED_PATHS = ("/health", "/metrics")  # probes and scrapes come from the platform, not from clients
 GATEWAY_PREFIX = "/v1/"  # the gateway checks the IP limit inside its single Lua call
 
@@ -72,8 +73,9 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     request_id = request.app[REQUEST_IDS].new()
     request[REQUEST_ID] = request_id
     settings = request.app[SETTINGS]
-    request[CLIENT_IP] = client_ip(request.remote, request.headers.get("X-Forwarded-For"),
-                                   settings.trusted_proxies)
+    request[CLIENT_IP] = ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"),
+                                        settings.trusted_proxies)
+    request[CLIENT_KEY] = limit_key(ip)
     path = request.path
     try:
         if "\x00" in path or ("%00" in request.rel_url.raw_query_string
@@ -108,7 +110,7 @@ async def check_ip_limit(request: web.Request) -> dict[str, str]:
     """Count this request against its address's per-minute limit; RateLimited beyond it (allowed if Redis is away)."""
     limiter = request.app[LIMITER]
     try:
-        verdict = await limiter.check_ip(request[CLIENT_IP])
+        verdict = await limiter.check_ip(request[CLIENT_KEY])
     except (RedisError, OSError):
         log.warning("rate limiter unavailable (Redis); allowing request", extra={"limits": "degraded"})
         return {}

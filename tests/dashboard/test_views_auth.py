@@ -4,12 +4,14 @@ proxy (real PostgreSQL and Redis)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 
 from tests.conftest import PASSWORD
 from tests.dashboard.conftest import SESSION_SECRET, Console, Stack, another_browser
 from webrana_dashboard.session import COOKIE_NAME, Session, SessionCodec
+from webrana_proxy.state import PASSWORDS
 
 
 def _set_cookie(console: Console, value: str) -> None:
@@ -108,6 +110,26 @@ async def test_a_tab_in_next_never_becomes_the_redirect(console: Console, stack:
     assert resp.status == 303 and resp.headers["Location"] == "/"
     resp = await console.post("/lang", {"lang": "id", "next": "/bill\ting"})  # dropped as a browser drops it
     assert resp.status == 303 and resp.headers["Location"] == "/billing"
+
+
+async def test_no_free_hashing_slot_is_a_message_on_the_form_not_an_error_page(console: Console,
+                                                                               stack: Stack) -> None:
+    await stack.register("sibuk@example.co.id")
+    passwords = stack.proxy.app[PASSWORDS]
+    await console.get("/signup")
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(passwords.concurrency):  # every hashing slot of the proxy is busy
+            await held.enter_async_context(passwords.slot())
+        resp = await console.post("/signup", {"email": "baru@example.co.id", "password": PASSWORD,
+                                              "password_confirm": PASSWORD})
+        assert resp.status == 422
+        assert "Coba lagi sebentar lagi" in _field_error(await resp.text(), "form")
+        await console.get("/login")
+        resp = await console.post("/login", {"email": "sibuk@example.co.id", "password": PASSWORD})
+        assert resp.status == 422
+        assert "Coba lagi sebentar lagi" in _field_error(await resp.text(), "form")
+    resp = await console.post("/login", {"email": "sibuk@example.co.id", "password": PASSWORD})
+    assert resp.status == 303
 
 
 async def test_pages_need_a_signed_in_user(console: Console) -> None:

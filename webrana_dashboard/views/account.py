@@ -25,8 +25,9 @@ LOGIN_FIELDS = ("email", "password")
 
 
 def _shown_to_visitor(err: ApiError) -> bool:
-    """Errors that belong on the form (bad input, wrong password, too many tries) rather than an error page."""
-    return err.status in (400, 401, 403, 409, 422, 429)
+    """Errors that belong on the form (bad input, wrong password, too many tries, no hashing slot free for a
+    moment) rather than an error page."""
+    return err.status in (400, 401, 403, 409, 422, 429) or err.code == "password_hashing_busy"
 
 
 @routes.get("/signup")

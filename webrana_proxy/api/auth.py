@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,19 +10,21 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from webrana_proxy.api.identity import User, current_user
 from webrana_proxy.db import Conn
-from webrana_proxy.errors import BadRequest, Forbidden, Unauthorized, ValidationFailed
+from webrana_proxy.errors import BadRequest, Forbidden, RateLimited, Unauthorized, ValidationFailed
 from webrana_proxy.jsonio import json_response, read_json, req_email, req_str
 from webrana_proxy.loginguard import LoginGuard
-from webrana_proxy.middleware import CLIENT_IP
-from webrana_proxy.passwords import check_policy
+from webrana_proxy.middleware import CLIENT_KEY
+from webrana_proxy.passwords import HashingBusy, check_policy
 from webrana_proxy.sessions import revoke_all_sign_ins, revoke_sign_in
 from webrana_proxy.settings import Settings
-from webrana_proxy.state import PASSWORDS, POOL, REDIS, SETTINGS, TOKENS
+from webrana_proxy.state import LIMITER, PASSWORDS, POOL, REDIS, SETTINGS, TOKENS
 from webrana_proxy.tokens import ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS, sha256
 
+log = logging.getLogger("webrana.auth")
 routes = web.RouteTableDef()
 LOGIN_GUARD = web.AppKey("login_guard", LoginGuard)
 
@@ -53,8 +56,14 @@ async def register(request: web.Request) -> web.Response:
     email = req_email(body)
     password = req_str(body, "password", max_len=256, min_len=0)
     check_policy(password)
-    password_hash = await request.app[PASSWORDS].hash(password)
+    await _count_signup(request)
     pool = request.app[POOL]
+    # Taken e-mails are answered before hashing, so asking costs no Argon2. This reveals nothing new: the answer
+    # already says ``email_taken`` (the console must tell a person), and every question counts against the
+    # address's sign-up limit. A registration racing another for the same e-mail still meets the unique index.
+    if await pool.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1)", email):
+        raise _email_taken()
+    password_hash = await request.app[PASSWORDS].hash(password)
     async with pool.acquire() as conn, conn.transaction():
         try:
             row = await conn.fetchrow(
@@ -62,11 +71,27 @@ async def register(request: web.Request) -> web.Response:
                    RETURNING id, email, role, plan, status, created_at, burst_per_minute_override,
                              monthly_requests_override""", email, password_hash)
         except asyncpg.UniqueViolationError:
-            raise ValidationFailed("an account with this e-mail already exists", param="email",
-                                   code="email_taken") from None
+            raise _email_taken() from None
         assert row is not None
         payload = await issue_tokens(request, conn, User.from_row(row))
     return json_response(payload, status=201)
+
+
+def _email_taken() -> ValidationFailed:
+    return ValidationFailed("an account with this e-mail already exists", param="email", code="email_taken")
+
+
+async def _count_signup(request: web.Request) -> None:
+    """One sign-up against the address's hourly limit (an IPv6 client's /64); allowed if Redis is away."""
+    limit = request.app[SETTINGS].signup_limit
+    try:
+        verdict = await request.app[LIMITER].check_signup(request[CLIENT_KEY], limit)
+    except (RedisError, OSError):
+        log.warning("sign-up limit unavailable (Redis); sign-up allowed", extra={"limits": "degraded"})
+        return
+    if not verdict.allowed:
+        raise RateLimited(f"too many sign-ups from this address: the limit is {limit} an hour",
+                          retry_after=verdict.reset_seconds, code="signup_limit_exceeded")
 
 
 @routes.post("/api/auth/login")
@@ -75,7 +100,7 @@ async def login(request: web.Request) -> web.Response:
     email = req_email(body)
     password = req_str(body, "password", max_len=256, min_len=0)
     guard = request.app[LOGIN_GUARD]
-    ip = request[CLIENT_IP]
+    ip = request[CLIENT_KEY]  # the address, or its IPv6 /64
     await guard.attempt(email, ip)
     pool = request.app[POOL]
     row = await pool.fetchrow(
@@ -83,11 +108,15 @@ async def login(request: web.Request) -> web.Response:
                   monthly_requests_override, password_hash
            FROM users WHERE lower(email) = lower($1)""", email)
     passwords = request.app[PASSWORDS]
-    if row is None:
-        # Spend the same time as a real check so response timing does not reveal which e-mails exist.
-        await passwords.verify_dummy(password)
-        raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
-    ok, new_hash = await passwords.verify(row["password_hash"], password)
+    try:
+        if row is None:
+            # Spend the same time as a real check so response timing does not reveal which e-mails exist.
+            await passwords.verify_dummy(password)
+            raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
+        ok, new_hash = await passwords.verify(row["password_hash"], password)
+    except HashingBusy:
+        await guard.not_checked(email, ip)
+        raise
     if not ok:
         raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
     user = User.from_row(row)

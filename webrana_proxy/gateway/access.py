@@ -15,7 +15,7 @@ from webrana_proxy.errors import Forbidden, RateLimited, Unauthorized
 from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.limits import Verdict, month_start_utc
-from webrana_proxy.middleware import CLIENT_IP, check_ip_limit
+from webrana_proxy.middleware import CLIENT_KEY, check_ip_limit
 from webrana_proxy.state import KEYCACHE, LIMITER, METRICS, POOL, SETTINGS
 from webrana_proxy.tokens import PROXY_KEY_PREFIX, sha256
 
@@ -85,7 +85,7 @@ async def enforce_limits(request: web.Request, principal: Principal, *, quota: b
     """``quota=False`` for calls that are not billable (count_tokens): per-IP and burst only."""
     app = request.app
     limiter = app[LIMITER]
-    ip = request[CLIENT_IP]
+    ip = request[CLIENT_KEY]  # the address, or its IPv6 /64
     now = time.time()
     month, month_ttl = app[GATEWAY].months.at(now)
     metrics = app[METRICS]
