@@ -115,7 +115,7 @@ def response_of(completion: bytes, env: JSON, namespaces: dict[str, tuple[str, s
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
             args = fn.get("arguments")
-            output.append(call_item(response_id, i + 1, str(call.get("id") or f"call_{i}"),
+            output.append(call_item(response_id, len(output), str(call.get("id") or f"call_{i}"),
                                     str(fn.get("name") or ""), args if isinstance(args, str) else "{}",
                                     namespaces))
     raw_usage = chat.get("usage") if isinstance(chat, dict) else None

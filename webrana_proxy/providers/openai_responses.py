@@ -200,7 +200,14 @@ class NativeResponsesStream:
             self._event(name.decode("utf-8", "replace"), b"\n".join(data))
 
     def _event(self, name: str, data: bytes) -> None:
-        if name == "response.created":
+        if name.endswith(".delta"):  # only in the few regions read anyway: counted exactly
+            try:
+                payload: Any = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return
+            delta = payload.get("delta") if isinstance(payload, dict) else None
+            self.completion_chars += len(delta) if isinstance(delta, str) else 0
+        elif name == "response.created":
             found = response_id_in(data[:400])
             if found is not None and self.response_id is None:
                 self.response_id = self.upstream_id = found
@@ -217,7 +224,7 @@ class NativeResponsesStream:
                 self.done = True
         elif name == "error":
             try:
-                payload: Any = orjson.loads(data)
+                payload = orjson.loads(data)
             except orjson.JSONDecodeError:
                 payload = None
             payload = payload if isinstance(payload, dict) else {}
