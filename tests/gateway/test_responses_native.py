@@ -126,3 +126,19 @@ async def test_stored_responses_use_the_key_that_made_them(gw: Client, fake: Fak
         assert resp.status == 404
     await client.responses.delete(made[0].id)
     assert fake.last.method == "DELETE" and fake.last.key == creators[0]
+
+
+async def test_failover_to_the_next_key_and_that_key_owns_the_response(gw: Client, fake: FakeState,
+                                                                       migrated: str) -> None:
+    second_key = "sk-proj-fakeOPENAI0000000000002"
+    account = await make_account(gw, migrated, extra_keys={"openai": [second_key]})
+    fake.rule_for_key(PROVIDER_KEYS["openai"], scenario.rate_limited("1"))  # the first key is out of quota
+    client = sdk(gw, account.proxy_key)
+    made = await client.responses.create(model="gpt-4o-mini", input="halo", stream=False)
+    assert fake.last.key == second_key
+    fake.key_rules.clear()
+    for _ in range(2):  # whichever key the round robin would start with, the owner's key reads it
+        assert (await client.responses.retrieve(made.id)).id == made.id
+        assert fake.last.key == second_key
+    metrics = await (await gw.get("/metrics")).text()
+    assert 'endpoint="responses"' in metrics
