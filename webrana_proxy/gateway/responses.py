@@ -138,7 +138,8 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
     history: list[JSON] | None = None
     if previous is not None:
         if not store.is_webrana_id(previous):
-            raise BadRequest(f"previous_response_id: '{previous}' is a response OpenAI stored; only an OpenAI model "
+            owner = _stored_at(request).display_name  # the provider that stores responses itself
+            raise BadRequest(f"previous_response_id: '{previous}' is a response {owner} stored; only an {owner} model "
                              f"can continue it, not {provider.display_name}'s (send the conversation as input "
                              "instead)", param="previous_response_id", code="previous_response_unsupported")
         stored = await store.load(app[POOL], call.principal.user_id, previous)
