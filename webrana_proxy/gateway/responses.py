@@ -203,7 +203,7 @@ def _stored_at(request: web.Request) -> Provider:
     for provider in request.app[REGISTRY].all():
         if provider.responses_native is not None:
             return provider
-    raise _not_found(request.match_info["response_id"])
+    raise _not_found(request.match_info.get("response_id", ""))
 
 
 async def _at_provider(request: web.Request, principal: Principal, method: str, response_id: str) -> web.Response:
