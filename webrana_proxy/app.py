@@ -32,7 +32,9 @@ from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
 from webrana_proxy.gateway import messages as gateway_messages
+from webrana_proxy.gateway import responses as gateway_responses
 from webrana_proxy.gateway.access import FALLBACK, LocalLimiter
+from webrana_proxy.gateway.responses_store import responses_store_ctx
 from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
@@ -157,7 +159,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_passwords, _database, _redis, _upstream_http, _usage_writer, _keycache, prices_ctx,
                             auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
-    for module in (gateway, gateway_messages, health, auth, provider_keys, proxy_keys, usage, plans, billing,
-                   admin, openapi, overview, meta, prices):
+    app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
+    for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
+                   plans, billing, admin, openapi, overview, meta, prices):
         app.router.add_routes(module.routes)
     return app

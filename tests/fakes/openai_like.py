@@ -1,4 +1,5 @@
-"""Fake OpenAI and Qwen (DashScope compatible-mode) servers: chat completions, embeddings, models.
+"""Fake OpenAI and Qwen (DashScope compatible-mode) servers: chat completions, embeddings, models; and on OpenAI
+the Responses API (``POST /v1/responses`` streamed or not, ``GET`` / ``DELETE /v1/responses/{id}``).
 
 Standalone base URLs: ``make_openai_app`` serves ``{root}/v1/...`` (OpenAI base URL ``http://HOST:P/v1``);
 ``make_qwen_app`` serves ``{root}/compatible-mode/v1/...`` (base URL ``http://HOST:P/compatible-mode/v1``).
@@ -10,6 +11,11 @@ stream ends ``data: [DONE]``; tool calls stream with index/id/type/name on the f
 argument fragments (Qwen repeats ``"id": ""`` and ``"type"`` on later deltas, as DashScope does). Qwen's
 stream-only models (``qwq*``, ``qvq*``) answer 400 when not streamed. A model containing ``does-not-exist``
 answers 404. Embeddings honour ``encoding_format: base64`` (the openai SDK's default) and ``dimensions``.
+
+Responses, as OpenAI sends them: ``event:`` lines, a rising ``sequence_number`` on every event, no ``[DONE]``;
+``response.created`` / ``.in_progress`` carry the response shell, ``response.completed`` the whole response with
+``usage`` near its end; non-streamed answers are pretty-printed. Stored responses (``store`` not false) are kept
+per fake app and readable, deletable and continuable (``previous_response_id``) only with the key that made them.
 """
 
 from __future__ import annotations
@@ -574,6 +580,12 @@ def _make(state: FakeState, flavor: Flavor) -> web.Application:
     app.router.add_post(f"{flavor.prefix}/chat/completions", _chat_handler(flavor))
     app.router.add_post(f"{flavor.prefix}/embeddings", _embeddings_handler(flavor))
     app.router.add_get(f"{flavor.prefix}/models", _models_handler(flavor))
+    if flavor is OPENAI:
+        app[RESPONSES_KEY] = {}
+        create, retrieve, delete = _responses_handlers()
+        app.router.add_post(f"{flavor.prefix}/responses", create)
+        app.router.add_get(f"{flavor.prefix}/responses/{{response_id}}", retrieve)
+        app.router.add_delete(f"{flavor.prefix}/responses/{{response_id}}", delete)
     return app
 
 
@@ -585,3 +597,212 @@ def make_openai_app(state: FakeState) -> web.Application:
 def make_qwen_app(state: FakeState) -> web.Application:
     """Fake Qwen DashScope compatible mode: routes under ``/compatible-mode/v1``."""
     return _make(state, QWEN)
+
+
+# ---- the Responses API (OpenAI only) ----
+
+RESPONSES_KEY = web.AppKey("fake_openai_responses", dict)  # response id -> (creating key, response object)
+
+
+def _input_texts(value: Any) -> list[str]:
+    """Every text of a Responses ``input`` (a string, or items), function outputs and call arguments included."""
+    if isinstance(value, str):
+        return [value]
+    out: list[str] = []
+    for item in value if isinstance(value, list) else ():
+        if not isinstance(item, dict):
+            continue
+        out.extend(_content_texts(item.get("content")))
+        for name in ("arguments", "output"):
+            if isinstance(item.get(name), str):
+                out.append(item[name])
+    return out
+
+
+def _last_input_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    for item in reversed(value if isinstance(value, list) else []):
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            return str(item.get("output") or "")
+        if isinstance(item, dict) and item.get("role") == "user":
+            return " ".join(_content_texts(item.get("content")))
+    return ""
+
+
+def _responses_validate(body: Any, stored: dict[str, Any], key: str) -> tuple[int, bytes] | None:
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return 400, error_body(OPENAI, 400, "Missing required parameter: 'model'.", param="model",
+                               code="missing_required_parameter")
+    if "does-not-exist" in body["model"]:
+        return 404, error_body(OPENAI, 404, f"The model `{body['model']}` does not exist or you do not have "
+                                            "access to it.")
+    previous = body.get("previous_response_id")
+    if previous is not None and (previous not in stored or stored[previous][0] != key):
+        return 400, error_body(OPENAI, 400, f"Previous response with id '{previous}' not found.",
+                               param="previous_response_id", code="previous_response_not_found")
+    return None
+
+
+def response_object(body: dict[str, Any], rid: str, created: int, status: str, output: list[Any],
+                    usage: dict[str, Any] | None) -> dict[str, Any]:
+    """A response object with the fields (and key order) OpenAI sends; ``usage`` near the end."""
+    return {
+        "id": rid, "object": "response", "created_at": created, "status": status, "background": False,
+        "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"), "max_tool_calls": None, "model": body["model"],
+        "output": output, "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"), "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": None, "summary": None, **(body.get("reasoning") or {})},
+        "safety_identifier": None, "service_tier": "default", "store": body.get("store", True),
+        "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []), "top_logprobs": 0,
+        "top_p": 1.0, "truncation": "disabled", "usage": usage, "user": None, "metadata": {},
+    }
+
+
+def responses_answer(state: FakeState, body: dict[str, Any], b: Behaviour) -> tuple[dict[str, Any], Usage,
+                                                                                         list[bytes]]:
+    """(the final response object, the usage it reports, every stream event in order)."""
+    seq = state.next_id()
+    rid = f"resp_{seq:048x}"
+    created = int(time.time())
+    calls = b.tool_calls
+    text = b.answer_text(_last_input_text(body.get("input"))) if not calls or b.text is not None else ""
+    args_json = [orjson.dumps(dict(c.arguments)).decode() for c in calls]
+    texts = _input_texts(body.get("input"))
+    if isinstance(body.get("instructions"), str):
+        texts.append(body["instructions"])
+    prompt = prompt_tokens(texts) + b.cached_tokens
+    completion = completion_tokens(text, calls, args_json) + b.reasoning_tokens
+    usage_json = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": b.cached_tokens},
+                  "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": b.reasoning_tokens},
+                  "total_tokens": prompt + completion}
+    events: list[dict[str, Any]] = []
+    shell = response_object(body, rid, created, "in_progress", [], None)
+    events.append({"type": "response.created", "response": shell})
+    events.append({"type": "response.in_progress", "response": shell})
+    output: list[Any] = []
+    if text or not calls:
+        mid = f"msg_{seq:048x}"
+        item = {"id": mid, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}
+        events.append({"type": "response.output_item.added", "output_index": 0, "item": item})
+        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+        events.append({"type": "response.content_part.added", "item_id": mid, "output_index": 0,
+                       "content_index": 0, "part": part})
+        for piece in split_pieces(text, b.words_per_chunk):
+            events.append({"type": "response.output_text.delta", "item_id": mid, "output_index": 0,
+                           "content_index": 0, "delta": piece, "logprobs": [], "obfuscation": "fake"})
+        events.append({"type": "response.output_text.done", "item_id": mid, "output_index": 0,
+                       "content_index": 0, "text": text, "logprobs": []})
+        done_part = {**part, "text": text}
+        events.append({"type": "response.content_part.done", "item_id": mid, "output_index": 0,
+                       "content_index": 0, "part": done_part})
+        done = {**item, "status": "completed", "content": [done_part]}
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": done})
+        output.append(done)
+    for i, (c, args) in enumerate(zip(calls, args_json, strict=True)):
+        index = len(output)
+        fid = f"fc_{seq:046x}{i:02x}"
+        item = {"id": fid, "type": "function_call", "status": "in_progress", "arguments": "",
+                "call_id": c.id or f"call_fake{seq:06d}x{i}", "name": c.name}
+        events.append({"type": "response.output_item.added", "output_index": index, "item": item})
+        for frag in split_json_fragments(args):
+            events.append({"type": "response.function_call_arguments.delta", "item_id": fid,
+                           "output_index": index, "delta": frag, "obfuscation": "fake"})
+        events.append({"type": "response.function_call_arguments.done", "item_id": fid, "output_index": index,
+                       "arguments": args})
+        done = {**item, "status": "completed", "arguments": args}
+        events.append({"type": "response.output_item.done", "output_index": index, "item": done})
+        output.append(done)
+    status = "incomplete" if b.truncated else "completed"
+    final = response_object(body, rid, created, status, output, usage_json if b.send_usage else None)
+    if b.truncated:
+        final["incomplete_details"] = {"reason": "max_output_tokens"}
+    events.append({"type": f"response.{status}", "response": final})
+    raw = [b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({"type": e["type"], "sequence_number": n,
+                                                                         **e}) + b"\n\n"
+           for n, e in enumerate(events)]
+    return final, Usage(prompt, completion), raw
+
+
+def responses_error_event(message: str, sequence: int = 99) -> bytes:
+    """An in-band error as OpenAI sends it on Responses streams (the error object nested)."""
+    payload = {"type": "error", "sequence_number": sequence,
+               "error": {"type": "server_error", "code": "server_error", "message": message, "param": None}}
+    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _responses_handlers() -> tuple[Any, Any, Any]:
+    headers = _response_headers(OPENAI)
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        stored = request.app[RESPONSES_KEY]
+        key = _bearer(request)
+        rec, body, parsed = await intake(request, state, OPENAI.name, key or "")
+        denied = _auth_error(OPENAI, key)
+        if denied is not None:
+            rec.outcome = "error"
+            return denied
+        invalid = _responses_validate(body if parsed else None, stored, key or "")
+        if invalid is not None:
+            rec.outcome = "error"
+            return _error_response(OPENAI, invalid[0], invalid[1])
+        b = state.next_behaviour(OPENAI.name, key or "")
+        ex = Exchange(request, state, rec, b)
+
+        async def answer(ex: Exchange) -> web.StreamResponse:
+            if b.error is not None:
+                rec.outcome = "error"
+                return _scripted_error(OPENAI, b.error)
+            final, usage, events = responses_answer(state, body, b)
+            rec.request_id = "req_" + final["id"].removeprefix("resp_")[:32]
+            rec.usage = usage if b.send_usage else None
+            if body.get("store", True) is not False:
+                stored[final["id"]] = (key or "", final)
+            hdrs = {**headers, "x-request-id": rec.request_id}
+            if body.get("stream") is True:
+                msg = b.fault.message if b.fault is not None else ""
+                return await ex.stream(events, inband=responses_error_event(msg), headers=hdrs)
+            # OpenAI answers non-streamed responses pretty-printed (two-space indent)
+            return await ex.json(200, orjson.dumps(final, option=orjson.OPT_INDENT_2), hdrs)
+
+        return await ex.run(answer)
+
+    async def retrieve(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, _, _ = await intake(request, state, OPENAI.name, key or "")
+        denied = _auth_error(OPENAI, key)
+        if denied is not None:
+            return denied
+        rid = request.match_info["response_id"]
+        found = request.app[RESPONSES_KEY].get(rid)
+        if found is None or found[0] != key:  # a response lives in the project of the key that made it
+            rec.outcome = "error"
+            return _error_response(OPENAI, 404, error_body(OPENAI, 404, f"Response with id '{rid}' not found.",
+                                                            param="response_id", code=None))
+        rec.outcome = "ok"
+        return web.Response(body=orjson.dumps(found[1], option=orjson.OPT_INDENT_2),
+                            content_type="application/json", headers=headers)
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, _, _ = await intake(request, state, OPENAI.name, key or "")
+        denied = _auth_error(OPENAI, key)
+        if denied is not None:
+            return denied
+        rid = request.match_info["response_id"]
+        stored = request.app[RESPONSES_KEY]
+        if rid not in stored or stored[rid][0] != key:
+            rec.outcome = "error"
+            return _error_response(OPENAI, 404, error_body(OPENAI, 404, f"Response with id '{rid}' not found.",
+                                                            param="response_id", code=None))
+        del stored[rid]
+        rec.outcome = "ok"
+        return web.Response(body=orjson.dumps({"id": rid, "object": "response", "deleted": True}),
+                            content_type="application/json", headers=headers)
+
+    return create, retrieve, delete

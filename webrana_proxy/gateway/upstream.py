@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -149,8 +149,10 @@ async def relay_json(resp: UpstreamResponse, call: Call, settings: Settings,
 
 async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call, settings: Settings,
                        translator: StreamTranslator, headers: dict[str, str],
-                       inband: Callable[[JSON], bytes] = sse) -> web.StreamResponse:
-    """``inband`` writes the relay's own errors (idle timeout, broken upstream) in the client's dialect."""
+                       inband: Callable[[JSON], bytes] = sse,
+                       last: Callable[[], Awaitable[bytes]] | None = None) -> web.StreamResponse:
+    """``inband`` writes the relay's own errors (idle timeout, broken upstream) in the client's dialect; ``last``
+    is awaited after a clean end and its bytes end the stream (the Responses lane stores the answer there)."""
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
     request[RESPONSE_STARTED] = True
     call.status = 200
@@ -198,6 +200,8 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
             if translator.error is not None:
                 call.error_type = str(translator.error.get("error", {}).get("code") or "upstream_stream_error")
                 break
+        if clean_end and last is not None:
+            await out.write(await last())
         await out.write_eof()
     except ConnectionResetError:
         call.status = CLIENT_CLOSED

@@ -14,7 +14,14 @@ from webrana_proxy.providers import upstream_errors
 from webrana_proxy.providers.anthropic_native import AnthropicMessages
 from webrana_proxy.providers.anthropic_request import to_anthropic
 from webrana_proxy.providers.anthropic_response import AnthropicStream, chat_response
-from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest
+from webrana_proxy.providers.base import (
+    JSON,
+    ChatResult,
+    MessagesNative,
+    ResponsesNative,
+    TokenCounter,
+    UpstreamRequest,
+)
 from webrana_proxy.providers.keyformat import KeyFormat
 
 API_VERSION = "2023-06-01"  # the only stable Messages API version
@@ -29,6 +36,7 @@ class AnthropicProvider:
     key_prefixes: tuple[str, ...] = key_format.prefixes
     supports_embeddings = False
     messages_native: MessagesNative | None = AnthropicMessages()  # /v1/messages goes to Anthropic as it came
+    responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # counting goes through the native lane
 
     def owns_model(self, model: str) -> bool:

@@ -7,7 +7,7 @@ no I/O, no clock reads other than ``created`` timestamps, so it is tested offlin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,6 +98,35 @@ class MessagesNative(Protocol):
                              client_headers: Mapping[str, str]) -> UpstreamRequest: ...
 
 
+class ResponsesRelay(StreamTranslator, Protocol):
+    """A native Responses stream relay: also reports the response id once known (``on_id``, called at most once)
+    and writes the relay's own errors as Responses events."""
+
+    on_id: Callable[[str], None] | None
+
+    def inband_error(self, chat_error: JSON) -> bytes: ...
+
+
+class ResponsesNative(Protocol):
+    """A provider whose own wire format is OpenAI Responses: the client's body goes as it came (only the model
+    id may change), the answer comes back byte for byte and only usage is read. Stored responses are read and
+    deleted at the provider (``stored_request``) with the key that created them."""
+
+    def responses_request(self, raw: bytes, body: JSON, model: str, api_key: str,
+                          base_url: str) -> UpstreamRequest: ...
+
+    def responses_response(self, raw: bytes) -> ChatResult:
+        """``body`` is ``raw`` itself; usage located in it."""
+        ...
+
+    def responses_stream(self) -> ResponsesRelay:
+        """Bytes through; usage from the final event."""
+        ...
+
+    def stored_request(self, method: str, response_id: str, query: str, api_key: str,
+                       base_url: str) -> UpstreamRequest: ...
+
+
 class TokenCounter(Protocol):
     """A provider that counts a prompt's tokens itself (given the request in the internal chat form)."""
 
@@ -112,6 +141,7 @@ class Provider(Protocol):
     key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
     supports_embeddings: bool
     messages_native: MessagesNative | None  # set when Anthropic Messages is this provider's own format
+    responses_native: ResponsesNative | None  # set when OpenAI Responses is this provider's own format
     token_counter: TokenCounter | None  # set when the provider can count a prompt's tokens
 
     def owns_model(self, model: str) -> bool: ...

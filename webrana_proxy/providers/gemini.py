@@ -16,7 +16,15 @@ import orjson
 from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import messages as m
 from webrana_proxy.providers import upstream_errors
-from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest, Usage
+from webrana_proxy.providers.base import (
+    JSON,
+    ChatResult,
+    MessagesNative,
+    ResponsesNative,
+    TokenCounter,
+    UpstreamRequest,
+    Usage,
+)
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.gemini_request import to_gemini
 from webrana_proxy.providers.gemini_response import STATUS_CODES, GeminiStream, chat_response
@@ -62,6 +70,7 @@ class GeminiProvider:
     key_prefixes: tuple[str, ...] = key_format.prefixes
     supports_embeddings = True
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
+    responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = GeminiTokens()
 
     def owns_model(self, model: str) -> bool:

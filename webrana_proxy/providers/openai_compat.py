@@ -14,7 +14,14 @@ import orjson
 
 from webrana_proxy.errors import UpstreamError
 from webrana_proxy.providers import upstream_errors
-from webrana_proxy.providers.base import JSON, ChatResult, MessagesNative, TokenCounter, UpstreamRequest
+from webrana_proxy.providers.base import (
+    JSON,
+    ChatResult,
+    MessagesNative,
+    ResponsesNative,
+    TokenCounter,
+    UpstreamRequest,
+)
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.passthrough import PassthroughStream, usage_from
@@ -51,6 +58,7 @@ class OpenAICompatProvider:
     supports_embeddings: bool = True
     upstream_base64_embeddings: bool = True  # False: ask for floats, encode base64 ourselves
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
+    responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # no counting endpoint: Webrana estimates
 
     def owns_model(self, model: str) -> bool:
