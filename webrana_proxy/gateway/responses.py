@@ -161,7 +161,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
     a.headers["x-request-id"] = call.request_id
     requested = a.route.requested
     if call.stream:
-        translator = ResponsesStream(provider.stream_translator(model, True), env, plan.namespaces)
+        translator = ResponsesStream(provider.stream_translator(model, True), env, plan.namespaces, plan.custom)
 
         async def last() -> bytes:
             if keep and translator.response is not None:
@@ -175,7 +175,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
 
     def answer(raw: bytes) -> ChatResult:
         result = provider.chat_response(raw, model)
-        response = response_of(result.body, env, plan.namespaces, result.usage)
+        response = response_of(result.body, env, plan.namespaces, result.usage, plan.custom)
         answered.append(response)
         result.body = orjson.dumps(response)
         return result
