@@ -60,7 +60,7 @@ def usage_json(usage: Usage | None, reasoning_tokens: int = 0) -> JSON:
     usage = usage or Usage()
     return {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": usage.cached_tokens},
             "output_tokens": usage.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or reasoning_tokens},
             "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens}
 
 
