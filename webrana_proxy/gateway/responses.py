@@ -39,7 +39,7 @@ from webrana_proxy.jsonio import json_response
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID
 from webrana_proxy.providers.base import JSON, ChatResult, Provider, ResponsesNative, UpstreamRequest
-from webrana_proxy.state import POOL, REDIS, REGISTRY, SETTINGS, UPSTREAM
+from webrana_proxy.state import POOL, PRICES, REDIS, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 log = logging.getLogger("webrana.responses")
@@ -152,6 +152,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
         log.info("tools without an equivalent dropped", extra={"request_id": call.request_id,
                                                               "provider": provider.id, "tools": plan.dropped_tools})
     chat = call.body = plan.chat
+    app[PRICES].catalogue.capabilities_of(provider.id, model).fit(chat)  # nothing the model would refuse
     response_id = store.new_response_id()
     env = envelope(a.body, response_id, a.route.requested, keep)
     items = [*(history or ()), *input_items(a.body)] if keep else []
