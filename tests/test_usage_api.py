@@ -29,6 +29,7 @@ from webrana_proxy.api.usage import (
     CSV_FIELDS,
     EXPORT_CHUNK,
     EXPORT_SQL,
+    EXPORT_WRITE_TIMEOUT,
     RequestFilter,
     csv_safe,
     decode_cursor,
@@ -335,6 +336,7 @@ EXPORT_BACKENDS = """SELECT pid FROM pg_stat_activity
 
 
 SMALL_RECEIVE_BUFFER = 16 * 1024  # bytes in the downloading socket: the rest of a big export waits on the server
+READ_SIZE, READ_PAUSE = 16_384, 0.5  # 32 KB/s per reader: one ~8 MB download takes over 4 minutes
 
 
 @contextlib.asynccontextmanager
@@ -356,8 +358,8 @@ MANY_ROWS = 60_000
 
 
 async def many_rows(db: asyncpg.Connection, user_id: str) -> None:
-    """~8 MB of CSV in Jakarta 2024-03-02..03: twice what the server's socket may buffer for one connection
-    (4 MiB at most here), so a download through ``downloader`` stays open until it is read."""
+    """~8 MB of CSV in Jakarta 2024-03-02..03: many times what the server's socket may buffer for one export
+    (``EXPORT_SEND_BUFFER``, doubled), so a download through ``downloader`` stays open until it is read."""
     start = datetime(2024, 3, 2, 3, tzinfo=UTC)
     for part in range(MANY_ROWS // 10_000):
         await write(db, [rec(user_id, start + timedelta(seconds=part * 10_000 + i)) for i in range(10_000)])
@@ -415,6 +417,30 @@ async def test_an_export_holds_no_database_connection_while_the_client_reads(
     assert (await client.get("/api/usage/summary", headers=headers)).status == 200
 
 
+@pytest.mark.slow
+async def test_a_slow_but_steady_reader_downloads_past_the_write_timeout(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    """A client reading 32 KB/s (a slow mobile link) is not cut by the per-chunk write timeout: each chunk leaves
+    within seconds, however long the whole download takes."""
+    alice, headers = await user(api)
+    await many_rows(db, alice)
+    loop = asyncio.get_running_loop()
+    async with downloader(client) as session, \
+            session.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers) as resp:
+        assert resp.status == 200
+        body = b""
+        until = loop.time() + EXPORT_WRITE_TIMEOUT + 15
+        while loop.time() < until:
+            body += await resp.content.read(READ_SIZE)
+            await asyncio.sleep(READ_PAUSE)
+        assert not resp.content.at_eof()
+        try:
+            body += await resp.read()
+        except aiohttp.ClientPayloadError:
+            pytest.fail(f"the export was cut after {len(body)} bytes read at a steady 32 KB/s")
+    assert len(body.splitlines()) == 1 + MANY_ROWS
+
+
 async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_short_file(
         client: Client, api: Api, db: asyncpg.Connection) -> None:
     alice, headers = await user(api)
@@ -439,7 +465,10 @@ async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_sho
 
 
 SLOW_READERS = 25  # more downloads than the pool has connections
-LIVENESS_BOUND = 15.0  # seconds: whether the API answers at all (normal answers take milliseconds)
+# Seconds for all downloads to start, and for each API answer (normal answers take milliseconds; while 25 exports
+# fill their sockets on a loaded 2-core machine, seconds). Well under the downloads' 4 minutes: were a download to
+# hold a connection, 5 of them and the API would wait for the first 20 to end, far longer than this.
+LIVENESS_BOUND = 60.0
 
 
 async def test_the_api_answers_while_more_slow_export_readers_than_pool_connections_download(
@@ -457,12 +486,21 @@ async def test_the_api_answers_while_more_slow_export_readers_than_pool_connecti
             assert resp.status == 200
             received = 0
             while not stop.is_set():
-                chunk = await resp.content.read(16_384)
+                chunk = await resp.content.read(READ_SIZE)
                 assert chunk, "a slow download finished early; the test needs them all open"
                 started += not received
                 received += len(chunk)
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(READ_PAUSE)
             return received
+
+    async def answers(path: str) -> None:
+        try:
+            async with asyncio.timeout(LIVENESS_BOUND):
+                resp = await client.get(path, headers=headers)
+                assert resp.status == 200, await resp.text()
+        except TimeoutError:
+            pytest.fail(f"GET {path} got no answer in {LIVENESS_BOUND:.0f}s while {SLOW_READERS} slow downloads "
+                        "were in progress")
 
     async with downloader(client) as session:
         readers = [asyncio.ensure_future(slow_reader(session)) for _ in range(SLOW_READERS)]
@@ -473,10 +511,9 @@ async def test_the_api_answers_while_more_slow_export_readers_than_pool_connecti
                         await asyncio.sleep(0.05)
             assert started == SLOW_READERS, f"only {started} of {SLOW_READERS} downloads got their first bytes"
             for _ in range(5):
-                async with asyncio.timeout(LIVENESS_BOUND):
-                    assert (await client.get("/api/auth/me", headers=headers)).status == 200
-                    assert (await client.get("/api/usage/summary", headers=headers)).status == 200
-                    assert (await client.get("/api/usage/requests?limit=5", headers=headers)).status == 200
+                await answers("/api/auth/me")
+                await answers("/api/usage/summary")
+                await answers("/api/usage/requests?limit=5")
                 await asyncio.sleep(0.2)
             assert not any(r.done() for r in readers), "every download is still in progress while the API answers"
         finally:
