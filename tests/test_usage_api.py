@@ -330,9 +330,12 @@ async def test_export_streams_the_callers_rows_as_safe_csv(
     assert (body[2]["cost_idr"], body[2]["cost_usd"]) == ("100.000000", "0.000000000")  # exact decimals
 
 
-EXPORT_BACKENDS = """SELECT pid FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
-      AND query LIKE '%FROM proxy_requests WHERE user_id%ORDER BY created_at, id%'"""
+# The export's next page, waiting for a lock the test holds. Found by its lock, not by its state or query text:
+# with a statement already prepared on that connection the lock is taken at Bind, while pg_stat_activity still
+# shows the backend idle with the previous query.
+WAITING_FOR_OUR_LOCK = """SELECT DISTINCT l.pid FROM pg_locks l
+    WHERE NOT l.granted AND l.relation = 'proxy_requests'::regclass AND l.pid <> pg_backend_pid()
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
 
 SMALL_RECEIVE_BUFFER = 16 * 1024  # bytes in the downloading socket: the rest of a big export waits on the server
@@ -453,10 +456,9 @@ async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_sho
         async with db.transaction():
             await db.execute("LOCK TABLE proxy_requests IN ACCESS EXCLUSIVE MODE")
             rest = asyncio.ensure_future(resp.read())
-            for _ in range(200):
-                if backends := await db.fetch(EXPORT_BACKENDS):
-                    break
-                await asyncio.sleep(0.05)
+            async with asyncio.timeout(SETTLE_BOUND):
+                while not (backends := await db.fetch(WAITING_FOR_OUR_LOCK)):
+                    await asyncio.sleep(0.05)
             [backend] = backends
             assert await db.fetchval("SELECT pg_terminate_backend($1)", backend["pid"])
         with pytest.raises(aiohttp.ClientPayloadError):
