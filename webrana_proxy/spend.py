@@ -6,11 +6,12 @@ upstream, and ``SpendCounters.add`` adds the cost after the answer (from ``gatew
 runs on the loop turn after aiohttp wrote the answer): one fire-and-forget Lua call, never awaited by the call.
 
 Counters exist only for keys with a cap and for accounts with a cap (hard or soft); others cost nothing. An
-increment only ever adds to a counter that exists; a missing one (a new month, a cap just set, Redis restarted
-empty) is rebuilt from PostgreSQL (``proxy_requests`` for a key, ``usage_daily`` for an account; the request
-quota is rebuilt the same way), never started from 0. Exact across replicas to within the calls in flight: a
-call's cost lands in the counter a moment after its answer, and a rebuild misses the rows still queued in the
-usage writers.
+increment only ever adds to a counter that exists. A missing one (a new month, a cap just set, Redis restarted
+empty) is rebuilt from PostgreSQL (``proxy_requests`` for a key, ``usage_daily`` for an account, as the request
+quota is), never started from 0: by the limiter before a capped call, or by the increment that found it missing
+(plus that call's cost, whose row is not written yet). Exact across replicas to within the calls in flight: a
+call's cost lands in the counter a moment after its answer, and a rebuild misses rows still queued in the usage
+writers (or, rarely, counts the one call that found the counter missing twice, if its row was written meanwhile).
 
 Alerts hook on the increments (``on_crossing``): each threshold (80 % and 100 % of a cap) is crossed by exactly
 one increment per counter, since Redis adds atomically; after a rebuild, thresholds already passed are not
@@ -49,10 +50,12 @@ for i = 1, #KEYS do
 end
 return out
 """
-# KEYS: a counter. ARGV: the month so far from PostgreSQL, ttl s. Another replica may have rebuilt it first: its
-# value stands. Returns {the counter}.
+# KEYS: a counter. ARGV: the month so far from PostgreSQL plus ``plus``, ttl s, ``plus`` (the cost of a call that
+# found the counter missing and is not in PostgreSQL yet: counted once, either way). Another replica may have
+# rebuilt it first: its value stands (plus ours). Returns {the counter}.
 SEED_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {tonumber(ARGV[1])} end
+if ARGV[3] ~= '0' then return {redis.call('INCRBY', KEYS[1], ARGV[3])} end
 return {tonumber(redis.call('GET', KEYS[1]))}
 """
 KEY_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM proxy_requests
@@ -87,7 +90,6 @@ class SpendCounters:
         self._add = Script(ADD_SCRIPT)
         self._seed = Script(SEED_SCRIPT)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seeding: set[str] = set()
         self._watchers: list[Callable[[Crossing], None]] = []
         self._failing = False
 
@@ -126,9 +128,14 @@ class SpendCounters:
         self._failing = False
         for (_, scope, cap, hard), total in zip(counters, totals, strict=True):
             total = int(total)
-            if total < 0:
-                self._rebuild_later(scope, principal, month, month_ttl)
-                continue
+            if total < 0:  # missing (a new month, Redis restarted): rebuilt here, this call's cost included
+                try:
+                    total = await (self.seed_key(principal.proxy_key_id, month, month_ttl, plus=cost)
+                                   if scope == "key" else
+                                   self.seed_user(principal.user_id, month, month_ttl, plus=cost))
+                except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("spend counter not rebuilt yet", extra={"error": type(exc).__name__})
+                    continue
             for percent in crossed(total - cost, total, cap):
                 self._notify(Crossing(scope, principal.user_id, principal.proxy_key_id, month, percent, total,
                                       cap, hard))
@@ -140,41 +147,18 @@ class SpendCounters:
             except Exception:  # one broken watcher must not stop the others
                 log.exception("spend crossing watcher failed")
 
-    def _rebuild_later(self, scope: str, principal: Principal, month: str, month_ttl: int) -> None:
-        """A missing counter of a soft-capped account (hard caps are rebuilt by the limiter before each call)."""
-        counter = (key_counter(principal.proxy_key_id, month) if scope == "key"
-                   else user_counter(principal.user_id, month))
-        if counter in self._seeding:
-            return
-        self._seeding.add(counter)
-
-        async def rebuild() -> None:
-            try:
-                if scope == "key":
-                    await self.seed_key(principal.proxy_key_id, month, month_ttl)
-                else:
-                    await self.seed_user(principal.user_id, month, month_ttl)
-            except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("spend counter not rebuilt yet", extra={"error": type(exc).__name__})
-            finally:
-                self._seeding.discard(counter)
-
-        task = asyncio.ensure_future(rebuild())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def seed_key(self, key_id: uuid.UUID, month: str, month_ttl: int) -> int:
+    async def seed_key(self, key_id: uuid.UUID, month: str, month_ttl: int, *, plus: int = 0) -> int:
         """Rebuild a key's counter from ``proxy_requests`` unless another replica did; returns it."""
         spent = await self._pool.fetchval(KEY_MONTH_SQL, key_id, month_start_utc(month))
-        (value,) = await self._seed(self._redis, [key_counter(key_id, month)],
-                                    [int(spent), month_ttl + QUOTA_TTL_SLACK_S])
-        return int(value)
+        return await self._seeded(key_counter(key_id, month), int(spent), month_ttl, plus)
 
-    async def seed_user(self, user_id: uuid.UUID, month: str, month_ttl: int) -> int:
+    async def seed_user(self, user_id: uuid.UUID, month: str, month_ttl: int, *, plus: int = 0) -> int:
         """Rebuild an account's counter from ``usage_daily`` unless another replica did; returns it."""
         spent = await self._pool.fetchval(USER_MONTH_SQL, user_id, month_start_utc(month))
-        (value,) = await self._seed(self._redis, [user_counter(user_id, month)],
-                                    [int(spent), month_ttl + QUOTA_TTL_SLACK_S])
+        return await self._seeded(user_counter(user_id, month), int(spent), month_ttl, plus)
+
+    async def _seeded(self, counter: str, spent: int, month_ttl: int, plus: int) -> int:
+        (value,) = await self._seed(self._redis, [counter], [spent + plus, month_ttl + QUOTA_TTL_SLACK_S, plus])
         return int(value)
 
     async def key_spend(self, key_ids: list[uuid.UUID], month: str, month_ttl: int) -> dict[uuid.UUID, int]:
