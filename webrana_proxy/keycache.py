@@ -1,10 +1,12 @@
 """The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
 keys already decrypted. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
 
+Each entry carries the key's rules (``keyrules.KeyRules``: expiry, allowed models with the globs compiled once,
+per-key rate, spend caps of the key and its account), so the hot path never reads them from PostgreSQL.
+
 Changes (revoked proxy key, a key's rules, provider key added or deleted, user suspended, plan, limits or spend
-cap changed) are
-published on Redis; every replica's listener drops that user's entries at once. If the listener loses
-Redis, it clears the whole cache when it reconnects (it may have missed messages).
+cap changed) are published on Redis; every replica's listener drops that user's entries at once. If the listener
+loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
 """
 
 from __future__ import annotations
