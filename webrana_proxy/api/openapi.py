@@ -125,6 +125,7 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths  # they build on the helpers above
+    from webrana_proxy.api.rules_openapi import rules_paths
 
     return {
         **billing_paths(),
@@ -151,12 +152,7 @@ def paths() -> dict[str, dict[str, Any]]:
         "/api/provider-keys/{id}": {"delete": _op("Delete a provider key", params=[_path_id()])},
         "/api/provider-keys/{id}/test": {"post": _op("Test a provider key against the provider",
                                                      params=[_path_id()])},
-        "/api/proxy-keys": {
-            "get": _op("List active proxy keys"),
-            "post": _op("Create a proxy key (returned once)", ok=201,
-                        body=_obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})),
-        },
-        "/api/proxy-keys/{id}": {"delete": _op("Revoke a proxy key", params=[_path_id()])},
+        **rules_paths(),  # /api/proxy-keys, spend caps
         "/api/prices": {"get": _op("The current models of every provider with their prices (USD per million "
                                    "tokens, as in force today) and context windows")},
         "/api/admin/prices": {
