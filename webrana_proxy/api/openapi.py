@@ -124,7 +124,8 @@ def paths() -> dict[str, dict[str, Any]]:
         **billing_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
-                                 "local demo fakes (WEBRANA_DEMO), and the providers it routes to", auth=False, response=META)},
+                                 "local demo fakes (WEBRANA_DEMO), and the providers it routes to",
+                                 auth=False, response=META)},
         "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
                                      "the monthly quota and this month's use (Asia/Jakarta), requests per day "
                                      "over the last 30 days, key counts, and the demo flag",

@@ -70,6 +70,17 @@ class Registry:
         raise BadRequest(f"unknown model '{model}'. Accepted: " + self._forms, param="model",
                          code="model_not_found")
 
+    def public_name(self, provider: Provider, model_id: str) -> str:
+        """The name a client calls ``model_id`` of ``provider`` by: the bare id when it routes there, else
+        ``<provider>/<id>`` (Groq's and OpenRouter's models, or a bare name another provider's prefix takes)."""
+        if "/" not in model_id and provider.owns_model(model_id):
+            for other in self._order:
+                if other.owns_model(model_id):
+                    if other is provider:
+                        return model_id
+                    break
+        return f"{provider.id}/{model_id}"
+
     def get(self, provider_id: str) -> Provider:
         provider = self.find(provider_id)
         if provider is None:
