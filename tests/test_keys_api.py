@@ -34,7 +34,8 @@ async def test_provider_key_format_and_provider_are_checked(api: Api) -> None:
         ({"provider": "openai", "name": "x", "key": "not-a-key-at-all"}, "invalid_key_format", "key"),
         ({"provider": "anthropic", "name": "x", "key": OPENAI_KEY}, "invalid_key_format", "key"),
         ({"provider": "google", "name": "x", "key": "sk-abcdefghijk"}, "invalid_key_format", "key"),
-        ({"provider": "mistral", "name": "x", "key": OPENAI_KEY}, "unknown_provider", "provider"),
+        ({"provider": "acme", "name": "x", "key": OPENAI_KEY}, "unknown_provider", "provider"),
+        ({"provider": "gemini", "name": "x", "key": OPENAI_KEY}, "unknown_provider", "provider"),  # an alias
         ({"provider": "openai", "key": OPENAI_KEY}, "missing_field", "name"),
     ]
     for body, code, param in cases:

@@ -16,7 +16,7 @@ from webrana_dashboard.i18n import Translator
 from webrana_dashboard.pages import api, creds, error_text, field_errors, redirect, render, require_user, t_of
 from webrana_dashboard.snippets import curl_snippet, python_snippet
 from webrana_dashboard.state import SETTINGS
-from webrana_dashboard.views.provider_keys import PROVIDERS
+from webrana_dashboard.views.provider_keys import provider_ids
 
 routes = web.RouteTableDef()
 JAKARTA = timezone(timedelta(hours=7))  # expiry times are typed and shown in Asia/Jakarta time
@@ -31,7 +31,7 @@ class RuleFormError(Exception):
         self.text = text
 
 
-def rules_from_form(form: MultiMapping[Any], t: Translator) -> Json:
+def rules_from_form(form: MultiMapping[Any], t: Translator, known_providers: list[str]) -> Json:
     """Every rule field of the form, as the API takes them (a blank field is null: no such rule)."""
     rules: Json = {}
     for name in ("spend_cap_idr", "rpm_limit"):
@@ -41,7 +41,7 @@ def rules_from_form(form: MultiMapping[Any], t: Translator) -> Json:
             raise RuleFormError(name, t("error.whole_number")) from None
     models = form_text(form, "allowed_models").replace(",", " ").split()
     rules["allowed_models"] = models or None
-    providers = [p for p in form.getall("allowed_providers", []) if isinstance(p, str) and p in PROVIDERS]
+    providers = [p for p in form.getall("allowed_providers", []) if isinstance(p, str) and p in known_providers]
     rules["allowed_providers"] = providers or None
     expires = form_text(form, "expires_at").strip()
     if expires:
@@ -74,8 +74,9 @@ def form_of(key: Json | None) -> dict[str, str]:
 
 async def _page(request: web.Request, form: dict[str, str], errors: dict[str, str], status: int = 200) -> web.Response:
     keys = await api(request).proxy_keys(creds(request))
+    providers = await provider_ids(request)
     return await render(request, "proxy_keys.html", {"nav": "proxy_keys", "keys": keys, "form": form,
-                                                     "name": form.get("name", ""), "providers": PROVIDERS,
+                                                     "name": form.get("name", ""), "providers": providers,
                                                      "errors": errors}, status=status)
 
 
@@ -96,7 +97,7 @@ async def create_key(request: web.Request) -> web.Response:
     if not name:
         return await _page(request, shown, {"name": t("error.name_required")}, status=422)
     try:
-        rules = {k: v for k, v in rules_from_form(form, t).items() if v not in (None, "")}
+        rules = {k: v for k, v in rules_from_form(form, t, await provider_ids(request)).items() if v not in (None, "")}
         created = await api(request).create_proxy_key(creds(request), name, rules)
     except RuleFormError as err:
         return await _page(request, shown, {err.field: err.text}, status=422)
@@ -123,7 +124,8 @@ async def _key(request: web.Request) -> Json:
 async def _edit_page(request: web.Request, key: Json, form: dict[str, str], errors: dict[str, str],
                      status: int = 200) -> web.Response:
     return await render(request, "proxy_key_edit.html", {"nav": "proxy_keys", "key": key, "form": form,
-                                                          "providers": PROVIDERS, "errors": errors}, status=status)
+                                                          "providers": await provider_ids(request), "errors": errors},
+                        status=status)
 
 
 @routes.get("/proxy-keys/{id}/edit")
@@ -141,7 +143,7 @@ async def edit(request: web.Request) -> web.Response:
     shown = {**{f: form_text(form, f) for f in RULE_FIELDS if f != "allowed_providers"},
              "allowed_providers": " ".join(str(p) for p in form.getall("allowed_providers", []))}
     try:
-        changes = rules_from_form(form, t)
+        changes = rules_from_form(form, t, await provider_ids(request))
         if shown["name"].strip():
             changes["name"] = shown["name"].strip()
         await api(request).update_proxy_key(creds(request), request.match_info["id"], changes)

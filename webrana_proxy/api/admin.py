@@ -247,7 +247,7 @@ async def set_spend_cap(request: web.Request) -> web.Response:
         await _audit(conn, admin, "user.set_spend_cap", user_id, {
             "email": email, "from": {"spend_cap_idr": before_cap, "hard": before_hard},
             "to": {"spend_cap_idr": cap, "hard": hard}})
-    await cap_changed(request.app, user_id)
+    await cap_changed(request.app, user_id, was_capped=before_cap is not None)
     return json_response({"user_id": str(user_id), **await cap_view(request.app, user_id, cap, hard)})
 
 

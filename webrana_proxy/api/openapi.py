@@ -9,6 +9,7 @@ from aiohttp import web
 
 from webrana_proxy import __version__
 from webrana_proxy.jsonio import json_response
+from webrana_proxy.providers.registry import provider_ids
 
 routes = web.RouteTableDef()
 
@@ -56,7 +57,7 @@ TOKENS_RESPONSE = _obj(["access_token", "refresh_token", "token_type", "expires_
 CREDENTIALS = _obj(["email", "password"], email={"type": "string", "format": "email", "maxLength": 254},
                    password={"type": "string", "minLength": 8, "maxLength": 256})
 REFRESH = _obj(["refresh_token"], refresh_token={"type": "string", "maxLength": 2048})
-PROVIDER = {"type": "string", "enum": ["openai", "anthropic", "google", "qwen"]}
+PROVIDER = {"type": "string", "enum": list(provider_ids())}
 PLAN = {"type": "string", "enum": ["free", "starter", "pro", "team"]}
 RANGE_PARAMS = [_query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD"),
                 _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD")]
@@ -110,7 +111,9 @@ PRICE_OVERRIDE = _obj(
     valid_from={"type": "string", "format": "date-time"},
     context_window={"type": "integer", "minimum": 1, "maximum": 100_000_000},
     source={"type": "string", "maxLength": 500}, note={"type": "string", "maxLength": 2000})
-META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"})
+META = _obj(["version", "demo", "providers"], version=STR, demo={"type": "boolean"},
+            providers={"type": "array", "description": "the providers this deployment routes to, in order",
+                       "items": _obj(["id", "name"], id=PROVIDER, name=STR)})
 
 
 def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +133,9 @@ def paths() -> dict[str, dict[str, Any]]:
     return {
         **billing_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
-        "/api/meta": {"get": _op("Facts about this deployment: the API version, and whether the providers are "
-                                 "local demo fakes (WEBRANA_DEMO)", auth=False, response=META)},
+        "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
+                                 "local demo fakes (WEBRANA_DEMO), and the providers it routes to",
+                                 auth=False, response=META)},
         "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
                                      "the monthly quota and this month's use (Asia/Jakarta), requests per day "
                                      "over the last 30 days, key counts, and the demo flag",

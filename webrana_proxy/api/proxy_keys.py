@@ -177,7 +177,8 @@ async def update(request: web.Request) -> web.Response:
     name = req_str(body, "name", max_len=100) if "name" in body else None
     # Each column keeps its value unless its flag says it was sent: one fixed, parameterised statement.
     row = await request.app[POOL].fetchrow(
-        """UPDATE proxy_api_keys SET
+        """WITH before AS (SELECT spend_cap_idr FROM proxy_api_keys WHERE id = $1 AND user_id = $2 FOR UPDATE)
+        UPDATE proxy_api_keys SET
                 name = coalesce($3, name),
                 spend_cap_idr = CASE WHEN $4 THEN $5 ELSE spend_cap_idr END,
                 rpm_limit = CASE WHEN $6 THEN $7 ELSE rpm_limit END,
@@ -187,7 +188,8 @@ async def update(request: web.Request) -> web.Response:
                 note = CASE WHEN $14 THEN $15 ELSE note END
             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
             RETURNING id, prefix, name, created_at, last_used_at, request_count, revoked_at, spend_cap_idr, rpm_limit,
-                      allowed_models, allowed_providers, expires_at, note""",
+                      allowed_models, allowed_providers, expires_at, note,
+                      (SELECT spend_cap_idr FROM before) AS cap_before""",
         key_id, user.id, name, "spend_cap_idr" in rules, rules.get("spend_cap_idr"), "rpm_limit" in rules,
         rules.get("rpm_limit"), "allowed_models" in rules, rules.get("allowed_models"),
         "allowed_providers" in rules, rules.get("allowed_providers"), "expires_at" in rules,
@@ -195,8 +197,9 @@ async def update(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound("proxy key not found")
     month, ttl = request.app[GATEWAY].months.at(time.time())
-    if "spend_cap_idr" in rules:
+    if "spend_cap_idr" in rules and row["cap_before"] is None:
         # No increments reached the counter while the key had no cap: rebuilt from PostgreSQL at the next call.
+        # A key that had a cap keeps its counter, which already holds the calls PostgreSQL does not have yet.
         await request.app[SPEND].forget([key_counter(key_id, month)])
     await request.app[KEYCACHE].invalidate_user(user.id)
     spent = await request.app[SPEND].key_spend([key_id] if row["spend_cap_idr"] else [], month, ttl)

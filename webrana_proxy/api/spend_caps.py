@@ -43,11 +43,13 @@ async def set_user_cap(conn: Conn, user_id: uuid.UUID, cap: int | None, hard: bo
     return before["spend_cap_idr"], before["spend_cap_hard"]
 
 
-async def cap_changed(app: web.Application, user_id: uuid.UUID) -> None:
-    """After the commit: the account's counter is rebuilt from PostgreSQL (no increments reached it while there
-    was no cap), and every replica reloads the account's keys within a second."""
-    month, _ = app[GATEWAY].months.at(time.time())
-    await app[SPEND].forget([user_counter(user_id, month)])
+async def cap_changed(app: web.Application, user_id: uuid.UUID, *, was_capped: bool) -> None:
+    """After the commit: every replica reloads the account's keys within a second. An account that had no cap had
+    no counter kept up to date (increments skip it), so it is rebuilt from PostgreSQL at the next call; one that
+    had a cap keeps its counter, which already holds the calls PostgreSQL does not have yet."""
+    if not was_capped:
+        month, _ = app[GATEWAY].months.at(time.time())
+        await app[SPEND].forget([user_counter(user_id, month)])
     await app[KEYCACHE].invalidate_user(user_id)
 
 
@@ -72,6 +74,6 @@ async def put_cap(request: web.Request) -> web.Response:
     user = await current_user(request)
     cap, hard = read_cap(await read_json(request, request.app[SETTINGS].api_body_limit))
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        await set_user_cap(conn, user.id, cap, hard)
-    await cap_changed(request.app, user.id)
+        before_cap, _ = await set_user_cap(conn, user.id, cap, hard)
+    await cap_changed(request.app, user.id, was_capped=before_cap is not None)
     return json_response(await cap_view(request.app, user.id, cap, hard))

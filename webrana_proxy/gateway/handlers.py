@@ -153,7 +153,9 @@ async def models(request: web.Request) -> web.Response:
     book = request.app[PRICES]
     day = datetime.now(UTC).date()
     # Current models only (retired ones gone); price and context window as extra fields the SDKs ignore.
-    data = [{"id": m.id, "object": "model", "created": 0, "owned_by": p.id, **book.model_json(p.id, m, day)}
-            for p in request.app[REGISTRY].all() if principal.provider_keys.get(p.id)
+    registry = request.app[REGISTRY]
+    data = [{"id": registry.public_name(p, m.id), "object": "model", "created": 0, "owned_by": p.id,
+             **book.model_json(p.id, m, day)}
+            for p in registry.all() if principal.provider_keys.get(p.id)
             for m in book.catalogue.current(p.id, day)]
     return json_response({"object": "list", "data": data})
