@@ -1,7 +1,9 @@
 """GET /api/meta: what a client of this deployment should know before anything else, without signing in.
 
-Small and public: the API version and whether the providers are the local demo fakes (``WEBRANA_DEMO``), so
-the console can say so on every page. The console keeps this answer for a minute rather than asking per page.
+Small and public: the API version, whether the providers are the local demo fakes (``WEBRANA_DEMO``), so
+the console can say so on every page, and whether e-mail goes out (``mail``: an SMTP server is configured;
+without one, e-mail verification is not enforced and the console says mail is off). The console keeps
+this answer for a minute rather than asking per page.
 """
 
 from __future__ import annotations
@@ -18,5 +20,6 @@ META_MAX_AGE = 60  # seconds; the answer only changes when the proxy restarts wi
 
 @routes.get("/api/meta")
 async def meta(request: web.Request) -> web.Response:
-    return json_response({"version": __version__, "demo": request.app[SETTINGS].demo},
+    settings = request.app[SETTINGS]
+    return json_response({"version": __version__, "demo": settings.demo, "mail": settings.mail_enabled},
                          headers={"Cache-Control": f"public, max-age={META_MAX_AGE}"})
