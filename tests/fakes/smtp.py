@@ -1,7 +1,7 @@
 """A local SMTP server (aiosmtpd) that keeps every message it accepts: in memory for tests, and as ``.eml``
 files in a folder for ``make run`` / ``make demo`` (``.webrana/mail/``, which the console's dev mailbox lists).
 
-Test controls: ``login`` (require AUTH with this user and password; aiosmtpd allows it without TLS here),
+Test controls: ``refuse`` (recipients answered 550), ``login`` (require AUTH with this user and password; aiosmtpd allows it without TLS here),
 ``delay`` (seconds each DATA waits before its answer: a slow server), ``drop_after_data`` (for the next N
 messages: keep the message, then close the connection without answering, as a server that crashed after
 accepting it, so the sender cannot know it arrived).
@@ -77,12 +77,21 @@ class MailSink:
         self.received: list[Received] = []
         self.delay = 0.0
         self.drop_after_data = 0
+        self.refuse: set[str] = set()  # recipients answered 550 (a mailbox that does not exist)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._arrived = asyncio.Condition()
         self._names = itertools.count(1)
 
     # --- aiosmtpd handler hooks -------------------------------------------------------------------------------
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        if address.lower() in self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""

@@ -95,7 +95,7 @@ _DUE = """SELECT id FROM mail_outbox WHERE status = 'queued' AND next_attempt_at
 _CLAIM = """
 UPDATE mail_outbox
 SET attempts = attempts + 1,
-    next_attempt_at = $2 + make_interval(secs => least($4::float8, $3::float8 * power(2, least(attempts, 30)))),
+    next_attempt_at = $2::timestamptz + make_interval(secs => least($4::float8, $3::float8 * power(2, least(attempts, 30)))),
     message_id = coalesce(message_id, '<' || id::text || '@' || $5 || '>')
 WHERE id = $1 AND status = 'queued'
 RETURNING id, recipient, locale, template, params, message_id, attempts, created_at"""

@@ -5,6 +5,7 @@ on aiosmtplib). TLS certificates are always checked; ``smtp://`` sends in clear 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -28,17 +29,19 @@ def sender_domain(mail_from: str) -> str:
 def build_message(rendered: Rendered, *, mail_from: str, recipient: str, message_id: str, locale: str,
                   date: datetime) -> EmailMessage:
     """Plain text with an HTML alternative. Every header comes from the outbox row, so a resend is the same
-    message: same Message-ID, same Date."""
+    message: same Message-ID, same Date, same bytes."""
     msg = EmailMessage()
     msg["From"] = mail_from
     msg["To"] = recipient
     msg["Subject"] = rendered.subject
     msg["Date"] = email.utils.format_datetime(date)
     msg["Message-ID"] = message_id
-    msg["Content-Language"] = locale
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders do not answer it
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    # A fixed boundary (from the Message-ID) rather than a random one: a resend is the same bytes.
+    msg["Content-Language"] = locale  # after the content: setting content clears Content-* headers
+    msg.set_boundary("=_webrana_" + hashlib.sha256(message_id.encode()).hexdigest()[:32])
     return msg
 
 
