@@ -1,7 +1,8 @@
 """A local SMTP server (aiosmtpd) that keeps every message it accepts: in memory for tests, and as ``.eml``
 files in a folder for ``make run`` / ``make demo`` (``.webrana/mail/``, which the console's dev mailbox lists).
 
-Test controls: ``refuse`` (recipients answered 550), ``login`` (require AUTH with this user and password; aiosmtpd allows it without TLS here),
+Test controls: ``refuse`` (recipients answered 550), ``login`` (require AUTH with this user and password;
+aiosmtpd allows it without TLS here),
 ``delay`` (seconds each DATA waits before its answer: a slow server), ``drop_after_data`` (for the next N
 messages: keep the message, then close the connection without answering, as a server that crashed after
 accepting it, so the sender cannot know it arrived).
@@ -85,7 +86,7 @@ class MailSink:
 
     # --- aiosmtpd handler hooks -------------------------------------------------------------------------------
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         if address.lower() in self.refuse:
             return "550 5.1.1 no such mailbox"
