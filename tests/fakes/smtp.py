@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -116,7 +117,7 @@ class MailSink:
                       auth_data: Any) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword) and self.login is not None
               and (auth_data.login.decode(), auth_data.password.decode()) == self.login)
-        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)  # a failure: 535
 
     def _save(self, raw: bytes) -> None:
         assert self.directory is not None
@@ -129,9 +130,12 @@ class MailSink:
     # --- running ----------------------------------------------------------------------------------------------
 
     def _protocol(self) -> SMTP:
-        return SMTP(self, hostname="webrana-mail-sink", authenticator=self._authenticate if self.login else None,
-                    auth_required=self.login is not None, auth_require_tls=False,
-                    loop=asyncio.get_running_loop())
+        with warnings.catch_warnings():  # AUTH without TLS: aiosmtpd warns; on loopback in tests it is the point
+            warnings.simplefilter("ignore", UserWarning)
+            return SMTP(self, hostname="webrana-mail-sink",
+                        authenticator=self._authenticate if self.login else None,
+                        auth_required=self.login is not None, auth_require_tls=False,
+                        loop=asyncio.get_running_loop())
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         loop = asyncio.get_running_loop()

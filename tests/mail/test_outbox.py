@@ -94,3 +94,22 @@ async def test_the_message_is_plain_text_plus_html_from_the_configured_sender(
     assert msg.message.get_content_type() == "multipart/alternative"
     assert "parts@example.co.id" in msg.text and "parts@example.co.id" in msg.html
     assert msg.message["Content-Language"] == "id"
+
+
+async def test_the_smtp_login_from_the_url_is_used(clean: None, base_env: dict[str, str],
+                                                  db: asyncpg.Connection) -> None:
+    async with MailSink(login=("mailer", "p@ss:word")) as sink:  # AUTH without TLS: fine on loopback
+        good = sink.url.replace("p@ss:word", "p%40ss%3Aword")
+        settings = Settings.from_env({**base_env, "WEBRANA_SMTP_URL": good, "WEBRANA_MAIL_FROM": MAIL_FROM})
+        async with serve_app(create_app(settings)) as c:
+            await register(c, "login@example.co.id")
+            assert (await deliver(c.app)).sent == 1
+        [msg] = await sink.wait_for(1)
+        assert msg.login == "mailer"
+        wrong = Settings.from_env({**base_env, "WEBRANA_SMTP_URL": f"smtp://mailer:nope@127.0.0.1:{sink.port}",
+                                   "WEBRANA_MAIL_FROM": MAIL_FROM})
+        async with serve_app(create_app(wrong)) as c:
+            await register(c, "login2@example.co.id")
+            report = await deliver(c.app)
+        assert (report.sent, report.retrying) == (0, 1)  # a login refused is a setting to fix: kept, retried
+        assert len(sink.received) == 1

@@ -95,7 +95,8 @@ _DUE = """SELECT id FROM mail_outbox WHERE status = 'queued' AND next_attempt_at
 _CLAIM = """
 UPDATE mail_outbox
 SET attempts = attempts + 1,
-    next_attempt_at = $2::timestamptz + make_interval(secs => least($4::float8, $3::float8 * power(2, least(attempts, 30)))),
+    next_attempt_at = $2::timestamptz
+                      + make_interval(secs => least($4::float8, $3::float8 * power(2, least(attempts, 30)))),
     message_id = coalesce(message_id, '<' || id::text || '@' || $5 || '>')
 WHERE id = $1 AND status = 'queued'
 RETURNING id, recipient, locale, template, params, message_id, attempts, created_at"""
@@ -110,6 +111,7 @@ async def _send_due(mailer: Mailer, pool: asyncpg.Pool, now: datetime, report: M
     try:
         await smtp.connect()
     except (aiosmtplib.SMTPException, OSError) as exc:
+        smtp.close()  # a login refused leaves the connection open
         # Nobody to hand them to: every due message waits its backoff, none is lost.
         for outbox_id in due:
             await _failed_attempt(pool, mailer, outbox_id, now, f"cannot reach the SMTP server: {exc!r}", report)
