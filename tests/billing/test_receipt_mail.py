@@ -52,7 +52,8 @@ async def test_a_paid_invoice_sends_a_receipt_with_its_amounts_and_a_link_to_the
         return f"Rp {n:,}".replace(",", ".")
 
     for line in (f"Invoice: {invoice['number']}", f"DPP (tax base): {rp(invoice['subtotal_idr'])}",
-                 f"PPN (VAT) {invoice['ppn_percent']}%: {rp(invoice['ppn_idr'])}", f"Total: {rp(invoice['total_idr'])}"):
+                 f"PPN (VAT) {invoice['ppn_percent']}%: {rp(invoice['ppn_idr'])}",
+                 f"Total: {rp(invoice['total_idr'])}"):
         assert line in msg.text, line
     assert f"{CONSOLE_URL}/billing/invoices/{invoice['id']}" in msg.links()
     assert f'href="{CONSOLE_URL}/billing/invoices/{invoice["id"]}"' in msg.html

@@ -101,7 +101,7 @@ USAGE_REQUEST_PARAMS = [
     _query("cursor", STR, "next_cursor of the previous page"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "rows per page"),
 ]
-META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"})
+META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"}, mail={"type": "boolean"})
 
 
 def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
@@ -115,13 +115,16 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
-    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths  # they build on the helpers above
+    from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
+    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
 
     return {
         **billing_paths(),
+        **auth_email_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, and whether the providers are "
-                                 "local demo fakes (WEBRANA_DEMO)", auth=False, response=META)},
+                                 "local demo fakes (WEBRANA_DEMO), and whether e-mail is sent (mail: an SMTP server "
+                                 "is configured)", auth=False, response=META)},
         "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
                                      "the monthly quota and this month's use (Asia/Jakarta), requests per day "
                                      "over the last 30 days, key counts, and the demo flag",
@@ -173,7 +176,8 @@ def document() -> dict[str, Any]:
                 "User": _obj(["id", "email", "role", "plan", "status", "created_at"], id=UUID, email=STR,
                              role={"type": "string", "enum": ["user", "admin"]}, plan=PLAN,
                              status={"type": "string", "enum": ["active", "suspended"]},
-                             created_at={"type": "string", "format": "date-time"}),
+                             created_at={"type": "string", "format": "date-time"},
+                             email_verified={"type": "boolean"}, locale={"type": "string", "enum": ["id", "en"]}),
             },
         },
     }
