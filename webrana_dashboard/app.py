@@ -22,6 +22,7 @@ from webrana_dashboard.shared import SharedAnswers
 from webrana_dashboard.state import API, CATALOGUES, HTTP, REFRESHER, SESSIONS, SETTINGS, SHARED, STATIC_VERSION
 from webrana_dashboard.views import (
     account,
+    account_settings,
     admin,
     billing,
     mail,
@@ -72,7 +73,8 @@ def create_app(settings: DashboardSettings) -> web.Application:
                          trim_blocks=True, lstrip_blocks=True)
     app.cleanup_ctx.append(_api_client)
     app.on_response_prepare.append(on_prepare)
-    for module in (system, account, overview, provider_keys, proxy_keys, usage, billing, admin, mail):
+    for module in (system, account, overview, provider_keys, proxy_keys, usage, billing, admin, account_settings,
+                   mail):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", static, name="static", append_version=False)
     return app

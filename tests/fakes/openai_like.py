@@ -47,6 +47,8 @@ from tests.fakes.scenario import (
 STATE_KEY = web.AppKey("fake_openai_state", FakeState)
 # OpenAI models without reasoning: real OpenAI answers a 400 ``unsupported_parameter`` to ``reasoning_effort``.
 NON_REASONING_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4-", "gpt-3.5", "chatgpt-")
+# Output limits real OpenAI enforces with a 400 (``invalid_value``) when a request asks for more.
+MAX_OUTPUT = (("gpt-4o", 16384), ("gpt-4.1", 32768))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,18 @@ def _validate(flavor: Flavor, body: Any) -> tuple[int, bytes] | None:
             param="reasoning_effort",
             code="unsupported_parameter",
         )
+    limit = next((n for prefix, n in MAX_OUTPUT if model.startswith(prefix)), None) if flavor is OPENAI else None
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = body.get(name)
+        if limit is not None and isinstance(asked, int) and asked > limit:
+            return 400, error_body(
+                flavor,
+                400,
+                f"max_tokens is too large: {asked}. This model supports at most {limit} completion tokens, "
+                f"whereas you provided {asked}.",
+                param=name,
+                code="invalid_value",
+            )
     if not streaming and model.startswith(flavor.stream_only_prefixes):
         return 400, error_body(
             flavor,

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from webrana_proxy.errors import BadRequest, WebranaError
-from webrana_proxy.gateway.access import authenticate, enforce_limits, rate_headers
+from webrana_proxy.gateway.access import authenticate, check_model, enforce_limits, rate_headers
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response, parse_json_object, read_body
@@ -78,6 +78,7 @@ async def admit(request: web.Request, call: Call, *, quota: bool = True) -> Admi
         call.model = model[:200]
     route = app[REGISTRY].route(model)
     call.provider, call.model = route.provider.id, route.model
+    check_model(call.principal, route.provider.id, route.model)  # the key's allowed models, before upstream
     keys = _keys_for(call.principal, route.provider)
     return Admitted(raw, body, route, keys, rate_headers(verdict))
 
