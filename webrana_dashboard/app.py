@@ -25,6 +25,7 @@ from webrana_dashboard.views import (
     account_settings,
     admin,
     billing,
+    mail,
     overview,
     provider_keys,
     proxy_keys,
@@ -72,7 +73,8 @@ def create_app(settings: DashboardSettings) -> web.Application:
                          trim_blocks=True, lstrip_blocks=True)
     app.cleanup_ctx.append(_api_client)
     app.on_response_prepare.append(on_prepare)
-    for module in (system, account, overview, provider_keys, proxy_keys, usage, billing, admin, account_settings):
+    for module in (system, account, overview, provider_keys, proxy_keys, usage, billing, admin, account_settings,
+                   mail):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", static, name="static", append_version=False)
     return app

@@ -147,9 +147,9 @@ class ApiClient:
 
     # --- auth ----------------------------------------------------------------------------------------------
 
-    async def register(self, creds: Credentials, email: str, password: str) -> Json:
-        result: Json = await self.call(creds, "POST", "/api/auth/register",
-                                       body={"email": email, "password": password})
+    async def register(self, creds: Credentials, email: str, password: str, locale: str | None = None) -> Json:
+        body = {"email": email, "password": password, **({"locale": locale} if locale else {})}
+        result: Json = await self.call(creds, "POST", "/api/auth/register", body=body)
         return result
 
     async def login(self, creds: Credentials, email: str, password: str) -> Json:
@@ -162,6 +162,25 @@ class ApiClient:
 
     async def logout(self, creds: Credentials, refresh_token: str) -> None:
         await self.call(creds, "POST", "/api/auth/logout", body={"refresh_token": refresh_token})
+
+    # --- e-mail: verification, password reset, the e-mails' language ------------------------------------
+
+    async def verify_email(self, creds: Credentials, token: str) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/auth/verify-email", body={"token": token})
+        return result
+
+    async def resend_verification(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/auth/verify-email/resend", body={})
+        return result
+
+    async def forgot_password(self, creds: Credentials, email: str) -> None:
+        await self.call(creds, "POST", "/api/auth/password/forgot", body={"email": email})
+
+    async def reset_password(self, creds: Credentials, token: str, password: str) -> None:
+        await self.call(creds, "POST", "/api/auth/password/reset", body={"token": token, "password": password})
+
+    async def set_locale(self, creds: Credentials, locale: str) -> None:
+        await self.call(creds, "PUT", "/api/auth/locale", body={"locale": locale})
 
     # --- what pages show -------------------------------------------------------------------------------
 

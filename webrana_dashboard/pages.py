@@ -124,15 +124,21 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
     months = t.month_names()
     session = request.get(SESSION)
     settings = request.app[SETTINGS]
+    # The deployment's facts, kept by this process for a minute (a page whose own answer carries the demo flag,
+    # the overview, keeps them fresh without a call of its own).
     shared, anonymous = request.app[SHARED], Anonymous(forwarded_for(request))
-    if "demo" not in (context or {}):  # a page whose own answer says so (the overview) saves the meta call
-        context = {**(context or {}), "demo": await shared.demo(request.app[API], anonymous)}
+    facts = await shared.facts(request.app[API], anonymous)
+    context = {"demo": bool(facts.get("demo")), **(context or {}), "mail_enabled": bool(facts.get("mail"))}
     names = {p["id"]: p["name"] for p in await shared.providers(request.app[API], anonymous)}
     base: dict[str, Any] = {
         "t": t,
         "lang": t.lang,
         "session": session,
         "user": session.user if session else None,
+        # The address still to verify: only while mail is on (without mail nothing is enforced or sent).
+        "unverified": bool(session and session.user and session.user.get("email_verified") is False
+                           and context.get("mail_enabled")),
+        "dev_mailbox": settings.dev,
         "is_admin": bool(session and session.is_admin),
         "csrf_token": session.csrf if session else "",
         "flashes": session.take_flashes() if session else [],

@@ -69,16 +69,20 @@ class SharedAnswers:
         assert answer is not None  # get() either returns a fetched answer or raises
         return answer
 
-    async def demo(self, client: ApiClient, creds: Credentials) -> bool:
-        """Whether the proxy answers with local fake providers. Never fails a page: when the API cannot say,
-        the last answer it gave stands (none yet: no banner) and it is asked again a little later."""
+    async def facts(self, client: ApiClient, creds: Credentials) -> Json:
+        """The deployment's facts (``/api/meta``: ``demo``, ``mail``...). Never fails a page: when the API cannot
+        say, the last answer it gave stands (none yet: ``{}``, no banner) and it is asked again a little later."""
         try:
             meta = await self._meta.get(lambda: client.meta(creds))
         except ApiError as err:
             log.warning("could not read /api/meta: %s", err)
             self._meta.hold(META_RETRY_SECONDS)
             meta = self._meta.known
-        return bool(meta and meta.get("demo"))
+        return meta or {}
+
+    async def demo(self, client: ApiClient, creds: Credentials) -> bool:
+        """Whether the proxy answers with local fake providers."""
+        return bool((await self.facts(client, creds)).get("demo"))
 
     async def providers(self, client: ApiClient, creds: Credentials) -> list[Json]:
         """The providers the proxy routes to (``[{"id", "name"}]``, from its registry). Never fails a page: when
@@ -96,5 +100,7 @@ class SharedAnswers:
         return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
 
     def saw_demo(self, demo: bool) -> None:
-        """An answer that carries the demo flag (the overview) saves the next meta call."""
-        self._meta.put({**(self._meta.known or {}), "demo": demo})
+        """An answer that carries the demo flag (the overview) saves the next meta call, once the other facts
+        are known too."""
+        if self._meta.known is not None:
+            self._meta.put({**self._meta.known, "demo": demo})

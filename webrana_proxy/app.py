@@ -17,6 +17,7 @@ from webrana_proxy import __version__, health
 from webrana_proxy.api import (
     admin,
     auth,
+    auth_email,
     billing,
     meta,
     openapi,
@@ -39,6 +40,7 @@ from webrana_proxy.gateway.responses_store import responses_store_ctx
 from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
+from webrana_proxy.mail.job import mail_ctx
 from webrana_proxy.metrics import Metrics
 from webrana_proxy.middleware import REQUEST_IDS, RequestIds, pipeline
 from webrana_proxy.passwords import Passwords
@@ -163,7 +165,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
     app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
+    app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email):
         app.router.add_routes(module.routes)
     return app

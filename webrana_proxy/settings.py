@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from webrana_proxy.envvalues import (
     ConfigError,
+    SmtpUrl,
     read_bool,
     read_float,
     read_int,
     read_postgres_url,
     read_redis_url,
     read_secret,
+    read_smtp_url,
     read_url,
 )
 from webrana_proxy.providers.registry import SPECS
@@ -123,6 +127,13 @@ class Settings:
     password_hash_concurrency: int = DEFAULT_PASSWORD_HASH_CONCURRENCY
     password_hash_wait: float = DEFAULT_PASSWORD_HASH_WAIT
     signup_limit: int = DEFAULT_SIGNUP_LIMIT
+    smtp: SmtpUrl | None = field(default=None, repr=False)  # None: mail is off (logged as not sent)
+    mail_from: str = ""  # the From of every message; required with WEBRANA_SMTP_URL
+
+    @property
+    def mail_enabled(self) -> bool:
+        """Mail goes out (and e-mail verification is enforced) only with an SMTP server configured."""
+        return self.smtp is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -211,7 +222,22 @@ class Settings:
                                                DEFAULT_PASSWORD_HASH_CONCURRENCY, 1),
             password_hash_wait=read_float(e, "WEBRANA_PASSWORD_HASH_WAIT", DEFAULT_PASSWORD_HASH_WAIT),
             signup_limit=read_int(e, "WEBRANA_SIGNUP_LIMIT", DEFAULT_SIGNUP_LIMIT, 1),
+            **_mail(e),
         )
+
+
+def _mail(e: Mapping[str, str]) -> dict[str, Any]:
+    smtp = read_smtp_url(e, "WEBRANA_SMTP_URL")
+    sender = e.get("WEBRANA_MAIL_FROM", "").strip()
+    if sender:
+        _, address = email.utils.parseaddr(sender)
+        if "@" not in address or any(c in sender for c in "\r\n"):
+            raise ConfigError(f"WEBRANA_MAIL_FROM must be an address, e.g. Webrana <no-reply@example.co.id>, "
+                              f"got {sender!r}")
+    elif smtp is not None:
+        raise ConfigError("WEBRANA_MAIL_FROM is not set; with WEBRANA_SMTP_URL it names the sender of every "
+                          "e-mail, e.g. Webrana <no-reply@example.co.id> (an address your SMTP server may send as)")
+    return {"smtp": smtp, "mail_from": sender}
 
 
 def _metrics_group_dir(raw: str) -> str:

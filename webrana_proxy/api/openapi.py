@@ -111,7 +111,8 @@ PRICE_OVERRIDE = _obj(
     valid_from={"type": "string", "format": "date-time"},
     context_window={"type": "integer", "minimum": 1, "maximum": 100_000_000},
     source={"type": "string", "maxLength": 500}, note={"type": "string", "maxLength": 2000})
-META = _obj(["version", "demo", "providers"], version=STR, demo={"type": "boolean"},
+META = _obj(["version", "demo", "mail", "providers"], version=STR, demo={"type": "boolean"},
+            mail={"type": "boolean"},
             providers={"type": "array", "description": "the providers this deployment routes to, in order",
                        "items": _obj(["id", "name"], id=PROVIDER, name=STR)})
 
@@ -127,15 +128,17 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
-    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths  # they build on the helpers above
+    from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
+    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
     from webrana_proxy.api.rules_openapi import rules_paths
 
     return {
         **billing_paths(),
+        **auth_email_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
-                                 "local demo fakes (WEBRANA_DEMO), and the providers it routes to",
-                                 auth=False, response=META)},
+                                 "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
+                                 "is configured), and the providers it routes to", auth=False, response=META)},
         "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
                                      "the monthly quota and this month's use (Asia/Jakarta), requests per day "
                                      "over the last 30 days, key counts, and the demo flag",
@@ -193,7 +196,8 @@ def document() -> dict[str, Any]:
                 "User": _obj(["id", "email", "role", "plan", "status", "created_at"], id=UUID, email=STR,
                              role={"type": "string", "enum": ["user", "admin"]}, plan=PLAN,
                              status={"type": "string", "enum": ["active", "suspended"]},
-                             created_at={"type": "string", "format": "date-time"}),
+                             created_at={"type": "string", "format": "date-time"},
+                             email_verified={"type": "boolean"}, locale={"type": "string", "enum": ["id", "en"]}),
             },
         },
     }

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from webrana_proxy.api.auth_email import require_verified_email
 from webrana_proxy.api.identity import User, current_user
 from webrana_proxy.billing.plans import cheapest_plan_with, get_plan
 from webrana_proxy.db import Conn
@@ -135,6 +136,7 @@ def _expiry(value: Any, *, creating: bool) -> datetime | None:
 @routes.post("/api/proxy-keys")
 async def create(request: web.Request) -> web.Response:
     user = await current_user(request)
+    await require_verified_email(request, user)
     body = await read_json(request, request.app[SETTINGS].api_body_limit)
     name = req_str(body, "name", max_len=100)
     rules = _rules(request, body, creating=True)
