@@ -58,13 +58,16 @@ async def list_alerts(request: web.Request) -> web.Response:
 async def dismiss(request: web.Request) -> web.Response:
     user = await current_user(request)
     alert_id = path_uuid(request)
-    found = await request.app[POOL].fetchval(
-        """UPDATE alerts SET dismissed_at = coalesce(dismissed_at, now()) WHERE id = $1 AND user_id = $2
-           RETURNING id""", alert_id, user.id)
-    if found is None:
+    row = await request.app[POOL].fetchrow(
+        """WITH d AS (UPDATE alerts SET dismissed_at = coalesce(dismissed_at, now()) WHERE id = $1 AND user_id = $2
+                      RETURNING *)
+           SELECT d.id, d.scope, d.percent, d.period, d.used, d.cap, d.hard, d.proxy_key_id, d.dismissed_at,
+                  d.created_at, k.name AS key_name, k.prefix AS key_prefix
+           FROM d LEFT JOIN proxy_api_keys k ON k.id = d.proxy_key_id""", alert_id, user.id)
+    if row is None:
         raise NotFound("alert not found")
     request.pop(PENDING, None)  # this answer's banner must not show the alert just dismissed
-    return web.Response(status=204)
+    return json_response(_alert(row))
 
 
 # --- the webhook -----------------------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     deleted = await request.app[POOL].fetchval("DELETE FROM webhooks WHERE user_id = $1 RETURNING id", user.id)
     if deleted is None:
         raise NotFound("no webhook is configured")
-    return web.Response(status=204)
+    return json_response({"webhook": None, "deliveries": []})
 
 
 @routes.post("/api/webhook/test")
