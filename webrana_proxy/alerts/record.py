@@ -115,16 +115,24 @@ async def record(pool: asyncpg.Pool, alert: NewAlert, now: datetime | None = Non
                                       alert.key_id, alert.user_id)
             if key is None:
                 return None
+        # One threshold of a counter at a time (80 % and 100 % may be crossed together, on two replicas), so the
+        # higher one always finds the lower one, or the lower one finds the higher one, committed.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", alert.dedup_key.rsplit(":", 1)[0])
+        # 100 % says all that 80 % said: the banner shows the higher one only (a lower one arriving late is
+        # recorded, and mailed, already dismissed).
         alert_id: uuid.UUID | None = await conn.fetchval(
             """INSERT INTO alerts (user_id, scope, proxy_key_id, period, percent, used, cap, hard, dedup_key,
-                                   created_at)
-               SELECT u.id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM users u WHERE u.id = $1
+                                   created_at, dismissed_at)
+               SELECT u.id, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz,
+                      CASE WHEN EXISTS (SELECT 1 FROM alerts h WHERE h.user_id = $1 AND h.scope = $2
+                                          AND h.proxy_key_id IS NOT DISTINCT FROM $3 AND h.period = $4
+                                          AND h.percent > $5) THEN $10::timestamptz END
+               FROM users u WHERE u.id = $1
                ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
             alert.user_id, alert.scope, alert.key_id, alert.period, alert.percent, alert.used, alert.cap,
             alert.hard, alert.dedup_key, now)
         if alert_id is None:
             return None
-        # 100 % says all that 80 % said: the banner shows the newer one only.
         await conn.execute(
             """UPDATE alerts SET dismissed_at = $6
                WHERE user_id = $1 AND scope = $2 AND proxy_key_id IS NOT DISTINCT FROM $3 AND period = $4
@@ -169,6 +177,9 @@ class AlertRecorder:
                         "user_id": str(alert.user_id), "dedup_key": alert.dedup_key, "error": type(exc).__name__})
                     return
                 await asyncio.sleep(RETRY_SECONDS * attempt)
+            except Exception:  # a bug: logged, never an unretrieved task exception
+                log.exception("alert not recorded", extra={"dedup_key": alert.dedup_key})
+                return
 
     async def drain(self) -> None:
         if self._tasks:
