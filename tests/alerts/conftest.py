@@ -18,8 +18,14 @@ from aiohttp import web
 
 from tests.conftest import Api
 from tests.fakes.smtp import MailSink
-from tests.gateway.conftest import PROVIDER_KEYS, Account
-from tests.gateway.conftest import fake, fakes, gateway_env, gw  # noqa: F401  (the gateway's fixtures)
+from tests.gateway.conftest import (  # noqa: F401  (fake, fakes, gateway_env, gw: the gateway's fixtures)
+    PROVIDER_KEYS,
+    Account,
+    fake,
+    fakes,
+    gateway_env,
+    gw,
+)
 
 MAIL_FROM = "Webrana <no-reply@webrana.test>"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"

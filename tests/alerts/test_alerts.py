@@ -32,7 +32,7 @@ from webrana_proxy.db import create_pool
 from webrana_proxy.limits import QuotaCrossing, jakarta_month
 from webrana_proxy.mail.job import run_once as send_mail
 from webrana_proxy.settings import Settings
-from webrana_proxy.state import LIMITER
+from webrana_proxy.state import KEYRING, LIMITER, SETTINGS
 
 Client = TestClient[web.Request, web.Application]
 MSG = [{"role": "user", "content": "halo"}]
@@ -228,3 +228,21 @@ async def test_a_signature_older_than_five_minutes_is_refused_by_the_recipe() ->
     assert verify("whsec_k", body, signature("whsec_k", body, int(time.time())))
     assert not verify("whsec_k", body, signature("whsec_k", body, int(time.time()) - 301))
     assert not verify("whsec_k", body, "v1=deadbeef")
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(gw: Client, receiver: Receiver) -> None:
+    """A made-up name resolved once by the guard's resolver: aiohttp connects to that address (no lookup of its
+    own, which DNS rebinding could have answered differently)."""
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    sender = delivery.WebhookSender(gw.app[KEYRING], delivery.policy_for(gw.app[SETTINGS]), resolve)
+    port = receiver.url.split(":")[2].split("/")[0]
+    status, error = await delivery.post(sender, f"http://hook.webrana.test:{port}/pinned", b"{}", "whsec_x",
+                                        "webhook.test", uuid.uuid4())
+    assert (status, error) == (204, "")
+    assert asked == ["hook.webrana.test"]
+    assert receiver.got[0].path == "/pinned" and receiver.got[0].headers["Host"] == f"hook.webrana.test:{port}"
