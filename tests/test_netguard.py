@@ -89,7 +89,7 @@ async def test_the_private_setting_for_admin_upstreams_opens_private_ranges_only
 def test_address_classes() -> None:
     assert [address_class(ipaddress.ip_address(a)) for a in
             ("8.8.8.8", "127.0.0.1", "10.0.0.1", "169.254.169.254", "::ffff:10.0.0.1", "2001:db8::1")] == [
-        "global", "loopback", "private", "forbidden", "private", "forbidden"]
+        "global", "loopback", "private", "link-local", "private", "forbidden"]
 
 
 async def test_the_pinned_resolver_answers_only_the_checked_addresses_for_the_checked_host() -> None:

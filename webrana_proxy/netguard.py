@@ -84,15 +84,16 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def address_class(ip: IPAddress) -> str:
-    """``global``, ``loopback``, ``private`` or ``forbidden`` (link-local, multicast, reserved, unspecified...)."""
+    """``global``, ``loopback``, ``private``, ``link-local`` or ``forbidden`` (multicast, reserved, unspecified,
+    documentation...). Link-local and forbidden addresses are never allowed."""
     inner = embedded_ipv4(ip)
     if inner is not None:
         return address_class(inner)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
-        return "forbidden"  # a zone id (fe80::1%eth0) names an interface: link-local
+    if ip.is_link_local or (isinstance(ip, ipaddress.IPv6Address) and ip.scope_id):  # a zone id names a link
+        return "link-local"
     if ip.is_loopback:
         return "loopback"
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
         return "forbidden"
     if ip.is_global:
         return "global"
