@@ -101,6 +101,15 @@ USAGE_REQUEST_PARAMS = [
     _query("cursor", STR, "next_cursor of the previous page"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "rows per page"),
 ]
+PRICE_OVERRIDE = _obj(
+    ["provider", "model_pattern", "prices"], provider=PROVIDER,
+    model_pattern={"type": "string", "minLength": 1, "maxLength": 200,
+                   "description": "a model id, or a prefix ending in one '*' (e.g. gpt-7*)"},
+    prices={"type": "object", "description": "USD per million tokens: input, cache_read, cache_write, "
+            "cache_write_1h, output, output_thinking; each a number or {base, tiers: [[start, price]]}"},
+    valid_from={"type": "string", "format": "date-time"},
+    context_window={"type": "integer", "minimum": 1, "maximum": 100_000_000},
+    source={"type": "string", "maxLength": 500}, note={"type": "string", "maxLength": 2000})
 META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"})
 
 
@@ -148,6 +157,17 @@ def paths() -> dict[str, dict[str, Any]]:
                         body=_obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})),
         },
         "/api/proxy-keys/{id}": {"delete": _op("Revoke a proxy key", params=[_path_id()])},
+        "/api/prices": {"get": _op("The current models of every provider with their prices (USD per million "
+                                   "tokens, as in force today) and context windows")},
+        "/api/admin/prices": {
+            "get": _op("The price overrides admins set (admin)"),
+            "post": _op("Add a price override: wins over the vendored price data from valid_from on, on every "
+                        "replica within a second; audited (admin)", ok=201, body=PRICE_OVERRIDE),
+        },
+        "/api/admin/prices/{id}": {
+            "put": _op("Change a price override (audited) (admin)", params=[_path_id()], body=PRICE_OVERRIDE),
+            "delete": _op("Remove a price override (audited) (admin)", params=[_path_id()]),
+        },
         "/api/usage/summary": {"get": _op("Usage totals and per-day, per-provider and per-model sums "
                                           "(Asia/Jakarta days; default this month so far; at most 366 days)",
                                           params=RANGE_PARAMS, response=USAGE_SUMMARY)},
