@@ -41,28 +41,29 @@ def nano(usd_micro: float) -> int:
 # --- OpenAI (Chat Completions usage, passthrough lane) -------------------------------------------------------
 
 def test_openai_cached_input_is_charged_at_the_cache_read_rate(book: PriceBook) -> None:
-    # gpt-5-mini: $0.25 input, $0.025 cached, $2 output per Mtok. 100k prompt of which 90k cached, 1,000 out
-    # (600 of them reasoning, which is output): 10,000 x 0.25 + 90,000 x 0.025 + 1,000 x 2 = 6,750 micro-USD.
-    # The old flat price said 100,000 x 0.25 + 2,000 = 27,000: four times too much.
+    # gpt-5.4-mini: $0.75 input, $0.075 cached, $4.50 output per Mtok. 100k prompt of which 90k cached, 1,000 out
+    # (600 of them reasoning, which is output): 10,000 x 0.75 + 90,000 x 0.075 + 1,000 x 4.5 = 18,750 micro-USD.
+    # The old flat price said 100,000 x 0.75 + 4,500 = 79,500: four times too much.
     usage = usage_from({"prompt_tokens": 100_000, "completion_tokens": 1_000, "total_tokens": 101_000,
                         "prompt_tokens_details": {"cached_tokens": 90_000},
                         "completion_tokens_details": {"reasoning_tokens": 600}})
     assert usage is not None and usage.reasoning_tokens == 600
-    priced, unpriced = book.price("openai", "gpt-5-mini-2025-08-07", usage, RATE, DAY)
-    assert priced.cost_usd_nano == nano(6_750)
-    assert priced.cost_idr_micro == 111_375_000  # Rp 111,375
-    assert (priced.source, priced.model, unpriced) == ("catalogue", "gpt-5-mini", False)
+    priced, unpriced = book.price("openai", "gpt-5.4-mini-2026-03-17", usage, RATE, DAY)
+    assert priced.cost_usd_nano == nano(18_750)
+    assert priced.cost_idr_micro == 309_375_000  # Rp 309,375
+    assert (priced.source, priced.model, unpriced) == ("catalogue", "gpt-5.4-mini", False)
     assert priced.version.startswith("genai-prices ")
 
 
 def test_openai_service_tier_flex_priority_and_the_default_factor(book: PriceBook) -> None:
     body = {"prompt_tokens": 10_000, "completion_tokens": 1_000, "total_tokens": 11_000}
-    # gpt-5-mini flex (the data's variant): 10,000 x 0.125 + 1,000 x 1 = 2,250 micro-USD; priority 0.45/3.6: 8,100
+    # gpt-5.4-mini flex (the data's variant, 0.375/2.25): 10,000 x 0.375 + 1,000 x 2.25 = 6,000 micro-USD;
+    # priority (1.5/9): 15,000 + 9,000 = 24,000
     flex = usage_from(body, "flex")
     priority = usage_from(body, "priority")
     assert flex is not None and priority is not None
-    assert book.price("openai", "gpt-5-mini", flex, RATE, DAY)[0].cost_usd_nano == nano(2_250)
-    assert book.price("openai", "gpt-5-mini", priority, RATE, DAY)[0].cost_usd_nano == nano(8_100)
+    assert book.price("openai", "gpt-5.4-mini", flex, RATE, DAY)[0].cost_usd_nano == nano(6_000)
+    assert book.price("openai", "gpt-5.4-mini", priority, RATE, DAY)[0].cost_usd_nano == nano(24_000)
     # gpt-5.5 has no flex variant in the data: OpenAI's rule, half price. Standard: 10,000 x 5 + 1,000 x 30 = 80,000
     std = usage_from(body, "default")
     assert std is not None
@@ -256,7 +257,7 @@ def test_admin_overrides_win_from_their_valid_from() -> None:
     assert (priced.cost_usd_nano, priced.source, unpriced) == (nano(600_000), "override", False)
 
 
-@given(st.sampled_from(["gpt-6-luna", "gpt-5.5", "gpt-5-mini"]), st.integers(0, 10**7), st.integers(0, 10**7),
+@given(st.sampled_from(["gpt-6-luna", "gpt-5.5", "gpt-5.4-mini"]), st.integers(0, 10**7), st.integers(0, 10**7),
        st.integers(0, 10**7), st.integers(1, 30_000))
 def test_cost_never_decreases_with_more_output_and_cached_never_costs_more(
     model: str, prompt: int, completion: int, cached: int, rate: int
