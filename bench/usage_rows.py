@@ -2,10 +2,10 @@
 
 Rows are offered at a steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over
 several providers and models so the daily roll-up and the key counters do real work. Each row carries every
-column the gateway fills (the token parts, both money columns, the rate and the price used: sql/0006). Written = offered minus
-still queued (a row leaves the queue only after its batch commits). The run passes when the written rate is at
-least 5,000 rows/s and the queue does not grow: its depth in the last second is no larger than a couple of
-batches.
+column the gateway fills (the token parts, both money columns, the rate and the price used: sql/0006).
+Written = offered minus still queued (a row leaves the queue only after its batch commits). The run passes when
+the written rate is at least 5,000 rows/s and the queue does not grow: its depth in the last second is no larger
+than a couple of batches.
 """
 
 from __future__ import annotations
