@@ -1,7 +1,7 @@
 """The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
-keys already decrypted. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
+keys already decrypted, their aliases. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
 
-Changes (revoked proxy key, provider key added or deleted, user suspended, plan or limits changed) are
+Changes (revoked proxy key, provider key added or deleted, alias changed, user suspended, plan or limits changed) are
 published on Redis; every replica's listener drops that user's entries at once. If the listener loses
 Redis, it clears the whole cache when it reconnects (it may have missed messages).
 """
@@ -22,6 +22,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from webrana_proxy.aliases import Alias, from_row
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
 from webrana_proxy.tasks import background
@@ -52,6 +53,7 @@ class Principal:
     monthly_requests: int
     provider_keys: dict[str, tuple[ProviderKey, ...]]
     rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
+    aliases: dict[str, Alias] = field(default_factory=dict)  # the user's aliases by name (wbr/...)
 
     def keys_in_order(self, provider_id: str) -> tuple[ProviderKey, ...]:
         """This provider's keys, starting at the next one in turn, so calls spread across them."""
@@ -143,6 +145,8 @@ class KeyCache:
             key_rows = await conn.fetch(
                 """SELECT id, provider, ciphertext, nonce, key_version FROM api_keys
                    WHERE user_id = $1 ORDER BY created_at, id""", row["user_id"])
+            alias_rows = await conn.fetch(
+                "SELECT name, hops FROM model_aliases WHERE user_id = $1", row["user_id"])
         plan = get_plan(row["plan"])
         by_provider: dict[str, list[ProviderKey]] = {}
         for kr in key_rows:
@@ -159,7 +163,8 @@ class KeyCache:
             burst_per_minute=row["burst_per_minute_override"] or plan.burst_per_minute,
             monthly_requests=(row["monthly_requests_override"] if row["monthly_requests_override"] is not None
                               else plan.monthly_requests),
-            provider_keys={p: tuple(ks) for p, ks in by_provider.items()})
+            provider_keys={p: tuple(ks) for p, ks in by_provider.items()},
+            aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         self._generation += 1
@@ -230,6 +235,17 @@ class KeyCache:
             except (RedisError, OSError) as exc:
                 log.warning("key-cache invalidation channel lost; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(RECONNECT_DELAY)
+
+
+def _aliases(rows: list[asyncpg.Record]) -> dict[str, Alias]:
+    out: dict[str, Alias] = {}
+    for r in rows:
+        alias = from_row(r["name"], r["hops"])
+        if alias is None:
+            log.error("stored alias unreadable; skipped", extra={"alias": r["name"]})
+            continue
+        out[alias.name] = alias
+    return out
 
 
 @contextlib.asynccontextmanager
