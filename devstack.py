@@ -72,6 +72,11 @@ FAKE_PROVIDER_PATHS = {
     "ANTHROPIC_BASE_URL": "/anthropic",
     "GEMINI_BASE_URL": "/gemini",
     "QWEN_BASE_URL": "/qwen/compatible-mode/v1",
+    "DEEPSEEK_BASE_URL": "/deepseek",
+    "OPENROUTER_BASE_URL": "/openrouter/api/v1",
+    "MISTRAL_BASE_URL": "/mistral/v1",
+    "GROQ_BASE_URL": "/groq/openai/v1",
+    "XAI_BASE_URL": "/xai/v1",
 }
 
 

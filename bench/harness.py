@@ -41,6 +41,12 @@ def chat_body(model: str, stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
+def responses_body() -> bytes:
+    """A streamed Responses request as Codex sends it (``store: false``) with the chat rows' prompt, for an OpenAI
+    model: the native Responses lane."""
+    return orjson.dumps({"model": JSON_MODEL, "input": PROMPT, "stream": True, "store": False})
+
+
 def messages_body() -> bytes:
     """A streamed Anthropic Messages request with the chat rows' prompt (the fake answers 17 words in 23 events)."""
     return orjson.dumps({"model": MESSAGES_MODEL, "max_tokens": 1024, "stream": True,
@@ -115,6 +121,18 @@ class Harness:
         return f"http://127.0.0.1:{gw.port}/v1/messages?beta=true"
 
     @property
+    def responses_body(self) -> bytes:
+        return responses_body()
+
+    @property
+    def direct_responses_url(self) -> str:
+        return f"http://127.0.0.1:{self.instant.port}/openai/v1/responses"
+
+    @staticmethod
+    def gateway_responses_url(gw: stack.Proc) -> str:
+        return f"http://127.0.0.1:{gw.port}/v1/responses"
+
+    @property
     def direct_url(self) -> str:
         return f"http://127.0.0.1:{self.instant.port}/openai/v1/chat/completions"
 
@@ -173,9 +191,14 @@ class Harness:
         stream = b'"stream":true' in body
         if status != 200:
             raise RuntimeError(f"probe of {url} answered {status}: {raw[:300]!r}")
-        # The stream's last event is its end marker: ``data: [DONE]`` (chat) or ``message_stop`` (Messages).
+        # The stream's last event is its end marker: ``data: [DONE]`` (chat) or ``message_stop`` (Messages); of
+        # ``response.completed`` (Responses), which carries the response's id and time, the tail two calls share.
         end = raw[raw.rstrip(b"\n").rfind(b"\n\n") + 2:] if stream and not raw.endswith(loadgen.STREAM_END) \
             else loadgen.STREAM_END
+        if stream and end.startswith(b"event: response."):
+            _, again = asyncio.run(loadgen.probe(url, body, headers))
+            same = next((i for i in range(1, len(end) + 1) if i > len(again) or again[-i] != end[-i]), len(end) + 1)
+            end = end[len(end) - same + 1:]
         check = Check(stream=stream, stream_events=raw.count(b"data: ") if stream else 0, end=end)
         if not loadgen.body_ok(check, status, raw):
             raise RuntimeError(f"probe of {url} gave an unexpected body: {raw[:300]!r}")

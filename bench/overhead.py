@@ -5,11 +5,12 @@ Scenarios (each ``duration`` seconds, after a short warm-up per target): non-str
 and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream (not through the relay,
 which only fronts the instant fake); on the one-worker gateway, after its memory is read, sign-in latency
 (``POST /api/auth/login``, four people at once, a bounded loop: ``bench/signin.py``). Then the dialect rounds:
-a Messages passthrough stream (a Claude model on ``/v1/messages``, the native lane) and the chat stream through an
-alias whose first hop is healthy (``wbr/bench`` = gpt-4o-mini -> qwen-plus) against the chat passthrough stream,
-interleaved, ``rounds`` times. Through the relay and the gateway, the process's CPU time per call comes
-from /proc/<pid>/stat (utime + stime, all its processes) and its memory from /proc/<pid>/status (VmHWM peak,
-VmRSS after the run).
+a Messages passthrough stream (a Claude model on ``/v1/messages``, the native lane) and a Responses passthrough
+stream (an OpenAI model on ``/v1/responses``, ``store: false`` as Codex sends it, the native lane) against the
+chat passthrough stream, and the chat stream through an alias whose first hop is healthy (``wbr/bench`` =
+gpt-4o-mini -> qwen-plus) against calling gpt-4o-mini itself, interleaved, ``rounds`` times. Through the relay and
+the gateway, the process's CPU time per call comes from /proc/<pid>/stat (utime + stime, all its processes) and its
+memory from /proc/<pid>/status (VmHWM peak, VmRSS after the run).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ TARGETS = (
     ("messages_over_chat_added_stream_c1_p50", "Messages / chat stream, added c=1 p50 (median)", DIALECT_SLACK,
      "<="),
     ("messages_over_chat_cpu_stream_c64", "Messages / chat stream, CPU per call c=64 (median)", DIALECT_SLACK,
+     "<="),
+    ("responses_over_chat_added_stream_c1_p50", "Responses / chat stream, added c=1 p50 (median)", DIALECT_SLACK,
+     "<="),
+    ("responses_over_chat_cpu_stream_c64", "Responses / chat stream, CPU per call c=64 (median)", DIALECT_SLACK,
      "<="),
     ("alias_over_chat_rate_stream_c64", "alias / its model, stream calls/s c=64 (median)", ALIAS_RATE_FLOOR, ">="),
     ("alias_minus_chat_added_stream_c1_p50_ms", "alias - its model, added c=1 p50 ms (median)", ALIAS_ADDED_MS,
@@ -389,13 +394,15 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
         runner.suite("gateway", h.gateway_url(gw), h.gateway_url(gw), h.gateway_headers, gw)
         if dialect_rounds_n > 0:
             print(f"dialects, {dialect_rounds_n} interleaved rounds of {dialect_duration:g} s per scenario "
-                  "(Messages passthrough stream vs chat passthrough stream):", flush=True)
+                  "(Messages and Responses passthrough streams vs chat passthrough stream):", flush=True)
             messages = Dialect("messages", h.messages_body, h.direct_messages_url, h.direct_messages_headers,
                                h.gateway_messages_url(gw), h.gateway_messages_headers)
+            responses = Dialect("responses", h.responses_body, h.direct_responses_url, h.direct_headers,
+                                h.gateway_responses_url(gw), h.gateway_headers)
             # An alias whose first hop is healthy, against calling that model directly (same upstream bytes).
             alias = Dialect("alias", h.alias_stream_body, h.direct_url, h.direct_headers, h.gateway_url(gw),
                             h.gateway_headers)
-            dialect_rounds(runner, gw, [messages, alias], dialect_rounds_n, dialect_duration)
+            dialect_rounds(runner, gw, [messages, responses, alias], dialect_rounds_n, dialect_duration)
         time.sleep(SETTLE_SECONDS)
         peak = procstat.sample([gw.pid])
         memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024,

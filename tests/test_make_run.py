@@ -8,7 +8,6 @@ Also what the bench and other scripts use directly: ``devstack.services()``, the
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib.metadata
 import json
 import os
@@ -32,6 +31,7 @@ import pytest
 
 import devstack
 from devstack import free_port
+from webrana_proxy.providers.registry import SPECS
 from webrana_proxy.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +130,7 @@ def log_tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-BASE_URL_NAMES = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GEMINI_BASE_URL", "QWEN_BASE_URL")
-BASE_URL_FIELDS = ("openai_base_url", "anthropic_base_url", "gemini_base_url", "qwen_base_url")
+BASE_URL_NAMES = tuple(s.base_url_env for s in SPECS)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -155,10 +154,9 @@ def check_real_providers(started: list[psutil.Process]) -> None:
     environ = proxy_environ(started)
     assert environ.get("WEBRANA_DEMO") == "false"
     settings = Settings.from_env(environ)
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
-    for name in BASE_URL_FIELDS:
-        url = getattr(settings, name)
-        assert url == defaults[name], f"{name} = {url}: not the real provider"
+    for spec in SPECS:
+        url = settings.upstream_base_urls[spec.id]
+        assert url == spec.default_base_url, f"{spec.base_url_env} = {url}: not the real provider"
         assert urlsplit(url).scheme == "https" and urlsplit(url).hostname not in LOOPBACK
     assert urlsplit(settings.midtrans_api_base_url).hostname == "127.0.0.1"  # the fake Midtrans
 
@@ -328,7 +326,9 @@ def test_the_demo_fakes_need_nothing_beyond_the_runtime_dependencies() -> None:
                 imported.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in {"tests", "__future__"}}
+    # webrana_proxy: the project itself (the fakes read the provider list from its registry)
+    third_party = {m for m in imported
+                   if m not in sys.stdlib_module_names and m not in {"tests", "__future__", "webrana_proxy"}}
     assert third_party, "the fakes import aiohttp at least"
     for module in sorted(third_party):
         dists = {d.lower().replace("_", "-") for d in by_module.get(module, [])}

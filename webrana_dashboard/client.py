@@ -221,8 +221,22 @@ class ApiClient:
         result: list[Json] = (await self.call(creds, "GET", "/api/proxy-keys"))["data"]
         return result
 
-    async def create_proxy_key(self, creds: Credentials, name: str) -> Json:
-        result: Json = await self.call(creds, "POST", "/api/proxy-keys", body={"name": name})
+    async def create_proxy_key(self, creds: Credentials, name: str, rules: Json | None = None) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/proxy-keys", body={"name": name, **(rules or {})})
+        return result
+
+    async def update_proxy_key(self, creds: Credentials, key_id: str, changes: Json) -> Json:
+        """Change a key's name or rules (only the fields given; None clears a rule)."""
+        result: Json = await self.call(creds, "PATCH", f"/api/proxy-keys/{_segment(key_id)}", body=changes)
+        return result
+
+    async def spend_cap(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/account/spend-cap")
+        return result
+
+    async def set_spend_cap(self, creds: Credentials, cap_idr: int | None, hard: bool) -> Json:
+        result: Json = await self.call(creds, "PUT", "/api/account/spend-cap",
+                                       body={"spend_cap_idr": cap_idr, "hard": hard})
         return result
 
     async def revoke_proxy_key(self, creds: Credentials, key_id: str) -> None:
@@ -294,6 +308,11 @@ class ApiClient:
     async def admin_set_plan(self, creds: Credentials, user_id: str, plan: str) -> Json:
         result: Json = await self.call(creds, "PUT", f"/api/admin/users/{_segment(user_id)}/plan",
                                        body={"plan": plan})
+        return result
+
+    async def admin_set_spend_cap(self, creds: Credentials, user_id: str, cap_idr: int | None, hard: bool) -> Json:
+        result: Json = await self.call(creds, "PUT", f"/api/admin/users/{_segment(user_id)}/spend-cap",
+                                       body={"spend_cap_idr": cap_idr, "hard": hard})
         return result
 
     async def admin_audit_log(self, creds: Credentials, page: int, per_page: int) -> Json:

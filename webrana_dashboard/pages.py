@@ -124,9 +124,10 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
     months = t.month_names()
     session = request.get(SESSION)
     settings = request.app[SETTINGS]
+    shared, anonymous = request.app[SHARED], Anonymous(forwarded_for(request))
     if "demo" not in (context or {}):  # a page whose own answer says so (the overview) saves the meta call
-        context = {**(context or {}),
-                   "demo": await request.app[SHARED].demo(request.app[API], Anonymous(forwarded_for(request)))}
+        context = {**(context or {}), "demo": await shared.demo(request.app[API], anonymous)}
+    names = {p["id"]: p["name"] for p in await shared.providers(request.app[API], anonymous)}
     base: dict[str, Any] = {
         "t": t,
         "lang": t.lang,
@@ -146,6 +147,7 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
         "dec": formatting.decimal,
         "dt": lambda v: formatting.format_datetime(v, months),
         "day": lambda v: formatting.format_date(v, months),
+        "provider_name": lambda provider_id: names.get(provider_id, provider_id),  # the proxy's display name
     }
     base.update(context or {})
     response = aiohttp_jinja2.render_template(template, request, base, status=status)

@@ -26,6 +26,7 @@ from webrana_proxy.api import (
     prices,
     provider_keys,
     proxy_keys,
+    spend_caps,
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
@@ -49,6 +50,7 @@ from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.providers.registry import build_registry
 from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
+from webrana_proxy.spend import spend_ctx
 from webrana_proxy.state import (
     BREAKERS,
     HTTP,
@@ -165,7 +167,8 @@ def create_app(settings: Settings) -> web.Application:
                             auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
+    app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, aliases):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, aliases):
         app.router.add_routes(module.routes)
     return app

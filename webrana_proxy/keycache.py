@@ -1,9 +1,12 @@
 """The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
 keys already decrypted, their aliases. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
 
-Changes (revoked proxy key, provider key added or deleted, alias changed, user suspended, plan or limits changed) are
-published on Redis; every replica's listener drops that user's entries at once. If the listener loses
-Redis, it clears the whole cache when it reconnects (it may have missed messages).
+Each entry carries the key's rules (``keyrules.KeyRules``: expiry, allowed models with the globs compiled once,
+per-key rate, spend caps of the key and its account), so the hot path never reads them from PostgreSQL.
+
+Changes (revoked proxy key, a key's rules, provider key added or deleted, alias changed, user suspended, plan,
+limits or spend cap changed) are published on Redis; every replica's listener drops that user's entries at once. If
+the listener loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from redis.exceptions import RedisError
 from webrana_proxy.aliases import Alias, from_row
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
+from webrana_proxy.keyrules import KeyRules
 from webrana_proxy.tasks import background
 
 log = logging.getLogger("webrana.keycache")
@@ -52,6 +56,7 @@ class Principal:
     burst_per_minute: int
     monthly_requests: int
     provider_keys: dict[str, tuple[ProviderKey, ...]]
+    rules: KeyRules | None = None  # the key's own rules and the account's spend cap; None: none at all
     rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
     aliases: dict[str, Alias] = field(default_factory=dict)  # the user's aliases by name (wbr/...)
 
@@ -137,7 +142,9 @@ class KeyCache:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
                 """SELECT k.id AS key_id, k.prefix, u.id AS user_id, u.plan, u.status,
-                          u.burst_per_minute_override, u.monthly_requests_override
+                          u.burst_per_minute_override, u.monthly_requests_override,
+                          k.expires_at, k.allowed_models, k.allowed_providers, k.rpm_limit, k.spend_cap_idr,
+                          u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard
                    FROM proxy_api_keys k JOIN users u ON u.id = k.user_id
                    WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", key_hash)
             if row is None:
@@ -164,6 +171,10 @@ class KeyCache:
             monthly_requests=(row["monthly_requests_override"] if row["monthly_requests_override"] is not None
                               else plan.monthly_requests),
             provider_keys={p: tuple(ks) for p, ks in by_provider.items()},
+            rules=KeyRules.build(expires_at=row["expires_at"], models=row["allowed_models"],
+                                 providers=row["allowed_providers"], rpm=row["rpm_limit"],
+                                 key_cap_idr=row["spend_cap_idr"], user_cap_idr=row["user_cap_idr"],
+                                 user_cap_hard=row["spend_cap_hard"]),
             aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:

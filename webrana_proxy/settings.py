@@ -12,6 +12,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from webrana_proxy.envvalues import (
     ConfigError,
@@ -23,6 +24,7 @@ from webrana_proxy.envvalues import (
     read_secret,
     read_url,
 )
+from webrana_proxy.providers.registry import SPECS
 
 GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
 
@@ -87,10 +89,10 @@ class Settings:
         default_factory=lambda: (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")))
     api_body_limit: int = DEFAULT_API_BODY_LIMIT
     gateway_body_limit: int = DEFAULT_GATEWAY_BODY_LIMIT
-    openai_base_url: str = "https://api.openai.com/v1"
-    anthropic_base_url: str = "https://api.anthropic.com"
-    gemini_base_url: str = "https://generativelanguage.googleapis.com"
-    qwen_base_url: str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+    # Upstream base URL per provider id, each from its spec's setting (OPENAI_BASE_URL, ...). Every upstream URL
+    # comes from here, never from a request.
+    upstream_base_urls: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({s.id: s.default_base_url for s in SPECS}))
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
@@ -125,16 +127,6 @@ class Settings:
     password_hash_concurrency: int = DEFAULT_PASSWORD_HASH_CONCURRENCY
     password_hash_wait: float = DEFAULT_PASSWORD_HASH_WAIT
     signup_limit: int = DEFAULT_SIGNUP_LIMIT
-
-    @property
-    def upstream_base_urls(self) -> dict[str, str]:
-        """Upstream base URL per provider id. Every upstream URL comes from here, never from a request."""
-        return {
-            "openai": self.openai_base_url,
-            "anthropic": self.anthropic_base_url,
-            "google": self.gemini_base_url,
-            "qwen": self.qwen_base_url,
-        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -190,10 +182,8 @@ class Settings:
             trusted_proxies=_networks(e.get("WEBRANA_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")),
             api_body_limit=read_int(e, "WEBRANA_API_BODY_LIMIT", DEFAULT_API_BODY_LIMIT, 1024),
             gateway_body_limit=read_int(e, "WEBRANA_GATEWAY_BODY_LIMIT", DEFAULT_GATEWAY_BODY_LIMIT, 1024),
-            openai_base_url=read_url(e, "OPENAI_BASE_URL", "https://api.openai.com/v1"),
-            anthropic_base_url=read_url(e, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-            gemini_base_url=read_url(e, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
-            qwen_base_url=read_url(e, "QWEN_BASE_URL", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+            upstream_base_urls=MappingProxyType(
+                {s.id: read_url(e, s.base_url_env, s.default_base_url) for s in SPECS}),
             connect_timeout=read_float(e, "WEBRANA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
             first_byte_timeout=read_float(e, "WEBRANA_FIRST_BYTE_TIMEOUT", DEFAULT_FIRST_BYTE_TIMEOUT),
             idle_timeout=read_float(e, "WEBRANA_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from webrana_proxy import __version__
 from webrana_proxy.jsonio import json_response
+from webrana_proxy.providers.registry import provider_ids
 
 routes = web.RouteTableDef()
 
@@ -56,7 +57,7 @@ TOKENS_RESPONSE = _obj(["access_token", "refresh_token", "token_type", "expires_
 CREDENTIALS = _obj(["email", "password"], email={"type": "string", "format": "email", "maxLength": 254},
                    password={"type": "string", "minLength": 8, "maxLength": 256})
 REFRESH = _obj(["refresh_token"], refresh_token={"type": "string", "maxLength": 2048})
-PROVIDER = {"type": "string", "enum": ["openai", "anthropic", "google", "qwen"]}
+PROVIDER = {"type": "string", "enum": list(provider_ids())}
 PLAN = {"type": "string", "enum": ["free", "starter", "pro", "team"]}
 RANGE_PARAMS = [_query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD"),
                 _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD")]
@@ -124,7 +125,9 @@ ALIAS_BODY = _obj(["name", "hops"], name={"type": "string", "pattern": "^wbr/[a-
 ALIAS = _obj(["id", "name", "hops", "created_at", "updated_at"], id=UUID, name=STR,
              hops={"type": "array", "items": ALIAS_HOP}, created_at={"type": "string", "format": "date-time"},
              updated_at={"type": "string", "format": "date-time"})
-META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"})
+META = _obj(["version", "demo", "providers"], version=STR, demo={"type": "boolean"},
+            providers={"type": "array", "description": "the providers this deployment routes to, in order",
+                       "items": _obj(["id", "name"], id=PROVIDER, name=STR)})
 
 
 def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
@@ -139,12 +142,14 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths  # they build on the helpers above
+    from webrana_proxy.api.rules_openapi import rules_paths
 
     return {
         **billing_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
-        "/api/meta": {"get": _op("Facts about this deployment: the API version, and whether the providers are "
-                                 "local demo fakes (WEBRANA_DEMO)", auth=False, response=META)},
+        "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
+                                 "local demo fakes (WEBRANA_DEMO), and the providers it routes to",
+                                 auth=False, response=META)},
         "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
                                      "the monthly quota and this month's use (Asia/Jakarta), requests per day "
                                      "over the last 30 days, key counts, and the demo flag",
@@ -165,12 +170,7 @@ def paths() -> dict[str, dict[str, Any]]:
         "/api/provider-keys/{id}": {"delete": _op("Delete a provider key", params=[_path_id()])},
         "/api/provider-keys/{id}/test": {"post": _op("Test a provider key against the provider",
                                                      params=[_path_id()])},
-        "/api/proxy-keys": {
-            "get": _op("List active proxy keys"),
-            "post": _op("Create a proxy key (returned once)", ok=201,
-                        body=_obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})),
-        },
-        "/api/proxy-keys/{id}": {"delete": _op("Revoke a proxy key", params=[_path_id()])},
+        **rules_paths(),  # /api/proxy-keys, spend caps
         "/api/aliases": {
             "get": _op("List your aliases", response=_obj(["data"], data={"type": "array", "items": ALIAS})),
             "post": _op("Create an alias: a model name (wbr/...) for models tried in order, usable in every "

@@ -17,6 +17,7 @@ from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.providers.base import Usage
 from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
+from webrana_proxy.spend import SPEND
 from webrana_proxy.state import PRICES, SETTINGS, USAGE
 from webrana_proxy.usage import UsageRecord
 
@@ -107,6 +108,8 @@ def record_call(app: web.Application, call: Call) -> None:
     if call.failed is not None:
         _record_failed(app, call, now)
     runtime = app[GATEWAY]
+    if priced.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
+        app[SPEND].add(call.principal, priced.cost_idr_micro, *runtime.months.at(time.time()))
     if unpriced:
         runtime.count_unpriced(call.provider, call.model[:200])
     series = runtime.series(call.provider, call.model, status, call.endpoint)

@@ -9,6 +9,7 @@ the next hop. A call without an alias is one plain await: the machinery is off t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from webrana_proxy.aliases import Alias, hop_timeout, with_params
 from webrana_proxy.errors import BadRequest, UpstreamError
+from webrana_proxy.gateway.access import check_model
 from webrana_proxy.gateway.calls import Call
 from webrana_proxy.gateway.upstream import attempt_failed
 from webrana_proxy.keycache import ProviderKey
@@ -54,8 +56,9 @@ Once = Callable[[web.Request, Call, Admitted], Awaitable[web.StreamResponse]]
 
 
 def hop(app: web.Application, call: Call, run: AliasRun, headers: dict[str, str], start: int) -> Admitted | None:
-    """The first hop from ``start`` on that this account can call (one whose provider it has no key for, or whose
-    model nothing serves any more, is passed over), with the call pointed at it; None when there is none."""
+    """The first hop from ``start`` on that this account can call (one whose provider it has no key for, whose model
+    the proxy key's rules refuse, or whose model nothing serves any more, is passed over), with the call pointed at
+    it; None when there is none."""
     hops = run.alias.hops
     registry = app[REGISTRY]
     for i in range(start, len(hops)):
@@ -64,6 +67,9 @@ def hop(app: web.Application, call: Call, run: AliasRun, headers: dict[str, str]
             route = registry.route(h.model)
         except BadRequest:
             continue
+        rules = call.principal.rules
+        if rules is not None and rules.refusal(route.provider.id, route.model) is not None:
+            continue  # this proxy key may not use that model
         keys = call.principal.keys_in_order(route.provider.id)
         if not keys:
             continue
@@ -86,6 +92,10 @@ def first(app: web.Application, call: Call, alias: Alias, raw: bytes, body: dict
     call.alias = alias.name
     a = hop(app, call, AliasRun(alias, raw, body), headers, 0)
     if a is None:
+        for h in alias.hops:  # a hop the key's rules refuse: say so, as calling that model would
+            with contextlib.suppress(BadRequest):
+                route = app[REGISTRY].route(h.model)
+                check_model(call.principal, route.provider.id, route.model)
         models = ", ".join(h.model for h in alias.hops)
         raise BadRequest(f"alias '{alias.name}' has no model this account can call ({models}): add a key for one "
                          "of their providers in the Webrana console under Provider keys", param="model",

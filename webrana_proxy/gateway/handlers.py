@@ -12,7 +12,7 @@ from aiohttp import web
 from webrana_proxy.aliases import is_alias_name
 from webrana_proxy.errors import BadRequest, WebranaError
 from webrana_proxy.gateway import fallback
-from webrana_proxy.gateway.access import authenticate, enforce_limits, rate_headers
+from webrana_proxy.gateway.access import authenticate, check_model, enforce_limits, rate_headers
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call
 from webrana_proxy.gateway.fallback import Admitted, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
@@ -79,6 +79,7 @@ async def admit(request: web.Request, call: Call, *, quota: bool = True) -> Admi
             return fallback.first(app, call, alias, raw, body, rate_headers(verdict))
     route = app[REGISTRY].route(model)
     call.provider, call.model = route.provider.id, route.model
+    check_model(call.principal, route.provider.id, route.model)  # the key's allowed models, before upstream
     keys = _keys_for(call.principal, route.provider)
     return Admitted(raw, body, route, keys, rate_headers(verdict))
 
@@ -155,7 +156,9 @@ async def models(request: web.Request) -> web.Response:
     book = request.app[PRICES]
     day = datetime.now(UTC).date()
     # Current models only (retired ones gone); price and context window as extra fields the SDKs ignore.
-    data = [{"id": m.id, "object": "model", "created": 0, "owned_by": p.id, **book.model_json(p.id, m, day)}
-            for p in request.app[REGISTRY].all() if principal.provider_keys.get(p.id)
+    registry = request.app[REGISTRY]
+    data = [{"id": registry.public_name(p, m.id), "object": "model", "created": 0, "owned_by": p.id,
+             **book.model_json(p.id, m, day)}
+            for p in registry.all() if principal.provider_keys.get(p.id)
             for m in book.catalogue.current(p.id, day)]
     return json_response({"object": "list", "data": data})

@@ -26,7 +26,7 @@ from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stre
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.providers.base import ChatResult, Usage
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
-from webrana_proxy.state import SETTINGS, UPSTREAM
+from webrana_proxy.state import PRICES, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 ESTIMATED_HEADER = "x-webrana-estimated"  # "true" when count_tokens is Webrana's estimate, not the provider's
@@ -59,6 +59,7 @@ async def _messages_once(request: web.Request, call: Call, a: Admitted) -> web.S
         return await relay_json(upstream, call, settings, native.messages_response, a.headers)
 
     chat = call.body = to_chat(a.body, model)  # a 400 naming the field before anything goes upstream
+    app[PRICES].catalogue.capabilities_of(provider.id, model).fit(chat)  # nothing the model would refuse
     upstream = await open_upstream(pool, settings, provider, a.keys,
                                    lambda key: provider.chat_request(chat, model, key, base_url), call)
     a.headers["x-request-id"] = call.request_id

@@ -39,7 +39,7 @@ from webrana_proxy.jsonio import json_response
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID
 from webrana_proxy.providers.base import JSON, ChatResult, Provider, ResponsesNative, UpstreamRequest
-from webrana_proxy.state import POOL, REDIS, REGISTRY, SETTINGS, UPSTREAM
+from webrana_proxy.state import POOL, PRICES, REDIS, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 log = logging.getLogger("webrana.responses")
@@ -155,6 +155,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
         log.info("tools without an equivalent dropped", extra={"request_id": call.request_id,
                                                               "provider": provider.id, "tools": plan.dropped_tools})
     chat = call.body = plan.chat
+    app[PRICES].catalogue.capabilities_of(provider.id, model).fit(chat)  # nothing the model would refuse
     response_id = store.new_response_id()
     env = envelope(a.body, response_id, a.route.requested, keep)
     items = [*(history or ()), *input_items(a.body)] if keep else []
@@ -164,7 +165,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
     a.headers["x-request-id"] = call.request_id
     requested = a.route.requested
     if call.stream:
-        translator = ResponsesStream(provider.stream_translator(model, True), env, plan.namespaces)
+        translator = ResponsesStream(provider.stream_translator(model, True), env, plan.namespaces, plan.custom)
 
         async def last() -> bytes:
             if keep and translator.response is not None:
@@ -178,7 +179,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
 
     def answer(raw: bytes) -> ChatResult:
         result = provider.chat_response(raw, model)
-        response = response_of(result.body, env, plan.namespaces, result.usage)
+        response = response_of(result.body, env, plan.namespaces, result.usage, plan.custom)
         answered.append(response)
         result.body = orjson.dumps(response)
         return result
