@@ -212,6 +212,28 @@ class ApiClient:
         result: Json = await self.call(creds, "POST", f"/api/provider-keys/{_segment(key_id)}/test")
         return result
 
+    # --- aliases ----------------------------------------------------------------------------------------
+
+    async def aliases(self, creds: Credentials) -> list[Json]:
+        result: list[Json] = (await self.call(creds, "GET", "/api/aliases"))["data"]
+        return result
+
+    async def alias(self, creds: Credentials, alias_id: str) -> Json:
+        result: Json = await self.call(creds, "GET", f"/api/aliases/{_segment(alias_id)}")
+        return result
+
+    async def save_alias(self, creds: Credentials, alias_id: str | None, name: str, hops: list[Json]) -> Json:
+        """Create (``alias_id`` None) or replace an alias."""
+        body = {"name": name, "hops": hops}
+        if alias_id is None:
+            result: Json = await self.call(creds, "POST", "/api/aliases", body=body)
+        else:
+            result = await self.call(creds, "PUT", f"/api/aliases/{_segment(alias_id)}", body=body)
+        return result
+
+    async def delete_alias(self, creds: Credentials, alias_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/aliases/{_segment(alias_id)}")
+
     # --- proxy keys -------------------------------------------------------------------------------------
 
     async def proxy_keys(self, creds: Credentials) -> list[Json]:
