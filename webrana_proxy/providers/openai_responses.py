@@ -40,7 +40,8 @@ def _int(value: Any) -> int:
 
 def usage_of(value: Any) -> Usage | None:
     """A Responses ``usage`` object (``input_tokens`` includes the cached ones, ``output_tokens`` the
-    reasoning ones) as ``Usage``; None when it is not one."""
+    reasoning ones) as ``Usage``, cache reads (``input_tokens_details.cached_tokens``) and reasoning
+    (``output_tokens_details.reasoning_tokens``) included; None when it is not one."""
     if not isinstance(value, dict) or "input_tokens" not in value:
         return None
     prompt, completion = _int(value.get("input_tokens")), _int(value.get("output_tokens"))
