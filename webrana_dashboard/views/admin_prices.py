@@ -16,7 +16,8 @@ from webrana_dashboard.client import ApiError, Json
 from webrana_dashboard.formatting import number, to_jakarta
 from webrana_dashboard.forms import form_text
 from webrana_dashboard.pages import api, creds, error_text, field_errors, redirect, render, require_admin, t_of
-from webrana_dashboard.views.provider_keys import PROVIDERS
+from webrana_dashboard.state import SHARED
+from webrana_dashboard.views.provider_keys import provider_ids
 
 routes = web.RouteTableDef()
 RATES = ("input", "cache_read", "cache_write", "cache_write_1h", "output", "output_thinking")  # the API's names
@@ -41,8 +42,15 @@ def rate_field(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _blank_form() -> dict[str, str]:
-    return {"provider": "openai", "model_pattern": "", "valid_from": "", "context_window": "", "source": "",
+async def _provider_name(request: web.Request, provider_id: str) -> str:
+    for p in await request.app[SHARED].providers(api(request), creds(request)):
+        if p.get("id") == provider_id:
+            return str(p.get("name") or provider_id)
+    return provider_id
+
+
+def _blank_form(provider: str) -> dict[str, str]:
+    return {"provider": provider, "model_pattern": "", "valid_from": "", "context_window": "", "source": "",
             "note": "", **{f"price_{name}": "" for name in RATES}}
 
 
@@ -65,7 +73,7 @@ def _read_form(data: Any) -> dict[str, str]:
     return form
 
 
-def _body(form: dict[str, str], t: Any) -> tuple[Json, dict[str, str]]:
+def _body(form: dict[str, str], t: Any, providers: list[str]) -> tuple[Json, dict[str, str]]:
     """The API's body from the form, and the errors the console can tell before asking the API."""
     errors: dict[str, str] = {}
     prices: Json = {}
@@ -82,7 +90,7 @@ def _body(form: dict[str, str], t: Any) -> tuple[Json, dict[str, str]]:
             prices[name] = raw.replace(",", ".")  # "2,5" as written in Indonesia is 2.5
     if not prices and not errors:
         errors["prices"] = t("prices.error_no_price")
-    if form["provider"] not in PROVIDERS:
+    if form["provider"] not in providers:
         errors["provider"] = t("error.unknown_provider")
     if not form["model_pattern"]:
         errors["model_pattern"] = t("prices.error_pattern")
@@ -108,14 +116,15 @@ async def _page(request: web.Request, form: dict[str, str], errors: dict[str, st
               for o in overrides["data"]]
     return await render(request, "admin/prices.html", {
         "nav": "admin", "admin_nav": "prices", "models": models, "source": catalogue["source"],
-        "overrides": listed, "providers": PROVIDERS, "rate_names": RATES, "form": form, "errors": errors,
-        "action": "/admin/prices", "editing": None}, status=status)
+        "overrides": listed, "providers": await provider_ids(request), "rate_names": RATES, "form": form,
+        "errors": errors, "action": "/admin/prices", "editing": None}, status=status)
 
 
 async def _edit_page(request: web.Request, override: Json, form: dict[str, str], errors: dict[str, str],
                      status: int = 200) -> web.Response:
     return await render(request, "admin/price_edit.html", {
-        "nav": "admin", "admin_nav": "prices", "providers": PROVIDERS, "rate_names": RATES, "form": form,
+        "nav": "admin", "admin_nav": "prices", "providers": await provider_ids(request), "rate_names": RATES,
+        "form": form,
         "errors": errors, "action": f"/admin/prices/{override['id']}", "editing": override}, status=status)
 
 
@@ -130,7 +139,8 @@ async def _find(request: web.Request, price_id: str) -> Json:
 @routes.get("/admin/prices")
 async def prices(request: web.Request) -> web.Response:
     require_admin(request)
-    return await _page(request, _blank_form(), {})
+    providers = await provider_ids(request)
+    return await _page(request, _blank_form(providers[0] if providers else ""), {})
 
 
 @routes.post("/admin/prices")
@@ -138,7 +148,7 @@ async def create(request: web.Request) -> web.Response:
     session = require_admin(request)
     t = t_of(request)
     form = _read_form(await request.post())
-    body, errors = _body(form, t)
+    body, errors = _body(form, t, await provider_ids(request))
     if not errors:
         try:
             created = await api(request).admin_create_price(creds(request), body)
@@ -147,7 +157,7 @@ async def create(request: web.Request) -> web.Response:
                 raise
             errors = field_errors(t, err, FIELDS)
         else:
-            session.flash("ok", t("prices.added", provider=t("provider." + created["provider"]),
+            session.flash("ok", t("prices.added", provider=await _provider_name(request, created["provider"]),
                                   pattern=created["model_pattern"]))
             return redirect("/admin/prices")
     return await _page(request, form, errors, status=422)
@@ -166,7 +176,7 @@ async def update(request: web.Request) -> web.Response:
     t = t_of(request)
     price_id = request.match_info["id"]
     form = _read_form(await request.post())
-    body, errors = _body(form, t)
+    body, errors = _body(form, t, await provider_ids(request))
     if not errors:
         try:
             changed = await api(request).admin_update_price(creds(request), price_id, body)
@@ -178,7 +188,7 @@ async def update(request: web.Request) -> web.Response:
                 raise
             errors = field_errors(t, err, FIELDS)
         else:
-            session.flash("ok", t("prices.changed", provider=t("provider." + changed["provider"]),
+            session.flash("ok", t("prices.changed", provider=await _provider_name(request, changed["provider"]),
                                   pattern=changed["model_pattern"]))
             return redirect("/admin/prices")
     return await _edit_page(request, {"id": price_id}, form, errors, status=422)
