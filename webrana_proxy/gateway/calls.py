@@ -90,6 +90,8 @@ def record_call(app: web.Application, call: Call) -> None:
             usage.prompt_tokens = estimate_prompt_tokens(call.body) if call.body is not None else 0
             usage.completion_tokens = estimate_tokens(call.completion_chars)
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    if call.body is not None and call.body.get("enable_thinking") is True:
+        usage.thinking_mode = True  # Qwen's thinking mode has its own output price, reasoning reported or not
     now = datetime.now(UTC)
     priced, unpriced = app[PRICES].price(call.provider, call.model, usage, app[SETTINGS].usd_to_idr, now)
     status = call.status or 500
