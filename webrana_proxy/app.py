@@ -20,6 +20,7 @@ from webrana_proxy.alerts.record import alerts_ctx
 from webrana_proxy.api import (
     admin,
     alerts,
+    aliases,
     auth,
     auth_email,
     billing,
@@ -34,6 +35,7 @@ from webrana_proxy.api import (
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
@@ -56,6 +58,7 @@ from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
 from webrana_proxy.spend import spend_ctx
 from webrana_proxy.state import (
+    BREAKERS,
     HTTP,
     KEYCACHE,
     KEYRING,
@@ -159,6 +162,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PASSWORDS] = Passwords(settings.password_hash_concurrency, settings.password_hash_wait)
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
+    app[BREAKERS] = CircuitBoard(app[METRICS], threshold=settings.circuit_failures,
+                                 cooldown=settings.circuit_cooldown)
     app[FALLBACK] = LocalLimiter()
     app[REQUEST_IDS] = RequestIds()
     app[PRICES] = PriceBook(load_catalogue())
@@ -173,6 +178,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([alerts_ctx, webhooks_ctx])  # crossings become alerts; the webhook job (issue 14)
     app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, alerts):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts):
         app.router.add_routes(module.routes)
     return app
