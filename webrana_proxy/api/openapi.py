@@ -142,6 +142,7 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
+    from webrana_proxy.api.alerts_openapi import alerts_paths
     from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
     from webrana_proxy.api.rules_openapi import rules_paths
@@ -149,6 +150,7 @@ def paths() -> dict[str, dict[str, Any]]:
     return {
         **billing_paths(),
         **auth_email_paths(),
+        **alerts_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
                                  "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
