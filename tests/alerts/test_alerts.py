@@ -246,3 +246,32 @@ async def test_the_connection_goes_to_the_address_that_was_checked(gw: Client, r
     assert (status, error) == (204, "")
     assert asked == ["hook.webrana.test"]
     assert receiver.got[0].path == "/pinned" and receiver.got[0].headers["Host"] == f"hook.webrana.test:{port}"
+
+
+async def test_rotating_the_master_key_keeps_webhook_secrets_readable(
+        gw: Client, migrated: str, receiver: Receiver, gateway_env: dict[str, str]) -> None:
+    """``rotate-master-key`` re-seals webhook signing secrets too: once the previous key is gone, deliveries are
+    still signed with the secret the user was shown."""
+    import base64
+    import os
+
+    from webrana_proxy.app import create_app
+    from webrana_proxy.crypto import Keyring
+    from webrana_proxy.rotation import rotate
+
+    account = await make_account(gw, migrated, providers=())
+    secret = await set_webhook(gw, account, receiver.url)
+    old_key = gateway_env["MASTER_ENCRYPTION_KEY"]
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    pool = await create_pool(migrated, min_size=1, max_size=2)
+    try:
+        ring = Keyring(base64.b64decode(new_key), base64.b64decode(old_key))
+        assert await rotate(pool, ring) >= 1
+        version = await pool.fetchval("SELECT key_version FROM webhooks WHERE user_id = $1::uuid", account.user_id)
+        assert version == ring.current_version
+    finally:
+        await pool.close()
+    async with serve_app(create_app(Settings.from_env({**gateway_env, "MASTER_ENCRYPTION_KEY": new_key}))) as rotated:
+        assert (await rotated.post("/api/webhook/test", headers=account.headers)).status == 202
+        assert (await delivery.run_once(rotated.app)).sent == 1
+    assert documented_verifier()(secret, receiver.got[-1].body, receiver.got[-1].headers["Webrana-Signature"])
