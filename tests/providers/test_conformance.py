@@ -107,7 +107,7 @@ def test_each_cell_is_what_the_upstream_gets(row: Row, provider: str) -> None:
 
 
 def test_every_provider_dialect_and_cell_is_stated() -> None:
-    assert PROVIDERS == provider_ids()
+    assert provider_ids() == PROVIDERS
     for dialect, provider_id in NATIVE.items():
         provider = REGISTRY.get(provider_id)
         native = provider.messages_native if dialect == "messages" else provider.responses_native

@@ -87,10 +87,17 @@ def row(dialect: str, parameter: str, sample: Mapping[str, Any], everyone: Cell,
 def like(chat: Row, dialect: str, parameter: str, sample: Mapping[str, Any], native: Cell,
          **per_provider: Cell) -> Row:
     """A row of another dialect whose adapter gives the chat form of ``chat``: the same cells, but the native
-    provider's (the body as it came) and any named."""
-    cells = {p: per_provider.get(p, chat.cells[p]) for p in PROVIDERS}
+    provider's (the body as it came) and any named. A chat field the dialect spells otherwise is mapped, not
+    passed."""
+    cells = {p: per_provider.get(p, _respelled(chat.cells[p], sample)) for p in PROVIDERS}
     cells[NATIVE[dialect]] = native
     return Row(dialect, parameter, sample, cells)
+
+
+def _respelled(cell: Cell, sample: Mapping[str, Any]) -> Cell:
+    if cell.kind == "passed" and any(path.split(".")[0] not in sample for path in cell.sent):
+        return Cell("mapped", sent=cell.sent, absent=cell.absent, note=cell.note)
+    return cell
 
 
 def not_in(dialect: str, parameter: str) -> Row:
@@ -151,7 +158,8 @@ C_EFFORT = row(
     anthropic=mapped({"thinking": {"type": "enabled", "budget_tokens": 16384}, "max_tokens": 16384 + 8192},
                      ("reasoning_effort",), EFFORT_TO_THINKING),
     google=mapped({"generationConfig.thinkingConfig.thinkingBudget": 24576}, ("reasoning_effort",),
-                  "`thinkingConfig.thinkingBudget`: none and minimal 0, low 1,024, medium 8,192, high and xhigh 24,576"),
+                  "`thinkingConfig.thinkingBudget`: none and minimal 0, low 1,024, medium 8,192, high and "
+                  "xhigh 24,576"),
     qwen=mapped({"enable_thinking": True, "thinking_budget": 16384}, ("reasoning_effort",),
                 "`enable_thinking` + `thinking_budget` (minimal 1,024, low 2,048, medium 8,192, high 16,384, "
                 "xhigh 32,768)"),
@@ -349,26 +357,30 @@ Each request parameter is, per provider:
 - **400 `field`**: refused before anything is sent, with an error naming the field;
 - **n/a**: the dialect has no such parameter.
 
-Every cell is checked by `tests/providers/test_conformance.py` against the body the provider would receive
-(checked with the models {models}). On the Messages and Responses lanes the model's capabilities
-(`providers/pricedata/capabilities.json`) apply first: no reasoning parameter for a model without reasoning, output
-limits no higher than the model's. Images given by URL are passed on for the provider to fetch; Webrana never
-fetches a URL.
-"""
+On the Messages and Responses lanes the model's capabilities (`providers/pricedata/capabilities.json`) apply
+first: no reasoning parameter for a model without reasoning, output limits no higher than the model's. Images given
+by URL are passed on for the provider to fetch; Webrana never fetches a URL.
+
+Every cell is checked by `tests/providers/test_conformance.py` against the body the provider would receive, with
+these models:
+{models}"""
+
+
+def _field(path: str) -> str:
+    """A ``sent`` path as a field name: ``messages.0.content.1.source`` -> ``messages[].content[].source``."""
+    return "".join("[]" if step.isdigit() else f".{step}" for step in path.split(".")).lstrip(".")
 
 
 def _short(cell: Cell) -> str:
     if cell.kind == "mapped":
-        fields = sorted({path.split(".")[0] if path.startswith(("messages.", "contents.", "tools.")) else path
-                         for path in cell.sent})
-        return "→ " + ", ".join(f"`{f}`" for f in fields)
+        return "→ " + ", ".join(f"`{f}`" for f in sorted({_field(path) for path in cell.sent}))
     if cell.kind == "refused":
         return f"400 `{cell.param}`"
     return cell.kind
 
 
 def render() -> str:
-    models = ", ".join(f"{NAMES[p]} `{MODELS[p]}`" for p in PROVIDERS)
+    models = "\n".join(f"- {NAMES[p]}: `{MODELS[p]}`" for p in PROVIDERS)
     out = [HEADER.format(models=models)]
     for dialect in DIALECTS:
         out.append(f"\n## {dialect} (`{ENDPOINTS[dialect]}`)\n")
