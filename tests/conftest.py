@@ -30,8 +30,8 @@ TEST_DATABASE = f"webrana_test_{os.getpid()}"
 TEST_REDIS_DB = 1 + os.getpid() % 15
 TRUNCATE_ALL = """TRUNCATE mail_outbox, email_tokens,
                            audit_log, model_prices, payment_notifications, invoice_counters, invoices, subscriptions,
-                           usage_daily, stored_responses, proxy_requests, proxy_api_keys, api_keys, refresh_tokens,
-                           users CASCADE"""
+                           usage_daily, stored_responses, model_aliases, proxy_requests, proxy_api_keys, api_keys,
+                           refresh_tokens, users CASCADE"""
 PASSWORD = "Sup3rSecret!"
 
 

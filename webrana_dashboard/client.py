@@ -112,6 +112,8 @@ class ApiClient:
             try:
                 async with self.http.request(method, self.base_url + path, data=data, params=params,
                                              headers=sent, timeout=time_limit) as resp:
+                    if resp.status == 204:  # a DELETE that answers nothing
+                        return None
                     if resp.status < 400:
                         return orjson.loads(await resp.read())
                     err = await _error_from(resp)
@@ -211,6 +213,28 @@ class ApiClient:
     async def test_provider_key(self, creds: Credentials, key_id: str) -> Json:
         result: Json = await self.call(creds, "POST", f"/api/provider-keys/{_segment(key_id)}/test")
         return result
+
+    # --- aliases ----------------------------------------------------------------------------------------
+
+    async def aliases(self, creds: Credentials) -> list[Json]:
+        result: list[Json] = (await self.call(creds, "GET", "/api/aliases"))["data"]
+        return result
+
+    async def alias(self, creds: Credentials, alias_id: str) -> Json:
+        result: Json = await self.call(creds, "GET", f"/api/aliases/{_segment(alias_id)}")
+        return result
+
+    async def save_alias(self, creds: Credentials, alias_id: str | None, name: str, hops: list[Json]) -> Json:
+        """Create (``alias_id`` None) or replace an alias."""
+        body = {"name": name, "hops": hops}
+        if alias_id is None:
+            result: Json = await self.call(creds, "POST", "/api/aliases", body=body)
+        else:
+            result = await self.call(creds, "PUT", f"/api/aliases/{_segment(alias_id)}", body=body)
+        return result
+
+    async def delete_alias(self, creds: Credentials, alias_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/aliases/{_segment(alias_id)}")
 
     # --- proxy keys -------------------------------------------------------------------------------------
 
@@ -326,3 +350,25 @@ class ApiClient:
         result: Json = await self.call(creds, "POST", f"/api/admin/invoices/{_segment(invoice_id)}/refunded",
                                        body={"note": note or None})
         return result
+
+    # --- prices -----------------------------------------------------------------------------------------
+
+    async def prices(self, creds: Credentials) -> Json:
+        """The current models with their prices and context windows, and where the price data came from."""
+        result: Json = await self.call(creds, "GET", "/api/prices")
+        return result
+
+    async def admin_prices(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/admin/prices")
+        return result
+
+    async def admin_create_price(self, creds: Credentials, body: Json) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/admin/prices", body=body)
+        return result
+
+    async def admin_update_price(self, creds: Credentials, price_id: str, body: Json) -> Json:
+        result: Json = await self.call(creds, "PUT", f"/api/admin/prices/{_segment(price_id)}", body=body)
+        return result
+
+    async def admin_delete_price(self, creds: Credentials, price_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/admin/prices/{_segment(price_id)}")

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from webrana_proxy import __version__, health
 from webrana_proxy.api import (
     admin,
+    aliases,
     auth,
     auth_email,
     billing,
@@ -30,6 +31,7 @@ from webrana_proxy.api import (
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
@@ -52,6 +54,7 @@ from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
 from webrana_proxy.spend import spend_ctx
 from webrana_proxy.state import (
+    BREAKERS,
     HTTP,
     KEYCACHE,
     KEYRING,
@@ -155,6 +158,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PASSWORDS] = Passwords(settings.password_hash_concurrency, settings.password_hash_wait)
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
+    app[BREAKERS] = CircuitBoard(app[METRICS], threshold=settings.circuit_failures,
+                                 cooldown=settings.circuit_cooldown)
     app[FALLBACK] = LocalLimiter()
     app[REQUEST_IDS] = RequestIds()
     app[PRICES] = PriceBook(load_catalogue())
@@ -167,6 +172,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
     app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases):
         app.router.add_routes(module.routes)
     return app

@@ -1,12 +1,12 @@
 """The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
-keys already decrypted. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
+keys already decrypted, their aliases. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
 
 Each entry carries the key's rules (``keyrules.KeyRules``: expiry, allowed models with the globs compiled once,
 per-key rate, spend caps of the key and its account), so the hot path never reads them from PostgreSQL.
 
-Changes (revoked proxy key, a key's rules, provider key added or deleted, user suspended, plan, limits or spend
-cap changed) are published on Redis; every replica's listener drops that user's entries at once. If the listener
-loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
+Changes (revoked proxy key, a key's rules, provider key added or deleted, alias changed, user suspended, plan,
+limits or spend cap changed) are published on Redis; every replica's listener drops that user's entries at once. If
+the listener loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from webrana_proxy.aliases import Alias, from_row
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
 from webrana_proxy.keyrules import KeyRules
@@ -57,6 +58,7 @@ class Principal:
     provider_keys: dict[str, tuple[ProviderKey, ...]]
     rules: KeyRules | None = None  # the key's own rules and the account's spend cap; None: none at all
     rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
+    aliases: dict[str, Alias] = field(default_factory=dict)  # the user's aliases by name (wbr/...)
 
     def keys_in_order(self, provider_id: str) -> tuple[ProviderKey, ...]:
         """This provider's keys, starting at the next one in turn, so calls spread across them."""
@@ -150,6 +152,8 @@ class KeyCache:
             key_rows = await conn.fetch(
                 """SELECT id, provider, ciphertext, nonce, key_version FROM api_keys
                    WHERE user_id = $1 ORDER BY created_at, id""", row["user_id"])
+            alias_rows = await conn.fetch(
+                "SELECT name, hops FROM model_aliases WHERE user_id = $1", row["user_id"])
         plan = get_plan(row["plan"])
         by_provider: dict[str, list[ProviderKey]] = {}
         for kr in key_rows:
@@ -170,7 +174,8 @@ class KeyCache:
             rules=KeyRules.build(expires_at=row["expires_at"], models=row["allowed_models"],
                                  providers=row["allowed_providers"], rpm=row["rpm_limit"],
                                  key_cap_idr=row["spend_cap_idr"], user_cap_idr=row["user_cap_idr"],
-                                 user_cap_hard=row["spend_cap_hard"]))
+                                 user_cap_hard=row["spend_cap_hard"]),
+            aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         self._generation += 1
@@ -241,6 +246,17 @@ class KeyCache:
             except (RedisError, OSError) as exc:
                 log.warning("key-cache invalidation channel lost; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(RECONNECT_DELAY)
+
+
+def _aliases(rows: list[asyncpg.Record]) -> dict[str, Alias]:
+    out: dict[str, Alias] = {}
+    for r in rows:
+        alias = from_row(r["name"], r["hops"])
+        if alias is None:
+            log.error("stored alias unreadable; skipped", extra={"alias": r["name"]})
+            continue
+        out[alias.name] = alias
+    return out
 
 
 @contextlib.asynccontextmanager

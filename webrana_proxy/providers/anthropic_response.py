@@ -51,6 +51,12 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def thinking_of(raw: JSON) -> int:
+    """``output_tokens_details.thinking_tokens``: the part of ``output_tokens`` spent thinking (billed as output)."""
+    details = raw.get("output_tokens_details")
+    return _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+
+
 def usage_of(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
@@ -63,14 +69,17 @@ def usage_of(raw: Any) -> Usage | None:
     tier = raw.get("service_tier")
     return Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
                  cached_tokens=cache_read, cache_write_tokens=written, cache_write_1h_tokens=written_1h,
+                 reasoning_tokens=min(thinking_of(raw), output),
                  service_tier=tier if isinstance(tier, str) else None)
 
 
-def with_output(input_usage: Usage | None, output_tokens: int) -> Usage:
-    """The input side of ``message_start`` (tokens, cache reads and writes) with the output count so far."""
+def with_output(input_usage: Usage | None, output_tokens: int, thinking_tokens: int = 0) -> Usage:
+    """The input side of ``message_start`` (tokens, cache reads and writes) with the output count so far (and
+    how much of it was thinking, when ``message_delta`` says)."""
+    reasoning = min(thinking_tokens, output_tokens)
     if input_usage is None:
-        return Usage(completion_tokens=output_tokens, total_tokens=output_tokens)
-    return replace(input_usage, completion_tokens=output_tokens,
+        return Usage(completion_tokens=output_tokens, total_tokens=output_tokens, reasoning_tokens=reasoning)
+    return replace(input_usage, completion_tokens=output_tokens, reasoning_tokens=reasoning,
                    total_tokens=input_usage.prompt_tokens + output_tokens)
 
 
@@ -120,6 +129,7 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
         [{"index": 0, "message": message, "logprobs": None,
           "finish_reason": reason}],
         usage,
+        usage.reasoning_tokens if usage is not None and usage.reasoning_tokens else None,
     )
     return ChatResult(body=body, usage=usage, upstream_id=upstream_id)
 
@@ -139,6 +149,7 @@ class AnthropicStream:
         self._answers: set[int] = set()  # Anthropic block indexes of ANSWER_TOOL calls: their input is text
         self._input: Usage | None = None
         self._output_tokens = 0
+        self._thinking_tokens = 0
         self._finished = False  # trailing events already sent
         self.usage: Usage | None = None
         self.completion_chars = 0
@@ -254,6 +265,7 @@ class AnthropicStream:
         if isinstance(usage, dict):
             if isinstance(usage.get("output_tokens"), int):
                 self._output_tokens = usage["output_tokens"]
+            self._thinking_tokens = thinking_of(usage) or self._thinking_tokens
             if "input_tokens" in usage or "cache_read_input_tokens" in usage:
                 fresh = usage_of(usage)
                 if fresh is not None and fresh.prompt_tokens:
@@ -270,9 +282,9 @@ class AnthropicStream:
         self._finished = True
         out: list[bytes] = []
         if self._include_usage and self.usage is not None:
-            out.append(self._writer.usage_chunk(self.usage))
+            out.append(self._writer.usage_chunk(self.usage, self.usage.reasoning_tokens or None))
         out.append(DONE)
         return out
 
     def _update_usage(self) -> None:
-        self.usage = with_output(self._input, self._output_tokens)
+        self.usage = with_output(self._input, self._output_tokens, self._thinking_tokens)
