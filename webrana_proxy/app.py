@@ -21,6 +21,7 @@ from webrana_proxy.api import (
     billing,
     meta,
     openapi,
+    orgs,
     overview,
     plans,
     prices,
@@ -167,6 +168,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
     app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, orgs):
         app.router.add_routes(module.routes)
     return app

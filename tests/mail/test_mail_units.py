@@ -59,7 +59,8 @@ def test_every_template_renders_in_both_languages() -> None:
     params = {"email": "a@b.co", "token_id": str(uuid.uuid4()), "changed_at": "2025-03-01T07:30:00+00:00",
               "number": "WEB-2025-03-0001", "plan_name": "Starter", "subtotal_idr": 100000, "ppn_idr": 11000,
               "ppn_percent": 11, "total_idr": 111000, "period_end_at": "2025-03-31T17:00:00+00:00",
-              "path": "/billing/invoices/x"}
+              "path": "/billing/invoices/x", "inviter": "owner@b.co", "org_name": "Acme", "role": "member",
+              "expires_at": "2025-03-08T07:30:00+00:00"}
     for name in TEMPLATES:
         subjects = {render(name, lang, params, console_url="https://c.example", token_for=_token).subject
                     for lang in ("id", "en")}

@@ -130,11 +130,13 @@ def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
     from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
+    from webrana_proxy.api.orgs_openapi import orgs_paths
     from webrana_proxy.api.rules_openapi import rules_paths
 
     return {
         **billing_paths(),
         **auth_email_paths(),
+        **orgs_paths(),  # teams; /api/orgs/{org_id}/... names the workspace a call acts in
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
                                  "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
