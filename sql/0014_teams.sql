@@ -59,3 +59,21 @@ CREATE TRIGGER org_invitations_set_updated_at BEFORE UPDATE ON org_invitations
 -- happened in (no foreign key: the trail outlives a deleted organisation).
 ALTER TABLE audit_log ADD COLUMN org_id UUID;
 CREATE INDEX audit_log_org_idx ON audit_log (org_id, created_at DESC) WHERE org_id IS NOT NULL;
+
+-- What a team shares. A row whose org_id is set belongs to that organisation's workspace; NULL means the personal
+-- workspace of its user_id. So the workspace of a row is coalesce(org_id, user_id), and every row written before
+-- teams existed already names its workspace: nothing is rewritten. user_id stays who added the key or made the call
+-- (the per-member breakdown).
+ALTER TABLE api_keys ADD COLUMN org_id UUID REFERENCES organisations (id) ON DELETE CASCADE;
+CREATE INDEX api_keys_org_idx ON api_keys (org_id, created_at) WHERE org_id IS NOT NULL;
+ALTER TABLE proxy_api_keys ADD COLUMN org_id UUID REFERENCES organisations (id) ON DELETE CASCADE;
+CREATE INDEX proxy_api_keys_org_idx ON proxy_api_keys (org_id, user_id) WHERE org_id IS NOT NULL AND revoked_at IS NULL;
+-- Usage keeps its organisation without a foreign key (the record outlives a deleted team; COPY stays cheap).
+ALTER TABLE proxy_requests ADD COLUMN org_id UUID;
+CREATE INDEX proxy_requests_org_time_idx ON proxy_requests (org_id, created_at DESC, id DESC) WHERE org_id IS NOT NULL;
+-- The daily roll-up is per workspace and member: (user, organisation or NULL, day, provider, model), NULLs equal.
+ALTER TABLE usage_daily ADD COLUMN org_id UUID;
+ALTER TABLE usage_daily DROP CONSTRAINT usage_daily_user_id_day_provider_model_key;
+ALTER TABLE usage_daily ADD CONSTRAINT usage_daily_workspace_key
+    UNIQUE NULLS NOT DISTINCT (user_id, org_id, day, provider, model);
+CREATE INDEX usage_daily_org_day_idx ON usage_daily (org_id, day) WHERE org_id IS NOT NULL;

@@ -37,6 +37,9 @@ ACTIONS: Final = {
     "members.read": MEMBER,
     "members.manage": MANAGER,  # change roles, remove members
     "invitations.manage": MANAGER,  # invite, list, resend, revoke
+    "provider_keys.manage": MANAGER,  # the team's provider keys: add, list (masked), test, delete
+    "proxy_keys.use": MEMBER,  # the caller's own team proxy keys: create within the team's plan, change, revoke
+    "proxy_keys.all": MANAGER,  # every member's team proxy keys: see, change rules, revoke
     "org.rename": OWNER,
     "org.delete": OWNER,
     "org.transfer": OWNER,
@@ -50,10 +53,20 @@ class Workspace:
     role: str  # the caller's role here: always "owner" in a personal workspace
     org_id: uuid.UUID | None = None
     name: str = ""  # the organisation's name ("" for a personal workspace)
+    plan: str = "free"  # the plan whose limits apply here: the user's own, or the team's (``teams.seat_plan``)
 
     @property
     def personal(self) -> bool:
         return self.org_id is None
+
+    def scope(self, all_members_action: str) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        """``(org_id, user_id)`` binding a query to this workspace, written as
+        ``org_id IS NOT DISTINCT FROM $a AND ($b::uuid IS NULL OR user_id = $b)``: the caller's own rows in their
+        personal workspace; in a team every member's rows when the caller may take ``all_members_action``, else
+        only the caller's."""
+        if self.org_id is None:
+            return None, self.user.id
+        return self.org_id, None if allowed(self.role, all_members_action) else self.user.id
 
 
 def allowed(role: str, action: str) -> bool:
@@ -76,7 +89,9 @@ def _org_id(request: web.Request) -> uuid.UUID | None:
         raise NotFound("organisation not found") from None
 
 
-_MEMBERSHIP = """SELECT m.role, o.name FROM org_members m JOIN organisations o ON o.id = m.org_id
+# The team's plan is its owner's until the subscription itself moves to the organisation (teams.seat_plan).
+_MEMBERSHIP = """SELECT m.role, o.name, ow.plan FROM org_members m JOIN organisations o ON o.id = m.org_id
+                 JOIN users ow ON ow.id = o.owner_id
                  WHERE m.org_id = $1 AND m.user_id = $2"""
 
 
@@ -88,7 +103,7 @@ async def authorize(request: web.Request, action: str, conn: Conn | None = None)
     user = await current_user(request)
     org_id = _org_id(request)
     if org_id is None:
-        return Workspace(user.id, user, OWNER)
+        return Workspace(user.id, user, OWNER, plan=user.plan)
     if conn is None:
         row = await request.app[POOL].fetchrow(_MEMBERSHIP, org_id, user.id)
     else:
@@ -99,4 +114,4 @@ async def authorize(request: web.Request, action: str, conn: Conn | None = None)
     if not allowed(role, action):
         raise Forbidden(f"this needs the {ACTIONS[action]} role in {row['name']!r}; you are a {role}",
                         code="org_role_required")
-    return Workspace(org_id, user, role, org_id, row["name"])
+    return Workspace(org_id, user, role, org_id, row["name"], row["plan"])

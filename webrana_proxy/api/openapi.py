@@ -130,10 +130,10 @@ def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
     from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
-    from webrana_proxy.api.orgs_openapi import orgs_paths
+    from webrana_proxy.api.orgs_openapi import orgs_paths, team_key_paths
     from webrana_proxy.api.rules_openapi import rules_paths
 
-    return {
+    personal = {
         **billing_paths(),
         **auth_email_paths(),
         **orgs_paths(),  # teams; /api/orgs/{org_id}/... names the workspace a call acts in
@@ -182,6 +182,7 @@ def paths() -> dict[str, dict[str, Any]]:
                                              "so far; at most 366 days)", params=RANGE_PARAMS,
                                              response=STR, content_type="text/csv")},
     }
+    return {**personal, **team_key_paths(personal)}
 
 
 def document() -> dict[str, Any]:

@@ -29,7 +29,7 @@ from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_email,
 from webrana_proxy.mail.linktokens import MAX_TOKEN_CHARS
 from webrana_proxy.mail.mailer import MAILER
 from webrana_proxy.mail.outbox import enqueue_to_address
-from webrana_proxy.state import POOL, SETTINGS
+from webrana_proxy.state import KEYCACHE, POOL, SETTINGS
 from webrana_proxy.teams import INVITATION_DAYS, lock_org, refuse_below, seats
 from webrana_proxy.workspaces import INVITABLE_ROLES, MANAGER, OWNER, Workspace, authorize, may_change
 
@@ -148,8 +148,10 @@ async def delete(request: web.Request) -> web.Response:
     ws = await authorize(request, "org.delete")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         members = await conn.fetchval("SELECT count(*) FROM org_members WHERE org_id = $1", ws.org_id)
-        await conn.execute("DELETE FROM organisations WHERE id = $1", ws.org_id)
+        await conn.execute("DELETE FROM organisations WHERE id = $1", ws.org_id)  # its keys go with it
         await _audit(conn, ws, "org.delete", None, {"members": members})
+    assert ws.org_id is not None
+    await request.app[KEYCACHE].invalidate_user(ws.org_id)  # its proxy keys stop at once on every replica
     return json_response({"id": str(ws.org_id), "deleted": True})
 
 
@@ -183,6 +185,7 @@ async def transfer(request: web.Request) -> web.Response:
                            ws.org_id, target)
         await conn.execute("UPDATE organisations SET owner_id = $2 WHERE id = $1", ws.org_id, target)
         await _audit(conn, ws, "org.transfer", target, {"new_owner_email": row["email"]})
+    await request.app[KEYCACHE].invalidate_user(ws.org_id)  # the team now runs on the new owner's plan
     return json_response({"id": str(ws.org_id), "owner_id": str(target), "your_role": MANAGER})
 
 
@@ -194,7 +197,9 @@ async def leave(request: web.Request) -> web.Response:
             raise Conflict("the owner cannot leave; transfer ownership first (POST /api/orgs/{org_id}/transfer) "
                            "or delete the team", code="owner_cannot_leave")
         await conn.execute("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2", ws.org_id, ws.user.id)
-        await _audit(conn, ws, "org.leave", ws.user.id, {"role": ws.role})
+        revoked = await _revoke_member_keys(conn, ws, ws.user.id)
+        await _audit(conn, ws, "org.leave", ws.user.id, {"role": ws.role, "keys_revoked": revoked})
+    await request.app[KEYCACHE].invalidate_user(ws.id)
     return json_response({"id": str(ws.org_id), "left": True})
 
 
@@ -225,6 +230,14 @@ async def _target(conn: Conn, ws: Workspace, user_id: uuid.UUID) -> asyncpg.Reco
     return row
 
 
+async def _revoke_member_keys(conn: Conn, ws: Workspace, user_id: uuid.UUID) -> int:
+    """Revoke the team proxy keys a leaving member holds (the caller invalidates the key cache after commit)."""
+    revoked = await conn.fetch("""UPDATE proxy_api_keys SET revoked_at = now()
+                                  WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id""",
+                               ws.org_id, user_id)
+    return len(revoked)
+
+
 @routes.patch("/api/orgs/{org_id}/members/{user_id}")
 async def change_role(request: web.Request) -> web.Response:
     user_id = path_uuid(request, "user_id")
@@ -247,7 +260,10 @@ async def remove_member(request: web.Request) -> web.Response:
         ws = await authorize(request, "members.manage", conn)
         row = await _target(conn, ws, user_id)
         await conn.execute("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2", ws.org_id, user_id)
-        await _audit(conn, ws, "org.member_remove", user_id, {"email": row["email"], "role": row["role"]})
+        revoked = await _revoke_member_keys(conn, ws, user_id)
+        await _audit(conn, ws, "org.member_remove", user_id, {"email": row["email"], "role": row["role"],
+                                                             "keys_revoked": revoked})
+    await request.app[KEYCACHE].invalidate_user(ws.id)  # their team keys stop at once on every replica
     return json_response({"user_id": str(user_id), "removed": True})
 
 

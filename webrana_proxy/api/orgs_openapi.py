@@ -29,6 +29,28 @@ INVITATION = _obj(["id", "email", "role", "invited_by", "created_at", "expires_a
 NAME = _obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})
 
 
+TEAM_KEY_ROUTES = {  # personal route -> who may use its team twin
+    "/api/provider-keys": "manager; members use the team's provider keys only through their team proxy keys",
+    "/api/provider-keys/{id}": "manager",
+    "/api/provider-keys/{id}/test": "manager",
+    "/api/proxy-keys": "member: their own keys, counted against the team's plan; a manager sees every member's",
+    "/api/proxy-keys/{id}": "member: their own key; a manager: any member's",
+}
+
+
+def team_key_paths(personal: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The team's twins of the personal key routes: the same operations under /api/orgs/{org_id}, acting in the
+    team's workspace (keys sealed with the team bound; calls through them count against the team)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, who in TEAM_KEY_ROUTES.items():
+        ops = {}
+        for method, op in personal[path].items():
+            ops[method] = {**op, "summary": f"{op['summary']}, in a team's workspace ({who})",
+                           "parameters": [ORG_ID, *op.get("parameters", [])]}
+        out["/api/orgs/{org_id}" + path.removeprefix("/api")] = ops
+    return out
+
+
 def _list(item: dict[str, Any]) -> dict[str, Any]:
     return _obj(["data"], data={"type": "array", "items": item})
 

@@ -69,7 +69,7 @@ def record_call(app: web.Application, call: Call) -> None:
         cost_idr_micro=priced.cost_idr_micro, cost_usd_nano=priced.cost_usd_nano, usd_to_idr=priced.usd_to_idr,
         price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier))
+        reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier, org_id=call.principal.org_id))
     runtime = app[GATEWAY]
     if priced.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
         app[SPEND].add(call.principal, priced.cost_idr_micro, *runtime.months.at(time.time()))
