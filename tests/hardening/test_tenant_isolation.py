@@ -5,7 +5,8 @@ A's resources are untouched afterwards, and A can use every one of them (the ids
 
 Team routes (``/api/orgs/{org_id}/...``) get their own sweep: team B's real organisation, member and invitation
 ids, called by an outsider and by a member and a manager of team A, answer 404 exactly like made-up ids; and
-team A's own organisation id with team B's member and invitation ids answers 404 too."""
+team A's own organisation id with team B's member, invitation and key ids answers 404 too; and a member never
+reaches another member's team proxy key."""
 
 from __future__ import annotations
 
@@ -142,8 +143,9 @@ def team_kind(path: str, name: str) -> str:
 
 
 async def team_of(gw: TestClient[web.Request, web.Application], migrated: str, owner: Account,
-                  *joiners: tuple[Account, str]) -> tuple[str, str]:
-    """``owner``'s team with ``joiners`` (account, role) in it and one open invitation: (org id, invitation id)."""
+                  *joiners: tuple[Account, str]) -> dict[str, str]:
+    """``owner``'s team with ``joiners`` (account, role) in it, one open invitation, a team provider key and a team
+    proxy key of each joiner: the ids by kind (the last joiner's proxy key)."""
     conn = await asyncpg.connect(migrated)
     try:
         await conn.execute("UPDATE users SET plan = 'team' WHERE id = $1::uuid", owner.user_id)
@@ -163,7 +165,16 @@ async def team_of(gw: TestClient[web.Request, web.Application], migrated: str, o
         resp = await gw.post(f"/api/orgs/{org_id}/invitations", json={"email": "open@example.co.id",
                                                                       "role": "member"}, headers=owner.headers)
         assert resp.status == 201, await resp.text()
-        return org_id, (await resp.json())["id"]
+        ids = {"orgs": org_id, "invitations": (await resp.json())["id"], "members": joiners[-1][0].user_id}
+        resp = await gw.post(f"/api/orgs/{org_id}/provider-keys", headers=owner.headers,
+                             json={"provider": "openai", "name": "team", "key": "sk-proj-fakeTEAMSWEEP000000001"})
+        assert resp.status == 201, await resp.text()
+        ids["provider-keys"] = (await resp.json())["id"]
+        for account, _ in joiners:
+            resp = await gw.post(f"/api/orgs/{org_id}/proxy-keys", json={"name": "team"}, headers=account.headers)
+            assert resp.status == 201, await resp.text()
+            ids["proxy-keys"] = (await resp.json())["id"]
+        return ids
     finally:
         await conn.close()
 
@@ -182,13 +193,14 @@ async def test_another_teams_ids_are_404_for_outsiders_members_and_managers(
     owner_a, manager_a, member_a = [await make_account(gw, migrated, providers=()) for _ in range(3)]
     owner_b, member_b = [await make_account(gw, migrated, providers=()) for _ in range(2)]
     outsider = await make_account(gw, migrated, providers=())
-    org_a, _ = await team_of(gw, migrated, owner_a, (manager_a, "manager"), (member_a, "member"))
-    org_b, invitation_b = await team_of(gw, migrated, owner_b, (member_b, "member"))
-    b_ids = {"orgs": org_b, "members": member_b.user_id, "invitations": invitation_b}
+    a_ids = await team_of(gw, migrated, owner_a, (member_a, "member"), (manager_a, "manager"))
+    org_a = a_ids["orgs"]
+    b_ids = await team_of(gw, migrated, owner_b, (member_b, "member"))
+    org_b = b_ids["orgs"]
     before = await team_state(gw, org_b, owner_b)
 
     swept = [op for op in api_operations() if op.path.startswith(TEAM_ROUTES) and PARAM.search(op.path)]
-    assert len(swept) >= 11, [op.path for op in swept]
+    assert len(swept) >= 18, [op.path for op in swept]
     problems: list[str] = []
     for caller_name, caller in (("outsider", outsider), ("member of A", member_a), ("manager of A", manager_a)):
         for op in swept:
@@ -213,3 +225,13 @@ async def test_another_teams_ids_are_404_for_outsiders_members_and_managers(
                                     f"{other_raw!r}; the difference tells an intruder the id exists")
     assert not problems, "\n".join(problems)
     assert await team_state(gw, org_b, owner_b) == before  # B's team is untouched
+    listed = await (await gw.get(f"/api/orgs/{org_b}/proxy-keys", headers=owner_b.headers)).json()
+    assert [k["id"] for k in listed["data"]] == [b_ids["proxy-keys"]]
+
+    # Within team A, a member reaches only their own team proxy key: the manager's answers 404.
+    for method in ("PATCH", "DELETE"):
+        resp = await gw.request(method, f"/api/orgs/{org_a}/proxy-keys/{a_ids['proxy-keys']}",
+                                json={"name": "mine now"} if method == "PATCH" else None, headers=member_a.headers)
+        assert resp.status == 404, (method, await resp.text())
+    seen = await (await gw.get(f"/api/orgs/{org_a}/proxy-keys", headers=member_a.headers)).json()
+    assert a_ids["proxy-keys"] not in [k["id"] for k in seen["data"]] and len(seen["data"]) == 1
