@@ -14,8 +14,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
+from webrana_proxy.alerts import banner
+from webrana_proxy.alerts.delivery import webhooks_ctx
+from webrana_proxy.alerts.record import alerts_ctx
 from webrana_proxy.api import (
     admin,
+    alerts,
+    aliases,
     auth,
     auth_email,
     billing,
@@ -31,6 +36,7 @@ from webrana_proxy.api import (
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
@@ -53,6 +59,7 @@ from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
 from webrana_proxy.spend import spend_ctx
 from webrana_proxy.state import (
+    BREAKERS,
     HTTP,
     KEYCACHE,
     KEYRING,
@@ -156,6 +163,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PASSWORDS] = Passwords(settings.password_hash_concurrency, settings.password_hash_wait)
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
+    app[BREAKERS] = CircuitBoard(app[METRICS], threshold=settings.circuit_failures,
+                                 cooldown=settings.circuit_cooldown)
     app[FALLBACK] = LocalLimiter()
     app[REQUEST_IDS] = RequestIds()
     app[PRICES] = PriceBook(load_catalogue())
@@ -167,7 +176,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
     app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
     app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
+    app.cleanup_ctx.extend([alerts_ctx, webhooks_ctx])  # crossings become alerts; the webhook job (issue 14)
+    app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, orgs):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
+                   orgs):
         app.router.add_routes(module.routes)
     return app

@@ -1,17 +1,18 @@
 """The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
-keys already decrypted. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
+keys already decrypted, their aliases. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
 
 Each entry carries the key's rules (``keyrules.KeyRules``: expiry, allowed models with the globs compiled once,
 per-key rate, spend caps of the key and its account), so the hot path never reads them from PostgreSQL.
 
 A team key (``proxy_api_keys.org_id`` set) resolves to the team's workspace: the team's provider keys (sealed with
 the team bound), the team's plan, and the workspace id the limits count under; it resolves only while its holder is
-still a member. Entries are indexed by user and by workspace, so an invalidation names either.
+still a member (aliases stay the holder's own). Entries are indexed by user and by workspace, so an invalidation
+names either.
 
-Changes (revoked proxy key, a key's rules, provider key added or deleted, user suspended, plan, limits or spend
-cap changed, a member removed) are published on Redis; every replica's listener drops that user's or workspace's
-entries at once. If the listener
-loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
+Changes (revoked proxy key, a key's rules, provider key added or deleted, alias changed, user suspended, plan,
+limits or spend cap changed, a member removed) are published on Redis; every replica's listener drops that user's
+or workspace's entries at once. If the listener loses Redis, it clears the whole cache when it reconnects (it may
+have missed messages).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from webrana_proxy.aliases import Alias, from_row
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
 from webrana_proxy.keyrules import KeyRules
@@ -66,6 +68,7 @@ class Principal:
     provider_keys: dict[str, tuple[ProviderKey, ...]]
     rules: KeyRules | None = None  # the key's own rules and the account's spend cap; None: none at all
     rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
+    aliases: dict[str, Alias] = field(default_factory=dict)  # the user's aliases by name (wbr/...)
 
     def keys_in_order(self, provider_id: str) -> tuple[ProviderKey, ...]:
         """This provider's keys, starting at the next one in turn, so calls spread across them."""
@@ -179,6 +182,8 @@ class KeyCache:
                 """SELECT id, user_id, org_id, provider, ciphertext, nonce, key_version FROM api_keys
                    WHERE org_id IS NOT DISTINCT FROM $2 AND ($2::uuid IS NOT NULL OR user_id = $1)
                    ORDER BY created_at, id""", row["user_id"], row["org_id"])
+            alias_rows = await conn.fetch(
+                "SELECT name, hops FROM model_aliases WHERE user_id = $1", row["user_id"])
         plan = get_plan(row["plan"])
         by_provider: dict[str, list[ProviderKey]] = {}
         for kr in key_rows:
@@ -205,7 +210,8 @@ class KeyCache:
                                  key_cap_idr=row["spend_cap_idr"],
                                  # A member's own account cap governs their personal calls, not the team's.
                                  user_cap_idr=None if team else row["user_cap_idr"],
-                                 user_cap_hard=row["spend_cap_hard"]))
+                                 user_cap_hard=row["spend_cap_hard"]),
+            aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         """Drop the entries of a user or of a workspace (a team's id)."""
@@ -277,6 +283,17 @@ class KeyCache:
             except (RedisError, OSError) as exc:
                 log.warning("key-cache invalidation channel lost; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(RECONNECT_DELAY)
+
+
+def _aliases(rows: list[asyncpg.Record]) -> dict[str, Alias]:
+    out: dict[str, Alias] = {}
+    for r in rows:
+        alias = from_row(r["name"], r["hops"])
+        if alias is None:
+            log.error("stored alias unreadable; skipped", extra={"alias": r["name"]})
+            continue
+        out[alias.name] = alias
+    return out
 
 
 @contextlib.asynccontextmanager

@@ -41,6 +41,8 @@ DEFAULT_GATEWAY_BODY_LIMIT = 10 << 20  # 10 MiB: room for base64 images in chat 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a TCP/TLS connection to a provider
 DEFAULT_FIRST_BYTE_TIMEOUT = 120.0  # long prompts on big models take this long before the first token
 DEFAULT_IDLE_TIMEOUT = 60.0  # a stream silent this long is dead
+DEFAULT_CIRCUIT_FAILURES = 5  # failures in a row that open a provider key's circuit breaker
+DEFAULT_CIRCUIT_COOLDOWN = 30.0  # seconds an open breaker skips its key before one call probes it
 DEFAULT_UPSTREAM_CONNECTIONS = 4096  # sized for thousands of concurrent open streams per process
 DEFAULT_USD_TO_IDR = 16_500  # rupiah per US dollar for cost estimates; update in settings, not code
 DEFAULT_PPN_PERCENT = 11  # Indonesian VAT
@@ -98,6 +100,8 @@ class Settings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    circuit_failures: int = DEFAULT_CIRCUIT_FAILURES
+    circuit_cooldown: float = DEFAULT_CIRCUIT_COOLDOWN
     upstream_connections: int = DEFAULT_UPSTREAM_CONNECTIONS
     usd_to_idr: int = DEFAULT_USD_TO_IDR
     ppn_percent: int = DEFAULT_PPN_PERCENT
@@ -194,6 +198,8 @@ class Settings:
             connect_timeout=read_float(e, "WEBRANA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
             first_byte_timeout=read_float(e, "WEBRANA_FIRST_BYTE_TIMEOUT", DEFAULT_FIRST_BYTE_TIMEOUT),
             idle_timeout=read_float(e, "WEBRANA_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
+            circuit_failures=read_int(e, "WEBRANA_CIRCUIT_FAILURES", DEFAULT_CIRCUIT_FAILURES, 1),
+            circuit_cooldown=read_float(e, "WEBRANA_CIRCUIT_COOLDOWN", DEFAULT_CIRCUIT_COOLDOWN),
             upstream_connections=read_int(e, "WEBRANA_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1),
             usd_to_idr=read_int(e, "WEBRANA_USD_TO_IDR", DEFAULT_USD_TO_IDR, 1),
             ppn_percent=read_int(e, "WEBRANA_PPN_PERCENT", DEFAULT_PPN_PERCENT, 0),

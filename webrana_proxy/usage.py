@@ -45,7 +45,8 @@ COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoi
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at",
            "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "service_tier",
-           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version", "org_id")
+           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version",
+           "attempt", "failed_attempt", "alias", "org_id")
 # cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
 
 
@@ -79,6 +80,11 @@ class UsageRecord:
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
     service_tier: str | None = None
+    # Attempts (sql/0012): this row's attempt number; a failed attempt the call moved on from (not charged, not
+    # in usage_daily: the call counts once); the alias the client called.
+    attempt: int | None = None
+    failed_attempt: bool = False
+    alias: str | None = None
     org_id: uuid.UUID | None = None  # the team whose workspace the call was made in (sql/0014); None: personal
 
     def as_row(self) -> tuple[Any, ...]:
@@ -88,7 +94,8 @@ class UsageRecord:
                 self.ttfb_ms, _text(self.upstream_request_id), _text(self.error_type), self.created_at,
                 self.created_at, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens,
                 self.reasoning_tokens, _text(self.service_tier), self.cost_usd_nano, self.cost_idr_micro,
-                self.usd_to_idr, self.price_source, _text(self.price_version), self.org_id)
+                self.usd_to_idr, self.price_source, _text(self.price_version), self.attempt, self.failed_attempt,
+                _text(self.alias), self.org_id)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), default=str)  # asyncpg's UUID type is not orjson's uuid.UUID
@@ -124,6 +131,8 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
         if i % PREP_SLICE == PREP_SLICE - 1:
             await asyncio.sleep(0)  # ~3 us of Python per row: let calls in flight run between slices
         rows.append(r.as_row())
+        if r.failed_attempt:
+            continue  # its own row only: the call it belongs to is counted (and charged) once, by its last row
         key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "", r.org_id)
         acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         acc[0] += r.endpoint not in UNBILLED_ENDPOINTS

@@ -75,6 +75,7 @@ async def test_rotation_reencrypts_every_key_and_the_gateway_still_works(
     try:
         ring = Keyring(base64.b64decode(new_key), base64.b64decode(old_key))
         stored = await pool.fetchval("SELECT count(*) FROM api_keys")
+        assert stored == len(PROVIDER_KEYS)  # one key per provider: several batches of 3
         assert await rotate(pool, ring, batch_size=3) == stored
         assert await rotate(pool, ring) == 0  # resumable: nothing left to do
         versions = {r["key_version"] for r in await pool.fetch("SELECT key_version FROM api_keys")}

@@ -111,6 +111,20 @@ PRICE_OVERRIDE = _obj(
     valid_from={"type": "string", "format": "date-time"},
     context_window={"type": "integer", "minimum": 1, "maximum": 100_000_000},
     source={"type": "string", "maxLength": 500}, note={"type": "string", "maxLength": 2000})
+ALIAS_HOP = {"oneOf": [{"type": "string", "description": "a model name"}, _obj(
+    ["model"], model={"type": "string", "maxLength": 200, "description": "a model Webrana serves (not wbr/...)"},
+    params=_obj([], max_tokens={"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                temperature={"type": "number", "minimum": 0, "maximum": 2},
+                top_p={"type": "number", "minimum": 0, "maximum": 1}),
+    first_byte_timeout={"type": "number", "minimum": 0.1, "maximum": 600,
+                        "description": "seconds before falling back; default 15 (the last hop: the global one)"})]}
+ALIAS_BODY = _obj(["name", "hops"], name={"type": "string", "pattern": "^wbr/[a-z0-9][a-z0-9._-]{0,62}$"},
+                  hops={"type": "array", "minItems": 1, "maxItems": 5, "items": ALIAS_HOP,
+                        "description": "tried in order: the next on 429, 5xx, unreachable, first-byte timeout, "
+                        "an open circuit breaker, or a stream that failed before its first byte"})
+ALIAS = _obj(["id", "name", "hops", "created_at", "updated_at"], id=UUID, name=STR,
+             hops={"type": "array", "items": ALIAS_HOP}, created_at={"type": "string", "format": "date-time"},
+             updated_at={"type": "string", "format": "date-time"})
 META = _obj(["version", "demo", "mail", "providers"], version=STR, demo={"type": "boolean"},
             mail={"type": "boolean"},
             providers={"type": "array", "description": "the providers this deployment routes to, in order",
@@ -128,6 +142,7 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
+    from webrana_proxy.api.alerts_openapi import alerts_paths
     from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
     from webrana_proxy.api.orgs_openapi import orgs_paths, team_key_paths
@@ -136,6 +151,7 @@ def paths() -> dict[str, dict[str, Any]]:
     personal = {
         **billing_paths(),
         **auth_email_paths(),
+        **alerts_paths(),
         **orgs_paths(),  # teams; /api/orgs/{org_id}/... names the workspace a call acts in
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
@@ -162,6 +178,17 @@ def paths() -> dict[str, dict[str, Any]]:
         "/api/provider-keys/{id}/test": {"post": _op("Test a provider key against the provider",
                                                      params=[_path_id()])},
         **rules_paths(),  # /api/proxy-keys, spend caps
+        "/api/aliases": {
+            "get": _op("List your aliases", response=_obj(["data"], data={"type": "array", "items": ALIAS})),
+            "post": _op("Create an alias: a model name (wbr/...) for models tried in order, usable in every "
+                        "dialect; effective on every replica within a second", ok=201, body=ALIAS_BODY,
+                        response=ALIAS),
+        },
+        "/api/aliases/{id}": {
+            "get": _op("Read an alias", params=[_path_id()], response=ALIAS),
+            "put": _op("Replace an alias's name and hops", params=[_path_id()], body=ALIAS_BODY, response=ALIAS),
+            "delete": _op("Delete an alias", params=[_path_id()]),
+        },
         "/api/prices": {"get": _op("The current models of every provider with their prices (USD per million "
                                    "tokens, as in force today) and context windows")},
         "/api/admin/prices": {

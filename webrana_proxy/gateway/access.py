@@ -159,8 +159,11 @@ def _refusal(verdict: Verdict) -> RateLimited:
         # Retry-After: the next Jakarta month; x-should-retry: false, or the SDKs would retry a month-long wait.
         return RateLimited(LIMIT_MESSAGES[name].format(limit=cap), retry_after=verdict.reset_seconds,
                            headers={"x-should-retry": "false"}, code=code)
+    headers = rate_headers(verdict)
+    if name == "quota":  # also a wait until the next month: no retry either
+        headers["x-should-retry"] = "false"
     return RateLimited(LIMIT_MESSAGES[name].format(limit=verdict.limit), retry_after=verdict.reset_seconds,
-                       headers=rate_headers(verdict), code=code)
+                       headers=headers, code=code)
 
 
 # The month's requests of one workspace: a team's (every member), or a user's personal ones.

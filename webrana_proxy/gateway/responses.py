@@ -33,7 +33,7 @@ from webrana_proxy.errors import BadRequest, NotFound
 from webrana_proxy.gateway import responses_store as store
 from webrana_proxy.gateway.access import authenticate, enforce_limits
 from webrana_proxy.gateway.calls import Call
-from webrana_proxy.gateway.handlers import Admitted, admit, run_call
+from webrana_proxy.gateway.handlers import Admitted, admit, run_call, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.keycache import Principal, ProviderKey
@@ -60,7 +60,10 @@ def _previous(body: JSON) -> str | None:
 
 
 async def _responses(request: web.Request, call: Call) -> web.StreamResponse:
-    a = await admit(request, call)
+    return await serve(request, call, await admit(request, call), _responses_once)
+
+
+async def _responses_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     call.stream = _flag(a.body, "stream", False)
     keep = _flag(a.body, "store", True)
     previous = _previous(a.body)
