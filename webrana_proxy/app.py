@@ -26,6 +26,7 @@ from webrana_proxy.api import (
     billing,
     meta,
     openapi,
+    orgs,
     overview,
     plans,
     prices,
@@ -178,6 +179,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([alerts_ctx, webhooks_ctx])  # crossings become alerts; the webhook job (issue 14)
     app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
+                   orgs):
         app.router.add_routes(module.routes)
     return app

@@ -26,13 +26,13 @@ async def _rotate_provider_keys(pool: asyncpg.Pool, keyring: Keyring, batch_size
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                """SELECT id, user_id, ciphertext, nonce, key_version FROM api_keys
+                """SELECT id, user_id, org_id, ciphertext, nonce, key_version FROM api_keys
                    WHERE key_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED""",
                 keyring.current_version, batch_size)
             for row in rows:
                 plaintext = keyring.open(Sealed(row["ciphertext"], row["nonce"], row["key_version"]),
-                                         row["user_id"], row["id"])
-                sealed = keyring.seal(plaintext, row["user_id"], row["id"])
+                                         row["user_id"], row["id"], row["org_id"])
+                sealed = keyring.seal(plaintext, row["user_id"], row["id"], row["org_id"])
                 await conn.execute(
                     "UPDATE api_keys SET ciphertext = $1, nonce = $2, key_version = $3 WHERE id = $4",
                     sealed.ciphertext, sealed.nonce, sealed.key_version, row["id"])

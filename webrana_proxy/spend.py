@@ -67,7 +67,8 @@ return {tonumber(redis.call('GET', KEYS[1]))}
 KEY_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM proxy_requests
                    WHERE proxy_key_id = $1 AND created_at >= $2"""
 USER_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM usage_daily
-                    WHERE user_id = $1 AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
+                    WHERE user_id = $1 AND org_id IS NULL
+                      AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
 
 
 @dataclass(frozen=True, slots=True)

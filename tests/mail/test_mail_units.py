@@ -60,7 +60,9 @@ def test_every_template_renders_in_both_languages() -> None:
               "number": "WEB-2025-03-0001", "plan_name": "Starter", "subtotal_idr": 100000, "ppn_idr": 11000,
               "ppn_percent": 11, "total_idr": 111000, "period_end_at": "2025-03-31T17:00:00+00:00",
               "path": "/billing/invoices/x", "percent": 80, "period_month": "2025-03", "used": "8", "limit": "10",
-              "spent_idr": 8, "cap_idr": 10, "key_name": "ci", "key_prefix": "wbr_ab12"}  # the alerts' params
+              "spent_idr": 8, "cap_idr": 10, "key_name": "ci", "key_prefix": "wbr_ab12",  # the alerts' params
+              "inviter": "owner@b.co", "org_name": "Acme", "role": "member",
+              "expires_at": "2025-03-08T07:30:00+00:00"}  # a team invitation's
     for name in TEMPLATES:
         subjects = {render(name, lang, params, console_url="https://c.example", token_for=_token).subject
                     for lang in ("id", "en")}

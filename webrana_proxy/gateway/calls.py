@@ -106,7 +106,7 @@ def record_call(app: web.Application, call: Call) -> None:
         price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier, attempt=call.attempts,
-        alias=call.alias))
+        alias=call.alias, org_id=call.principal.org_id))
     if call.failed is not None:
         _record_failed(app, call, now)
     runtime = app[GATEWAY]
@@ -144,4 +144,4 @@ def _record_failed(app: web.Application, call: Call, now: datetime) -> None:
             endpoint=call.endpoint, stream=call.stream, status=f.status, prompt_tokens=0, completion_tokens=0,
             total_tokens=0, tokens_estimated=False, latency_ms=int(f.seconds * 1000), ttfb_ms=None,
             upstream_request_id=f.upstream_id, error_type=f.error_type, created_at=now, attempt=f.number,
-            failed_attempt=True, alias=call.alias))
+            failed_attempt=True, alias=call.alias, org_id=call.principal.org_id))

@@ -6,8 +6,8 @@ A template is data: adding one (the alerts add theirs) is one entry in ``TEMPLAT
 ``*_at`` (ISO time) as a Jakarta date and time, ``*_month`` (YYYY-MM) as a month's name, everything else as
 text. In HTML every value is escaped.
 
-A button's link is one of: ``verify`` / ``reset`` (the single-use link rebuilt from ``params["token_id"]``) or
-``path`` (``params["path"]``, or the template's fixed path, on the console).
+A button's link is one of: ``verify`` / ``reset`` / ``invite`` (the single-use link rebuilt from
+``params["token_id"]``) or ``path`` (``params["path"]``, or the template's fixed path, on the console).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Template:
     subject: Mapping[str, str]
     paragraphs: Mapping[str, tuple[str, ...]]
     button: Mapping[str, str] | None = None  # its label per locale
-    link: str = ""  # "verify" | "reset" | "path"
+    link: str = ""  # "verify" | "reset" | "invite" | "path"
     path: str = ""  # the console path of a "path" link when params have none
 
 
@@ -187,7 +187,22 @@ TEMPLATES: Mapping[str, Template] = {
         },
         button={"id": "Bayar lagi", "en": "Pay again"}, link="path", path="/billing"),
     **ALERT_TEMPLATES,
+    "team_invitation": Template(
+        subject={"id": "{inviter} mengundang Anda ke tim {org_name} di Webrana",
+                 "en": "{inviter} invited you to the {org_name} team on Webrana"},
+        paragraphs={
+            "id": ("{inviter} mengundang {email} bergabung dengan tim {org_name} di Webrana sebagai {role}.",
+                   "Buka tautan di bawah, lalu masuk atau daftar dengan alamat {email}. Undangan berlaku sampai "
+                   "{expires_at} dan hanya bisa dipakai sekali.",
+                   "Tidak mengenal pengirimnya? Abaikan saja e-mail ini."),
+            "en": ("{inviter} invited {email} to join the {org_name} team on Webrana as a {role}.",
+                   "Open the link below, then sign in or sign up with the address {email}. The invitation works "
+                   "until {expires_at}, once.",
+                   "Do not know the sender? Simply ignore this e-mail."),
+        },
+        button={"id": "Terima undangan", "en": "Accept invitation"}, link="invite"),
 }
+INVITE_PAGE = "/invitations/accept"  # the console page of an invitation link
 
 
 def rupiah(amount: int) -> str:
@@ -225,8 +240,8 @@ def _values(params: Mapping[str, Any], locale: str) -> dict[str, str]:
 def link_of(template: Template, params: Mapping[str, Any], console_url: str,
             token_for: Callable[[str, str], str]) -> str:
     """The button's absolute URL on the console. ``token_for(purpose, token_id)`` rebuilds a link token."""
-    if template.link in ("verify", "reset"):
-        page = "/verify-email" if template.link == "verify" else "/reset-password"
+    if template.link in ("verify", "reset", "invite"):
+        page = {"verify": "/verify-email", "reset": "/reset-password", "invite": INVITE_PAGE}[template.link]
         token = token_for(template.link, str(params["token_id"]))
         return f"{console_url}{page}?token={quote(token, safe='')}"
     if template.link == "path":
