@@ -119,7 +119,7 @@ async def test_key(request: web.Request) -> web.Response:
     if not provider.accepts_key(key):  # stored before the format check it fails was added: never sent
         return json_response({"id": str(key_id), "provider": provider.id, "status": "invalid_key",
                               "detail": _format_problem(provider, key) + "; delete this key and add it again"})
-    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    base_url = request.app[SETTINGS].base_url(provider.spec)
     upstream = provider.models_request(key, base_url)
     try:
         async with request.app[HTTP].request(upstream.method, upstream.url, headers=upstream.headers,
