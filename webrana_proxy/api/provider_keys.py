@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -17,7 +18,8 @@ from webrana_proxy.errors import NotFound, PlanLimitReached, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
 from webrana_proxy.providers.base import Provider
 from webrana_proxy.providers.keyformat import printable_ascii
-from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS
+from webrana_proxy.netguard import AddressRefused, PinnedResolver, resolve_target
+from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 KEY_TEST_TIMEOUT = aiohttp.ClientTimeout(total=15)  # a models list answers in well under a second normally
@@ -122,11 +124,22 @@ async def test_key(request: web.Request) -> web.Response:
     base_url = request.app[SETTINGS].base_url(provider.spec)
     upstream = provider.models_request(key, base_url)
     try:
-        async with request.app[HTTP].request(upstream.method, upstream.url, headers=upstream.headers,
-                                             data=upstream.body, timeout=KEY_TEST_TIMEOUT) as resp:
+        async with contextlib.AsyncExitStack() as stack:
+            session = request.app[HTTP]
+            if upstream.guard is not None:  # an admin's upstream: its host's addresses checked, then pinned
+                target = await resolve_target(upstream.url, upstream.guard, request.app[UPSTREAM].resolve)
+                session = await stack.enter_async_context(aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(resolver=PinnedResolver(target), use_dns_cache=False,
+                                                   force_close=True, limit=1), trust_env=False))
+            resp = await stack.enter_async_context(session.request(
+                upstream.method, upstream.url, headers=upstream.headers, data=upstream.body,
+                timeout=KEY_TEST_TIMEOUT))
             raw = await resp.read()
             status = resp.status
             headers = dict(resp.headers)
+    except AddressRefused as exc:
+        return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
+                              "detail": f"{provider.display_name} may not be called: {exc}"})
     except (aiohttp.ClientError, TimeoutError) as exc:
         return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
                               "detail": f"could not reach {provider.display_name}: {type(exc).__name__}"})
