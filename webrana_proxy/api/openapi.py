@@ -146,11 +146,13 @@ def paths() -> dict[str, dict[str, Any]]:
     from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
     from webrana_proxy.api.rules_openapi import rules_paths
+    from webrana_proxy.api.upstreams_openapi import SLUG, upstreams_paths
 
     return {
         **billing_paths(),
         **auth_email_paths(),
         **alerts_paths(),
+        **upstreams_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
                                  "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
@@ -169,7 +171,8 @@ def paths() -> dict[str, dict[str, Any]]:
         "/api/provider-keys": {
             "get": _op("List provider keys (masked)"),
             "post": _op("Store a provider key (encrypted)", ok=201, body=_obj(
-                ["provider", "name", "key"], provider=PROVIDER, name={"type": "string", "maxLength": 100},
+                ["provider", "name", "key"], provider={"anyOf": [PROVIDER, SLUG]},
+                name={"type": "string", "maxLength": 100},
                 key={"type": "string", "minLength": 8, "maxLength": 512})),
         },
         "/api/provider-keys/{id}": {"delete": _op("Delete a provider key", params=[_path_id()])},

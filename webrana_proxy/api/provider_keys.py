@@ -16,9 +16,9 @@ from webrana_proxy.crypto import Sealed, mask_key
 from webrana_proxy.db import Conn
 from webrana_proxy.errors import NotFound, PlanLimitReached, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
+from webrana_proxy.netguard import AddressRefused, PinnedResolver, resolve_target
 from webrana_proxy.providers.base import Provider
 from webrana_proxy.providers.keyformat import printable_ascii
-from webrana_proxy.netguard import AddressRefused, PinnedResolver, resolve_target
 from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()

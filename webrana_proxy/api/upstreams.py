@@ -10,6 +10,7 @@ connects. Static header values may be secrets: they are never returned, only the
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -97,8 +98,13 @@ def _static_headers(value: Any, auth_header: str | None) -> dict[str, str]:
 
 async def _check_url(request: web.Request, url: str) -> str:
     """The URL's form, then its host's addresses now (the gateway checks again at every new connection)."""
+    settings = request.app[SETTINGS]
     try:
-        target = await resolve_target(url, policy_for(request.app[SETTINGS]), request.app[UPSTREAM].resolve)
+        async with asyncio.timeout(settings.connect_timeout):
+            target = await resolve_target(url, policy_for(settings), request.app[UPSTREAM].resolve)
+    except TimeoutError:
+        raise ValidationFailed(f"'base_url' refused: its host did not resolve within {settings.connect_timeout:g} s",
+                               param="base_url", code="address_refused") from None
     except AddressRefused as exc:
         hint = "" if request.app[SETTINGS].allow_private_upstreams else (
             " (an upstream on a private network needs WEBRANA_ALLOW_PRIVATE_UPSTREAMS=true)")
