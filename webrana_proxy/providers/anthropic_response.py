@@ -1,4 +1,8 @@
-"""Anthropic Messages answers and streams -> OpenAI chat completions and chunks. Pure functions."""
+"""Anthropic Messages answers and streams -> OpenAI chat completions and chunks. Pure functions.
+
+A call of ``ANSWER_TOOL`` (the forced tool a ``response_format`` of JSON was asked through) is the answer itself:
+its input comes back as the message's JSON text, and the finish reason is ``stop`` unless a client tool was
+called too."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from webrana_proxy.providers.anthropic_request import ANSWER_TOOL
 from webrana_proxy.providers.base import JSON, ChatResult, Usage
 from webrana_proxy.providers.chunks import DONE, ChunkWriter, completion, error_json, sse
 from webrana_proxy.providers.upstream_errors import malformed
@@ -87,6 +92,7 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
         raise malformed("Anthropic")
     texts: list[str] = []
     thinking: list[str] = []
+    answered = False  # the JSON answer came as a call of ANSWER_TOOL
     calls: list[JSON] = []
     for block in msg.get("content") or []:
         if not isinstance(block, dict):
@@ -96,6 +102,9 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
             texts.append(block["text"])
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             thinking.append(block["thinking"])
+        elif kind == "tool_use" and block.get("name") == ANSWER_TOOL:
+            texts.append(orjson.dumps(block.get("input") or {}).decode())
+            answered = True
         elif kind == "tool_use":
             calls.append({
                 "id": block.get("id"),
@@ -110,12 +119,15 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
         message["reasoning_content"] = "".join(thinking)
     upstream_id = msg.get("id") if isinstance(msg.get("id"), str) else None
     usage = usage_of(msg.get("usage"))
+    reason = finish_reason(msg.get("stop_reason")) or "stop"
+    if reason == "tool_calls" and answered and not calls:
+        reason = "stop"  # only the JSON answer was "called"
     body = completion(
         upstream_id or "msg_unknown",
         int(time.time()),
         str(msg["model"]) if isinstance(msg.get("model"), str) else model,
         [{"index": 0, "message": message, "logprobs": None,
-          "finish_reason": finish_reason(msg.get("stop_reason")) or "stop"}],
+          "finish_reason": reason}],
         usage,
         usage.reasoning_tokens if usage is not None and usage.reasoning_tokens else None,
     )
@@ -134,6 +146,7 @@ class AnthropicStream:
         self._include_usage = include_usage
         self._tool_index = -1
         self._blocks: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
+        self._answers: set[int] = set()  # Anthropic block indexes of ANSWER_TOOL calls: their input is text
         self._input: Usage | None = None
         self._output_tokens = 0
         self._thinking_tokens = 0
@@ -208,6 +221,9 @@ class AnthropicStream:
         block = payload.get("content_block")
         if not isinstance(block, dict):
             return []
+        if block.get("type") == "tool_use" and block.get("name") == ANSWER_TOOL:
+            self._answers.add(_int(payload.get("index")))
+            return []
         if block.get("type") == "tool_use":
             self._tool_index += 1
             self._blocks[_int(payload.get("index"))] = self._tool_index
@@ -230,6 +246,9 @@ class AnthropicStream:
             self.completion_chars += len(delta["text"])
             return [self._writer.chunk({"content": delta["text"]})]
         if kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
+            if _int(payload.get("index")) in self._answers:
+                self.completion_chars += len(delta["partial_json"])
+                return [self._writer.chunk({"content": delta["partial_json"]})] if delta["partial_json"] else []
             index = self._blocks.get(_int(payload.get("index")))
             if index is None or not delta["partial_json"]:
                 return []
@@ -254,6 +273,8 @@ class AnthropicStream:
         self._update_usage()
         delta = payload.get("delta")
         reason = finish_reason(delta.get("stop_reason")) if isinstance(delta, dict) else None
+        if reason == "tool_calls" and self._answers and self._tool_index < 0:
+            reason = "stop"  # only the JSON answer was "called"
         return [self._writer.chunk({}, reason or "stop")]
 
     def _message_stop(self) -> list[bytes]:
