@@ -25,6 +25,7 @@ from webrana_dashboard.views import (
     account_settings,
     admin,
     admin_prices,
+    admin_upstreams,
     alerts,
     aliases,
     billing,
@@ -77,7 +78,8 @@ def create_app(settings: DashboardSettings) -> web.Application:
     app.cleanup_ctx.append(_api_client)
     app.on_response_prepare.append(on_prepare)
     for module in (system, account, overview, provider_keys, aliases, proxy_keys, usage, billing, admin,
-                   account_settings, mail, admin_prices, alerts):
+                   account_settings, mail, admin_prices, alerts,
+                   admin_upstreams):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", static, name="static", append_version=False)
     return app

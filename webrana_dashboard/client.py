@@ -412,3 +412,19 @@ class ApiClient:
 
     async def admin_delete_price(self, creds: Credentials, price_id: str) -> None:
         await self.call(creds, "DELETE", f"/api/admin/prices/{_segment(price_id)}")
+
+    # --- admins' own upstreams ----------------------------------------------------------------------------
+    async def admin_upstreams(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/admin/upstreams")
+        return result
+
+    async def admin_create_upstream(self, creds: Credentials, body: Json) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/admin/upstreams", body=body)
+        return result
+
+    async def admin_update_upstream(self, creds: Credentials, upstream_id: str, body: Json) -> Json:
+        result: Json = await self.call(creds, "PATCH", f"/api/admin/upstreams/{_segment(upstream_id)}", body=body)
+        return result
+
+    async def admin_delete_upstream(self, creds: Credentials, upstream_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/admin/upstreams/{_segment(upstream_id)}")

@@ -34,6 +34,7 @@ from webrana_proxy.api import (
     proxy_keys,
     spend_caps,
     team_usage,
+    upstreams,
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
@@ -79,6 +80,7 @@ from webrana_proxy.state import (
 from webrana_proxy.tasks import background
 from webrana_proxy.tokens import TokenIssuer
 from webrana_proxy.upstreamhttp import UpstreamPool
+from webrana_proxy.upstreams import upstreams_ctx
 from webrana_proxy.usage import UsageWriter
 
 log = logging.getLogger("webrana.app")
@@ -178,9 +180,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
     app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
     app.cleanup_ctx.extend([alerts_ctx, webhooks_ctx])  # crossings become alerts; the webhook job (issue 14)
+    app.cleanup_ctx.append(upstreams_ctx)  # the admins' own upstreams in the registry, reloaded on change (issue 16)
     app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
                    plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
-                   orgs, team_usage):
+                   orgs, team_usage, upstreams):
         app.router.add_routes(module.routes)
     return app

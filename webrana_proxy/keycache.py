@@ -70,11 +70,12 @@ class Principal:
     rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
     aliases: dict[str, Alias] = field(default_factory=dict)  # the user's aliases by name (wbr/...)
 
-    def keys_in_order(self, provider_id: str) -> tuple[ProviderKey, ...]:
-        """This provider's keys, starting at the next one in turn, so calls spread across them."""
+    def keys_in_order(self, provider_id: str, keyless: uuid.UUID | None = None) -> tuple[ProviderKey, ...]:
+        """This provider's keys, starting at the next one in turn, so calls spread across them. ``keyless`` (an
+        admin's upstream that needs no key): without a key of the user's own, one empty key with that id."""
         keys = self.provider_keys.get(provider_id, ())
         if len(keys) < 2:
-            return keys
+            return keys or ((ProviderKey(keyless, ""),) if keyless is not None else ())
         start = self.rr.get(provider_id, 0) % len(keys)
         self.rr[provider_id] = start + 1
         return keys[start:] + keys[:start]

@@ -8,7 +8,8 @@ rebinding) cannot send the request elsewhere. Call it at send time, not only whe
 
 What is refused unless a policy allows it:
 
-* anything that is not ``https`` (``http`` only when ``allow_http_loopback`` and every address is loopback: dev);
+* anything that is not ``https`` (``http`` only when ``allow_http_loopback`` and every address is loopback: dev;
+  or ``allow_http_private`` and every address is loopback or private: an in-cluster vLLM without TLS);
 * user info in the URL (``https://user:pass@host``), fragments, hosts that are not names or IP literals;
 * addresses that are not globally routable: loopback (127/8, ::1), private (10/8, 172.16/12, 192.168/16,
   fc00::/7), link-local (169.254/16 with the cloud metadata address, fe80::/10), CGNAT 100.64/10, unspecified,
@@ -49,6 +50,7 @@ class Policy:
     allow_loopback: bool = False  # dev mode: a receiver on this machine
     allow_private: bool = False  # an admin's upstream on the private network
     allow_http_loopback: bool = False  # http:// (no TLS) only to loopback: dev mode
+    allow_http_private: bool = False  # http:// also to allowed private addresses (an admin's in-cluster upstream)
 
 
 STRICT = Policy()
@@ -121,7 +123,8 @@ def check_form(url: str, policy: Policy = STRICT) -> tuple[str, str, int]:
     except ValueError as exc:
         raise AddressRefused(f"the URL is not valid ({exc})") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or (scheme == "http" and not policy.allow_http_loopback):
+    if scheme not in ("https", "http") or (
+            scheme == "http" and not (policy.allow_http_loopback or policy.allow_http_private)):
         raise AddressRefused("the URL must start with https://")
     if parts.username is not None or parts.password is not None:
         raise AddressRefused("the URL must not carry a user name or password")
@@ -174,8 +177,11 @@ async def resolve_target(url: str, policy: Policy = STRICT, resolve: Resolve = s
             where = host if literal is None else "the URL"
             raise AddressRefused(f"{where} points to {ip}, a {address_class(ip)} address, which may not be called"
                                  if address_class(ip) != "global" else f"{ip} may not be called")
-    if scheme == "http" and not all(address_class(ip) == "loopback" for ip in addresses):
-        raise AddressRefused("http:// is allowed only to this machine (dev mode); use https://")
+    plain_ok = ("loopback", "private") if policy.allow_http_private else ("loopback",)
+    if scheme == "http" and not all(address_class(ip) in plain_ok for ip in addresses):
+        raise AddressRefused("http:// is allowed only to this machine (dev mode) or, for an admin's upstream, "
+                             "the private network; use https://" if policy.allow_http_private else
+                             "http:// is allowed only to this machine (dev mode); use https://")
     return Target(url, scheme, host, port, tuple(addresses))
 
 

@@ -29,6 +29,7 @@ from webrana_proxy.envvalues import (
     read_url,
 )
 from webrana_proxy.providers.registry import SPECS
+from webrana_proxy.providers.spec import ProviderSpec
 
 GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
 
@@ -128,11 +129,17 @@ class Settings:
     dev_mode: bool = False
     background_jobs: bool = True
     demo: bool = False  # the providers are local fakes (`make demo`): the console shows a banner saying so
+    # Admins' own upstreams may be on private and loopback addresses (and plain http:// there): an in-cluster vLLM.
+    allow_private_upstreams: bool = False
     password_hash_concurrency: int = DEFAULT_PASSWORD_HASH_CONCURRENCY
     password_hash_wait: float = DEFAULT_PASSWORD_HASH_WAIT
     signup_limit: int = DEFAULT_SIGNUP_LIMIT
     smtp: SmtpUrl | None = field(default=None, repr=False)  # None: mail is off (logged as not sent)
     mail_from: str = ""  # the From of every message; required with WEBRANA_SMTP_URL
+
+    def base_url(self, spec: ProviderSpec) -> str:
+        """Where a provider is called: its setting, or (an admin's upstream, not a setting) its spec's URL."""
+        return self.upstream_base_urls.get(spec.id) or spec.default_base_url
 
     @property
     def mail_enabled(self) -> bool:
@@ -224,6 +231,7 @@ class Settings:
             dev_mode=read_bool(e, "WEBRANA_DEV", False),
             background_jobs=read_bool(e, "WEBRANA_BACKGROUND_JOBS", True),
             demo=read_bool(e, "WEBRANA_DEMO", False),
+            allow_private_upstreams=read_bool(e, "WEBRANA_ALLOW_PRIVATE_UPSTREAMS", False),
             password_hash_concurrency=read_int(e, "WEBRANA_PASSWORD_HASH_CONCURRENCY",
                                                DEFAULT_PASSWORD_HASH_CONCURRENCY, 1),
             password_hash_wait=read_float(e, "WEBRANA_PASSWORD_HASH_WAIT", DEFAULT_PASSWORD_HASH_WAIT),

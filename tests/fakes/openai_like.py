@@ -69,6 +69,9 @@ class Flavor:
     bad_key: Any = None  # (key) -> (status, body bytes) for a wrong key
     embeddings: bool = True
     key_path: str | None = None  # an authenticated key-info route (OpenRouter's GET /key); models are public
+    # An admin's own upstream (issue 16): the key in this header instead of Authorization: Bearer; or no key at all
+    key_header: str | None = None
+    keyless: bool = False
 
 
 OPENAI = Flavor(
@@ -184,7 +187,15 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
+def _key_of(flavor: Flavor, request: web.Request) -> str | None:
+    if flavor.key_header is not None:
+        return request.headers.get(flavor.key_header) or None
+    return _bearer(request)
+
+
 def _auth_error(flavor: Flavor, key: str | None) -> web.Response | None:
+    if flavor.keyless:
+        return None
     if key is None:
         if flavor is OPENAI:
             msg = (
@@ -501,7 +512,7 @@ def _chat_handler(flavor: Flavor) -> Any:
 
     async def chat_completions(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
-        key = _bearer(request)
+        key = _key_of(flavor, request)
         rec, body, parsed = await intake(request, state, flavor.name, key or "")
         denied = _auth_error(flavor, key)
         if denied is not None:
@@ -542,7 +553,7 @@ def _chat_handler(flavor: Flavor) -> Any:
 def _embeddings_handler(flavor: Flavor) -> Any:
     async def embeddings(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
-        key = _bearer(request)
+        key = _key_of(flavor, request)
         rec, body, parsed = await intake(request, state, flavor.name, key or "")
         denied = _auth_error(flavor, key)
         if denied is not None:
@@ -610,7 +621,7 @@ def _models_handler(flavor: Flavor) -> Any:
 
     async def models(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
-        key = _bearer(request)
+        key = _key_of(flavor, request)
         rec, _, _ = await intake(request, state, flavor.name, key or "")
         denied = None if flavor.key_path is not None else _auth_error(flavor, key)  # public when key_path
         if denied is not None:
@@ -631,7 +642,7 @@ def _key_handler(flavor: Flavor) -> Any:
 
     async def key_info(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
-        key = _bearer(request)
+        key = _key_of(flavor, request)
         rec, _, _ = await intake(request, state, flavor.name, key or "")
         denied = _auth_error(flavor, key)
         if denied is not None:

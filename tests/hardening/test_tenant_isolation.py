@@ -32,6 +32,8 @@ PARAM = re.compile(r"\{(\w+)\}")
 TEAM_ROUTES = "/api/orgs/"
 PRICE_OVERRIDE = {"provider": "openai", "model_pattern": "gpt-sweep-*", "prices": {"input": 1, "output": 2}}
 ALIAS = {"name": "wbr/sweep", "hops": ["gpt-4o-mini"]}
+# An admin's own upstream at a public address given as a literal (no DNS; nothing ever connects to it here).
+UPSTREAM = {"slug": "sweep", "name": "Sweep", "base_url": "https://93.184.215.14/v1", "model_prefix": "sweep/"}
 # Bodies the generated ones cannot be trusted to get right (the schema is looser than the route's checks).
 FIXED_BODIES = {("prices", "put"): PRICE_OVERRIDE, ("aliases", "put"): ALIAS}
 
@@ -76,6 +78,9 @@ async def owned_ids(client: TestClient[web.Request, web.Application], owner: Acc
     resp = await client.post("/api/admin/prices", json=PRICE_OVERRIDE, headers=admin.headers)
     assert resp.status == 201, await resp.text()
     price_id = (await resp.json())["id"]
+    resp = await client.post("/api/admin/upstreams", json=UPSTREAM, headers=admin.headers)
+    assert resp.status == 201, await resp.text()
+    upstream_id = (await resp.json())["id"]
     resp = await client.post("/api/aliases", json=ALIAS, headers=h)
     assert resp.status == 201, await resp.text()
     alias_id = (await resp.json())["id"]
@@ -95,7 +100,7 @@ async def owned_ids(client: TestClient[web.Request, web.Application], owner: Acc
     openai_key = next(k for k in provider_keys if k["provider"] == "openai")
     return {"provider-keys": openai_key["id"], "proxy-keys": proxy_keys[0]["id"],
             "invoices": checkout["invoice_id"], "orders": checkout["order_id"], "users": owner.user_id,
-            "prices": price_id, "aliases": alias_id, "alerts": str(alert_id)}
+            "prices": price_id, "aliases": alias_id, "alerts": str(alert_id), "upstreams": upstream_id}
 
 
 async def test_another_users_ids_are_404_on_every_route(gw: TestClient[web.Request, web.Application],

@@ -150,7 +150,7 @@ async def record(pool: asyncpg.Pool, alert: NewAlert, now: datetime | None = Non
         data = alert_data(alert_id, alert, key)
         if team is not None:
             if alert.scope == "quota":
-                template, params = "alert_team_quota", {**params, "team_name": team["name"]}
+                template, params = "alert_team_quota", {**params, "org_name": team["name"]}
             data["team"] = {"id": str(org_id), "name": team["name"]}
         await enqueue(conn, recipient, template, params, dedup_key=alert.dedup_key)
         await queue_event(conn, recipient, alert_id, ALERT_EVENT, now, data, alert.dedup_key)

@@ -147,12 +147,14 @@ def paths() -> dict[str, dict[str, Any]]:
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
     from webrana_proxy.api.orgs_openapi import orgs_paths, team_key_paths
     from webrana_proxy.api.rules_openapi import rules_paths
+    from webrana_proxy.api.upstreams_openapi import SLUG, upstreams_paths
 
     personal = {
         **billing_paths(),
         **auth_email_paths(),
         **alerts_paths(),
         **orgs_paths(),  # teams; /api/orgs/{org_id}/... names the workspace a call acts in
+        **upstreams_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
                                  "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
@@ -171,7 +173,8 @@ def paths() -> dict[str, dict[str, Any]]:
         "/api/provider-keys": {
             "get": _op("List provider keys (masked)"),
             "post": _op("Store a provider key (encrypted)", ok=201, body=_obj(
-                ["provider", "name", "key"], provider=PROVIDER, name={"type": "string", "maxLength": 100},
+                ["provider", "name", "key"], provider={"anyOf": [PROVIDER, SLUG]},
+                name={"type": "string", "maxLength": 100},
                 key={"type": "string", "minLength": 8, "maxLength": 512})),
         },
         "/api/provider-keys/{id}": {"delete": _op("Delete a provider key", params=[_path_id()])},

@@ -4,6 +4,7 @@ never see them). A team key is sealed with the team bound as associated data (``
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -16,9 +17,10 @@ from webrana_proxy.crypto import Sealed, mask_key
 from webrana_proxy.db import Conn
 from webrana_proxy.errors import NotFound, PlanLimitReached, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_json, req_str
+from webrana_proxy.netguard import AddressRefused, PinnedResolver, resolve_target
 from webrana_proxy.providers.base import Provider
 from webrana_proxy.providers.keyformat import printable_ascii
-from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS
+from webrana_proxy.state import HTTP, KEYCACHE, KEYRING, POOL, REGISTRY, SETTINGS, UPSTREAM
 from webrana_proxy.workspaces import Workspace, authorize
 
 routes = web.RouteTableDef()
@@ -132,14 +134,25 @@ async def test_key(request: web.Request) -> web.Response:
     if not provider.accepts_key(key):  # stored before the format check it fails was added: never sent
         return json_response({"id": str(key_id), "provider": provider.id, "status": "invalid_key",
                               "detail": _format_problem(provider, key) + "; delete this key and add it again"})
-    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    base_url = request.app[SETTINGS].base_url(provider.spec)
     upstream = provider.models_request(key, base_url)
     try:
-        async with request.app[HTTP].request(upstream.method, upstream.url, headers=upstream.headers,
-                                             data=upstream.body, timeout=KEY_TEST_TIMEOUT) as resp:
+        async with contextlib.AsyncExitStack() as stack:
+            session = request.app[HTTP]
+            if upstream.guard is not None:  # an admin's upstream: its host's addresses checked, then pinned
+                target = await resolve_target(upstream.url, upstream.guard, request.app[UPSTREAM].resolve)
+                session = await stack.enter_async_context(aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(resolver=PinnedResolver(target), use_dns_cache=False,
+                                                   force_close=True, limit=1), trust_env=False))
+            resp = await stack.enter_async_context(session.request(
+                upstream.method, upstream.url, headers=upstream.headers, data=upstream.body,
+                timeout=KEY_TEST_TIMEOUT))
             raw = await resp.read()
             status = resp.status
             headers = dict(resp.headers)
+    except AddressRefused as exc:
+        return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
+                              "detail": f"{provider.display_name} may not be called: {exc}"})
     except (aiohttp.ClientError, TimeoutError) as exc:
         return json_response({"id": str(key_id), "provider": provider.id, "status": "unreachable",
                               "detail": f"could not reach {provider.display_name}: {type(exc).__name__}"})

@@ -70,7 +70,7 @@ def hop(app: web.Application, call: Call, run: AliasRun, headers: dict[str, str]
         rules = call.principal.rules
         if rules is not None and rules.refusal(route.provider.id, route.model) is not None:
             continue  # this proxy key may not use that model
-        keys = call.principal.keys_in_order(route.provider.id)
+        keys = call.principal.keys_in_order(route.provider.id, route.provider.spec.keyless_key_id)
         if not keys:
             continue
         run.index = i

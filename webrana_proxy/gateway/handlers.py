@@ -85,7 +85,7 @@ async def admit(request: web.Request, call: Call, *, quota: bool = True) -> Admi
 
 
 def _keys_for(principal: Principal, provider: Provider) -> tuple[ProviderKey, ...]:
-    keys = principal.keys_in_order(provider.id)
+    keys = principal.keys_in_order(provider.id, provider.spec.keyless_key_id)
     if not keys:
         raise BadRequest(f"no {provider.display_name} key on this account: add one in the Webrana console "
                          f"under Provider keys", param="model", code="provider_key_missing")
@@ -109,7 +109,7 @@ async def _chat_once(request: web.Request, call: Call, a: Admitted) -> web.Strea
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
     provider = route.provider
     translator = provider.stream_translator(route.model, include_usage) if stream else None
-    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    base_url = request.app[SETTINGS].base_url(provider.spec)
     upstream = await open_upstream(request.app[UPSTREAM], request.app[SETTINGS], provider, keys,
                                    lambda key: provider.chat_request(body, route.model, key, base_url), call)
     headers["x-request-id"] = call.request_id
@@ -131,7 +131,7 @@ async def _embeddings_once(request: web.Request, call: Call, a: Admitted) -> web
                          "embedding model", param="model", code="embeddings_unsupported")
     if "input" not in body:
         raise BadRequest("'input' is required", param="input")
-    base_url = request.app[SETTINGS].upstream_base_urls[provider.id]
+    base_url = request.app[SETTINGS].base_url(provider.spec)
     upstream = await open_upstream(request.app[UPSTREAM], request.app[SETTINGS], provider, keys,
                                    lambda key: provider.embeddings_request(body, route.model, key, base_url), call)
     headers["x-request-id"] = call.request_id

@@ -47,7 +47,7 @@ async def _messages_once(request: web.Request, call: Call, a: Admitted) -> web.S
     app = request.app
     settings, pool = app[SETTINGS], app[UPSTREAM]
     provider, model = a.route.provider, a.route.model
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     native = provider.messages_native
     if native is not None:
         upstream = await open_upstream(pool, settings, provider, a.keys, lambda key: native.messages_request(
@@ -90,7 +90,7 @@ async def _count_tokens_once(request: web.Request, call: Call, a: Admitted) -> w
     app = request.app
     settings, pool = app[SETTINGS], app[UPSTREAM]
     provider, model = a.route.provider, a.route.model
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     native = provider.messages_native
     if native is not None:
         upstream = await open_upstream(pool, settings, provider, a.keys, lambda key: native.count_tokens_request(

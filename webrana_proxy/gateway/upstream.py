@@ -19,7 +19,13 @@ from webrana_proxy.providers.base import JSON, ChatResult, Provider, StreamTrans
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
 from webrana_proxy.state import METRICS
-from webrana_proxy.upstreamhttp import HeaderNotSendable, PoolExhausted, UpstreamPool, UpstreamResponse
+from webrana_proxy.upstreamhttp import (
+    AddressNotAllowed,
+    HeaderNotSendable,
+    PoolExhausted,
+    UpstreamPool,
+    UpstreamResponse,
+)
 
 ENCODE_DEPTH_LIMIT = 254  # orjson writes at most this many levels of nesting (it parses up to 1,024)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -49,7 +55,8 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
         started = time.perf_counter()
         try:
             # A pooled connection the provider dropped while idle is retried once on a fresh one by the pool.
-            resp = await pool.request(req.method, req.url, req.headers, req.body, first_byte_timeout=timeout)
+            resp = await pool.request(req.method, req.url, req.headers, req.body, first_byte_timeout=timeout,
+                                      guard=req.guard)
         except PoolExhausted:
             raise UpstreamError(f"the gateway is at its limit of open connections to {provider.display_name}; "
                                 "retry shortly", status=503, code="upstream_busy") from None
@@ -61,6 +68,11 @@ async def open_upstream(pool: UpstreamPool, settings: Settings, provider: Provid
                                  status=400, code="provider_key_invalid", retryable=True,
                                  error_type="invalid_request_error")
             continue
+        except AddressNotAllowed as exc:  # an admin's upstream whose host now resolves somewhere refused
+            last = UpstreamError(f"{provider.display_name} may not be called: {exc}", status=502,
+                                 code="upstream_address_refused")
+            attempt_failed(call, last, time.perf_counter() - started, provider.id)
+            break
         except TimeoutError:  # before OSError: TimeoutError is one
             last = UpstreamTimeout(f"{provider.display_name} did not answer within {timeout:g} s")
             attempt_failed(call, last, time.perf_counter() - started, provider.id)

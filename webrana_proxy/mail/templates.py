@@ -67,13 +67,13 @@ ALERT_TEMPLATES: Mapping[str, Template] = {  # 80 % and 100 % of a quota or cap 
         },
         button={"id": "Lihat paket", "en": "See plans"}, link="path", path="/billing"),
     "alert_team_quota": Template(
-        subject={"id": "Webrana: {percent}% kuota request bulanan tim {team_name} terpakai",
-                 "en": "Webrana: {percent}% of team {team_name}'s monthly request quota used"},
+        subject={"id": "Webrana: {percent}% kuota request bulanan tim {org_name} terpakai",
+                 "en": "Webrana: {percent}% of team {org_name}'s monthly request quota used"},
         paragraphs={
-            "id": ("Tim {team_name} telah memakai {percent}% kuota request bulan {period_month}: {used} dari "
+            "id": ("Tim {org_name} telah memakai {percent}% kuota request bulan {period_month}: {used} dari "
                    "{limit} request, dihitung dari semua anggota dan kunci tim.",
                    "Saat kuota habis, panggilan dengan kunci tim ditolak (429) sampai bulan berganti (WIB)."),
-            "en": ("Team {team_name} has used {percent}% of its request quota for {period_month}: {used} of "
+            "en": ("Team {org_name} has used {percent}% of its request quota for {period_month}: {used} of "
                    "{limit} requests, counted across all its members and keys.",
                    "Once the quota is used up, calls with the team's keys are refused (429) until the month ends "
                    "(Asia/Jakarta)."),

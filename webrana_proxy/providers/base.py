@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webrana_proxy.errors import UpstreamError
+from webrana_proxy.netguard import Policy
 from webrana_proxy.providers.spec import ProviderSpec
 
 JSON = dict[str, Any]
@@ -23,6 +24,7 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None = None
+    guard: Policy | None = None  # set: an admin-given URL; addresses checked (netguard) when connecting
 
 
 @dataclass(slots=True)

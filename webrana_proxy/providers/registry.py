@@ -35,19 +35,37 @@ def provider_ids() -> tuple[str, ...]:
 
 
 class Registry:
-    """The providers this process serves, and the model -> provider rule."""
+    """The providers this process serves, and the model -> provider rule. The built-in providers are fixed; the
+    admins' own upstreams (``providers/custom.py``) are swapped whole by ``replace_custom`` when any replica changes
+    one (``upstreams.py``), after the built-ins in routing order, so a built-in's names never move."""
 
-    __slots__ = ("_by_id", "_forms", "_order")
+    __slots__ = ("_builtin", "_by_id", "_forms", "_order")
 
     def __init__(self, providers: Iterable[Provider]) -> None:
-        self._order: tuple[Provider, ...] = tuple(providers)
-        self._by_id: dict[str, Provider] = {}
-        for p in self._order:
+        self._builtin: tuple[Provider, ...] = tuple(providers)
+        self._index(self._builtin)
+
+    def _index(self, order: tuple[Provider, ...]) -> None:
+        by_id: dict[str, Provider] = {}
+        for p in order:
             for name in (p.id, *p.spec.aliases):
-                self._by_id[name] = p
-        self._forms = ("; ".join(p.spec.forms() for p in self._order)
-                       + "; or provider/model with provider one of: " + ", ".join(self.ids())
-                       + " (e.g. anthropic/claude-sonnet-5-5)")
+                by_id.setdefault(name, p)  # a built-in's name is never taken over
+        forms = ("; ".join(p.spec.forms() for p in order) + "; or provider/model with provider one of: "
+                 + ", ".join(p.id for p in order) + " (e.g. anthropic/claude-sonnet-5-5)")
+        # Three plain assignments, no await between them: a request sees the old set or the new one.
+        self._order, self._by_id, self._forms = order, by_id, forms
+
+    def replace_custom(self, specs: Iterable[ProviderSpec]) -> None:
+        """The admins' upstreams now served (all of them: the previous set is dropped)."""
+        self._index(self._builtin + tuple(spec.make(spec) for spec in specs))
+
+    def builtin_names(self) -> frozenset[str]:
+        """Ids and aliases of the built-in providers: names an admin's upstream may not take."""
+        return frozenset(n for p in self._builtin for n in (p.id, *p.spec.aliases))
+
+    def builtin_owner(self, model: str) -> Provider | None:
+        """The built-in provider whose model prefixes take ``model``, if any."""
+        return next((p for p in self._builtin if p.owns_model(model)), None)
 
     def route(self, model: object) -> Route:
         """The provider and upstream model name for what the client asked; ``BadRequest`` naming the

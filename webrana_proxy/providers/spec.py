@@ -9,6 +9,7 @@ a small class) and one line in ``registry.SPECS``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,6 +45,8 @@ class ProviderSpec:
     explicit_form: str = ""  # how the "<id>/..." form reads in help texts, e.g. "openrouter/<vendor>/<model>"
     capabilities: Capabilities = field(default_factory=Capabilities)
     docs_url: str = ""  # the provider's API reference (docs/providers.md has the wire facts)
+    keyless_key_id: uuid.UUID | None = None  # set: callable without a user key (an admin's keyless upstream)
+    custom: bool = False  # an admin's own upstream (providers/custom.py), built from the database
 
     def owns_model(self, model: str) -> bool:
         return (bool(self.model_prefixes) and model.startswith(self.model_prefixes)
