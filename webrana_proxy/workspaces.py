@@ -40,6 +40,8 @@ ACTIONS: Final = {
     "provider_keys.manage": MANAGER,  # the team's provider keys: add, list (masked), test, delete
     "proxy_keys.use": MEMBER,  # the caller's own team proxy keys: create within the team's plan, change, revoke
     "proxy_keys.all": MANAGER,  # every member's team proxy keys: see, change rules, revoke
+    "usage.read": MEMBER,  # the team's usage: a member sees their own calls in the team
+    "usage.all": MANAGER,  # every member's calls, broken down per member, key, model and provider
     "org.rename": OWNER,
     "org.delete": OWNER,
     "org.transfer": OWNER,

@@ -221,7 +221,9 @@ async def test_another_teams_ids_are_404_for_outsiders_members_and_managers(
     before = await team_state(gw, org_b, owner_b)
 
     swept = [op for op in api_operations() if op.path.startswith(TEAM_ROUTES) and PARAM.search(op.path)]
-    assert len(swept) >= 18, [op.path for op in swept]
+    assert len(swept) >= 21, [op.path for op in swept]
+    assert {f"{TEAM_ROUTES}{{org_id}}/usage/{p}" for p in ("summary", "requests", "export.csv")} <= {
+        op.path for op in swept}  # the team's usage: a member of A, a manager of A and an outsider get 404 for B's
     problems: list[str] = []
     for caller_name, caller in (("outsider", outsider), ("member of A", member_a), ("manager of A", manager_a)):
         for op in swept:

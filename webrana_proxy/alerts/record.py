@@ -5,6 +5,9 @@ leased calls were given back and passed a threshold again; a counter rebuilt aft
 
 The crossings come from the counters' hooks (``SpendCounters.on_crossing``, ``Limiter.on_quota_crossing``), which
 run on the loop turn of a gateway call: they only schedule ``record``, which nobody waits for.
+
+A team's counters are keyed by its workspace id (the organisation's): such an alert is the team owner's (their
+banner, mail and webhook), recorded with the team's ``org_id`` and deduplicated on the team.
 """
 
 from __future__ import annotations
@@ -115,6 +118,10 @@ async def record(pool: asyncpg.Pool, alert: NewAlert, now: datetime | None = Non
                                       alert.key_id, alert.user_id)
             if key is None:
                 return None
+        # A workspace id that is an organisation's: the team's owner is told (None: a personal workspace).
+        team = await conn.fetchrow("SELECT id, owner_id, name FROM organisations WHERE id = $1", alert.user_id)
+        org_id: uuid.UUID | None = team["id"] if team is not None else None
+        recipient: uuid.UUID = team["owner_id"] if team is not None else alert.user_id
         # One threshold of a counter at a time (80 % and 100 % may be crossed together, on two replicas), so the
         # higher one always finds the lower one, or the lower one finds the higher one, committed.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", alert.dedup_key.rsplit(":", 1)[0])
@@ -122,28 +129,33 @@ async def record(pool: asyncpg.Pool, alert: NewAlert, now: datetime | None = Non
         # recorded, and mailed, already dismissed).
         alert_id: uuid.UUID | None = await conn.fetchval(
             """INSERT INTO alerts (user_id, scope, proxy_key_id, period, percent, used, cap, hard, dedup_key,
-                                   created_at, dismissed_at)
+                                   created_at, dismissed_at, org_id)
                SELECT u.id, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz,
                       CASE WHEN EXISTS (SELECT 1 FROM alerts h WHERE h.user_id = $1 AND h.scope = $2
                                           AND h.proxy_key_id IS NOT DISTINCT FROM $3 AND h.period = $4
-                                          AND h.percent > $5) THEN $10::timestamptz END
+                                          AND h.org_id IS NOT DISTINCT FROM $11
+                                          AND h.percent > $5) THEN $10::timestamptz END, $11
                FROM users u WHERE u.id = $1
                ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
-            alert.user_id, alert.scope, alert.key_id, alert.period, alert.percent, alert.used, alert.cap,
-            alert.hard, alert.dedup_key, now)
+            recipient, alert.scope, alert.key_id, alert.period, alert.percent, alert.used, alert.cap,
+            alert.hard, alert.dedup_key, now, org_id)
         if alert_id is None:
             return None
         await conn.execute(
             """UPDATE alerts SET dismissed_at = $6
                WHERE user_id = $1 AND scope = $2 AND proxy_key_id IS NOT DISTINCT FROM $3 AND period = $4
-                 AND percent < $5 AND dismissed_at IS NULL""",
-            alert.user_id, alert.scope, alert.key_id, alert.period, alert.percent, now)
+                 AND org_id IS NOT DISTINCT FROM $7 AND percent < $5 AND dismissed_at IS NULL""",
+            recipient, alert.scope, alert.key_id, alert.period, alert.percent, now, org_id)
         template, params = _mail(alert, key)
-        await enqueue(conn, alert.user_id, template, params, dedup_key=alert.dedup_key)
-        await queue_event(conn, alert.user_id, alert_id, ALERT_EVENT, now, alert_data(alert_id, alert, key),
-                          alert.dedup_key)
-    log.info("alert", extra={"user_id": str(alert.user_id), "scope": alert.scope, "percent": alert.percent,
-                             "period": alert.period})
+        data = alert_data(alert_id, alert, key)
+        if team is not None:
+            if alert.scope == "quota":
+                template, params = "alert_team_quota", {**params, "org_name": team["name"]}
+            data["team"] = {"id": str(org_id), "name": team["name"]}
+        await enqueue(conn, recipient, template, params, dedup_key=alert.dedup_key)
+        await queue_event(conn, recipient, alert_id, ALERT_EVENT, now, data, alert.dedup_key)
+    log.info("alert", extra={"user_id": str(recipient), "org_id": str(org_id) if org_id else None,
+                             "scope": alert.scope, "percent": alert.percent, "period": alert.period})
     return alert_id
 
 

@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from webrana_proxy.api.openapi import INT, STR, UUID, _obj, _op, _path_id
+from webrana_proxy.api.openapi import (
+    INT,
+    MONEY,
+    RANGE_PARAMS,
+    STR,
+    USAGE_REQUEST_PARAMS,
+    USAGE_ROW,
+    USAGE_SUMMARY,
+    USAGE_SUMS,
+    UUID,
+    _obj,
+    _op,
+    _path_id,
+    _query,
+)
 
 DATETIME = {"type": "string", "format": "date-time"}
 ROLE = {"type": "string", "enum": ["owner", "manager", "member"]}
@@ -49,6 +63,49 @@ def team_key_paths(personal: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
                            "parameters": [ORG_ID, *op.get("parameters", [])]}
         out["/api/orgs/{org_id}" + path.removeprefix("/api")] = ops
     return out
+
+
+NULLABLE_STR = {"type": ["string", "null"]}
+TEAM_USAGE_SUMMARY = {"allOf": [USAGE_SUMMARY, _obj(
+    ["scope", "by_member", "by_key"],
+    scope={"type": "string", "enum": ["team", "own"],
+           "description": "team: every member's calls (owner, manager); own: the caller's calls in the team"},
+    by_member={"type": "array", "items": {"allOf": [USAGE_SUMS, _obj(
+        ["user_id", "email", "role"], user_id=UUID, email=STR,
+        role={"type": ["string", "null"], "enum": ["owner", "manager", "member", None],
+              "description": "null: no longer a member"})]}},
+    by_key={"type": "array", "items": _obj(
+        ["id", "name", "prefix", "user_id", "requests", "errors", "total_tokens", "cost_idr", "cost_idr_micro",
+         "cost_usd_nano"], id={"type": ["string", "null"], "description": "the team proxy key (null: deleted)"},
+        name=NULLABLE_STR, prefix=NULLABLE_STR, user_id={"type": ["string", "null"]}, requests=INT, errors=INT,
+        total_tokens=INT, **MONEY)})]}
+TEAM_USAGE_ROW = {"allOf": [USAGE_ROW, _obj(
+    ["member", "proxy_key_id"], member=_obj(["user_id", "email"], user_id=UUID, email=NULLABLE_STR),
+    proxy_key_id={"type": ["string", "null"]})]}
+TEAM_USAGE_PAGE = _obj(["data", "next_cursor"], data={"type": "array", "items": TEAM_USAGE_ROW},
+                       next_cursor={"type": ["string", "null"]})
+MEMBER_PARAM = _query("member", UUID, "only this member's calls (owner, manager; a member always gets their own)")
+
+
+def team_usage_paths() -> dict[str, dict[str, Any]]:
+    """The team's usage: the personal /api/usage routes in the team's workspace, with per-member and per-key
+    breakdowns. The owner and managers see every member's calls; a member only their own calls in the team."""
+    org = [ORG_ID]
+    return {
+        "/api/orgs/{org_id}/usage/summary": {"get": _op(
+            "The team's usage: totals, per day, provider, model, member (user id and e-mail) and team proxy key "
+            "(Asia/Jakarta days; default this month so far; at most 366 days). Owner and managers: the whole "
+            "team; a member: their own calls in the team (member)", params=[*org, *RANGE_PARAMS],
+            response=TEAM_USAGE_SUMMARY)},
+        "/api/orgs/{org_id}/usage/requests": {"get": _op(
+            "The team's request log, newest first (cursor pagination); each row names its member and key. "
+            "Owner and managers: every member's calls; a member: their own (member)",
+            params=[*org, *USAGE_REQUEST_PARAMS, MEMBER_PARAM], response=TEAM_USAGE_PAGE)},
+        "/api/orgs/{org_id}/usage/export.csv": {"get": _op(
+            "The team's request log as CSV with member_email, member_id and proxy_key_id columns, streamed "
+            "(default this month so far; at most 366 days). Owner and managers: every member's calls; a member: "
+            "their own (member)", params=[*org, *RANGE_PARAMS], response=STR, content_type="text/csv")},
+    }
 
 
 def _list(item: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +156,7 @@ def orgs_paths() -> dict[str, dict[str, Any]]:
         "/api/orgs/{org_id}/invitations/{id}": {
             "delete": _op("Revoke an open invitation (manager; audited)", params=[ORG_ID, _path_id("invitation id")]),
         },
+        **team_usage_paths(),
         "/api/invitations/accept": {
             "post": _op("Accept an invitation link as the signed-in user with the invited address (that address "
                         "counts as verified from then on)",

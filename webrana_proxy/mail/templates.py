@@ -66,6 +66,19 @@ ALERT_TEMPLATES: Mapping[str, Template] = {  # 80 % and 100 % of a quota or cap 
                    "Upgrade your plan for a larger quota."),
         },
         button={"id": "Lihat paket", "en": "See plans"}, link="path", path="/billing"),
+    "alert_team_quota": Template(
+        subject={"id": "Webrana: {percent}% kuota request bulanan tim {org_name} terpakai",
+                 "en": "Webrana: {percent}% of team {org_name}'s monthly request quota used"},
+        paragraphs={
+            "id": ("Tim {org_name} telah memakai {percent}% kuota request bulan {period_month}: {used} dari "
+                   "{limit} request, dihitung dari semua anggota dan kunci tim.",
+                   "Saat kuota habis, panggilan dengan kunci tim ditolak (429) sampai bulan berganti (WIB)."),
+            "en": ("Team {org_name} has used {percent}% of its request quota for {period_month}: {used} of "
+                   "{limit} requests, counted across all its members and keys.",
+                   "Once the quota is used up, calls with the team's keys are refused (429) until the month ends "
+                   "(Asia/Jakarta)."),
+        },
+        button={"id": "Lihat paket", "en": "See plans"}, link="path", path="/billing"),
     "alert_user_spend": Template(
         subject={"id": "Webrana: {percent}% batas belanja bulanan akun terpakai",
                  "en": "Webrana: {percent}% of your account's monthly spend cap used"},
