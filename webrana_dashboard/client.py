@@ -20,6 +20,7 @@ API_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)  # the API answers in m
 EXPORT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=60)  # a long CSV streams for a while
 META_TIMEOUT = aiohttp.ClientTimeout(total=3, connect=2)  # asked while rendering any page: never hold one up long
 ERROR_BODY_LIMIT = 64 * 1024  # error bodies are small JSON; never read more
+ALERTS_HEADER = "Webrana-Alerts"  # the proxy's answers to signed-in calls carry the user's undismissed alerts
 
 
 class ApiError(Exception):
@@ -52,6 +53,10 @@ class Credentials(Protocol):
         """Get a new access token after a 401; True when a retry makes sense."""
         ...
 
+    def saw_alerts(self, alerts: list[Json]) -> None:
+        """The user's undismissed alerts, carried by a signed-in answer (``Webrana-Alerts``)."""
+        ...
+
 
 class Anonymous:
     """A visitor who is not signed in (sign-up, sign-in, public plans)."""
@@ -69,10 +74,23 @@ class Anonymous:
     async def refresh(self) -> bool:
         return False
 
+    def saw_alerts(self, alerts: list[Json]) -> None:
+        return None
+
 
 def _segment(value: str) -> str:
     """An id placed in a URL path, quoted so it can never become another path."""
     return quote(value, safe="")
+
+
+def _alerts(header: str) -> list[Json]:
+    """The ``Webrana-Alerts`` header's list; anything else is ignored (no banner rather than a broken page)."""
+    try:
+        value = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        return []
+    return [a for a in value if isinstance(a, dict) and isinstance(a.get("id"), str)] if isinstance(value, list) \
+        else []
 
 
 async def _error_from(resp: aiohttp.ClientResponse) -> ApiError:
@@ -112,6 +130,10 @@ class ApiClient:
             try:
                 async with self.http.request(method, self.base_url + path, data=data, params=params,
                                              headers=sent, timeout=time_limit) as resp:
+                    if ALERTS_HEADER in resp.headers:
+                        creds.saw_alerts(_alerts(resp.headers[ALERTS_HEADER]))
+                    if resp.status == 204:  # a DELETE that answers nothing
+                        return None
                     if resp.status < 400:
                         return orjson.loads(await resp.read())
                     err = await _error_from(resp)
@@ -147,9 +169,9 @@ class ApiClient:
 
     # --- auth ----------------------------------------------------------------------------------------------
 
-    async def register(self, creds: Credentials, email: str, password: str) -> Json:
-        result: Json = await self.call(creds, "POST", "/api/auth/register",
-                                       body={"email": email, "password": password})
+    async def register(self, creds: Credentials, email: str, password: str, locale: str | None = None) -> Json:
+        body = {"email": email, "password": password, **({"locale": locale} if locale else {})}
+        result: Json = await self.call(creds, "POST", "/api/auth/register", body=body)
         return result
 
     async def login(self, creds: Credentials, email: str, password: str) -> Json:
@@ -162,6 +184,25 @@ class ApiClient:
 
     async def logout(self, creds: Credentials, refresh_token: str) -> None:
         await self.call(creds, "POST", "/api/auth/logout", body={"refresh_token": refresh_token})
+
+    # --- e-mail: verification, password reset, the e-mails' language ------------------------------------
+
+    async def verify_email(self, creds: Credentials, token: str) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/auth/verify-email", body={"token": token})
+        return result
+
+    async def resend_verification(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/auth/verify-email/resend", body={})
+        return result
+
+    async def forgot_password(self, creds: Credentials, email: str) -> None:
+        await self.call(creds, "POST", "/api/auth/password/forgot", body={"email": email})
+
+    async def reset_password(self, creds: Credentials, token: str, password: str) -> None:
+        await self.call(creds, "POST", "/api/auth/password/reset", body={"token": token, "password": password})
+
+    async def set_locale(self, creds: Credentials, locale: str) -> None:
+        await self.call(creds, "PUT", "/api/auth/locale", body={"locale": locale})
 
     # --- what pages show -------------------------------------------------------------------------------
 
@@ -193,14 +234,70 @@ class ApiClient:
         result: Json = await self.call(creds, "POST", f"/api/provider-keys/{_segment(key_id)}/test")
         return result
 
+    # --- aliases ----------------------------------------------------------------------------------------
+
+    async def aliases(self, creds: Credentials) -> list[Json]:
+        result: list[Json] = (await self.call(creds, "GET", "/api/aliases"))["data"]
+        return result
+
+    async def alias(self, creds: Credentials, alias_id: str) -> Json:
+        result: Json = await self.call(creds, "GET", f"/api/aliases/{_segment(alias_id)}")
+        return result
+
+    async def save_alias(self, creds: Credentials, alias_id: str | None, name: str, hops: list[Json]) -> Json:
+        """Create (``alias_id`` None) or replace an alias."""
+        body = {"name": name, "hops": hops}
+        if alias_id is None:
+            result: Json = await self.call(creds, "POST", "/api/aliases", body=body)
+        else:
+            result = await self.call(creds, "PUT", f"/api/aliases/{_segment(alias_id)}", body=body)
+        return result
+
+    async def delete_alias(self, creds: Credentials, alias_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/aliases/{_segment(alias_id)}")
+
     # --- proxy keys -------------------------------------------------------------------------------------
 
     async def proxy_keys(self, creds: Credentials) -> list[Json]:
         result: list[Json] = (await self.call(creds, "GET", "/api/proxy-keys"))["data"]
         return result
 
-    async def create_proxy_key(self, creds: Credentials, name: str) -> Json:
-        result: Json = await self.call(creds, "POST", "/api/proxy-keys", body={"name": name})
+    async def create_proxy_key(self, creds: Credentials, name: str, rules: Json | None = None) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/proxy-keys", body={"name": name, **(rules or {})})
+        return result
+
+    async def update_proxy_key(self, creds: Credentials, key_id: str, changes: Json) -> Json:
+        """Change a key's name or rules (only the fields given; None clears a rule)."""
+        result: Json = await self.call(creds, "PATCH", f"/api/proxy-keys/{_segment(key_id)}", body=changes)
+        return result
+
+    # --- alerts and the webhook ------------------------------------------------------------------------
+
+    async def dismiss_alert(self, creds: Credentials, alert_id: str) -> None:
+        await self.call(creds, "POST", f"/api/alerts/{_segment(alert_id)}/dismiss")
+
+    async def webhook(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/webhook")
+        return result
+
+    async def set_webhook(self, creds: Credentials, url: str, rotate_secret: bool = False) -> Json:
+        result: Json = await self.call(creds, "PUT", "/api/webhook", body={"url": url, "rotate_secret": rotate_secret})
+        return result
+
+    async def delete_webhook(self, creds: Credentials) -> None:
+        await self.call(creds, "DELETE", "/api/webhook")
+
+    async def test_webhook(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/webhook/test")
+        return result
+
+    async def spend_cap(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/account/spend-cap")
+        return result
+
+    async def set_spend_cap(self, creds: Credentials, cap_idr: int | None, hard: bool) -> Json:
+        result: Json = await self.call(creds, "PUT", "/api/account/spend-cap",
+                                       body={"spend_cap_idr": cap_idr, "hard": hard})
         return result
 
     async def revoke_proxy_key(self, creds: Credentials, key_id: str) -> None:
@@ -274,6 +371,11 @@ class ApiClient:
                                        body={"plan": plan})
         return result
 
+    async def admin_set_spend_cap(self, creds: Credentials, user_id: str, cap_idr: int | None, hard: bool) -> Json:
+        result: Json = await self.call(creds, "PUT", f"/api/admin/users/{_segment(user_id)}/spend-cap",
+                                       body={"spend_cap_idr": cap_idr, "hard": hard})
+        return result
+
     async def admin_audit_log(self, creds: Credentials, page: int, per_page: int) -> Json:
         result: Json = await self.call(creds, "GET", "/api/admin/audit-log",
                                        params={"page": str(page), "per_page": str(per_page)})
@@ -288,3 +390,41 @@ class ApiClient:
         result: Json = await self.call(creds, "POST", f"/api/admin/invoices/{_segment(invoice_id)}/refunded",
                                        body={"note": note or None})
         return result
+
+    # --- prices -----------------------------------------------------------------------------------------
+
+    async def prices(self, creds: Credentials) -> Json:
+        """The current models with their prices and context windows, and where the price data came from."""
+        result: Json = await self.call(creds, "GET", "/api/prices")
+        return result
+
+    async def admin_prices(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/admin/prices")
+        return result
+
+    async def admin_create_price(self, creds: Credentials, body: Json) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/admin/prices", body=body)
+        return result
+
+    async def admin_update_price(self, creds: Credentials, price_id: str, body: Json) -> Json:
+        result: Json = await self.call(creds, "PUT", f"/api/admin/prices/{_segment(price_id)}", body=body)
+        return result
+
+    async def admin_delete_price(self, creds: Credentials, price_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/admin/prices/{_segment(price_id)}")
+
+    # --- admins' own upstreams ----------------------------------------------------------------------------
+    async def admin_upstreams(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/admin/upstreams")
+        return result
+
+    async def admin_create_upstream(self, creds: Credentials, body: Json) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/admin/upstreams", body=body)
+        return result
+
+    async def admin_update_upstream(self, creds: Credentials, upstream_id: str, body: Json) -> Json:
+        result: Json = await self.call(creds, "PATCH", f"/api/admin/upstreams/{_segment(upstream_id)}", body=body)
+        return result
+
+    async def admin_delete_upstream(self, creds: Credentials, upstream_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/admin/upstreams/{_segment(upstream_id)}")

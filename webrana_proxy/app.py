@@ -14,20 +14,31 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
+from webrana_proxy.alerts import banner
+from webrana_proxy.alerts.delivery import webhooks_ctx
+from webrana_proxy.alerts.record import alerts_ctx
 from webrana_proxy.api import (
     admin,
+    alerts,
+    aliases,
     auth,
+    auth_email,
     billing,
     meta,
     openapi,
+    orgs,
     overview,
     plans,
     prices,
     provider_keys,
     proxy_keys,
+    spend_caps,
+    team_usage,
+    upstreams,
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
@@ -38,6 +49,7 @@ from webrana_proxy.gateway.responses_store import responses_store_ctx
 from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
+from webrana_proxy.mail.job import mail_ctx
 from webrana_proxy.metrics import Metrics
 from webrana_proxy.middleware import REQUEST_IDS, RequestIds, pipeline
 from webrana_proxy.passwords import Passwords
@@ -47,7 +59,9 @@ from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.providers.registry import build_registry
 from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
+from webrana_proxy.spend import spend_ctx
 from webrana_proxy.state import (
+    BREAKERS,
     HTTP,
     KEYCACHE,
     KEYRING,
@@ -66,6 +80,7 @@ from webrana_proxy.state import (
 from webrana_proxy.tasks import background
 from webrana_proxy.tokens import TokenIssuer
 from webrana_proxy.upstreamhttp import UpstreamPool
+from webrana_proxy.upstreams import upstreams_ctx
 from webrana_proxy.usage import UsageWriter
 
 log = logging.getLogger("webrana.app")
@@ -151,6 +166,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PASSWORDS] = Passwords(settings.password_hash_concurrency, settings.password_hash_wait)
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
+    app[BREAKERS] = CircuitBoard(app[METRICS], threshold=settings.circuit_failures,
+                                 cooldown=settings.circuit_cooldown)
     app[FALLBACK] = LocalLimiter()
     app[REQUEST_IDS] = RequestIds()
     app[PRICES] = PriceBook(load_catalogue())
@@ -160,7 +177,13 @@ def create_app(settings: Settings) -> web.Application:
                             auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
+    app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
+    app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
+    app.cleanup_ctx.extend([alerts_ctx, webhooks_ctx])  # crossings become alerts; the webhook job (issue 14)
+    app.cleanup_ctx.append(upstreams_ctx)  # the admins' own upstreams in the registry, reloaded on change (issue 16)
+    app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
+                   orgs, team_usage, upstreams):
         app.router.add_routes(module.routes)
     return app

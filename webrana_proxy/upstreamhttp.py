@@ -8,8 +8,14 @@ answers read whole or as they arrive with back-pressure. No redirects, cookies, 
 (``Accept-Encoding: identity``) or HTTP/2. The console's key tests and Midtrans keep using aiohttp.
 
 Failures are ``OSError``s: ``TimeoutError`` (connect or first byte), ``UpstreamClosed`` (the connection ended before
-the answer did, also when we closed it), ``UpstreamProtocolError`` (not valid HTTP), or what the socket/TLS layer
-raised while connecting (``ConnectionRefusedError``, ``socket.gaierror``, ``ssl.SSLError``).
+the answer did, also when we closed it), ``UpstreamProtocolError`` (not valid HTTP), ``AddressNotAllowed`` (a guarded
+request's host resolved to an address its policy refuses), or what the socket/TLS layer raised while connecting
+(``ConnectionRefusedError``, ``socket.gaierror``, ``ssl.SSLError``).
+
+Guarded requests (``guard=``: an admin-given upstream URL) are checked when a connection is opened: the host is
+resolved once by ``netguard.resolve_target`` (``resolve``, replaceable by tests), every address is checked against the
+policy, and the socket connects only to those addresses (TLS still verifies the host name). Guarded connections
+are pooled apart from unguarded ones to the same origin.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from typing import cast
 
 import httptools
 
+from webrana_proxy import netguard
+
 HIGH_WATER = 256 * 1024  # bytes of one answer buffered before reading pauses (a slow client downstream)
 MAX_HEAD_BYTES = 64 * 1024  # response status line + headers
 KEEPALIVE_SECONDS = 15.0  # an idle pooled connection older than this is closed, not reused
 RESEND_WINDOW = 0.5  # seconds: a reused connection dropped unanswered sooner than this is the keep-alive race
 TARGET_CACHE_SIZE = 1024  # parsed URLs kept (provider URLs are few; a bound in case model names vary)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int, bool]
 
 
 class UpstreamClosed(ConnectionError):
@@ -44,6 +53,10 @@ class HeaderNotSendable(ValueError):
     Raised before anything is sent."""
 
 
+class AddressNotAllowed(ConnectionRefusedError):
+    """A guarded request's host resolved to an address its policy refuses (nothing was sent)."""
+
+
 class PoolExhausted(TimeoutError):
     """Every connection the pool may open was busy for the whole connect timeout."""
 
@@ -55,10 +68,11 @@ class Target:
     port: int
     path: str  # path and query, as sent in the request line
     host_header: str
+    guarded: bool = False  # connections are opened through netguard and kept apart from unguarded ones
 
     @property
-    def origin(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
+    def origin(self) -> Origin:
+        return (self.scheme, self.host, self.port, self.guarded)
 
 
 def parse_target(url: str) -> Target:
@@ -233,7 +247,7 @@ class UpstreamResponse:
 class _Connection(asyncio.Protocol):
     """One pooled connection: feeds received bytes to llhttp, whose callbacks land here."""
 
-    def __init__(self, pool: UpstreamPool, origin: tuple[str, str, int]) -> None:
+    def __init__(self, pool: UpstreamPool, origin: Origin) -> None:
         self.pool = pool
         self.origin = origin
         self.transport: asyncio.Transport | None = None
@@ -317,13 +331,14 @@ class UpstreamPool:
         self._connect_timeout = connect_timeout
         self._ssl = ssl_context
         self._keepalive = keepalive
-        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self._idle: dict[Origin, deque[_Connection]] = {}
         self._all: set[_Connection] = set()
         self._opening = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._targets: dict[str, Target] = {}
         self._fixed = f"User-Agent: {user_agent}\r\nAccept-Encoding: identity\r\n"
         self._closed = False
+        self.resolve: netguard.Resolve = netguard.system_resolve  # guarded connections' DNS (tests inject one)
 
     @property
     def open_connections(self) -> int:
@@ -361,17 +376,19 @@ class UpstreamPool:
             raise HeaderNotSendable("an upstream request header has a character outside Latin-1") from None
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None, *,
-                      first_byte_timeout: float) -> UpstreamResponse:
+                      first_byte_timeout: float, guard: netguard.Policy | None = None) -> UpstreamResponse:
         """Send the request and wait for the answer's status and headers (not its body).
 
         A pooled connection that turns out to be closed before any byte of the answer within RESEND_WINDOW (the
         provider dropped it while idle), or that answers 408 (its idle timeout notice), is retried once on a fresh
         connection."""
         target = self.target(url)
+        if guard is not None:
+            target = Target(target.scheme, target.host, target.port, target.path, target.host_header, True)
         head = self.head(target, method, headers, body)
         # Small bodies go out with the head in one write; big ones as a second buffer of the same write (no copy).
         payload = (head + body,) if body and len(body) < 65536 else (head, body) if body else (head,)
-        conn, reused = await self._acquire(target)
+        conn, reused = await self._acquire(target, url, guard)
         sent = asyncio.get_running_loop().time()
         try:
             resp = await self._exchange(conn, payload, first_byte_timeout)
@@ -384,7 +401,7 @@ class UpstreamPool:
             if not (reused and resp.status == 408):
                 return resp
             resp.close()  # a server's "idle too long" notice on the reused connection, not our answer
-        conn, _ = await self._acquire(target, fresh=True)
+        conn, _ = await self._acquire(target, url, guard, fresh=True)
         return await self._exchange(conn, payload, first_byte_timeout)
 
     async def _exchange(self, conn: _Connection, payload: tuple[bytes, ...],
@@ -410,7 +427,8 @@ class UpstreamPool:
             timer.cancel()
         return resp
 
-    async def _acquire(self, target: Target, *, fresh: bool = False) -> tuple[_Connection, bool]:
+    async def _acquire(self, target: Target, url: str, guard: netguard.Policy | None, *,
+                       fresh: bool = False) -> tuple[_Connection, bool]:
         origin = target.origin
         deadline: float | None = None  # set when we first have to wait for a free connection
         while True:
@@ -429,7 +447,7 @@ class UpstreamPool:
             if self._closed:
                 raise UpstreamClosed("the upstream pool is closed")
             if self.open_connections < self._limit:
-                return await self._connect(target), False
+                return await self._connect(target, url, guard), False
             if self._drop_one_idle():
                 continue
             loop = asyncio.get_running_loop()
@@ -461,22 +479,42 @@ class UpstreamPool:
                     return True
         return False
 
-    async def _connect(self, target: Target) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, target: Target, url: str, guard: netguard.Policy | None) -> _Connection:
         self._opening += 1
         try:
             secure = target.scheme == "https"
             if secure and self._ssl is None:
                 self._ssl = await asyncio.to_thread(ssl.create_default_context)  # reads the CA store: not on the loop
             async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self, target.origin), target.host, target.port,
-                    ssl=self._ssl if secure else None, server_hostname=target.host if secure else None)
+                hosts: tuple[str, ...] = (target.host,)
+                if guard is not None:
+                    try:
+                        checked = await netguard.resolve_target(url, guard, self.resolve)
+                    except netguard.AddressRefused as exc:
+                        raise AddressNotAllowed(str(exc)) from None
+                    hosts = tuple(str(ip) for ip in checked.addresses)
+                conn = await self._open(target, hosts, secure)
         finally:
             self._opening -= 1
             self._wake_one()
         self._all.add(conn)
         return conn
+
+    async def _open(self, target: Target, hosts: tuple[str, ...], secure: bool) -> _Connection:
+        """A connection to the first of ``hosts`` that answers (one host: the name, resolved by the loop; guarded:
+        the checked addresses, with the name kept for TLS)."""
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
+        for host in hosts:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, target.origin), host, target.port,
+                    ssl=self._ssl if secure else None, server_hostname=target.host if secure else None)
+                return conn
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     def put_back(self, conn: _Connection) -> None:
         if conn.closed or self._closed:

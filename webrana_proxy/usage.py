@@ -45,7 +45,8 @@ COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoi
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at",
            "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "service_tier",
-           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version")
+           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version",
+           "attempt", "failed_attempt", "alias", "org_id")
 # cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
 
 
@@ -79,6 +80,12 @@ class UsageRecord:
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
     service_tier: str | None = None
+    # Attempts (sql/0012): this row's attempt number; a failed attempt the call moved on from (not charged, not
+    # in usage_daily: the call counts once); the alias the client called.
+    attempt: int | None = None
+    failed_attempt: bool = False
+    alias: str | None = None
+    org_id: uuid.UUID | None = None  # the team whose workspace the call was made in (sql/0014); None: personal
 
     def as_row(self) -> tuple[Any, ...]:
         return (_text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
@@ -87,7 +94,8 @@ class UsageRecord:
                 self.ttfb_ms, _text(self.upstream_request_id), _text(self.error_type), self.created_at,
                 self.created_at, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens,
                 self.reasoning_tokens, _text(self.service_tier), self.cost_usd_nano, self.cost_idr_micro,
-                self.usd_to_idr, self.price_source, _text(self.price_version))
+                self.usd_to_idr, self.price_source, _text(self.price_version), self.attempt, self.failed_attempt,
+                _text(self.alias), self.org_id)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), default=str)  # asyncpg's UUID type is not orjson's uuid.UUID
@@ -100,6 +108,7 @@ class UsageRecord:
             d["cost_idr_micro"] = legacy * 1_000_000
         d["user_id"] = uuid.UUID(d["user_id"])
         d["proxy_key_id"] = uuid.UUID(d["proxy_key_id"]) if d["proxy_key_id"] else None
+        d["org_id"] = uuid.UUID(d["org_id"]) if d.get("org_id") else None
         d["created_at"] = datetime.fromisoformat(d["created_at"])
         return cls(**d)
 
@@ -115,14 +124,16 @@ def jakarta_day(ts: datetime) -> date:
 
 async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
     """Write rows, roll-ups and key counters in one transaction (all or nothing)."""
-    rollup: dict[tuple[uuid.UUID, date, str, str], list[int]] = {}
+    rollup: dict[tuple[uuid.UUID, date, str, str, uuid.UUID | None], list[int]] = {}
     keys: dict[uuid.UUID, tuple[int, datetime]] = {}
     rows: list[tuple[Any, ...]] = []
     for i, r in enumerate(batch):
         if i % PREP_SLICE == PREP_SLICE - 1:
             await asyncio.sleep(0)  # ~3 us of Python per row: let calls in flight run between slices
         rows.append(r.as_row())
-        key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "")
+        if r.failed_attempt:
+            continue  # its own row only: the call it belongs to is counted (and charged) once, by its last row
+        key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "", r.org_id)
         acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         acc[0] += r.endpoint not in UNBILLED_ENDPOINTS
         acc[1] += r.status >= 400
@@ -145,11 +156,11 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
         await conn.execute(
             """INSERT INTO usage_daily (user_id, day, provider, model, requests, errors, prompt_tokens,
                                         completion_tokens, total_tokens, cost_idr_micro, cost_usd_nano,
-                                        cached_tokens, cache_write_tokens, reasoning_tokens, fallback_requests)
+                                        cached_tokens, cache_write_tokens, reasoning_tokens, fallback_requests, org_id)
                SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
                                     $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-                                    $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])
-               ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
+                                    $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::uuid[])
+               ON CONFLICT (user_id, org_id, day, provider, model) DO UPDATE SET
                    requests = usage_daily.requests + EXCLUDED.requests,
                    errors = usage_daily.errors + EXCLUDED.errors,
                    prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens,
@@ -162,7 +173,7 @@ async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
                    reasoning_tokens = usage_daily.reasoning_tokens + EXCLUDED.reasoning_tokens,
                    fallback_requests = usage_daily.fallback_requests + EXCLUDED.fallback_requests""",
             [x[0] for x in k], [x[1] for x in k], [x[2] for x in k], [x[3] for x in k],
-            *([x[i] for x in v] for i in range(11)))
+            *([x[i] for x in v] for i in range(11)), [x[4] for x in k])
         if keys:
             await conn.execute(
                 """UPDATE proxy_api_keys AS k SET request_count = k.request_count + v.n,

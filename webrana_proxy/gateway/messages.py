@@ -21,7 +21,7 @@ from webrana_proxy.dialects.messages_request import to_chat, to_count_chat
 from webrana_proxy.dialects.messages_response import MessagesStream, error_event, message_of
 from webrana_proxy.errors import BadRequest
 from webrana_proxy.gateway.calls import Call
-from webrana_proxy.gateway.handlers import admit, run_call
+from webrana_proxy.gateway.handlers import Admitted, admit, run_call, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.providers.base import ChatResult, Usage
@@ -39,12 +39,15 @@ def _stream_flag(value: object) -> bool:
 
 
 async def _messages(request: web.Request, call: Call) -> web.StreamResponse:
-    a = await admit(request, call)
+    return await serve(request, call, await admit(request, call), _messages_once)
+
+
+async def _messages_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     stream = call.stream = _stream_flag(a.body.get("stream", False))
     app = request.app
     settings, pool = app[SETTINGS], app[UPSTREAM]
     provider, model = a.route.provider, a.route.model
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     native = provider.messages_native
     if native is not None:
         upstream = await open_upstream(pool, settings, provider, a.keys, lambda key: native.messages_request(
@@ -79,12 +82,15 @@ def _not_billed(body: bytes) -> ChatResult:
 
 async def _count_tokens(request: web.Request, call: Call) -> web.StreamResponse:
     # Not billable: per-IP and burst limits only, and the row carries no tokens (it is not a generation).
-    a = await admit(request, call, quota=False)
+    return await serve(request, call, await admit(request, call, quota=False), _count_tokens_once)
+
+
+async def _count_tokens_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     call.usage = Usage()
     app = request.app
     settings, pool = app[SETTINGS], app[UPSTREAM]
     provider, model = a.route.provider, a.route.model
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     native = provider.messages_native
     if native is not None:
         upstream = await open_upstream(pool, settings, provider, a.keys, lambda key: native.count_tokens_request(
@@ -101,7 +107,8 @@ async def _count_tokens(request: web.Request, call: Call) -> web.StreamResponse:
             orjson.dumps({"input_tokens": counter.count_tokens_response(raw)})), a.headers)
     call.status = 200
     return json_response({"input_tokens": estimate_prompt_tokens(chat)},
-                         headers={**a.headers, ESTIMATED_HEADER: "true", "x-request-id": call.request_id})
+                         headers={**a.headers, ESTIMATED_HEADER: "true", "x-request-id": call.request_id,
+                                  **call.served_headers()})
 
 
 @routes.post("/v1/messages")

@@ -33,7 +33,7 @@ from webrana_proxy.errors import BadRequest, NotFound
 from webrana_proxy.gateway import responses_store as store
 from webrana_proxy.gateway.access import authenticate, enforce_limits
 from webrana_proxy.gateway.calls import Call
-from webrana_proxy.gateway.handlers import Admitted, admit, run_call
+from webrana_proxy.gateway.handlers import Admitted, admit, run_call, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.keycache import Principal, ProviderKey
@@ -60,7 +60,10 @@ def _previous(body: JSON) -> str | None:
 
 
 async def _responses(request: web.Request, call: Call) -> web.StreamResponse:
-    a = await admit(request, call)
+    return await serve(request, call, await admit(request, call), _responses_once)
+
+
+async def _responses_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     call.stream = _flag(a.body, "stream", False)
     keep = _flag(a.body, "store", True)
     previous = _previous(a.body)
@@ -84,7 +87,7 @@ async def _native(request: web.Request, call: Call, a: Admitted, native: Respons
     app = request.app
     settings = app[SETTINGS]
     provider, model = a.route.provider, a.route.model
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     keys = a.keys
     if previous is not None:
         if store.is_webrana_id(previous):
@@ -156,7 +159,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
     response_id = store.new_response_id()
     env = envelope(a.body, response_id, a.route.requested, keep)
     items = [*(history or ()), *input_items(a.body)] if keep else []
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     upstream = await open_upstream(app[UPSTREAM], settings, provider, a.keys,
                                    lambda key: provider.chat_request(chat, model, key, base_url), call)
     a.headers["x-request-id"] = call.request_id
@@ -221,7 +224,7 @@ async def _at_provider(request: web.Request, principal: Principal, method: str, 
                                       "account.")
     app = request.app
     settings = app[SETTINGS]
-    base_url = settings.upstream_base_urls[provider.id]
+    base_url = settings.base_url(provider.spec)
     call = Call(request[REQUEST_ID], principal, time.perf_counter(), endpoint="responses")  # not recorded
     upstream = await open_upstream(app[UPSTREAM], settings, provider, (key,), lambda api_key: native.stored_request(
         method, response_id, request.query_string, api_key, base_url), call)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webrana_proxy.errors import UpstreamError
+from webrana_proxy.netguard import Policy
+from webrana_proxy.providers.spec import ProviderSpec
 
 JSON = dict[str, Any]
 
@@ -22,6 +24,7 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None = None
+    guard: Policy | None = None  # set: an admin-given URL; addresses checked (netguard) when connecting
 
 
 @dataclass(slots=True)
@@ -36,6 +39,7 @@ class Usage:
     cache_write_tokens: int = 0  # input written to the cache (all TTLs)
     cache_write_1h_tokens: int = 0  # of which written with a 1 h TTL (Anthropic)
     reasoning_tokens: int = 0  # of the output, thinking (priced as output; Qwen's thinking mode has its own rate)
+    thinking_mode: bool = False  # the call asked for thinking (``enable_thinking``): output at the thinking rate
     service_tier: str | None = None  # as the provider reported it: "flex", "priority", "default", "batch"...
     provider_cost_usd_nano: int | None = None  # the call's cost as the provider reported it (wins when present)
 
@@ -136,8 +140,9 @@ class TokenCounter(Protocol):
 
 
 class Provider(Protocol):
-    id: str  # "openai" | "anthropic" | "google" | "qwen"
-    display_name: str  # "OpenAI", shown in the console
+    spec: ProviderSpec  # what it is, as data (id, names, base-URL setting, key format, capabilities)
+    id: str  # spec.id
+    display_name: str  # spec.display_name: "OpenAI", shown in the console
     key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
     supports_embeddings: bool
     messages_native: MessagesNative | None  # set when Anthropic Messages is this provider's own format
