@@ -406,7 +406,8 @@ class Postgres:
             return None
         user = _ensure_system_user(PG_SYSTEM_USER)
         _grant_read_tree(self.bindir.parent)
-        _grant_traverse(state_dir(self.root))
+        if not _CWD_LINK.is_dir():
+            _grant_traverse(state_dir(self.root))  # no /proc: the server reaches its data by its full path
         return user
 
     def _initdb(self, user: str | None) -> None:
@@ -420,7 +421,7 @@ class Postgres:
         log = state_dir(self.root) / "initdb.log"
         with log.open("wb") as out:
             result = subprocess.run(
-                [str(self.bindir / "initdb"), "-D", str(staging), "-U", PG_SUPERUSER, "--auth=trust",
+                [str(self.bindir / "initdb"), "-D", _data_dir_arg(staging, user), "-U", PG_SUPERUSER, "--auth=trust",
                  "--encoding=UTF8", "--no-locale", "--no-sync"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=staging, user=user,
                 group=_group_of(user), extra_groups=[] if user else None, env=_pg_env(), check=False)
@@ -429,14 +430,14 @@ class Postgres:
         staging.rename(self.pgdata)
 
     def _launch(self, user: str | None) -> None:
-        sockets = _socket_dir(self.root)
-        if user:
-            _chown_tree(sockets, user)
+        # As root, no unix socket: its folder would be one more path the unprivileged user must reach (every
+        # client here uses TCP on 127.0.0.1 anyway).
+        sockets = "" if user else str(_socket_dir(self.root))
         self.port = free_port()
         log_path = state_dir(self.root) / "logs" / "postgres.log"
         log_path.parent.mkdir(exist_ok=True)
         argv = [
-            str(self.bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+            str(self.bindir / "postgres"), "-D", _data_dir_arg(self.pgdata, user), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sockets}",
             "-c", "unix_socket_permissions=0700", "-c", "max_connections=300",
         ]
@@ -481,6 +482,19 @@ class Postgres:
         if self.child is not None:
             self.child.stop()
             self.child = None
+
+
+_CWD_LINK = Path("/proc/self/cwd")
+
+
+def _data_dir_arg(path: Path, user: str | None) -> str:
+    """The ``-D`` for initdb/postgres started in ``path`` (their working folder). As another user: the link to the
+    process's own working folder, so the server never walks the path from ``/``. The folders above the project
+    need no rights for that user then, and stay so when their modes change while the server runs (pytest makes
+    ``/tmp/pytest-of-root`` 0700 again at every session's start; a user may do the same to ``/root``)."""
+    if user and _CWD_LINK.is_dir():
+        return str(_CWD_LINK)
+    return str(path)
 
 
 def _pg_env() -> dict[str, str]:

@@ -373,6 +373,26 @@ def test_services_start_postgres_and_redis_and_stop_them(tmp_path: Path) -> None
     assert not devstack.port_open(redis_port)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: PostgreSQL then runs as an unprivileged user")
+def test_services_as_root_need_no_rights_on_the_folders_above_the_project(tmp_path: Path) -> None:
+    """As root in /root/project (or under pytest's /tmp/pytest-of-root, which every pytest session makes 0700
+    again when it starts), the unprivileged PostgreSQL reaches its data without rights on the folders above, and
+    no folder above changes mode. A second start on the existing data works as well."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o700)
+    root = locked / "project"
+    root.mkdir()
+    for _ in range(2):  # initdb + start, then a start on the existing data
+        with devstack.services(root, base_env=fresh_env()) as env:
+            assert stat.S_IMODE(locked.stat().st_mode) == 0o700
+            pg = devstack.Postgres(root, port=int(env["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0]))
+            assert pg.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'checkpointer'") == "1"
+            assert len(pg.psql("SELECT gen_random_uuid()", database="webrana")) == 36
+        assert (root / ".webrana" / "pg" / "PG_VERSION").exists()
+    assert stat.S_IMODE(locked.stat().st_mode) == 0o700
+
+
 def test_dev_secrets_are_generated_once_private_and_valid(tmp_path: Path) -> None:
     first = devstack.dev_secrets(tmp_path)
     assert devstack.dev_secrets(tmp_path) == first

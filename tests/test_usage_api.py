@@ -29,6 +29,7 @@ from webrana_proxy.api.usage import (
     CSV_FIELDS,
     EXPORT_CHUNK,
     EXPORT_SQL,
+    EXPORT_WRITE_TIMEOUT,
     RequestFilter,
     csv_safe,
     decode_cursor,
@@ -329,12 +330,16 @@ async def test_export_streams_the_callers_rows_as_safe_csv(
     assert (body[2]["cost_idr"], body[2]["cost_usd"]) == ("100.000000", "0.000000000")  # exact decimals
 
 
-EXPORT_BACKENDS = """SELECT pid FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
-      AND query LIKE '%FROM proxy_requests WHERE user_id%ORDER BY created_at, id%'"""
+# The export's next page, waiting for a lock the test holds. Found by its lock, not by its state or query text:
+# with a statement already prepared on that connection the lock is taken at Bind, while pg_stat_activity still
+# shows the backend idle with the previous query.
+WAITING_FOR_OUR_LOCK = """SELECT DISTINCT l.pid FROM pg_locks l
+    WHERE NOT l.granted AND l.relation = 'proxy_requests'::regclass AND l.pid <> pg_backend_pid()
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
 
 SMALL_RECEIVE_BUFFER = 16 * 1024  # bytes in the downloading socket: the rest of a big export waits on the server
+READ_SIZE, READ_PAUSE = 16_384, 0.5  # 32 KB/s per reader: one ~8 MB download takes over 4 minutes
 
 
 @contextlib.asynccontextmanager
@@ -352,12 +357,22 @@ async def downloader(client: Client) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+MANY_ROWS = 60_000
+
+
 async def many_rows(db: asyncpg.Connection, user_id: str) -> None:
-    """~8 MB of CSV in Jakarta 2024-03-02..03: twice what the server's socket may buffer for one connection
-    (4 MiB at most here), so a download through ``downloader`` stays open until it is read."""
+    """~8 MB of CSV in Jakarta 2024-03-02..03: many times what the server's socket may buffer for one export
+    (``EXPORT_SEND_BUFFER``, doubled), so a download through ``downloader`` stays open until it is read."""
     start = datetime(2024, 3, 2, 3, tzinfo=UTC)
-    for part in range(6):
+    for part in range(MANY_ROWS // 10_000):
         await write(db, [rec(user_id, start + timedelta(seconds=part * 10_000 + i)) for i in range(10_000)])
+
+
+APP_BACKENDS = """SELECT count(*) FILTER (WHERE state <> 'idle') AS running, max(query_start) AS last_query
+    FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"""
+QUIET = 1.0  # seconds without a query on the app's connections: the export is waiting for its reader
+SETTLE_BOUND = 60.0  # seconds for the export to fill the socket and wait (a second or two; a loaded machine more)
 
 
 async def test_an_export_holds_no_database_connection_while_the_client_reads(
@@ -370,16 +385,63 @@ async def test_an_export_holds_no_database_connection_while_the_client_reads(
     async with downloader(client) as session, \
             session.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers) as resp:
         assert resp.status == 200
-        assert (await resp.content.readany()).startswith(b"request_id,")
-        # the server soon fills the socket and waits for the reader: then it holds no connection at all
-        for _ in range(200):
-            if pool.get_size() - pool.get_idle_size() == busy_before and not await db.fetch(EXPORT_BACKENDS):
-                break
-            await asyncio.sleep(0.05)
-        assert pool.get_size() - pool.get_idle_size() == busy_before, "the export still holds a connection"
-        assert not await db.fetch(EXPORT_BACKENDS)  # no query running, no cursor or transaction left open
-        assert not resp.content.at_eof()  # ... while the download is still in progress
+        head = await resp.content.readany()
+        assert head.startswith(b"request_id,")
+        # The server sends page after page until the socket is full, then waits for the reader. One look could
+        # fall between two pages, while the next one is fetched (allowed: that is no wait for the reader), so the
+        # test waits until no query has run for QUIET seconds: the export is then waiting for the reader, and at
+        # every look in that time it held no connection and no query, cursor or transaction was open.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_BOUND
+        quiet_since: float | None = None
+        last_seen: datetime | None = None
+        while True:
+            app = await db.fetchrow(APP_BACKENDS)
+            busy = pool.get_size() - pool.get_idle_size()  # the same moment: no await since the query answered
+            assert app is not None
+            if app["running"] == 0 and busy <= busy_before and app["last_query"] == last_seen:
+                quiet_since = loop.time() if quiet_since is None else quiet_since
+                if loop.time() - quiet_since >= QUIET:
+                    break
+            else:
+                quiet_since = None
+            last_seen = app["last_query"]
+            assert loop.time() < deadline, (
+                f"the export never waited for the reader without a connection: {busy} in use (before: "
+                f"{busy_before}), {app['running']} of the app's backends not idle (a query, or a transaction open)")
+            await asyncio.sleep(0.1)
+        # ... and the download was in progress all along: the rest comes now, complete (an export that had stopped
+        # meanwhile, e.g. at its write timeout, would end in an incomplete download).
+        try:
+            body = head + await resp.read()
+        except aiohttp.ClientPayloadError:
+            pytest.fail("the export ended while the client was not reading")
+        assert len(body.splitlines()) == 1 + MANY_ROWS
     assert (await client.get("/api/usage/summary", headers=headers)).status == 200
+
+
+@pytest.mark.slow
+async def test_a_slow_but_steady_reader_downloads_past_the_write_timeout(
+        client: Client, api: Api, db: asyncpg.Connection) -> None:
+    """A client reading 32 KB/s (a slow mobile link) is not cut by the per-chunk write timeout: each chunk leaves
+    within seconds, however long the whole download takes."""
+    alice, headers = await user(api)
+    await many_rows(db, alice)
+    loop = asyncio.get_running_loop()
+    async with downloader(client) as session, \
+            session.get("/api/usage/export.csv?from=2024-03-02&to=2024-03-04", headers=headers) as resp:
+        assert resp.status == 200
+        body = b""
+        until = loop.time() + EXPORT_WRITE_TIMEOUT + 15
+        while loop.time() < until:
+            body += await resp.content.read(READ_SIZE)
+            await asyncio.sleep(READ_PAUSE)
+        assert not resp.content.at_eof()
+        try:
+            body += await resp.read()
+        except aiohttp.ClientPayloadError:
+            pytest.fail(f"the export was cut after {len(body)} bytes read at a steady 32 KB/s")
+    assert len(body.splitlines()) == 1 + MANY_ROWS
 
 
 async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_short_file(
@@ -394,10 +456,9 @@ async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_sho
         async with db.transaction():
             await db.execute("LOCK TABLE proxy_requests IN ACCESS EXCLUSIVE MODE")
             rest = asyncio.ensure_future(resp.read())
-            for _ in range(200):
-                if backends := await db.fetch(EXPORT_BACKENDS):
-                    break
-                await asyncio.sleep(0.05)
+            async with asyncio.timeout(SETTLE_BOUND):
+                while not (backends := await db.fetch(WAITING_FOR_OUR_LOCK)):
+                    await asyncio.sleep(0.05)
             [backend] = backends
             assert await db.fetchval("SELECT pg_terminate_backend($1)", backend["pid"])
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -406,7 +467,10 @@ async def test_an_export_cut_by_the_database_is_an_incomplete_download_not_a_sho
 
 
 SLOW_READERS = 25  # more downloads than the pool has connections
-LIVENESS_BOUND = 15.0  # seconds: whether the API answers at all (normal answers take milliseconds)
+# Seconds for all downloads to start, and for each API answer (normal answers take milliseconds; while 25 exports
+# fill their sockets on a loaded 2-core machine, seconds). Well under the downloads' 4 minutes: were a download to
+# hold a connection, 5 of them and the API would wait for the first 20 to end, far longer than this.
+LIVENESS_BOUND = 60.0
 
 
 async def test_the_api_answers_while_more_slow_export_readers_than_pool_connections_download(
@@ -424,12 +488,21 @@ async def test_the_api_answers_while_more_slow_export_readers_than_pool_connecti
             assert resp.status == 200
             received = 0
             while not stop.is_set():
-                chunk = await resp.content.read(16_384)
+                chunk = await resp.content.read(READ_SIZE)
                 assert chunk, "a slow download finished early; the test needs them all open"
                 started += not received
                 received += len(chunk)
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(READ_PAUSE)
             return received
+
+    async def answers(path: str) -> None:
+        try:
+            async with asyncio.timeout(LIVENESS_BOUND):
+                resp = await client.get(path, headers=headers)
+                assert resp.status == 200, await resp.text()
+        except TimeoutError:
+            pytest.fail(f"GET {path} got no answer in {LIVENESS_BOUND:.0f}s while {SLOW_READERS} slow downloads "
+                        "were in progress")
 
     async with downloader(client) as session:
         readers = [asyncio.ensure_future(slow_reader(session)) for _ in range(SLOW_READERS)]
@@ -440,10 +513,9 @@ async def test_the_api_answers_while_more_slow_export_readers_than_pool_connecti
                         await asyncio.sleep(0.05)
             assert started == SLOW_READERS, f"only {started} of {SLOW_READERS} downloads got their first bytes"
             for _ in range(5):
-                async with asyncio.timeout(LIVENESS_BOUND):
-                    assert (await client.get("/api/auth/me", headers=headers)).status == 200
-                    assert (await client.get("/api/usage/summary", headers=headers)).status == 200
-                    assert (await client.get("/api/usage/requests?limit=5", headers=headers)).status == 200
+                await answers("/api/auth/me")
+                await answers("/api/usage/summary")
+                await answers("/api/usage/requests?limit=5")
                 await asyncio.sleep(0.2)
             assert not any(r.done() for r in readers), "every download is still in progress while the API answers"
         finally:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import csv
 import io
 import logging
 import re
+import socket
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
@@ -52,6 +54,11 @@ DEFAULT_LIMIT = 50  # one console page
 MAX_LIMIT = 200  # bounds one response; scripts page with the cursor or use the CSV export
 MAX_FILTER_LEN = 200  # model and provider names are short; longer is a mistake, not a name
 EXPORT_WRITE_TIMEOUT = 30.0  # seconds one chunk of the CSV may take to reach a slow client
+# Bytes the kernel may queue for one export's socket (it doubles this). Without a cap it grows to megabytes
+# (tcp_wmem), and a full socket only takes more once half its queue has left: a client reading a steady
+# 32 KB/s would then see no chunk leave for over a minute and be cut by EXPORT_WRITE_TIMEOUT. Capped, a chunk
+# leaves within seconds for such a client, and 25 exports buffer a few MB, not a hundred.
+EXPORT_SEND_BUFFER = 256 * 1024
 EXPORT_CHUNK = 1_000  # rows per export page: one short query on a pool connection, then ~130 KB of CSV to send
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 STATUS_RE = re.compile(r"^[1-5]\d{2}$")
@@ -429,6 +436,13 @@ async def export_pages(pool: asyncpg.Pool, user_id: uuid.UUID, start: datetime, 
         after = (rows[-1]["created_at"], rows[-1]["id"])
 
 
+def _cap_send_buffer(request: web.Request) -> None:
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # not a socket that has one: nothing to cap
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EXPORT_SEND_BUFFER)
+
+
 @routes.get("/api/usage/export.csv")
 async def export_csv(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
@@ -445,6 +459,7 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     pages = export_pages(request.app[POOL], user.id, start, end)
     try:
         rows = await anext(pages)  # before the headers: a database failure here is an ordinary error answer
+        _cap_send_buffer(request)
         await resp.prepare(request)
         # No connection is held while writing; still, a client that stops reading must not keep the handler and
         # a page in memory for ever: each chunk gets EXPORT_WRITE_TIMEOUT seconds to leave.
