@@ -1,6 +1,8 @@
 """``python -m bench --usage-rows``: usage logging throughput into PostgreSQL, through the real ``UsageWriter``.
 
-Rows are offered at a steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over
+Rows go through the writer as the gateway's do: each one appended to the writer's journal, written to PostgreSQL
+idempotently (staging table, ``ON CONFLICT DO NOTHING``, counters moved by the rows inserted). Rows are offered at a
+steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over
 several providers and models so the daily roll-up and the key counters do real work. Written = offered minus
 still queued (a row leaves the queue only after its batch commits). The run passes when the written rate is at
 least 5,000 rows/s and the queue does not grow: its depth in the last second is no larger than a couple of
@@ -51,8 +53,8 @@ async def _run(database_url: str, rate: int, duration: float) -> dict[str, Any]:
 
     user, key = await _bench_user(database_url)
     pool = await create_pool(database_url)
-    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, spill_dir=str(RESULTS / "spill"))
-    writer.start()
+    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, journal_dir=str(RESULTS / "usage-journal"))
+    await writer.start()
     offered = 0
     depth: list[tuple[float, int]] = []
     started = time.perf_counter()

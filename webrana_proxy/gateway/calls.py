@@ -1,5 +1,10 @@
 """One gateway call's record: filled in as the call proceeds, turned into exactly one usage row, one set of
-metric observations and one log line when it ends, whatever way it ends."""
+metric observations and one log line when it ends, whatever way it ends.
+
+With the usage journal on, the row is sealed (priced, journaled, queued) before the end of the answer leaves:
+``seal_call`` runs where the last write is about to happen (``handlers.run_call``'s ``finally`` before aiohttp
+writes a JSON or error answer; ``upstream.relay_stream`` before the write that ends a stream). The metrics and the
+log line follow on the next loop turn, after the answer."""
 
 from __future__ import annotations
 
@@ -41,10 +46,19 @@ class Call:
     upstream_seconds: float = 0.0
     upstream_id: str | None = None
     error_type: str | None = None
+    sealed: Usage | None = None  # the usage its row was written with, once sealed
+    estimated: bool = False
 
 
-def record_call(app: web.Application, call: Call) -> None:
-    """Queue the usage row, observe metrics, write the log line. Synchronous and cheap: no I/O."""
+def seal_early(app: web.Application, call: Call) -> None:
+    """Seal the row now if the journal is on (the answer is about to end); otherwise ``record_call`` does it after
+    the answer, as it always has (nothing would be durable earlier anyway)."""
+    if app[USAGE].journaled and call.sealed is None:
+        seal_call(app, call)
+
+
+def seal_call(app: web.Application, call: Call) -> None:
+    """Price the call and hand its one usage row to the writer (journal + queue). Synchronous: one write(2)."""
     elapsed = time.perf_counter() - call.started
     usage = call.usage
     estimated = call.usage_estimated
@@ -69,9 +83,23 @@ def record_call(app: web.Application, call: Call) -> None:
         price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier))
-    runtime = app[GATEWAY]
+    call.sealed = usage
+    call.estimated = estimated
     if unpriced:
-        runtime.count_unpriced(call.provider, call.model[:200])
+        app[GATEWAY].count_unpriced(call.provider, call.model[:200])
+
+
+def record_call(app: web.Application, call: Call) -> None:
+    """Seal the row unless done, observe metrics, write the log line. Synchronous and cheap: no I/O beyond the
+    journal's one write."""
+    if call.sealed is None:
+        seal_call(app, call)
+    usage = call.sealed
+    assert usage is not None
+    estimated = call.estimated
+    status = call.status or 500
+    elapsed = time.perf_counter() - call.started
+    runtime = app[GATEWAY]
     series = runtime.series(call.provider, call.model, status, call.endpoint)
     series.requests.inc()
     series.duration.observe(elapsed)

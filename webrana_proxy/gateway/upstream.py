@@ -11,13 +11,13 @@ import orjson
 from aiohttp import web
 
 from webrana_proxy.errors import BadRequest, UpstreamError, UpstreamTimeout
-from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
+from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, seal_call
 from webrana_proxy.keycache import ProviderKey
 from webrana_proxy.middleware import RESPONSE_STARTED
 from webrana_proxy.providers.base import JSON, ChatResult, Provider, StreamTranslator, UpstreamRequest
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
-from webrana_proxy.state import METRICS
+from webrana_proxy.state import METRICS, USAGE
 from webrana_proxy.upstreamhttp import HeaderNotSendable, PoolExhausted, UpstreamPool, UpstreamResponse
 
 ENCODE_DEPTH_LIMIT = 254  # orjson writes at most this many levels of nesting (it parses up to 1,024)
@@ -152,7 +152,10 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                        inband: Callable[[JSON], bytes] = sse,
                        last: Callable[[], Awaitable[bytes]] | None = None) -> web.StreamResponse:
     """``inband`` writes the relay's own errors (idle timeout, broken upstream) in the client's dialect; ``last``
-    is awaited after a clean end and its bytes end the stream (the Responses lane stores the answer there)."""
+    is awaited after a clean end and its bytes end the stream (the Responses lane stores the answer there).
+
+    With the usage journal on, the call's row is sealed before the write that ends the stream (the final event,
+    an in-band error, or the end of the body), so it is on disk before the client has the whole answer."""
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
     request[RESPONSE_STARTED] = True
     call.status = 200
@@ -161,6 +164,19 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
     watch = IdleWatch(resp, idle)
     perf = time.perf_counter
     open_streams = request.app[METRICS].open_streams
+    app = request.app
+    journaled = app[USAGE].journaled
+
+    def take_usage() -> None:
+        call.usage = translator.usage
+        call.completion_chars = translator.completion_chars
+        call.upstream_id = translator.upstream_id or call.upstream_id
+
+    def seal() -> None:
+        if journaled and call.sealed is None:
+            take_usage()
+            seal_call(app, call)
+
     open_streams.inc()
     try:
         await out.prepare(request)  # inside the try: a client gone before the headers is a 499 too
@@ -175,11 +191,13 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 call.upstream_seconds += perf() - waited
             if watch.fired:
                 call.error_type = "upstream_idle_timeout"
+                seal()
                 await out.write(inband(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
                                                "timeout", "upstream_idle_timeout")))
                 break
             if data is None:
                 call.error_type = "upstream_reset"
+                seal()
                 await out.write(inband(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
                                                "api_error", "upstream_reset")))
                 break
@@ -188,20 +206,25 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 call.ttfb = perf() - call.started
             if not data:
                 tail = translator.finish()
-                if tail:
-                    await out.write(b"".join(tail))
                 if translator.error is not None and call.error_type is None:
                     call.error_type = str(translator.error.get("error", {}).get("code") or "upstream_stream_error")
+                seal()
+                if tail:
+                    await out.write(b"".join(tail))
                 clean_end = translator.done
                 break
             chunks = translator.feed(data)
+            if translator.done or translator.error is not None:  # these chunks end the stream
+                if translator.error is not None:
+                    call.error_type = str(translator.error.get("error", {}).get("code") or "upstream_stream_error")
+                seal()
             if chunks:
                 await out.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             if translator.error is not None:
-                call.error_type = str(translator.error.get("error", {}).get("code") or "upstream_stream_error")
                 break
         if clean_end and last is not None:
             await out.write(await last())
+        seal()
         await out.write_eof()
     except ConnectionResetError:
         call.status = CLIENT_CLOSED
@@ -213,7 +236,6 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
             resp.release()
         else:
             resp.close()  # stop the provider generating tokens for nobody
-        call.usage = translator.usage
-        call.completion_chars = translator.completion_chars
-        call.upstream_id = translator.upstream_id or call.upstream_id
+        if call.sealed is None:
+            take_usage()
     return out
