@@ -22,10 +22,11 @@ import asyncpg
 import psutil
 import pytest
 
+from devstack import free_port
 from tests.fakes.scenario import FakeState
 from tests.gateway.conftest import wait_rows
 from tests.hardening.conftest import process_account
-from tests.processes import ProxyProcess, free_port, proxy_process
+from tests.processes import ProxyProcess, proxy_process
 
 pytestmark = pytest.mark.slow
 
