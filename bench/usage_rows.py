@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -53,7 +54,9 @@ async def _run(database_url: str, rate: int, duration: float) -> dict[str, Any]:
 
     user, key = await _bench_user(database_url)
     pool = await create_pool(database_url)
-    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, journal_dir=str(RESULTS / "usage-journal"))
+    journal = RESULTS / "usage-rows-journal"
+    shutil.rmtree(journal, ignore_errors=True)  # a killed earlier run's journal belongs to a database now gone
+    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, journal_dir=str(journal))
     await writer.start()
     offered = 0
     depth: list[tuple[float, int]] = []

@@ -332,8 +332,6 @@ class UsageWriter:
         if scan:
             self._next_scan = loop.time() + SCAN_INTERVAL
             await self._claim()
-        if self._journal is not None:
-            self._journal.rotate()
         try:
             while self._queue:
                 await self._flush_once()
@@ -355,10 +353,6 @@ class UsageWriter:
             self._end_outage()
             if scan and self._stream is not None:
                 await self._guarded(self._drain_stream(), "outage stream not drained yet; will retry")
-        if self._journal is not None:
-            done = self._journal.trim(self._done)
-            if done:
-                await asyncio.to_thread(_unlink_all, done)
         self._metrics.usage_queue_depth.set(len(self._queue))
         return delay
 
@@ -369,12 +363,17 @@ class UsageWriter:
             log.warning(message, extra={"error": type(exc).__name__})
 
     async def _flush_once(self) -> None:
+        journal = self._journal
+        if journal is not None:
+            journal.rotate()  # the segment in use is sealed at each batch: under steady load too, it gets trimmed
         n = min(BATCH_MAX, len(self._queue))
         batch = [self._queue[i] for i in range(n)]
         inserted = await self._write(batch)
         for _ in range(n):
             self._queue.popleft()
         self._done += n
+        if journal is not None and (done := journal.trim(self._done)):
+            await asyncio.to_thread(_unlink_all, done)
         if self._mirrored:
             for r in batch:
                 entry = self._mirrored.pop(r.request_id, None)

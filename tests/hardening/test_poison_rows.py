@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import Account, wait_rows
 from webrana_proxy.state import USAGE
+from webrana_proxy.usage import UsageRecord, write_batch
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
 
@@ -110,3 +111,33 @@ async def test_a_poisoned_spill_file_never_blocks_live_rows(gw: TestClient[web.R
     assert not list(spill_dir.glob("usage-spill-*"))
     refused = (spill_dir / "usage-refused.jsonl").read_bytes().splitlines()
     assert len(refused) == 2 and b"req_ghost" in refused[0] + refused[1]
+
+
+async def test_a_replayed_row_is_a_no_op_and_moves_no_counter(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str) -> None:
+    """The same rows written again (a journal replayed after its batch had committed, or a row that arrives both
+    from a journal and from the outage stream): not refused, not stored twice, and the roll-up and the key's
+    counter move only for the rows actually inserted."""
+    headers = {"Authorization": f"Bearer {account.proxy_key}"}
+    for _ in range(3):
+        resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
+        assert resp.status == 200, await resp.text()
+    first = await wait_rows(migrated, 3)
+    assert len(first) == 3
+    conn = await asyncpg.connect(migrated)
+    try:
+        before = await conn.fetchrow("SELECT sum(requests) AS n, sum(total_tokens) AS t FROM usage_daily")
+        records = [UsageRecord.from_json(UsageRecord(**{k: r[k] for k in UsageRecord.__dataclass_fields__
+                                                        if k in r.keys()}).to_line()) for r in first]
+        fresh = UsageRecord.from_json(records[0].to_line())
+        fresh.request_id = "req_never_seen"
+        assert await write_batch(conn, records) == 0  # all three again: nothing inserted, nothing refused
+        assert await write_batch(conn, [*records, fresh]) == 1  # a mixed batch: only the new one counts
+        after = await conn.fetchrow("SELECT sum(requests) AS n, sum(total_tokens) AS t FROM usage_daily")
+        assert after["n"] == before["n"] + 1
+        assert after["t"] == before["t"] + fresh.total_tokens
+        assert await conn.fetchval("SELECT count(*) FROM proxy_requests") == 4
+        assert await conn.fetchval("SELECT request_count FROM proxy_api_keys WHERE id = $1",
+                                   fresh.proxy_key_id) == 4
+    finally:
+        await conn.close()
