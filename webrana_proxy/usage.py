@@ -315,6 +315,8 @@ class UsageWriter:
     async def _drain(self) -> None:
         while self._queue:
             await self._flush_once()
+        if self._backlog:
+            await self._replay_disk()  # memory let go of them during an outage: this journal can go as a whole
 
     async def _run(self) -> None:
         delay = FLUSH_INTERVAL
@@ -332,6 +334,7 @@ class UsageWriter:
         if scan:
             self._next_scan = loop.time() + SCAN_INTERVAL
             await self._claim()
+        wrote = bool(self._queue or self._backlog or self._dead or self._spills)
         try:
             while self._queue:
                 await self._flush_once()
@@ -350,7 +353,8 @@ class UsageWriter:
             log.exception("usage writer error; rows kept for retry", extra={"queued": len(self._queue)})
             delay = min(RETRY_MAX_DELAY, delay * 2)
         else:
-            self._end_outage()
+            if wrote:  # PostgreSQL took a write (an empty cycle proves nothing: readiness may have seen it down)
+                self._end_outage()
             if scan and self._stream is not None:
                 await self._guarded(self._drain_stream(), "outage stream not drained yet; will retry")
         self._metrics.usage_queue_depth.set(len(self._queue))
