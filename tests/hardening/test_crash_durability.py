@@ -242,8 +242,9 @@ async def test_a_surviving_worker_replays_a_killed_workers_journal(
                     for w in workers_of(proxy)}
             victim = max(held, key=lambda pid: held[pid])
             assert held[victim] > 0, held
-            os.kill(victim, signal.SIGKILL)
-            psutil.wait_procs([psutil.Process(victim)], timeout=10)
+            dying = psutil.Process(victim)
+            dying.send_signal(signal.SIGKILL)
+            psutil.wait_procs([dying], timeout=10)
             await pg.restore()
             await rd.restore()
             await assert_exactly(db, warm + answered, timeout=20)  # no restart: the other worker replayed it
