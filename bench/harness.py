@@ -31,6 +31,7 @@ JSON_MODEL = "gpt-4o-mini"  # routes to openai: the instant fake
 MESSAGES_MODEL = "claude-sonnet-4-5"  # routes to anthropic (the instant fake): the native Messages lane
 ANTHROPIC_BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14"  # passed on, as Claude Code's are
 PACED_MODEL = "qwen-plus"  # routes to qwen: the paced fake (time to first token)
+ALIAS = stack.ALIAS  # wbr/bench = gpt-4o-mini (healthy: it always answers) -> qwen-plus
 
 
 def chat_body(model: str, stream: bool) -> bytes:
@@ -39,6 +40,12 @@ def chat_body(model: str, stream: bool) -> bytes:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # what the gateway asks upstream for anyway
     return orjson.dumps(body)
+
+
+def responses_body() -> bytes:
+    """A streamed Responses request as Codex sends it (``store: false``) with the chat rows' prompt, for an OpenAI
+    model: the native Responses lane."""
+    return orjson.dumps({"model": JSON_MODEL, "input": PROMPT, "stream": True, "store": False})
 
 
 def messages_body() -> bytes:
@@ -85,6 +92,11 @@ class Harness:
         return chat_body(JSON_MODEL, stream=True)
 
     @property
+    def alias_stream_body(self) -> bytes:
+        """The chat stream through an alias whose first hop is the chat rows' model."""
+        return chat_body(ALIAS, stream=True)
+
+    @property
     def paced_body(self) -> bytes:
         return chat_body(PACED_MODEL, stream=True)
 
@@ -108,6 +120,18 @@ class Harness:
     @staticmethod
     def gateway_messages_url(gw: stack.Proc) -> str:
         return f"http://127.0.0.1:{gw.port}/v1/messages?beta=true"
+
+    @property
+    def responses_body(self) -> bytes:
+        return responses_body()
+
+    @property
+    def direct_responses_url(self) -> str:
+        return f"http://127.0.0.1:{self.instant.port}/openai/v1/responses"
+
+    @staticmethod
+    def gateway_responses_url(gw: stack.Proc) -> str:
+        return f"http://127.0.0.1:{gw.port}/v1/responses"
 
     @property
     def direct_url(self) -> str:
@@ -169,9 +193,14 @@ class Harness:
         stream = b'"stream":true' in body
         if status != 200:
             raise RuntimeError(f"probe of {url} answered {status}: {raw[:300]!r}")
-        # The stream's last event is its end marker: ``data: [DONE]`` (chat) or ``message_stop`` (Messages).
+        # The stream's last event is its end marker: ``data: [DONE]`` (chat) or ``message_stop`` (Messages); of
+        # ``response.completed`` (Responses), which carries the response's id and time, the tail two calls share.
         end = raw[raw.rstrip(b"\n").rfind(b"\n\n") + 2:] if stream and not raw.endswith(loadgen.STREAM_END) \
             else loadgen.STREAM_END
+        if stream and end.startswith(b"event: response."):
+            _, again = asyncio.run(loadgen.probe(url, body, headers))
+            same = next((i for i in range(1, len(end) + 1) if i > len(again) or again[-i] != end[-i]), len(end) + 1)
+            end = end[len(end) - same + 1:]
         check = Check(stream=stream, stream_events=raw.count(b"data: ") if stream else 0, end=end)
         if not loadgen.body_ok(check, status, raw):
             raise RuntimeError(f"probe of {url} gave an unexpected body: {raw[:300]!r}")

@@ -5,10 +5,12 @@ Scenarios (each ``duration`` seconds, after a short warm-up per target): non-str
 and 64, streamed chat (~20 events) at 1 and 64, time to first token on a paced stream (not through the relay,
 which only fronts the instant fake); on the one-worker gateway, after its memory is read, sign-in latency
 (``POST /api/auth/login``, four people at once, a bounded loop: ``bench/signin.py``). Then the dialect rounds:
-a Messages passthrough stream (a Claude model on ``/v1/messages``, the native lane) against the chat passthrough
-stream, interleaved, ``rounds`` times. Through the relay and the gateway, the process's CPU time per call comes
-from /proc/<pid>/stat (utime + stime, all its processes) and its memory from /proc/<pid>/status (VmHWM peak,
-VmRSS after the run).
+a Messages passthrough stream (a Claude model on ``/v1/messages``, the native lane) and a Responses passthrough
+stream (an OpenAI model on ``/v1/responses``, ``store: false`` as Codex sends it, the native lane) against the
+chat passthrough stream, and the chat stream through an alias whose first hop is healthy (``wbr/bench`` =
+gpt-4o-mini -> qwen-plus) against calling gpt-4o-mini itself, interleaved, ``rounds`` times. Through the relay and
+the gateway, the process's CPU time per call comes from /proc/<pid>/stat (utime + stime, all its processes) and its
+memory from /proc/<pid>/status (VmHWM peak, VmRSS after the run).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ RELAY_CLIENTS = {"upstream": "aiohttp server + the gateway's upstream client",
                  "aiohttp": "aiohttp server + aiohttp's client"}
 LOGGED_TARGETS = ("gateway", "gateway-x2")  # targets whose every call must leave a usage row
 DIALECT_SLACK = 1.10  # a dialect's passthrough row: within 10% of the chat passthrough's added latency and CPU
+ALIAS_RATE_FLOOR = 0.95  # an alias with a healthy first hop: at least 95% of the model's own calls/s (c=64)...
+ALIAS_ADDED_MS = 0.05  # ...and at most 0.05 ms more added latency (c=1 p50), medians of the interleaved rounds
 
 # (key, description, target, how it compares)
 TARGETS = (
@@ -55,6 +59,13 @@ TARGETS = (
     ("messages_over_chat_added_stream_c1_p50", "Messages / chat stream, added c=1 p50 (median)", DIALECT_SLACK,
      "<="),
     ("messages_over_chat_cpu_stream_c64", "Messages / chat stream, CPU per call c=64 (median)", DIALECT_SLACK,
+     "<="),
+    ("responses_over_chat_added_stream_c1_p50", "Responses / chat stream, added c=1 p50 (median)", DIALECT_SLACK,
+     "<="),
+    ("responses_over_chat_cpu_stream_c64", "Responses / chat stream, CPU per call c=64 (median)", DIALECT_SLACK,
+     "<="),
+    ("alias_over_chat_rate_stream_c64", "alias / its model, stream calls/s c=64 (median)", ALIAS_RATE_FLOOR, ">="),
+    ("alias_minus_chat_added_stream_c1_p50_ms", "alias - its model, added c=1 p50 ms (median)", ALIAS_ADDED_MS,
      "<="),
     ("signin_c4_p95_ms", f"sign-in p95, {SIGNIN_CONCURRENCY} at once (ms)", SIGNIN_TARGET_P95_MS, "<="),
 )
@@ -205,12 +216,14 @@ def dialect_figures(rows: list[Row]) -> dict[str, float]:
         return {}
     added: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
+    rate: dict[str, list[float]] = {}
     r = 1
     while f"gateway chat stream c1 #{r}" in by:
         for n in names:
             added.setdefault(n, []).append(by[f"gateway {n} stream c1 #{r}"].result["p50_ms"]
                                            - by[f"direct {n} stream c1 #{r}"].result["p50_ms"])
             cpu.setdefault(n, []).append(by[f"gateway {n} stream c{HIGH} #{r}"].cpu_ms_per_call or 0.0)
+            rate.setdefault(n, []).append(by[f"gateway {n} stream c{HIGH} #{r}"].result["rate"])
         r += 1
     out: dict[str, float] = {"dialect_rounds": float(r - 1)}
     for n in names:
@@ -221,6 +234,10 @@ def dialect_figures(rows: list[Row]) -> dict[str, float]:
                 a / c if c > 0 else float("inf") for a, c in zip(added[n], added["chat"], strict=True))
             out[f"{n}_over_chat_cpu_stream_c64"] = statistics.median(
                 a / c if c > 0 else float("inf") for a, c in zip(cpu[n], cpu["chat"], strict=True))
+            out[f"{n}_over_chat_rate_stream_c64"] = statistics.median(
+                a / c if c > 0 else 0.0 for a, c in zip(rate[n], rate["chat"], strict=True))
+            out[f"{n}_minus_chat_added_stream_c1_p50_ms"] = statistics.median(
+                a - c for a, c in zip(added[n], added["chat"], strict=True))
     return out
 
 
@@ -377,10 +394,15 @@ def run(*, duration: float, python_load: bool, workers2: bool, relay_duration: f
         runner.suite("gateway", h.gateway_url(gw), h.gateway_url(gw), h.gateway_headers, gw)
         if dialect_rounds_n > 0:
             print(f"dialects, {dialect_rounds_n} interleaved rounds of {dialect_duration:g} s per scenario "
-                  "(Messages passthrough stream vs chat passthrough stream):", flush=True)
+                  "(Messages and Responses passthrough streams vs chat passthrough stream):", flush=True)
             messages = Dialect("messages", h.messages_body, h.direct_messages_url, h.direct_messages_headers,
                                h.gateway_messages_url(gw), h.gateway_messages_headers)
-            dialect_rounds(runner, gw, [messages], dialect_rounds_n, dialect_duration)
+            responses = Dialect("responses", h.responses_body, h.direct_responses_url, h.direct_headers,
+                                h.gateway_responses_url(gw), h.gateway_headers)
+            # An alias whose first hop is healthy, against calling that model directly (same upstream bytes).
+            alias = Dialect("alias", h.alias_stream_body, h.direct_url, h.direct_headers, h.gateway_url(gw),
+                            h.gateway_headers)
+            dialect_rounds(runner, gw, [messages, responses, alias], dialect_rounds_n, dialect_duration)
         time.sleep(SETTLE_SECONDS)
         peak = procstat.sample([gw.pid])
         memory = {"peak_rss_mb": peak.hwm_kb / 1024, "rss_after_mb": peak.rss_kb / 1024,

@@ -159,8 +159,12 @@ class Account:
     anthropic_key: str  # the same, for the fake Anthropic (Messages rows)
 
 
+ALIAS = "wbr/bench"  # the alias rows: its first hop is the chat rows' model, so the two are compared like for like
+
+
 async def create_account(api: str, database_url: str) -> Account:
-    """Register a user, lift its plan and limits (SQL), add OpenAI, Qwen and Anthropic keys and a proxy key."""
+    """Register a user, lift its plan and limits (SQL), add OpenAI, Qwen and Anthropic keys, an alias
+    (``ALIAS`` = gpt-4o-mini -> qwen-plus) and a proxy key."""
     email = f"bench-{secrets.token_hex(6)}@bench.example"
     password = f"Bench-{secrets.token_urlsafe(12)}-9"
     provider_key = f"sk-bench-{secrets.token_hex(16)}"
@@ -184,6 +188,10 @@ async def create_account(api: str, database_url: str) -> Account:
                               json={"provider": provider, "name": "bench", "key": key}) as r:
                 if r.status != 201:
                     raise RuntimeError(f"provider key ({provider}) failed: {r.status} {await r.text()}")
+        async with s.post(f"{api}/api/aliases", headers=auth,
+                          json={"name": ALIAS, "hops": ["gpt-4o-mini", "qwen-plus"]}) as r:
+            if r.status != 201:
+                raise RuntimeError(f"alias failed: {r.status} {await r.text()}")
         async with s.post(f"{api}/api/proxy-keys", headers=auth, json={"name": "bench"}) as r:
             made = await r.json()
             if r.status != 201:

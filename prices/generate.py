@@ -25,13 +25,16 @@ DATA_DIR = ROOT / "webrana_proxy" / "providers" / "pricedata"
 OUT = DATA_DIR / "genai_prices.json"
 OVERRIDES = DATA_DIR / "overrides.json"
 STALE_DAYS = 45  # the source is re-checked against the providers' pages about monthly; 45 days = one missed run
-# genai-prices provider id -> Webrana provider id (Qwen/DashScope is not in the source: see overrides.json)
-PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
+# genai-prices provider id -> Webrana provider id (Qwen/DashScope is not in the source: see overrides.json).
+# OpenRouter reports each call's cost itself (preferred when present); its prices here are the fallback.
+PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google", "deepseek": "deepseek",
+             "openrouter": "openrouter", "mistral": "mistral", "groq": "groq", "x-ai": "xai"}
 # genai-prices price keys Webrana meters -> the names in our file. Audio, image and search units are not metered.
 RATE_KEYS = {"input_mtok": "input", "cache_read_mtok": "cache_read", "cache_write_mtok": "cache_write",
              "cache_write_1h_mtok": "cache_write_1h", "output_mtok": "output"}
 # Models the source lists under a provider that another Webrana provider serves (Vertex's Claude under google).
 FOREIGN_PREFIXES = {"google": ("claude-",)}
+REPEATING_DECIMALS = 12  # a price with more decimals than this is a fraction such as 1/12 written out
 
 
 def _clause(match: Any) -> dict[str, Any]:
@@ -55,8 +58,15 @@ def _clause(match: Any) -> dict[str, Any]:
 
 
 def _num(value: Decimal) -> str:
-    if (value * 1_000_000) != (value * 1_000_000).to_integral_value():
-        raise ValueError(f"price {value} is finer than 1e-6 USD per million tokens; widen the unit")
+    """A price as a decimal string of whole micro-USD per million tokens (what the catalogue counts in). A
+    finer price (OpenRouter passes on some vendors' per-token prices such as 1/12 USD) is rounded up to the
+    next micro-USD, so it is never under-charged; the error stays for anything far finer (a unit mistake)."""
+    micro = value * 1_000_000
+    if micro != micro.to_integral_value():
+        exponent = value.normalize().as_tuple().exponent
+        if not isinstance(exponent, int) or exponent >= -REPEATING_DECIMALS:
+            raise ValueError(f"price {value} is finer than 1e-6 USD per million tokens; widen the unit")
+        value = micro.to_integral_value(rounding="ROUND_CEILING") / 1_000_000
     return format(value.normalize(), "f")
 
 
@@ -82,15 +92,39 @@ def _start(constraint: Any) -> str | None:
     return str(start.isoformat())
 
 
+def _peak(rates: dict[str, Any], peaks: list[dict[str, Any]]) -> dict[str, Any]:
+    """``rates`` with each flat price raised to the highest of the time-of-day prices (never under-charged)."""
+    out = dict(rates)
+    for peak in peaks:
+        for name, value in peak["rates"].items():
+            if isinstance(value, str) and (name not in out or isinstance(out[name], str)):
+                out[name] = _num(max(Decimal(value), Decimal(out.get(name, "0"))))
+    return out
+
+
 def _model(m: Any) -> dict[str, Any]:
     from genai_prices import types as t
 
+    peaks: list[dict[str, Any]] = []
     if isinstance(m.prices, t.ModelPrice):
         periods = [{"from": None, "rates": _rates(m.prices)}]
     else:
-        periods = [{"from": _start(c.constraint), "rates": _rates(c.prices)} for c in m.prices]
+        periods = []
+        for c in m.prices:
+            if isinstance(c.constraint, t.TimeOfDateConstraint):  # DeepSeek's peak hours (UTC)
+                peaks.append({"start": c.constraint.start_time.strftime("%H:%M"),
+                              "end": c.constraint.end_time.strftime("%H:%M"), "rates": _rates(c.prices)})
+            else:
+                periods.append({"from": _start(c.constraint), "rates": _rates(c.prices)})
+    if peaks:
+        # The catalogue prices by day, not by hour: the current period pays the peak price at every hour, so
+        # a call is never under-charged; the hours are kept for the record ("time_of_day").
+        periods.sort(key=lambda p: p["from"] or "")
+        periods[-1] = {**periods[-1], "rates": _peak(periods[-1]["rates"], peaks)}
     out: dict[str, Any] = {"id": m.id, "match": _clause(m.match), "context_window": m.context_window,
                            "prices": periods}
+    if peaks:
+        out["time_of_day"] = peaks
     if m.deprecated:
         out["deprecated"] = True
     variants = []

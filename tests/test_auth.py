@@ -19,7 +19,7 @@ async def test_register_login_me_refresh_logout(api: Api) -> None:
     assert resp.status == 200
     tokens = await resp.json()
     me = await (await c.get("/api/auth/me", headers=api.auth(tokens))).json()
-    assert set(me) == {"id", "email", "role", "plan", "status", "created_at"}
+    assert set(me) == {"id", "email", "role", "plan", "status", "created_at", "email_verified", "locale"}
     assert me["role"] == "user" and me["status"] == "active"
 
     resp = await c.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})

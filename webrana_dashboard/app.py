@@ -20,7 +20,19 @@ from webrana_dashboard.session import SessionStore
 from webrana_dashboard.settings import DashboardSettings
 from webrana_dashboard.shared import SharedAnswers
 from webrana_dashboard.state import API, CATALOGUES, HTTP, REFRESHER, SESSIONS, SETTINGS, SHARED, STATIC_VERSION
-from webrana_dashboard.views import account, admin, billing, overview, provider_keys, proxy_keys, system, usage
+from webrana_dashboard.views import (
+    account,
+    account_settings,
+    admin,
+    aliases,
+    billing,
+    mail,
+    overview,
+    provider_keys,
+    proxy_keys,
+    system,
+    usage,
+)
 
 API_CONNECTIONS = 100  # concurrent calls from one console process to the proxy; pages make one or two each
 CLIENT_MAX_SIZE = 64 * 1024  # the console only receives small forms
@@ -62,7 +74,8 @@ def create_app(settings: DashboardSettings) -> web.Application:
                          trim_blocks=True, lstrip_blocks=True)
     app.cleanup_ctx.append(_api_client)
     app.on_response_prepare.append(on_prepare)
-    for module in (system, account, overview, provider_keys, proxy_keys, usage, billing, admin):
+    for module in (system, account, overview, provider_keys, aliases, proxy_keys, usage, billing, admin,
+                   account_settings, mail):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", static, name="static", append_version=False)
     return app

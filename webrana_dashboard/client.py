@@ -147,9 +147,9 @@ class ApiClient:
 
     # --- auth ----------------------------------------------------------------------------------------------
 
-    async def register(self, creds: Credentials, email: str, password: str) -> Json:
-        result: Json = await self.call(creds, "POST", "/api/auth/register",
-                                       body={"email": email, "password": password})
+    async def register(self, creds: Credentials, email: str, password: str, locale: str | None = None) -> Json:
+        body = {"email": email, "password": password, **({"locale": locale} if locale else {})}
+        result: Json = await self.call(creds, "POST", "/api/auth/register", body=body)
         return result
 
     async def login(self, creds: Credentials, email: str, password: str) -> Json:
@@ -162,6 +162,25 @@ class ApiClient:
 
     async def logout(self, creds: Credentials, refresh_token: str) -> None:
         await self.call(creds, "POST", "/api/auth/logout", body={"refresh_token": refresh_token})
+
+    # --- e-mail: verification, password reset, the e-mails' language ------------------------------------
+
+    async def verify_email(self, creds: Credentials, token: str) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/auth/verify-email", body={"token": token})
+        return result
+
+    async def resend_verification(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/auth/verify-email/resend", body={})
+        return result
+
+    async def forgot_password(self, creds: Credentials, email: str) -> None:
+        await self.call(creds, "POST", "/api/auth/password/forgot", body={"email": email})
+
+    async def reset_password(self, creds: Credentials, token: str, password: str) -> None:
+        await self.call(creds, "POST", "/api/auth/password/reset", body={"token": token, "password": password})
+
+    async def set_locale(self, creds: Credentials, locale: str) -> None:
+        await self.call(creds, "PUT", "/api/auth/locale", body={"locale": locale})
 
     # --- what pages show -------------------------------------------------------------------------------
 
@@ -193,14 +212,50 @@ class ApiClient:
         result: Json = await self.call(creds, "POST", f"/api/provider-keys/{_segment(key_id)}/test")
         return result
 
+    # --- aliases ----------------------------------------------------------------------------------------
+
+    async def aliases(self, creds: Credentials) -> list[Json]:
+        result: list[Json] = (await self.call(creds, "GET", "/api/aliases"))["data"]
+        return result
+
+    async def alias(self, creds: Credentials, alias_id: str) -> Json:
+        result: Json = await self.call(creds, "GET", f"/api/aliases/{_segment(alias_id)}")
+        return result
+
+    async def save_alias(self, creds: Credentials, alias_id: str | None, name: str, hops: list[Json]) -> Json:
+        """Create (``alias_id`` None) or replace an alias."""
+        body = {"name": name, "hops": hops}
+        if alias_id is None:
+            result: Json = await self.call(creds, "POST", "/api/aliases", body=body)
+        else:
+            result = await self.call(creds, "PUT", f"/api/aliases/{_segment(alias_id)}", body=body)
+        return result
+
+    async def delete_alias(self, creds: Credentials, alias_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/aliases/{_segment(alias_id)}")
+
     # --- proxy keys -------------------------------------------------------------------------------------
 
     async def proxy_keys(self, creds: Credentials) -> list[Json]:
         result: list[Json] = (await self.call(creds, "GET", "/api/proxy-keys"))["data"]
         return result
 
-    async def create_proxy_key(self, creds: Credentials, name: str) -> Json:
-        result: Json = await self.call(creds, "POST", "/api/proxy-keys", body={"name": name})
+    async def create_proxy_key(self, creds: Credentials, name: str, rules: Json | None = None) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/proxy-keys", body={"name": name, **(rules or {})})
+        return result
+
+    async def update_proxy_key(self, creds: Credentials, key_id: str, changes: Json) -> Json:
+        """Change a key's name or rules (only the fields given; None clears a rule)."""
+        result: Json = await self.call(creds, "PATCH", f"/api/proxy-keys/{_segment(key_id)}", body=changes)
+        return result
+
+    async def spend_cap(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/account/spend-cap")
+        return result
+
+    async def set_spend_cap(self, creds: Credentials, cap_idr: int | None, hard: bool) -> Json:
+        result: Json = await self.call(creds, "PUT", "/api/account/spend-cap",
+                                       body={"spend_cap_idr": cap_idr, "hard": hard})
         return result
 
     async def revoke_proxy_key(self, creds: Credentials, key_id: str) -> None:
@@ -272,6 +327,11 @@ class ApiClient:
     async def admin_set_plan(self, creds: Credentials, user_id: str, plan: str) -> Json:
         result: Json = await self.call(creds, "PUT", f"/api/admin/users/{_segment(user_id)}/plan",
                                        body={"plan": plan})
+        return result
+
+    async def admin_set_spend_cap(self, creds: Credentials, user_id: str, cap_idr: int | None, hard: bool) -> Json:
+        result: Json = await self.call(creds, "PUT", f"/api/admin/users/{_segment(user_id)}/spend-cap",
+                                       body={"spend_cap_idr": cap_idr, "hard": hard})
         return result
 
     async def admin_audit_log(self, creds: Credentials, page: int, per_page: int) -> Json:

@@ -17,3 +17,19 @@ def form_int(value: str | None, default: int, minimum: int = 1, maximum: int = 1
     if value is None or not value.isdigit():
         return default
     return max(minimum, min(maximum, int(value)))
+
+
+class NotAWholeNumber(ValueError):
+    """A field meant for a whole number (rupiah, a count) held something else."""
+
+
+def form_amount(form: Mapping[str, Any], name: str) -> int | None:
+    """A whole number typed as people type it (``10.000``, ``10,000``, ``10 000``, ``Rp 10.000``); None when blank."""
+    text = form_text(form, name).strip()
+    for mark in ("Rp", "rp", ".", ",", " ", "\u00a0"):
+        text = text.replace(mark, "")
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 15:
+        raise NotAWholeNumber(name)
+    return int(text)

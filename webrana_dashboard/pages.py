@@ -124,14 +124,21 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
     months = t.month_names()
     session = request.get(SESSION)
     settings = request.app[SETTINGS]
-    if "demo" not in (context or {}):  # a page whose own answer says so (the overview) saves the meta call
-        context = {**(context or {}),
-                   "demo": await request.app[SHARED].demo(request.app[API], Anonymous(forwarded_for(request)))}
+    # The deployment's facts, kept by this process for a minute (a page whose own answer carries the demo flag,
+    # the overview, keeps them fresh without a call of its own).
+    shared, anonymous = request.app[SHARED], Anonymous(forwarded_for(request))
+    facts = await shared.facts(request.app[API], anonymous)
+    context = {"demo": bool(facts.get("demo")), **(context or {}), "mail_enabled": bool(facts.get("mail"))}
+    names = {p["id"]: p["name"] for p in await shared.providers(request.app[API], anonymous)}
     base: dict[str, Any] = {
         "t": t,
         "lang": t.lang,
         "session": session,
         "user": session.user if session else None,
+        # The address still to verify: only while mail is on (without mail nothing is enforced or sent).
+        "unverified": bool(session and session.user and session.user.get("email_verified") is False
+                           and context.get("mail_enabled")),
+        "dev_mailbox": settings.dev,
         "is_admin": bool(session and session.is_admin),
         "csrf_token": session.csrf if session else "",
         "flashes": session.take_flashes() if session else [],
@@ -146,6 +153,7 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
         "dec": formatting.decimal,
         "dt": lambda v: formatting.format_datetime(v, months),
         "day": lambda v: formatting.format_date(v, months),
+        "provider_name": lambda provider_id: names.get(provider_id, provider_id),  # the proxy's display name
     }
     base.update(context or {})
     response = aiohttp_jinja2.render_template(template, request, base, status=status)

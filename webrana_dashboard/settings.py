@@ -17,6 +17,7 @@ DEFAULT_HOST = "127.0.0.1"  # loopback unless deployment says otherwise
 DEFAULT_PORT = 8081  # next to the proxy's 8080
 DEFAULT_API_URL = "http://127.0.0.1:8080"  # the proxy `make run` starts
 MIN_SECRET_BYTES = 32  # the session key is derived from this; shorter secrets are guessable
+DEFAULT_DEV_MAIL_DIR = ".webrana/mail"  # where devstack's SMTP sink saves messages, from the repository's root
 SNAP_JS_SANDBOX = "https://app.sandbox.midtrans.com/snap/snap.js"
 SNAP_JS_PRODUCTION = "https://app.midtrans.com/snap/snap.js"
 SECRET_HINT = "generate one with: python -c \"import secrets;print(secrets.token_urlsafe(48))\""  # noqa: S105 - a hint, not a secret
@@ -43,6 +44,8 @@ class DashboardSettings:
     midtrans_is_production: bool = False
     snap_js_url: str = SNAP_JS_SANDBOX
     dev: bool = False
+    # Dev mode only: the folder where `make run`'s local SMTP sink saves each message (the dev mailbox page).
+    dev_mail_dir: str = DEFAULT_DEV_MAIL_DIR
 
     @property
     def secure_cookies(self) -> bool:
@@ -87,4 +90,5 @@ class DashboardSettings:
             midtrans_is_production=production,
             snap_js_url=snap_js,
             dev=read_bool(e, "WEBRANA_DEV", False),
+            dev_mail_dir=e.get("WEBRANA_DEV_MAIL_DIR", "").strip() or DEFAULT_DEV_MAIL_DIR,
         )

@@ -57,7 +57,8 @@ class SharedAnswer:
 
 
 class SharedAnswers:
-    """The plans and the deployment's facts (``/api/meta``: is this a demo with fake providers?)."""
+    """The plans and the deployment's facts (``/api/meta``: is this a demo with fake providers? which providers
+    does it route to?)."""
 
     def __init__(self) -> None:
         self._plans = SharedAnswer(PLANS_SECONDS)
@@ -68,17 +69,38 @@ class SharedAnswers:
         assert answer is not None  # get() either returns a fetched answer or raises
         return answer
 
-    async def demo(self, client: ApiClient, creds: Credentials) -> bool:
-        """Whether the proxy answers with local fake providers. Never fails a page: when the API cannot say,
-        the last answer it gave stands (none yet: no banner) and it is asked again a little later."""
+    async def facts(self, client: ApiClient, creds: Credentials) -> Json:
+        """The deployment's facts (``/api/meta``: ``demo``, ``mail``...). Never fails a page: when the API cannot
+        say, the last answer it gave stands (none yet: ``{}``, no banner) and it is asked again a little later."""
         try:
             meta = await self._meta.get(lambda: client.meta(creds))
         except ApiError as err:
             log.warning("could not read /api/meta: %s", err)
             self._meta.hold(META_RETRY_SECONDS)
             meta = self._meta.known
-        return bool(meta and meta.get("demo"))
+        return meta or {}
+
+    async def demo(self, client: ApiClient, creds: Credentials) -> bool:
+        """Whether the proxy answers with local fake providers."""
+        return bool((await self.facts(client, creds)).get("demo"))
+
+    async def providers(self, client: ApiClient, creds: Credentials) -> list[Json]:
+        """The providers the proxy routes to (``[{"id", "name"}]``, from its registry). Never fails a page: when
+        the API cannot say, the last answer stands (none yet: an empty list)."""
+        meta = self._meta.known
+        if meta is None or "providers" not in meta:  # never asked, or only the demo flag is known
+            try:
+                meta = await client.meta(creds)
+                self._meta.put(meta)
+            except ApiError as err:
+                log.warning("could not read /api/meta: %s", err)
+                self._meta.hold(META_RETRY_SECONDS)
+                meta = self._meta.known
+        found = meta.get("providers") if meta else None
+        return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
 
     def saw_demo(self, demo: bool) -> None:
-        """An answer that carries the demo flag (the overview) saves the next meta call."""
-        self._meta.put({**(self._meta.known or {}), "demo": demo})
+        """An answer that carries the demo flag (the overview) saves the next meta call, once the other facts
+        are known too."""
+        if self._meta.known is not None:
+            self._meta.put({**self._meta.known, "demo": demo})

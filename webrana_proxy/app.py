@@ -16,7 +16,9 @@ from redis.exceptions import RedisError
 from webrana_proxy import __version__, health
 from webrana_proxy.api import (
     admin,
+    aliases,
     auth,
+    auth_email,
     billing,
     meta,
     openapi,
@@ -25,9 +27,11 @@ from webrana_proxy.api import (
     prices,
     provider_keys,
     proxy_keys,
+    spend_caps,
     usage,
 )
 from webrana_proxy.billing.deps import billing_ctx
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.db import create_pool
 from webrana_proxy.gateway import handlers as gateway
@@ -38,6 +42,7 @@ from webrana_proxy.gateway.responses_store import responses_store_ctx
 from webrana_proxy.gateway.runtime import GATEWAY, GatewayRuntime
 from webrana_proxy.keycache import KeyCache, running_listener
 from webrana_proxy.limits import Limiter
+from webrana_proxy.mail.job import mail_ctx
 from webrana_proxy.metrics import Metrics
 from webrana_proxy.middleware import REQUEST_IDS, RequestIds, pipeline
 from webrana_proxy.passwords import Passwords
@@ -47,7 +52,9 @@ from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.providers.registry import build_registry
 from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.settings import Settings
+from webrana_proxy.spend import spend_ctx
 from webrana_proxy.state import (
+    BREAKERS,
     HTTP,
     KEYCACHE,
     KEYRING,
@@ -152,6 +159,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PASSWORDS] = Passwords(settings.password_hash_concurrency, settings.password_hash_wait)
     app[REGISTRY] = build_registry()
     app[METRICS] = Metrics()
+    app[BREAKERS] = CircuitBoard(app[METRICS], threshold=settings.circuit_failures,
+                                 cooldown=settings.circuit_cooldown)
     app[FALLBACK] = LocalLimiter()
     app[REQUEST_IDS] = RequestIds()
     app[PRICES] = PriceBook(load_catalogue())
@@ -161,7 +170,9 @@ def create_app(settings: Settings) -> web.Application:
                             auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
+    app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
+    app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases):
         app.router.add_routes(module.routes)
     return app

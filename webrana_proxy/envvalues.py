@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.connection import parse_url as parse_redis_url
@@ -219,3 +220,48 @@ def read_secret(env: Mapping[str, str], name: str, hint: str) -> str:
     if not value:
         raise ConfigError(f"{name} is not set; {hint}")
     return value
+
+
+SMTP_SCHEMES = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpUrl:
+    """Where the mail job sends: ``security`` is plain (smtp://), starttls (smtp+starttls://) or tls (smtps://)."""
+
+    security: str
+    host: str
+    port: int
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+    def masked(self) -> str:
+        scheme = next(s for s, (mode, _) in SMTP_SCHEMES.items() if mode == self.security)
+        user = f"{self.username}:***@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}"
+
+
+def read_smtp_url(env: Mapping[str, str], name: str) -> SmtpUrl | None:
+    """``smtp://``, ``smtp+starttls://`` or ``smtps://``, with ``user:pass@`` (percent-encoded) when the server
+    asks for a login; the port defaults to 25, 587 or 465. Empty: ``None`` (mail is off)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    example = "e.g. smtp+starttls://user:pass@smtp.example.com:587, smtps://user:pass@host:465 or smtp://host:25"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        raise _url_error(name, raw, f"is not a valid SMTP URL; {example}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SMTP_SCHEMES:
+        raise _url_error(name, raw, f"must start with smtp://, smtp+starttls:// or smtps://; {example}")
+    if not host:
+        raise _url_error(name, raw, f"names no host; {example}")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise _url_error(name, raw, f"must be only scheme, login, host and port; {example}")
+    security, default_port = SMTP_SCHEMES[scheme]
+    return SmtpUrl(security, host, port or default_port, unquote(parts.username or ""),
+                   unquote(parts.password or ""))

@@ -1,9 +1,12 @@
 """The in-process cache of resolved proxy keys: who is calling, their plan and limits, and their provider
-keys already decrypted. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
+keys already decrypted, their aliases. A bounded LRU with a TTL; a miss costs one PostgreSQL query.
 
-Changes (revoked proxy key, provider key added or deleted, user suspended, plan or limits changed) are
-published on Redis; every replica's listener drops that user's entries at once. If the listener loses
-Redis, it clears the whole cache when it reconnects (it may have missed messages).
+Each entry carries the key's rules (``keyrules.KeyRules``: expiry, allowed models with the globs compiled once,
+per-key rate, spend caps of the key and its account), so the hot path never reads them from PostgreSQL.
+
+Changes (revoked proxy key, a key's rules, provider key added or deleted, alias changed, user suspended, plan,
+limits or spend cap changed) are published on Redis; every replica's listener drops that user's entries at once. If
+the listener loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from webrana_proxy.aliases import Alias, from_row
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.crypto import DecryptionFailed, Keyring, Sealed
+from webrana_proxy.keyrules import KeyRules
 from webrana_proxy.tasks import background
 
 log = logging.getLogger("webrana.keycache")
@@ -51,7 +56,9 @@ class Principal:
     burst_per_minute: int
     monthly_requests: int
     provider_keys: dict[str, tuple[ProviderKey, ...]]
+    rules: KeyRules | None = None  # the key's own rules and the account's spend cap; None: none at all
     rr: dict[str, int] = field(default_factory=dict)  # round-robin position per provider
+    aliases: dict[str, Alias] = field(default_factory=dict)  # the user's aliases by name (wbr/...)
 
     def keys_in_order(self, provider_id: str) -> tuple[ProviderKey, ...]:
         """This provider's keys, starting at the next one in turn, so calls spread across them."""
@@ -135,7 +142,9 @@ class KeyCache:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
                 """SELECT k.id AS key_id, k.prefix, u.id AS user_id, u.plan, u.status,
-                          u.burst_per_minute_override, u.monthly_requests_override
+                          u.burst_per_minute_override, u.monthly_requests_override,
+                          k.expires_at, k.allowed_models, k.allowed_providers, k.rpm_limit, k.spend_cap_idr,
+                          u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard
                    FROM proxy_api_keys k JOIN users u ON u.id = k.user_id
                    WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", key_hash)
             if row is None:
@@ -143,6 +152,8 @@ class KeyCache:
             key_rows = await conn.fetch(
                 """SELECT id, provider, ciphertext, nonce, key_version FROM api_keys
                    WHERE user_id = $1 ORDER BY created_at, id""", row["user_id"])
+            alias_rows = await conn.fetch(
+                "SELECT name, hops FROM model_aliases WHERE user_id = $1", row["user_id"])
         plan = get_plan(row["plan"])
         by_provider: dict[str, list[ProviderKey]] = {}
         for kr in key_rows:
@@ -159,7 +170,12 @@ class KeyCache:
             burst_per_minute=row["burst_per_minute_override"] or plan.burst_per_minute,
             monthly_requests=(row["monthly_requests_override"] if row["monthly_requests_override"] is not None
                               else plan.monthly_requests),
-            provider_keys={p: tuple(ks) for p, ks in by_provider.items()})
+            provider_keys={p: tuple(ks) for p, ks in by_provider.items()},
+            rules=KeyRules.build(expires_at=row["expires_at"], models=row["allowed_models"],
+                                 providers=row["allowed_providers"], rpm=row["rpm_limit"],
+                                 key_cap_idr=row["spend_cap_idr"], user_cap_idr=row["user_cap_idr"],
+                                 user_cap_hard=row["spend_cap_hard"]),
+            aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         self._generation += 1
@@ -230,6 +246,17 @@ class KeyCache:
             except (RedisError, OSError) as exc:
                 log.warning("key-cache invalidation channel lost; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(RECONNECT_DELAY)
+
+
+def _aliases(rows: list[asyncpg.Record]) -> dict[str, Alias]:
+    out: dict[str, Alias] = {}
+    for r in rows:
+        alias = from_row(r["name"], r["hops"])
+        if alias is None:
+            log.error("stored alias unreadable; skipped", extra={"alias": r["name"]})
+            continue
+        out[alias.name] = alias
+    return out
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,8 @@
 * ``check_ip``: the per-IP limit on every route (fixed one-minute windows).
 * ``check_gateway``: per-IP, per-user burst and the plan's monthly quota in ONE round trip for a /v1 call.
   If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
+* ``check_ruled``: the same for a call whose key has rules counted in Redis (a per-key rate, a spend cap on the
+  key or a hard one on the account): per-key rate and spend caps checked in the same ONE round trip, no lease.
 * ``check_signup``: sign-ups per address (fixed one-hour windows).
 
 "IP" and "address" here mean the client's limit key (``clientip.limit_key``, computed once per request): an IPv4
@@ -113,13 +115,73 @@ end
 return 0
 """
 
-LIMIT_NAMES = {1: "ip", 2: "burst", 3: "quota"}
+# A call of a key with rules counted in Redis (``keyrules.KeyRules.counted``): what GATEWAY_SCRIPT does, plus the
+# key's own per-minute limit and the spend caps (the key's, the account's hard one), and never a lease (every call
+# asks: the spend counters move after each call, on any replica).
+# KEYS: ip window, burst window, month quota, key window, key spend, account spend. ARGV: ip limit, burst limit,
+# quota limit, window ms, quota ttl s, key rpm (0: none), key cap, account cap (micro-rupiah; 0: none), billable
+# (1, or 0 for count_tokens: no quota, no caps). Returns {verdict, limit, remaining, reset_ms}; verdict as
+# GATEWAY_SCRIPT's plus 4 key rate, 5 key spend cap, 6 account spend cap; 9 with limit = the missing counters
+# (1 quota, 2 key spend, 4 account spend), which the caller rebuilds from PostgreSQL before asking again. Order:
+# refusals for a minute count like any call in the windows; a capped or over-quota call is not counted in the quota.
+RULED_SCRIPT = """
+local billable = ARGV[9] == '1'
+local kc, uc = tonumber(ARGV[7]), tonumber(ARGV[8])
+local q, ks, us = 0, 0, 0
+if billable then
+  local missing = 0
+  q = redis.call('GET', KEYS[3])
+  if not q then missing = 1 end
+  if kc > 0 then
+    ks = redis.call('GET', KEYS[5])
+    if not ks then missing = missing + 2 end
+  end
+  if uc > 0 then
+    us = redis.call('GET', KEYS[6])
+    if not us then missing = missing + 4 end
+  end
+  if missing > 0 then return {9, missing, 0, 0} end
+  q, ks, us = tonumber(q), tonumber(ks), tonumber(us)
+end
+local ipl, bl, rpm = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
+local ip = redis.call('INCR', KEYS[1])
+if ip == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+if ip > ipl then return {1, ipl, 0, redis.call('PTTL', KEYS[1])} end
+local b = redis.call('INCR', KEYS[2])
+if b == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+if b > bl then return {2, bl, 0, redis.call('PTTL', KEYS[2])} end
+if rpm > 0 then
+  local k = redis.call('INCR', KEYS[4])
+  if k == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
+  if k > rpm then return {4, rpm, 0, redis.call('PTTL', KEYS[4])} end
+end
+if not billable then return {0, bl, bl - b, redis.call('PTTL', KEYS[2])} end
+local month_ms = tonumber(ARGV[5]) * 1000
+if kc > 0 and ks >= kc then return {5, kc, 0, month_ms} end
+if uc > 0 and us >= uc then return {6, uc, 0, month_ms} end
+local limit = tonumber(ARGV[3])
+if q >= limit then return {3, limit, 0, month_ms} end
+redis.call('INCR', KEYS[3])
+return {0, limit, limit - q - 1, redis.call('PTTL', KEYS[2])}
+"""
+
+def key_counter(key_id: object, month: str) -> str:
+    """A proxy key's spend this month in micro-rupiah (``spend.py`` keeps it)."""
+    return f"spend:key:{key_id}:{month}"
+
+
+def user_counter(user_id: object, month: str) -> str:
+    """An account's spend this month in micro-rupiah."""
+    return f"spend:user:{user_id}:{month}"
+
+
+LIMIT_NAMES = {1: "ip", 2: "burst", 3: "quota", 4: "key_rate", 5: "key_spend", 6: "user_spend"}
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
-    limit_name: str  # "ip" | "burst" | "quota" | "" when allowed
+    limit_name: str  # "ip" | "burst" | "quota" | "key_rate" | "key_spend" | "user_spend" | "" when allowed
     limit: int
     remaining: int
     reset_seconds: int
@@ -247,7 +309,7 @@ class MonthClock:
         return self._month, max(1, int(self._end - now))
 
 
-class _Script:
+class Script:
     """A Lua script called by SHA (EVALSHA), loaded on first use or after Redis forgot it."""
 
     __slots__ = ("sha", "source")
@@ -293,12 +355,14 @@ class Limiter:
 
     def __init__(self, redis: Redis, ip_limit: int, pipe: RedisPipe | None = None) -> None:
         self._redis: Redis | RedisPipe = pipe if pipe is not None else redis
+        self.client = self._redis  # the connection the scripts use, for the spend counters' calls
         self.ip_limit = ip_limit
-        self._ip = _Script(IP_SCRIPT)
-        self._gateway = _Script(GATEWAY_SCRIPT)
-        self._burst = _Script(BURST_SCRIPT)
-        self._seed = _Script(SEED_SCRIPT)
-        self._return = _Script(RETURN_SCRIPT)
+        self._ip = Script(IP_SCRIPT)
+        self._gateway = Script(GATEWAY_SCRIPT)
+        self._burst = Script(BURST_SCRIPT)
+        self._seed = Script(SEED_SCRIPT)
+        self._return = Script(RETURN_SCRIPT)
+        self._ruled = Script(RULED_SCRIPT)
         self.leases = Leases()
         self._fetching: dict[tuple[str, str], _Fetch] = {}
         # Calls of a pair waiting for a lease: the next grant asks for enough to cover them (they include calls
@@ -391,6 +455,21 @@ class Limiter:
         if verdict is not None and not verdict.allowed:
             fetch.refused = verdict
         return verdict
+
+    async def check_ruled(self, ip: str, user_id: str, key_id: str, burst_limit: int, quota_limit: int,
+                          month: str, month_ttl: int, now: float, *, rpm: int | None, key_cap: int | None,
+                          user_cap: int | None, billable: bool) -> Verdict | int:
+        """One round trip for a call whose key has counted rules (``RULED_SCRIPT``). An int: the counters that
+        are missing (1 quota, 2 key spend, 4 account spend) and must be rebuilt from PostgreSQL first."""
+        w = self._window(now)
+        keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month), f"rl:key:{key_id}:{w}",
+                key_counter(key_id, month), user_counter(user_id, month)]
+        code, limit, remaining, reset_ms = await self._ruled(self._redis, keys, [
+            self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl, rpm or 0, key_cap or 0, user_cap or 0,
+            1 if billable else 0])
+        if code == 9:
+            return int(limit)
+        return Verdict(code == 0, LIMIT_NAMES.get(int(code), ""), int(limit), int(remaining), _ceil_s(int(reset_ms)))
 
     def _record(self, result: list[Any], pair: tuple[str, str], limits: tuple[int, int, int], window: int,
                 month: str, now: float) -> Verdict | None:

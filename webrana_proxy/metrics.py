@@ -48,6 +48,14 @@ class Metrics:
         self.unpriced_calls = Counter("webrana_unpriced_calls",
                                       "Calls of a model with no price, charged at the provider's fallback model",
                                       ["provider", "model"], registry=r)
+        # Circuit breakers per provider key (in-process, per replica: each replica learns a dead key on its own).
+        self.circuit_breakers = Gauge("webrana_circuit_breakers",
+                                      "Provider keys whose circuit breaker is open or half-open, by provider",
+                                      ["provider", "state"], registry=r, multiprocess_mode="livesum")
+        self.circuit_opened = Counter("webrana_circuit_opened", "Times a provider key's circuit breaker opened",
+                                      ["provider"], registry=r)
+        self.fallbacks = Counter("webrana_fallbacks", "Alias hops given up for the next one, by the provider "
+                                 "left and why", ["provider", "reason"], registry=r)
         self.usage_rows_written = Counter("webrana_usage_rows_written", "Usage rows written to PostgreSQL",
                                           registry=r)
 

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from webrana_proxy.envvalues import (
     ConfigError,
+    SmtpUrl,
     read_bool,
     read_float,
     read_int,
     read_postgres_url,
     read_redis_url,
     read_secret,
+    read_smtp_url,
     read_url,
 )
+from webrana_proxy.providers.registry import SPECS
 
 GENERATE_KEY_HINT = "generate one with: python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\""
 
@@ -35,6 +41,8 @@ DEFAULT_GATEWAY_BODY_LIMIT = 10 << 20  # 10 MiB: room for base64 images in chat 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a TCP/TLS connection to a provider
 DEFAULT_FIRST_BYTE_TIMEOUT = 120.0  # long prompts on big models take this long before the first token
 DEFAULT_IDLE_TIMEOUT = 60.0  # a stream silent this long is dead
+DEFAULT_CIRCUIT_FAILURES = 5  # failures in a row that open a provider key's circuit breaker
+DEFAULT_CIRCUIT_COOLDOWN = 30.0  # seconds an open breaker skips its key before one call probes it
 DEFAULT_UPSTREAM_CONNECTIONS = 4096  # sized for thousands of concurrent open streams per process
 DEFAULT_USD_TO_IDR = 16_500  # rupiah per US dollar for cost estimates; update in settings, not code
 DEFAULT_PPN_PERCENT = 11  # Indonesian VAT
@@ -87,13 +95,15 @@ class Settings:
         default_factory=lambda: (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")))
     api_body_limit: int = DEFAULT_API_BODY_LIMIT
     gateway_body_limit: int = DEFAULT_GATEWAY_BODY_LIMIT
-    openai_base_url: str = "https://api.openai.com/v1"
-    anthropic_base_url: str = "https://api.anthropic.com"
-    gemini_base_url: str = "https://generativelanguage.googleapis.com"
-    qwen_base_url: str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+    # Upstream base URL per provider id, each from its spec's setting (OPENAI_BASE_URL, ...). Every upstream URL
+    # comes from here, never from a request.
+    upstream_base_urls: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({s.id: s.default_base_url for s in SPECS}))
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    circuit_failures: int = DEFAULT_CIRCUIT_FAILURES
+    circuit_cooldown: float = DEFAULT_CIRCUIT_COOLDOWN
     upstream_connections: int = DEFAULT_UPSTREAM_CONNECTIONS
     usd_to_idr: int = DEFAULT_USD_TO_IDR
     ppn_percent: int = DEFAULT_PPN_PERCENT
@@ -124,16 +134,13 @@ class Settings:
     password_hash_concurrency: int = DEFAULT_PASSWORD_HASH_CONCURRENCY
     password_hash_wait: float = DEFAULT_PASSWORD_HASH_WAIT
     signup_limit: int = DEFAULT_SIGNUP_LIMIT
+    smtp: SmtpUrl | None = field(default=None, repr=False)  # None: mail is off (logged as not sent)
+    mail_from: str = ""  # the From of every message; required with WEBRANA_SMTP_URL
 
     @property
-    def upstream_base_urls(self) -> dict[str, str]:
-        """Upstream base URL per provider id. Every upstream URL comes from here, never from a request."""
-        return {
-            "openai": self.openai_base_url,
-            "anthropic": self.anthropic_base_url,
-            "google": self.gemini_base_url,
-            "qwen": self.qwen_base_url,
-        }
+    def mail_enabled(self) -> bool:
+        """Mail goes out (and e-mail verification is enforced) only with an SMTP server configured."""
+        return self.smtp is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -189,13 +196,13 @@ class Settings:
             trusted_proxies=_networks(e.get("WEBRANA_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")),
             api_body_limit=read_int(e, "WEBRANA_API_BODY_LIMIT", DEFAULT_API_BODY_LIMIT, 1024),
             gateway_body_limit=read_int(e, "WEBRANA_GATEWAY_BODY_LIMIT", DEFAULT_GATEWAY_BODY_LIMIT, 1024),
-            openai_base_url=read_url(e, "OPENAI_BASE_URL", "https://api.openai.com/v1"),
-            anthropic_base_url=read_url(e, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-            gemini_base_url=read_url(e, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
-            qwen_base_url=read_url(e, "QWEN_BASE_URL", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+            upstream_base_urls=MappingProxyType(
+                {s.id: read_url(e, s.base_url_env, s.default_base_url) for s in SPECS}),
             connect_timeout=read_float(e, "WEBRANA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
             first_byte_timeout=read_float(e, "WEBRANA_FIRST_BYTE_TIMEOUT", DEFAULT_FIRST_BYTE_TIMEOUT),
             idle_timeout=read_float(e, "WEBRANA_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
+            circuit_failures=read_int(e, "WEBRANA_CIRCUIT_FAILURES", DEFAULT_CIRCUIT_FAILURES, 1),
+            circuit_cooldown=read_float(e, "WEBRANA_CIRCUIT_COOLDOWN", DEFAULT_CIRCUIT_COOLDOWN),
             upstream_connections=read_int(e, "WEBRANA_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1),
             usd_to_idr=read_int(e, "WEBRANA_USD_TO_IDR", DEFAULT_USD_TO_IDR, 1),
             ppn_percent=read_int(e, "WEBRANA_PPN_PERCENT", DEFAULT_PPN_PERCENT, 0),
@@ -225,7 +232,22 @@ class Settings:
                                                DEFAULT_PASSWORD_HASH_CONCURRENCY, 1),
             password_hash_wait=read_float(e, "WEBRANA_PASSWORD_HASH_WAIT", DEFAULT_PASSWORD_HASH_WAIT),
             signup_limit=read_int(e, "WEBRANA_SIGNUP_LIMIT", DEFAULT_SIGNUP_LIMIT, 1),
+            **_mail(e),
         )
+
+
+def _mail(e: Mapping[str, str]) -> dict[str, Any]:
+    smtp = read_smtp_url(e, "WEBRANA_SMTP_URL")
+    sender = e.get("WEBRANA_MAIL_FROM", "").strip()
+    if sender:
+        _, address = email.utils.parseaddr(sender)
+        if "@" not in address or any(c in sender for c in "\r\n"):
+            raise ConfigError(f"WEBRANA_MAIL_FROM must be an address, e.g. Webrana <no-reply@example.co.id>, "
+                              f"got {sender!r}")
+    elif smtp is not None:
+        raise ConfigError("WEBRANA_MAIL_FROM is not set; with WEBRANA_SMTP_URL it names the sender of every "
+                          "e-mail, e.g. Webrana <no-reply@example.co.id> (an address your SMTP server may send as)")
+    return {"smtp": smtp, "mail_from": sender}
 
 
 def _metrics_group_dir(raw: str) -> str:

@@ -7,6 +7,7 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.crypto import Keyring
 from webrana_proxy.keycache import KeyCache
 from webrana_proxy.limits import Limiter
@@ -33,3 +34,4 @@ REGISTRY = web.AppKey("registry", Registry)
 USAGE = web.AppKey("usage", UsageWriter)
 METRICS = web.AppKey("metrics", Metrics)
 PRICES = web.AppKey("prices", PriceBook)  # catalogue + admins' overrides: what each call costs
+BREAKERS = web.AppKey("breakers", CircuitBoard)  # per provider key, in-process (gateway/upstream.py)

@@ -59,7 +59,8 @@ COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoi
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at",
            "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "service_tier",
-           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version")
+           "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version",
+           "attempt", "failed_attempt", "alias")
 # cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
 DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)  # this row can never be stored
@@ -95,6 +96,11 @@ class UsageRecord:
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
     service_tier: str | None = None
+    # Attempts (sql/0012): this row's attempt number; a failed attempt the call moved on from (not charged, not
+    # in usage_daily: the call counts once); the alias the client called.
+    attempt: int | None = None
+    failed_attempt: bool = False
+    alias: str | None = None
 
     def as_row(self) -> tuple[Any, ...]:
         return (_text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
@@ -103,7 +109,8 @@ class UsageRecord:
                 self.ttfb_ms, _text(self.upstream_request_id), _text(self.error_type), self.created_at,
                 self.created_at, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens,
                 self.reasoning_tokens, _text(self.service_tier), self.cost_usd_nano, self.cost_idr_micro,
-                self.usd_to_idr, self.price_source, _text(self.price_version))
+                self.usd_to_idr, self.price_source, _text(self.price_version), self.attempt, self.failed_attempt,
+                _text(self.alias))
 
     def to_line(self) -> bytes:
         """One journal line (JSON, newline-terminated): ~1 us. asyncpg's UUID type is not one orjson knows."""
@@ -137,23 +144,27 @@ CREATE TEMP TABLE IF NOT EXISTS usage_stage ON COMMIT DELETE ROWS AS
 SELECT request_id, user_id, proxy_key_id, provider, model, endpoint, stream, status, prompt_tokens,
        completion_tokens, total_tokens, tokens_estimated, latency_ms, ttfb_ms, upstream_request_id, error_type,
        created_at, updated_at, cached_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,
-       service_tier, cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version
+       service_tier, cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version, attempt,
+       failed_attempt, alias
 FROM proxy_requests WITH NO DATA"""
 
 # One statement: insert the staged rows that are new, then move the counters by exactly those rows (RETURNING).
 # Counters derived from rows belong here, so a replayed duplicate never moves them. Jakarta is UTC+7, no DST.
+# A failed attempt's row (the call went on to another key or hop) is its own row only: the call it belongs to is
+# counted (and charged) once, by its last row.
 INSERT_SQL = """
 WITH ins AS (
     INSERT INTO proxy_requests (request_id, user_id, proxy_key_id, provider, model, endpoint, stream, status,
                                 prompt_tokens, completion_tokens, total_tokens, tokens_estimated, latency_ms,
                                 ttfb_ms, upstream_request_id, error_type, created_at, updated_at, cached_tokens,
                                 cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier,
-                                cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version)
+                                cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version, attempt,
+                                failed_attempt, alias)
     SELECT * FROM usage_stage
     ON CONFLICT (request_id) DO NOTHING
     RETURNING user_id, proxy_key_id, provider, model, endpoint, status, prompt_tokens, completion_tokens,
               total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens, cache_write_tokens, reasoning_tokens,
-              price_source, created_at
+              price_source, created_at, failed_attempt
 ), daily AS (
     INSERT INTO usage_daily (user_id, day, provider, model, requests, errors, prompt_tokens, completion_tokens,
                              total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens, cache_write_tokens,
@@ -163,7 +174,7 @@ WITH ins AS (
            sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_idr_micro), sum(cost_usd_nano),
            sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
            count(*) FILTER (WHERE price_source = 'fallback')
-    FROM ins GROUP BY 1, 2, 3, 4
+    FROM ins WHERE NOT failed_attempt GROUP BY 1, 2, 3, 4
     ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
         requests = usage_daily.requests + EXCLUDED.requests,
         errors = usage_daily.errors + EXCLUDED.errors,
@@ -180,7 +191,7 @@ WITH ins AS (
     UPDATE proxy_api_keys AS k SET request_count = k.request_count + v.n,
                                    last_used_at = GREATEST(k.last_used_at, v.ts)
     FROM (SELECT proxy_key_id, count(*) AS n, max(created_at) AS ts FROM ins
-          WHERE proxy_key_id IS NOT NULL GROUP BY proxy_key_id) AS v
+          WHERE proxy_key_id IS NOT NULL AND NOT failed_attempt GROUP BY proxy_key_id) AS v
     WHERE k.id = v.proxy_key_id
 )
 SELECT count(*) FROM ins"""

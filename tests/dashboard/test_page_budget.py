@@ -72,11 +72,16 @@ async def test_every_page_costs_its_visitor_one_or_two_api_calls(console: Consol
     proxy_keys = await console.get("/proxy-keys")
     key_id = re.search(r'href="/proxy-keys/([0-9a-f-]{36})/revoke"', proxy_keys)
     invoice_id = re.search(r'href="/billing/invoices/([0-9a-f-]{36})"', await console.get("/billing"))
-    assert key_id and invoice_id
+    await console.get("/aliases")
+    resp = await console.post("/aliases", {"name": "wbr/fast", "hop0_model": "gpt-4o-mini"})
+    assert resp.status == 303
+    alias_id = re.search(r'href="/aliases/([0-9a-f-]{36})/edit"', await console.get("/aliases"))
+    assert key_id and invoice_id and alias_id
     await console.get("/admin")  # the plans and the demo flag are now known to this console for a while
 
     budget = {
-        "/overview": 1, "/provider-keys": 1, "/proxy-keys": 1, f"/proxy-keys/{key_id.group(1)}/revoke": 1,
+        "/overview": 1, "/provider-keys": 1, "/aliases": 1, f"/aliases/{alias_id.group(1)}/edit": 1,
+        "/proxy-keys": 1, f"/proxy-keys/{key_id.group(1)}/revoke": 1,
         "/usage": 2, "/usage?range=custom&from=2025-01-01&to=2025-01-31": 2, "/billing": 2,
         f"/billing/result?order_id={paid}": 2, f"/billing/result?order_id={pending}": 1,
         f"/billing/invoices/{invoice_id.group(1)}": 1, "/billing/cancel": 1,

@@ -43,7 +43,7 @@ NODE_ALLOCATABLE_MEMORY_MIB = 3300
 
 # Every environment variable the processes read from the Secret (never from values).
 SECRET_ENV = {"DATABASE_URL", "REDIS_URL", "MASTER_ENCRYPTION_KEY", "JWT_SECRET", "MIDTRANS_SERVER_KEY",
-              "MIDTRANS_CLIENT_KEY", "WEBRANA_SESSION_SECRET", "MASTER_ENCRYPTION_KEY_PREVIOUS"}
+              "MIDTRANS_CLIENT_KEY", "WEBRANA_SESSION_SECRET", "MASTER_ENCRYPTION_KEY_PREVIOUS", "WEBRANA_SMTP_URL"}
 
 # The metrics issue 2 names; the proxy's real registry must export them and the dashboard must chart them.
 ISSUE_METRICS = {"webrana_requests_total", "webrana_request_duration_seconds",
@@ -309,6 +309,17 @@ def test_the_proxy_and_the_migration_get_every_secret_and_the_console_only_its_o
     optional = proxy["MASTER_ENCRYPTION_KEY_PREVIOUS"]["valueFrom"]["secretKeyRef"]
     assert optional.get("optional") is True
     assert proxy["MASTER_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"].get("optional") is not True
+
+
+def test_the_proxy_gets_the_smtp_server_from_the_secret_and_the_sender_from_the_values(chart: Any) -> None:
+    docs = _manifests(_render(chart, {"config": {"mailFrom": "Webrana <no-reply@example.co.id>"}}))
+    proxy = _env(_pod_spec(_one(docs, "Deployment", f"{RELEASE}-proxy"))["containers"][0])
+    smtp = proxy["WEBRANA_SMTP_URL"]["valueFrom"]["secretKeyRef"]
+    assert smtp["key"] == "WEBRANA_SMTP_URL" and smtp.get("optional") is True  # absent: mail off, still starts
+    assert proxy["WEBRANA_MAIL_FROM"]["value"] == "Webrana <no-reply@example.co.id>"
+    default = _manifests(_render(chart, {}))
+    assert "WEBRANA_MAIL_FROM" not in _env(_pod_spec(_one(default, "Deployment", f"{RELEASE}-proxy"))["containers"][0])
+    assert _load_values("values-production.yaml")["config"]["mailFrom"]
 
 
 # --- probes, shutdown, processes ---------------------------------------------------------------------------

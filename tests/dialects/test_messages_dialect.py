@@ -277,7 +277,8 @@ def test_the_native_relay_passes_every_byte_and_reads_usage(text: str, arguments
     out = b"".join(b"".join(relay.feed(part)) for part in _split(raw, cuts)) + b"".join(relay.finish())
     assert out == raw
     assert relay.done and relay.error is None and relay.upstream_id == "msg_01"
-    assert relay.usage == Usage(prompt_tokens=16, completion_tokens=5, total_tokens=21, cached_tokens=3)
+    assert relay.usage == Usage(prompt_tokens=16, completion_tokens=5, total_tokens=21, cached_tokens=3,
+                               cache_write_tokens=2, service_tier="standard")
 
 
 def test_a_cut_native_stream_ends_with_an_error_event_and_no_usage() -> None:

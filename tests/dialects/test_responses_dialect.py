@@ -197,6 +197,10 @@ def _reassemble(events: bytes) -> tuple[list[str], dict[str, Any]]:
             output[data["output_index"]]["content"][0]["text"] += data["delta"]
         elif kind == "response.function_call_arguments.delta":
             output[data["output_index"]]["arguments"] += data["delta"]
+        elif kind == "response.custom_tool_call_input.delta":
+            output[data["output_index"]]["input"] += data["delta"]
+        elif kind == "response.custom_tool_call_input.done":
+            assert output[data["output_index"]]["input"] == data["input"]
         elif kind == "response.output_text.done":
             assert output[data["output_index"]]["content"][0]["text"] == data["text"]
         elif kind == "response.function_call_arguments.done":
@@ -302,3 +306,64 @@ def test_a_cut_native_stream_ends_with_an_error_event() -> None:
     last_sequence = orjson.loads(cut.rstrip().rsplit(b"data: ", 1)[1])["sequence_number"]
     assert tail["type"] == "error" and tail["sequence_number"] == last_sequence + 1
     assert relay.usage is None and not relay.done and relay.error is not None and relay.completion_chars > 0
+
+
+# ---- custom (freeform) tools: Codex's apply_patch, the Agents SDK's custom tools ----
+
+PATCH_GRAMMAR = 'start: begin_patch hunk+ end_patch\nbegin_patch: "*** Begin Patch" LF\n'
+PATCH = "*** Begin Patch\n*** Add File: a.txt\n+satu \"dua\"\n*** End Patch\n"
+
+
+def test_custom_tools_become_functions_of_one_string() -> None:
+    body = {"model": "claude-sonnet-4-5",
+            "tools": [{"type": "custom", "name": "apply_patch", "description": "Edit files.",
+                       "format": {"type": "grammar", "syntax": "lark", "definition": PATCH_GRAMMAR}},
+                      {"type": "custom", "name": "note"}],
+            "tool_choice": {"type": "custom", "name": "apply_patch"},
+            "input": [{"role": "user", "content": "Tambah a.txt"},
+                      {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": PATCH},
+                      {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done!"}]}
+    plan = to_chat(body, "claude-sonnet-4-5")
+    assert plan.custom == {"apply_patch", "note"} and plan.dropped_tools == []
+    patch, note = plan.chat["tools"]
+    assert patch["function"]["name"] == "apply_patch" and patch["function"]["description"] == "Edit files."
+    params = patch["function"]["parameters"]
+    assert params["required"] == ["input"] and list(params["properties"]) == ["input"]
+    assert params["properties"]["input"]["type"] == "string"
+    assert PATCH_GRAMMAR in params["properties"]["input"]["description"]  # the format reaches the model
+    assert note["function"]["parameters"]["properties"]["input"]["type"] == "string"
+    assert plan.chat["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    call, result = plan.chat["messages"][1:]
+    assert orjson.loads(call["tool_calls"][0]["function"]["arguments"]) == {"input": PATCH}
+    assert result == {"role": "tool", "tool_call_id": "call_p", "content": "Done!"}
+
+
+def test_custom_tool_calls_come_back_as_custom_tool_call_items() -> None:
+    env = envelope({"model": "gemini-2.5-flash"}, "resp_wbr_5", "gemini-2.5-flash", False, created_at=1)
+    args = json.dumps({"input": PATCH})
+    completion = orjson.dumps({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_p", "type": "function", "function": {"name": "apply_patch", "arguments": args}},
+            {"id": "call_x", "type": "function", "function": {"name": "exec", "arguments": "{}"}}]}}]})
+    whole = response_of(completion, env, {}, Usage(3, 4, 7), {"apply_patch"})
+    assert whole["output"][0] == {"id": "ctc_wbr_5_0", "type": "custom_tool_call", "status": "completed",
+                                  "call_id": "call_p", "name": "apply_patch", "input": PATCH}
+    assert whole["output"][1]["type"] == "function_call" and whole["output"][1]["arguments"] == "{}"
+    # The stream gives the same items; the custom call's text goes out once its arguments are whole.
+    calls = [("call_p", "apply_patch", [args[i:i + 5] for i in range(0, len(args), 5)]), ("call_x", "exec", ["{}"])]
+    translator = ResponsesStream(PassthroughStream(True), env, {}, {"apply_patch"})
+    out = b"".join(translator.feed(_chat_stream([], calls, "tool_calls", Usage(3, 4, 7))))
+    out += b"".join(translator.finish()) + translator.completed_event()
+    names, streamed = _reassemble(out)
+    assert streamed == whole
+    assert names.count("response.custom_tool_call_input.delta") == 1
+    assert "response.custom_tool_call_input.done" in names
+    assert names.count("response.function_call_arguments.delta") == 1  # only exec's
+
+
+def test_a_custom_call_whose_arguments_are_not_the_wrapper_keeps_them_as_its_text() -> None:
+    env = envelope({}, "resp_wbr_6", "qwen-plus", False, created_at=1)
+    completion = orjson.dumps({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "note", "arguments": "not json"}}]}}]})
+    assert response_of(completion, env, {}, None, {"note"})["output"][0]["input"] == "not json"

@@ -47,15 +47,28 @@ from tests.fakes.scenario import (
 STATE_KEY = web.AppKey("fake_openai_state", FakeState)
 # OpenAI models without reasoning: real OpenAI answers a 400 ``unsupported_parameter`` to ``reasoning_effort``.
 NON_REASONING_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4-", "gpt-3.5", "chatgpt-")
+# Output limits real OpenAI enforces with a 400 (``invalid_value``) when a request asks for more.
+MAX_OUTPUT = (("gpt-4o", 16384), ("gpt-4.1", 32768))
 
 
 @dataclass(frozen=True, slots=True)
 class Flavor:
-    name: str  # provider name recorded on requests: "openai" | "qwen"
+    name: str  # provider name recorded on requests: "openai" | "qwen" | the other OpenAI-shaped providers
     prefix: str  # path prefix of the API inside the app
     models: tuple[str, ...]
     stream_only_prefixes: tuple[str, ...]
     errors: Mapping[int, tuple[str, str | None, str]]  # status -> (type, code, message)
+    # The other OpenAI-shaped providers (tests/fakes/compat_providers.py) differ only in these:
+    error_format: str = "openai"  # "openai" | "mistral" (top-level object) | "xai" ({"code", "error"})
+    #   | "openrouter" ({"error": {"code": <status>, "message"}})
+    usage_fields: Any = None  # (usage_json, Behaviour) -> usage_json with the provider's own fields
+    tool_id: Any = None  # (seq, index) -> the provider's tool-call id
+    check: Any = None  # (body) -> (status, error body bytes) | None: what the provider refuses
+    usage_on_finish: bool = False  # usage always on the last content chunk, no stream_options (Mistral)
+    finish_extra: Any = None  # (Answer) -> extra fields on the finish chunk (Groq's x_groq)
+    bad_key: Any = None  # (key) -> (status, body bytes) for a wrong key
+    embeddings: bool = True
+    key_path: str | None = None  # an authenticated key-info route (OpenRouter's GET /key); models are public
 
 
 OPENAI = Flavor(
@@ -123,6 +136,13 @@ def error_body(
     code: str | None = None,
 ) -> bytes:
     etype, ecode, emsg = flavor.errors.get(status, flavor.errors[500 if status >= 500 else 400])
+    if flavor.error_format == "mistral":
+        return orjson.dumps({"object": "error", "message": message or emsg, "type": error_type or etype,
+                             "param": param, "code": code or ecode})
+    if flavor.error_format == "xai":
+        return orjson.dumps({"code": error_type or etype, "error": message or emsg})
+    if flavor.error_format == "openrouter":
+        return orjson.dumps({"error": {"message": message or emsg, "code": status}})
     err = {"message": message or emsg, "type": error_type or etype, "param": param, "code": code or ecode}
     body: dict[str, Any] = {"error": err}
     if flavor is QWEN:
@@ -173,6 +193,9 @@ def _auth_error(flavor: Flavor, key: str | None) -> web.Response | None:
             )
             return _error_response(flavor, 401, error_body(flavor, 401, msg, code="missing_api_key"))
         return _error_response(flavor, 401, error_body(flavor, 401))
+    if "invalid" in key and flavor.bad_key is not None:
+        status, body = flavor.bad_key(key)
+        return _error_response(flavor, status, body)
     if "invalid" in key:
         shown: str | None = None
         if flavor is OPENAI:
@@ -258,6 +281,22 @@ def _validate(flavor: Flavor, body: Any) -> tuple[int, bytes] | None:
             param="reasoning_effort",
             code="unsupported_parameter",
         )
+    limit = next((n for prefix, n in MAX_OUTPUT if model.startswith(prefix)), None) if flavor is OPENAI else None
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = body.get(name)
+        if limit is not None and isinstance(asked, int) and asked > limit:
+            return 400, error_body(
+                flavor,
+                400,
+                f"max_tokens is too large: {asked}. This model supports at most {limit} completion tokens, "
+                f"whereas you provided {asked}.",
+                param=name,
+                code="invalid_value",
+            )
+    if flavor.check is not None:
+        refused: tuple[int, bytes] | None = flavor.check(body)
+        if refused is not None:
+            return refused
     if not streaming and model.startswith(flavor.stream_only_prefixes):
         return 400, error_body(
             flavor,
@@ -290,7 +329,8 @@ def build_answer(flavor: Flavor, state: FakeState, body: dict[str, Any], b: Beha
     calls = b.tool_calls
     answer = b.answer_text(last_user_text(messages)) if not calls or b.text is not None else ""
     args_json = tuple(orjson.dumps(dict(c.arguments)).decode() for c in calls)
-    call_ids = tuple(c.id or f"call_fake{seq:06d}x{i}" for i, c in enumerate(calls))
+    call_ids = tuple(c.id or (flavor.tool_id(seq, i) if flavor.tool_id else f"call_fake{seq:06d}x{i}")
+                     for i, c in enumerate(calls))
     prompt = prompt_tokens(prompt_texts(messages)) + b.cached_tokens
     completion = completion_tokens(answer, calls, args_json) + b.reasoning_tokens
     usage_json: dict[str, Any] = {
@@ -308,6 +348,8 @@ def build_answer(flavor: Flavor, state: FakeState, body: dict[str, Any], b: Beha
         }
     else:
         usage_json["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens}
+    if flavor.usage_fields is not None:
+        usage_json = flavor.usage_fields(usage_json, b)
     finish = "length" if b.truncated else ("tool_calls" if calls else "stop")
     return Answer(
         id=f"chatcmpl-fake{seq:020d}",
@@ -397,8 +439,16 @@ def stream_events(flavor: Flavor, a: Answer, b: Behaviour, include_usage: bool) 
             if flavor is QWEN:
                 later = {"index": i, "id": "", "type": "function", "function": {"arguments": frag}}
             events.append(chunk({"tool_calls": [later]}))
-    events.append(chunk({"content": ""} if flavor is QWEN else {}, a.finish))
-    if include_usage and b.send_usage:
+    if flavor.usage_on_finish or flavor.finish_extra is not None:
+        last = orjson.loads(chunk({}, a.finish)[6:-2])
+        if flavor.usage_on_finish:
+            last["usage"] = a.usage_json if b.send_usage else None
+        if flavor.finish_extra is not None and b.send_usage:
+            last.update(flavor.finish_extra(a))
+        events.append(b"data: " + orjson.dumps(last) + b"\n\n")
+    else:
+        events.append(chunk({"content": ""} if flavor is QWEN else {}, a.finish))
+    if include_usage and b.send_usage and not flavor.usage_on_finish:
         if flavor is OPENAI:
             usage = (
                 (
@@ -471,7 +521,7 @@ def _chat_handler(flavor: Flavor) -> Any:
             hdrs = {**headers, "x-request-id": rec.request_id}
             if body.get("stream") is True:
                 include = bool((body.get("stream_options") or {}).get("include_usage"))
-                rec.usage = a.usage if include and b.send_usage else None
+                rec.usage = a.usage if (include or flavor.usage_on_finish) and b.send_usage else None
                 msg = b.fault.message if b.fault is not None else ""
                 return await ex.stream(
                     stream_events(flavor, a, b, include),
@@ -549,7 +599,7 @@ def _models_handler(flavor: Flavor) -> Any:
                     "id": m,
                     "object": "model",
                     "created": 1700000000,
-                    "owned_by": "system" if flavor is OPENAI else "qwen",
+                    "owned_by": "system" if flavor is OPENAI else flavor.name,
                 }
                 for m in flavor.models
             ],
@@ -560,7 +610,7 @@ def _models_handler(flavor: Flavor) -> Any:
         state = request.app[STATE_KEY]
         key = _bearer(request)
         rec, _, _ = await intake(request, state, flavor.name, key or "")
-        denied = _auth_error(flavor, key)
+        denied = None if flavor.key_path is not None else _auth_error(flavor, key)  # public when key_path
         if denied is not None:
             rec.outcome = "error"
             return denied
@@ -574,12 +624,39 @@ def _models_handler(flavor: Flavor) -> Any:
     return models
 
 
+def _key_handler(flavor: Flavor) -> Any:
+    """OpenRouter's ``GET /key``: the calling key's label, limit and usage; 401 for a wrong key."""
+
+    async def key_info(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, _, _ = await intake(request, state, flavor.name, key or "")
+        denied = _auth_error(flavor, key)
+        if denied is not None:
+            rec.outcome = "error"
+            return denied
+        rec.outcome = "ok"
+        info = {"data": {"label": f"{(key or '')[:9]}...", "limit": None, "usage": 0.0, "is_free_tier": False,
+                         "limit_remaining": None}}
+        return web.Response(body=orjson.dumps(info), content_type="application/json")
+
+    return key_info
+
+
+def make_flavor_app(state: FakeState, flavor: Flavor) -> web.Application:
+    """Any OpenAI-shaped fake: routes under ``flavor.prefix``."""
+    return _make(state, flavor)
+
+
 def _make(state: FakeState, flavor: Flavor) -> web.Application:
     app = web.Application()
     app[STATE_KEY] = state
     app.router.add_post(f"{flavor.prefix}/chat/completions", _chat_handler(flavor))
-    app.router.add_post(f"{flavor.prefix}/embeddings", _embeddings_handler(flavor))
+    if flavor.embeddings:
+        app.router.add_post(f"{flavor.prefix}/embeddings", _embeddings_handler(flavor))
     app.router.add_get(f"{flavor.prefix}/models", _models_handler(flavor))
+    if flavor.key_path is not None:
+        app.router.add_get(f"{flavor.prefix}{flavor.key_path}", _key_handler(flavor))
     if flavor is OPENAI:
         app[RESPONSES_KEY] = {}
         create, retrieve, delete = _responses_handlers()

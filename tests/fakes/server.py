@@ -1,12 +1,15 @@
-"""All four fakes on one port, and a small runner for tests, benchmarks and ``python -m tests.fakes``.
+"""Every provider's fake on one port, and a small runner for tests, benchmarks and ``python -m tests.fakes``.
 
-``make_all_app(state)`` mounts the fakes under path prefixes so one server is every provider's base URL:
+``make_all_app(state)`` mounts the fakes under path prefixes so one server is every provider's base URL, one
+fake per provider the registry lists (``webrana_proxy.providers.registry.SPECS``; a provider without a fake
+fails here). ``FakeServer.env()`` gives each spec's base-URL setting, e.g.:
 
 - openai:    ``OPENAI_BASE_URL=http://H:P/openai/v1``  (POST chat/completions, POST embeddings, GET models)
 - qwen:      ``QWEN_BASE_URL=http://H:P/qwen/compatible-mode/v1``  (the same three)
 - anthropic: ``ANTHROPIC_BASE_URL=http://H:P/anthropic``  (POST /v1/messages, GET /v1/models)
 - google:    ``GEMINI_BASE_URL=http://H:P/gemini``  (POST /v1beta/models/{model}:{action}, GET models);
   requests to it are recorded with provider ``"gemini"``.
+- deepseek, openrouter, mistral, groq, xai: ``<ID>_BASE_URL`` (see ``compat_providers``).
 
 Run servers with ``handler_cancellation=True`` (``FakeServer`` does) so a client that leaves is noticed at
 once, even while a fake is stalling.
@@ -14,38 +17,46 @@ once, even while a fake is stalling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
 
 from tests.fakes.anthropic import make_anthropic_app
+from tests.fakes.compat_providers import FLAVORS, make_compat_app
 from tests.fakes.gemini import make_gemini_app
 from tests.fakes.openai_like import make_openai_app, make_qwen_app
 from tests.fakes.scenario import FakeState
+from webrana_proxy.providers.registry import SPECS
 
-PREFIXES = {"openai": "/openai", "qwen": "/qwen", "anthropic": "/anthropic", "gemini": "/gemini"}
-BASE_PATHS = {
-    "openai": "/openai/v1",
-    "qwen": "/qwen/compatible-mode/v1",
-    "anthropic": "/anthropic",
-    "gemini": "/gemini",
+FAKE_NAMES = {"google": "gemini"}  # provider id -> the name its fake records requests under, when they differ
+
+
+def fake_name(provider_id: str) -> str:
+    return FAKE_NAMES.get(provider_id, provider_id)
+
+
+AppFactory = Callable[[FakeState], web.Application]
+# fake name -> (app factory, the API's path under the fake's prefix)
+FAKES: dict[str, tuple[AppFactory, str]] = {
+    "openai": (make_openai_app, "/v1"),
+    "qwen": (make_qwen_app, "/compatible-mode/v1"),
+    "anthropic": (make_anthropic_app, ""),
+    "gemini": (make_gemini_app, ""),
+    **{name: ((lambda state, name=name: make_compat_app(state, name)), flavor.prefix)
+       for name, flavor in FLAVORS.items()},
 }
-ENV_NAMES = {
-    "openai": "OPENAI_BASE_URL",
-    "qwen": "QWEN_BASE_URL",
-    "anthropic": "ANTHROPIC_BASE_URL",
-    "gemini": "GEMINI_BASE_URL",
-}
+PREFIXES = {fake_name(s.id): "/" + fake_name(s.id) for s in SPECS}
+BASE_PATHS = {name: prefix + FAKES[name][1] for name, prefix in PREFIXES.items()}
+ENV_NAMES = {fake_name(s.id): s.base_url_env for s in SPECS}
 
 
 def make_all_app(state: FakeState | None = None) -> web.Application:
-    """One app serving all four fakes under ``PREFIXES``; they share ``state`` (requests say which fake)."""
+    """One app serving every fake under ``PREFIXES``; they share ``state`` (requests say which fake)."""
     shared = state if state is not None else FakeState()
     app = web.Application()
-    app.add_subapp(PREFIXES["openai"], make_openai_app(shared))
-    app.add_subapp(PREFIXES["qwen"], make_qwen_app(shared))
-    app.add_subapp(PREFIXES["anthropic"], make_anthropic_app(shared))
-    app.add_subapp(PREFIXES["gemini"], make_gemini_app(shared))
+    for name, prefix in PREFIXES.items():
+        app.add_subapp(prefix, FAKES[name][0](shared))
     return app
 
 
@@ -100,7 +111,7 @@ class FakeServer:
         return f"http://{self.host}:{self.port}"
 
     def base_url(self, provider: str) -> str:
-        """The provider's base URL on the combined app (``openai``, ``qwen``, ``anthropic``, ``gemini``)."""
+        """The provider's base URL on the combined app, by fake name (``openai``, ``gemini``, ``mistral``...)."""
         return self.url + BASE_PATHS[provider]
 
     def env(self) -> dict[str, str]:

@@ -25,9 +25,15 @@ PROVIDER_KEYS = {
     "anthropic": "sk-ant-api03-fakeANTHROPIC000001",
     "google": "AIzaSyFakeGEMINI00000000000000000000001",
     "qwen": "sk-fakeQWEN000000000000000001",
+    "deepseek": "sk-fakeDEEPSEEK00000000000000000001",
+    "openrouter": "sk-or-v1-fakeOPENROUTER000000000000000001",
+    "mistral": "fakeMISTRAL000000000000000000001",
+    "groq": "gsk_fakeGROQ0000000000000000000000001",
+    "xai": "xai-fakeXAI000000000000000000000000001",
 }
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "google": "gemini-2.5-flash",
-          "qwen": "qwen-plus"}
+          "qwen": "qwen-plus", "deepseek": "deepseek-chat", "openrouter": "openrouter/deepseek/deepseek-v4-flash",
+          "mistral": "mistral-small-latest", "groq": "groq/llama-3.3-70b-versatile", "xai": "grok-4.7"}
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import scenario
 from tests.fakes.scenario import FakeState
+from tests.fakes.server import fake_name
 from tests.gateway.conftest import MODELS, Account, sdk, wait_rows
 
 PROVIDERS = tuple(MODELS)
-FAKE_NAME = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "qwen": "qwen"}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                            "parameters": {"type": "object",
                                                           "properties": {"city": {"type": "string"}},
@@ -32,7 +32,7 @@ async def test_non_streaming_chat(provider: str, gw: TestClient[web.Request, web
     assert resp.choices[0].message.content == "echo: halo dari Jakarta"
     assert resp.choices[0].finish_reason == "stop"
     upstream = fake.last
-    assert upstream.provider == FAKE_NAME[provider]
+    assert upstream.provider == fake_name(provider)
     assert upstream.usage is not None
     assert resp.usage is not None and resp.usage.completion_tokens == upstream.usage.completion_tokens
     rows = await wait_rows(migrated, 1)
@@ -126,11 +126,11 @@ async def test_tool_call_round_trip(provider: str, stream: bool, gw: TestClient[
         assert {"role": "tool", "tool_call_id": call_id, "content": "31 derajat, cerah"} in body["messages"]
 
 
-@pytest.mark.parametrize("provider", ["openai", "google", "qwen"])
+@pytest.mark.parametrize("provider", ["openai", "google", "qwen", "mistral"])
 async def test_embeddings(provider: str, gw: TestClient[web.Request, web.Application], account: Account,
                           migrated: str) -> None:
     model = {"openai": "text-embedding-3-small", "google": "gemini-embedding-001",
-             "qwen": "text-embedding-v3"}[provider]
+             "qwen": "text-embedding-v3", "mistral": "mistral-embed"}[provider]
     resp = await sdk(gw, account.proxy_key).embeddings.create(model=model, input=["satu", "dua tiga"])
     assert [d.index for d in resp.data] == [0, 1]
     assert all(len(d.embedding) > 0 for d in resp.data)

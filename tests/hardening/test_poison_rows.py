@@ -128,7 +128,7 @@ async def test_a_replayed_row_is_a_no_op_and_moves_no_counter(
     try:
         before = await conn.fetchrow("SELECT sum(requests) AS n, sum(total_tokens) AS t FROM usage_daily")
         records = [UsageRecord.from_json(UsageRecord(**{k: r[k] for k in UsageRecord.__dataclass_fields__
-                                                        if k in r.keys()}).to_line()) for r in first]
+                                                        if k in r}).to_line()) for r in first]
         fresh = UsageRecord.from_json(records[0].to_line())
         fresh.request_id = "req_never_seen"
         assert await write_batch(conn, records) == 0  # all three again: nothing inserted, nothing refused

@@ -33,6 +33,14 @@ from webrana_proxy.providers.catalogue import load_catalogue
         ("qwq-plus", "qwen"),
         ("text-embedding-v3", "qwen"),
         ("text-embedding-v4", "qwen"),
+        ("deepseek-chat", "deepseek"),
+        ("deepseek-v4-pro", "deepseek"),
+        ("mistral-large-latest", "mistral"),
+        ("codestral-latest", "mistral"),
+        ("magistral-medium-latest", "mistral"),
+        ("mistral-embed", "mistral"),
+        ("grok-4.7", "xai"),
+        ("grok-code-fast-1", "xai"),
     ],
 )
 def test_model_name_picks_the_provider(model: str, provider: str) -> None:
@@ -52,6 +60,13 @@ def test_model_name_picks_the_provider(model: str, provider: str) -> None:
         ("qwen/qwen-max", "qwen", "qwen-max"),
         ("openai/my-custom-deployment", "openai", "my-custom-deployment"),
         ("OpenAI/gpt-4o", "openai", "gpt-4o"),
+        ("openrouter/anthropic/claude-sonnet-5.5", "openrouter", "anthropic/claude-sonnet-5.5"),
+        ("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile"),
+        ("groq/openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b"),
+        ("xai/grok-4.7", "xai", "grok-4.7"),
+        ("grok/grok-4.7", "xai", "grok-4.7"),
+        ("mistral/open-mistral-nemo", "mistral", "open-mistral-nemo"),
+        ("deepseek/deepseek-chat", "deepseek", "deepseek-chat"),
     ],
 )
 def test_explicit_provider_prefix_is_stripped(model: str, provider: str, upstream: str) -> None:
@@ -59,7 +74,8 @@ def test_explicit_provider_prefix_is_stripped(model: str, provider: str, upstrea
     assert (route.provider.id, route.model, route.requested) == (provider, upstream, model)
 
 
-@pytest.mark.parametrize("model", ["llama-3-70b", "mistral-large", "", "   ", "acme/gpt-4o", "anthropic/"])
+@pytest.mark.parametrize("model", ["llama-3-70b", "gsk-llama", "", "   ", "acme/gpt-4o", "anthropic/", "groq/",
+                                   "openrouter/"])
 def test_unknown_model_is_a_400_naming_the_accepted_forms(model: str) -> None:
     with pytest.raises(BadRequest) as caught:
         build_registry().route(model)
@@ -76,10 +92,12 @@ def test_non_string_model_is_a_400() -> None:
 
 def test_get_ids_and_all() -> None:
     registry = build_registry()
-    assert registry.ids() == ("openai", "anthropic", "google", "qwen")
+    assert registry.ids() == ("openai", "anthropic", "google", "qwen", "deepseek", "openrouter", "mistral", "groq",
+                              "xai")
     assert [p.id for p in registry.all()] == list(registry.ids())
     assert registry.get("qwen").display_name == "Qwen"
     assert registry.find("nope") is None
+    assert registry.find("gemini") is None  # an alias in "gemini/<model>", never a stored provider id
     with pytest.raises(NotFound):
         registry.get("nope")
 
@@ -91,7 +109,7 @@ def test_every_current_catalogue_model_routes_to_its_own_provider() -> None:
         current = catalogue.current(provider.id, date(2026, 12, 6))
         assert current, provider.id
         for info in current:
-            assert registry.route(info.id).provider is provider, info.id
+            assert registry.route(registry.public_name(provider, info.id)).provider is provider, info.id
 
 
 @pytest.mark.parametrize(
@@ -123,4 +141,9 @@ def test_embeddings_support_flags() -> None:
         "anthropic": False,
         "google": True,
         "qwen": True,
+        "deepseek": False,
+        "openrouter": False,
+        "mistral": True,
+        "groq": False,
+        "xai": False,
     }

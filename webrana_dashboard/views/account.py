@@ -52,7 +52,8 @@ async def signup(request: web.Request) -> web.Response:
         errors["password_confirm"] = t("error.password_mismatch")
     if not errors:
         try:
-            tokens = await api(request).register(Anonymous(forwarded_for(request)), email, password)
+            tokens = await api(request).register(Anonymous(forwarded_for(request)), email, password,
+                                                 locale=t.lang)  # the language of the e-mails
         except ApiError as err:
             if not _shown_to_visitor(err):
                 raise

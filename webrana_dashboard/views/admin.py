@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from webrana_dashboard.client import ApiError
-from webrana_dashboard.forms import form_int, form_text
+from webrana_dashboard.formatting import rupiah
+from webrana_dashboard.forms import NotAWholeNumber, form_amount, form_int, form_text
 from webrana_dashboard.pages import (
     api,
     creds,
@@ -97,6 +98,28 @@ async def unsuspend(request: web.Request) -> web.Response:
 @routes.post("/admin/users/{id}/plan")
 async def set_plan(request: web.Request) -> web.Response:
     return await _change(request, "plan")
+
+
+@routes.post("/admin/users/{id}/spend-cap")
+async def set_spend_cap(request: web.Request) -> web.Response:
+    session = require_admin(request)
+    t = t_of(request)
+    form = await request.post()
+    back = safe_next(form_text(form, "next"), "/admin/users")
+    try:
+        cap = form_amount(form, "spend_cap_idr")
+        result = await api(request).admin_set_spend_cap(creds(request), request.match_info["id"], cap,
+                                                        hard=bool(form_text(form, "hard")))
+    except NotAWholeNumber:
+        session.flash("error", t("error.whole_number"))
+    except ApiError as err:
+        if err.status not in (400, 404, 422):
+            raise
+        session.flash("error", error_text(t, err))
+    else:
+        session.flash("ok", t("admin.done_spend_cap", cap=rupiah(result["spend_cap_idr"])
+                              if result["spend_cap_idr"] else t("rules.none")))
+    return redirect(back)
 
 
 @routes.get("/admin/audit")

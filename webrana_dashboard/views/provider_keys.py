@@ -8,24 +8,30 @@ from aiohttp import web
 from webrana_dashboard.client import ApiError
 from webrana_dashboard.forms import form_text
 from webrana_dashboard.pages import api, creds, error_text, field_errors, redirect, render, require_user, t_of
+from webrana_dashboard.state import SHARED
 
 routes = web.RouteTableDef()
-PROVIDERS = ("openai", "anthropic", "google", "qwen")  # what the gateway routes to (see /api/openapi.json)
 FIELDS = ("provider", "name", "key")
+
+
+async def provider_ids(request: web.Request) -> list[str]:
+    """The provider ids the proxy routes to, in its order (``/api/meta``, kept by the console for a minute)."""
+    return [str(p["id"]) for p in await request.app[SHARED].providers(api(request), creds(request))]
 
 
 async def _page(request: web.Request, form: dict[str, str], errors: dict[str, str],
                 status: int = 200) -> web.Response:
     keys = await api(request).provider_keys(creds(request))
     return await render(request, "provider_keys.html", {
-        "nav": "provider_keys", "keys": keys, "providers": PROVIDERS, "form": form, "errors": errors},
-        status=status)
+        "nav": "provider_keys", "keys": keys, "providers": await provider_ids(request), "form": form,
+        "errors": errors}, status=status)
 
 
 @routes.get("/provider-keys")
 async def list_keys(request: web.Request) -> web.Response:
     require_user(request)
-    return await _page(request, {"provider": "openai", "name": "", "key": ""}, {})
+    providers = await provider_ids(request)
+    return await _page(request, {"provider": providers[0] if providers else "", "name": "", "key": ""}, {})
 
 
 @routes.post("/provider-keys")
@@ -36,7 +42,7 @@ async def add_key(request: web.Request) -> web.Response:
     form = {"provider": form_text(data, "provider"), "name": form_text(data, "name").strip(),
             "key": form_text(data, "key").strip()}
     errors: dict[str, str] = {}
-    if form["provider"] not in PROVIDERS:
+    if form["provider"] not in await provider_ids(request):
         errors["provider"] = t("error.unknown_provider")
     if not form["name"]:
         errors["name"] = t("error.name_required")

@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from webrana_proxy.api.identity import User, current_admin
+from webrana_proxy.api.spend_caps import cap_changed, cap_view, read_cap, set_user_cap
 from webrana_proxy.billing.invoice_state import InvoiceStatus
 from webrana_proxy.billing.invoices import invoice_summary
 from webrana_proxy.billing.midtrans import JAKARTA
@@ -66,7 +67,8 @@ def _like_pattern(q: str) -> str:
 def _user_view(row: asyncpg.Record) -> dict[str, Any]:
     return {**User.from_row(row).public(),
             "burst_per_minute_override": row["burst_per_minute_override"],
-            "monthly_requests_override": row["monthly_requests_override"]}
+            "monthly_requests_override": row["monthly_requests_override"],
+            "spend_cap_idr": row.get("spend_cap_idr"), "spend_cap_hard": row.get("spend_cap_hard", True)}
 
 
 async def _audit(conn: Conn, actor: User, action: str, target: uuid.UUID | None,
@@ -148,7 +150,8 @@ async def users(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         total = await conn.fetchval("SELECT count(*) FROM users WHERE lower(email) LIKE $1", pattern)
         rows = await conn.fetch(
-            """SELECT id, email, role, plan, status, created_at, burst_per_minute_override, monthly_requests_override
+            """SELECT id, email, role, plan, status, created_at, burst_per_minute_override, monthly_requests_override,
+                      spend_cap_idr, spend_cap_hard
                FROM users WHERE lower(email) LIKE $1
                ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3""",
             pattern, per_page, (page - 1) * per_page)
@@ -228,6 +231,24 @@ async def set_limits(request: web.Request) -> web.Response:
     await request.app[KEYCACHE].invalidate_user(user_id)
     assert row is not None
     return json_response(_user_view(row))
+
+
+@routes.put("/api/admin/users/{id}/spend-cap")
+async def set_spend_cap(request: web.Request) -> web.Response:
+    """A user's monthly spend cap: ``{"spend_cap_idr": int | null, "hard": bool}`` (as the user sets it)."""
+    admin = await current_admin(request)
+    user_id = path_uuid(request)
+    cap, hard = read_cap(await read_json(request, request.app[SETTINGS].api_body_limit))
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        email = await conn.fetchval("SELECT email FROM users WHERE id = $1", user_id)
+        if email is None:
+            raise NotFound("user not found")
+        before_cap, before_hard = await set_user_cap(conn, user_id, cap, hard)
+        await _audit(conn, admin, "user.set_spend_cap", user_id, {
+            "email": email, "from": {"spend_cap_idr": before_cap, "hard": before_hard},
+            "to": {"spend_cap_idr": cap, "hard": hard}})
+    await cap_changed(request.app, user_id, was_capped=before_cap is not None)
+    return json_response({"user_id": str(user_id), **await cap_view(request.app, user_id, cap, hard)})
 
 
 @routes.get("/api/admin/audit-log")

@@ -17,6 +17,8 @@ from webrana_proxy.db import Conn
 from webrana_proxy.errors import BadRequest, Forbidden, RateLimited, Unauthorized, ValidationFailed
 from webrana_proxy.jsonio import json_response, read_json, req_email, req_str
 from webrana_proxy.loginguard import LoginGuard
+from webrana_proxy.mail.account import read_locale, send_verification
+from webrana_proxy.mail.mailer import MAILER
 from webrana_proxy.middleware import CLIENT_KEY
 from webrana_proxy.passwords import HashingBusy, check_policy
 from webrana_proxy.sessions import revoke_all_sign_ins, revoke_sign_in
@@ -56,6 +58,7 @@ async def register(request: web.Request) -> web.Response:
     email = req_email(body)
     password = req_str(body, "password", max_len=256, min_len=0)
     check_policy(password)
+    locale = read_locale(body.get("locale", "id"))  # the console's language at sign-up: the e-mails' language
     await _count_signup(request)
     pool = request.app[POOL]
     # Taken e-mails are answered before hashing, so asking costs no Argon2. This reveals nothing new: the answer
@@ -67,13 +70,16 @@ async def register(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         try:
             row = await conn.fetchrow(
-                """INSERT INTO users (email, password_hash) VALUES ($1, $2)
+                """INSERT INTO users (email, password_hash, locale) VALUES ($1, $2, $3)
                    RETURNING id, email, role, plan, status, created_at, burst_per_minute_override,
-                             monthly_requests_override""", email, password_hash)
+                             monthly_requests_override, locale,
+                             (email_verified_at IS NOT NULL OR role = 'admin') AS email_verified""",
+                email, password_hash, locale)
         except asyncpg.UniqueViolationError:
             raise _email_taken() from None
         assert row is not None
         payload = await issue_tokens(request, conn, User.from_row(row))
+        await send_verification(conn, request.app[MAILER].links, row["id"], email, datetime.now(UTC))
     return json_response(payload, status=201)
 
 
@@ -105,7 +111,8 @@ async def login(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     row = await pool.fetchrow(
         """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
-                  monthly_requests_override, password_hash
+                  monthly_requests_override, password_hash, locale,
+                  (email_verified_at IS NOT NULL OR role = 'admin') AS email_verified
            FROM users WHERE lower(email) = lower($1)""", email)
     passwords = request.app[PASSWORDS]
     try:
@@ -142,7 +149,9 @@ async def refresh(request: web.Request) -> web.Response:
         # The user's row first (see webrana_proxy.sessions): serialises this rotation with any revocation.
         user_row = await conn.fetchrow(
             """SELECT id, email, role, plan, status, created_at, burst_per_minute_override,
-                      monthly_requests_override FROM users WHERE id = $1 FOR NO KEY UPDATE""", claims.user_id)
+                      monthly_requests_override, locale,
+                      (email_verified_at IS NOT NULL OR role = 'admin') AS email_verified
+               FROM users WHERE id = $1 FOR NO KEY UPDATE""", claims.user_id)
         if user_row is None:
             raise Unauthorized("account no longer exists", code="invalid_token")
         row = await conn.fetchrow(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from webrana_proxy.api.auth_email import require_verified_email
 from webrana_proxy.api.identity import current_user
 from webrana_proxy.billing import subscriptions, webhook
 from webrana_proxy.billing.checkout import check_idempotency_key, subscribe
@@ -29,6 +30,7 @@ def _now() -> datetime:
 @routes.post("/api/billing/subscribe")
 async def subscribe_plan(request: web.Request) -> web.Response:
     user = await current_user(request)
+    await require_verified_email(request, user)
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     body = await read_json(request, request.app[SETTINGS].api_body_limit)
     plan_id = req_str(body, "plan", max_len=20)

@@ -24,15 +24,25 @@ class User:
     created_at: datetime
     burst_per_minute_override: int | None = None
     monthly_requests_override: int | None = None
+    # Read when the query selects them (``(email_verified_at IS NOT NULL OR role = 'admin') AS email_verified,
+    # locale``); None: not read. Admins count as verified.
+    email_verified: bool | None = None
+    locale: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> User:
         return cls(row["id"], row["email"], row["role"], row["plan"], row["status"], row["created_at"],
-                   row["burst_per_minute_override"], row["monthly_requests_override"])
+                   row["burst_per_minute_override"], row["monthly_requests_override"],
+                   row.get("email_verified"), row.get("locale"))
 
     def public(self) -> dict[str, Any]:
-        return {"id": str(self.id), "email": self.email, "role": self.role, "plan": self.plan,
-                "status": self.status, "created_at": self.created_at.isoformat()}
+        out: dict[str, Any] = {"id": str(self.id), "email": self.email, "role": self.role, "plan": self.plan,
+               "status": self.status, "created_at": self.created_at.isoformat()}
+        if self.email_verified is not None:
+            out["email_verified"] = self.email_verified
+        if self.locale is not None:
+            out["locale"] = self.locale
+        return out
 
 
 def bearer(request: web.Request) -> str:
@@ -49,7 +59,8 @@ def bearer(request: web.Request) -> str:
 # refresh_tokens_live_family_idx; the user read was needed anyway (suspension, role), so no extra round trip.
 _SIGNED_IN_USER = """
     SELECT u.id, u.email, u.role, u.plan, u.status, u.created_at, u.burst_per_minute_override,
-           u.monthly_requests_override,
+           u.monthly_requests_override, (u.email_verified_at IS NOT NULL OR u.role = 'admin') AS email_verified,
+           u.locale,
            EXISTS (SELECT 1 FROM refresh_tokens r
                    WHERE r.family_id = $2 AND r.user_id = u.id AND r.revoked_at IS NULL) AS signed_in
     FROM users u WHERE u.id = $1"""

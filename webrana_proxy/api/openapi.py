@@ -9,6 +9,7 @@ from aiohttp import web
 
 from webrana_proxy import __version__
 from webrana_proxy.jsonio import json_response
+from webrana_proxy.providers.registry import provider_ids
 
 routes = web.RouteTableDef()
 
@@ -56,7 +57,7 @@ TOKENS_RESPONSE = _obj(["access_token", "refresh_token", "token_type", "expires_
 CREDENTIALS = _obj(["email", "password"], email={"type": "string", "format": "email", "maxLength": 254},
                    password={"type": "string", "minLength": 8, "maxLength": 256})
 REFRESH = _obj(["refresh_token"], refresh_token={"type": "string", "maxLength": 2048})
-PROVIDER = {"type": "string", "enum": ["openai", "anthropic", "google", "qwen"]}
+PROVIDER = {"type": "string", "enum": list(provider_ids())}
 PLAN = {"type": "string", "enum": ["free", "starter", "pro", "team"]}
 RANGE_PARAMS = [_query("from", DATE, "first day (Asia/Jakarta), YYYY-MM-DD"),
                 _query("to", DATE, "last day (Asia/Jakarta), YYYY-MM-DD")]
@@ -101,7 +102,33 @@ USAGE_REQUEST_PARAMS = [
     _query("cursor", STR, "next_cursor of the previous page"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "rows per page"),
 ]
-META = _obj(["version", "demo"], version=STR, demo={"type": "boolean"})
+PRICE_OVERRIDE = _obj(
+    ["provider", "model_pattern", "prices"], provider=PROVIDER,
+    model_pattern={"type": "string", "minLength": 1, "maxLength": 200,
+                   "description": "a model id, or a prefix ending in one '*' (e.g. gpt-7*)"},
+    prices={"type": "object", "description": "USD per million tokens: input, cache_read, cache_write, "
+            "cache_write_1h, output, output_thinking; each a number or {base, tiers: [[start, price]]}"},
+    valid_from={"type": "string", "format": "date-time"},
+    context_window={"type": "integer", "minimum": 1, "maximum": 100_000_000},
+    source={"type": "string", "maxLength": 500}, note={"type": "string", "maxLength": 2000})
+ALIAS_HOP = {"oneOf": [{"type": "string", "description": "a model name"}, _obj(
+    ["model"], model={"type": "string", "maxLength": 200, "description": "a model Webrana serves (not wbr/...)"},
+    params=_obj([], max_tokens={"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                temperature={"type": "number", "minimum": 0, "maximum": 2},
+                top_p={"type": "number", "minimum": 0, "maximum": 1}),
+    first_byte_timeout={"type": "number", "minimum": 0.1, "maximum": 600,
+                        "description": "seconds before falling back; default 15 (the last hop: the global one)"})]}
+ALIAS_BODY = _obj(["name", "hops"], name={"type": "string", "pattern": "^wbr/[a-z0-9][a-z0-9._-]{0,62}$"},
+                  hops={"type": "array", "minItems": 1, "maxItems": 5, "items": ALIAS_HOP,
+                        "description": "tried in order: the next on 429, 5xx, unreachable, first-byte timeout, "
+                        "an open circuit breaker, or a stream that failed before its first byte"})
+ALIAS = _obj(["id", "name", "hops", "created_at", "updated_at"], id=UUID, name=STR,
+             hops={"type": "array", "items": ALIAS_HOP}, created_at={"type": "string", "format": "date-time"},
+             updated_at={"type": "string", "format": "date-time"})
+META = _obj(["version", "demo", "mail", "providers"], version=STR, demo={"type": "boolean"},
+            mail={"type": "boolean"},
+            providers={"type": "array", "description": "the providers this deployment routes to, in order",
+                       "items": _obj(["id", "name"], id=PROVIDER, name=STR)})
 
 
 def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
@@ -115,13 +142,17 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
-    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths  # they build on the helpers above
+    from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
+    from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
+    from webrana_proxy.api.rules_openapi import rules_paths
 
     return {
         **billing_paths(),
+        **auth_email_paths(),
         "/api/openapi.json": {"get": _op("This document", auth=False)},
-        "/api/meta": {"get": _op("Facts about this deployment: the API version, and whether the providers are "
-                                 "local demo fakes (WEBRANA_DEMO)", auth=False, response=META)},
+        "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
+                                 "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
+                                 "is configured), and the providers it routes to", auth=False, response=META)},
         "/api/overview": {"get": _op("Everything the console's overview shows, in one call: the user, their plan, "
                                      "the monthly quota and this month's use (Asia/Jakarta), requests per day "
                                      "over the last 30 days, key counts, and the demo flag",
@@ -142,12 +173,29 @@ def paths() -> dict[str, dict[str, Any]]:
         "/api/provider-keys/{id}": {"delete": _op("Delete a provider key", params=[_path_id()])},
         "/api/provider-keys/{id}/test": {"post": _op("Test a provider key against the provider",
                                                      params=[_path_id()])},
-        "/api/proxy-keys": {
-            "get": _op("List active proxy keys"),
-            "post": _op("Create a proxy key (returned once)", ok=201,
-                        body=_obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})),
+        **rules_paths(),  # /api/proxy-keys, spend caps
+        "/api/aliases": {
+            "get": _op("List your aliases", response=_obj(["data"], data={"type": "array", "items": ALIAS})),
+            "post": _op("Create an alias: a model name (wbr/...) for models tried in order, usable in every "
+                        "dialect; effective on every replica within a second", ok=201, body=ALIAS_BODY,
+                        response=ALIAS),
         },
-        "/api/proxy-keys/{id}": {"delete": _op("Revoke a proxy key", params=[_path_id()])},
+        "/api/aliases/{id}": {
+            "get": _op("Read an alias", params=[_path_id()], response=ALIAS),
+            "put": _op("Replace an alias's name and hops", params=[_path_id()], body=ALIAS_BODY, response=ALIAS),
+            "delete": _op("Delete an alias", params=[_path_id()]),
+        },
+        "/api/prices": {"get": _op("The current models of every provider with their prices (USD per million "
+                                   "tokens, as in force today) and context windows")},
+        "/api/admin/prices": {
+            "get": _op("The price overrides admins set (admin)"),
+            "post": _op("Add a price override: wins over the vendored price data from valid_from on, on every "
+                        "replica within a second; audited (admin)", ok=201, body=PRICE_OVERRIDE),
+        },
+        "/api/admin/prices/{id}": {
+            "put": _op("Change a price override (audited) (admin)", params=[_path_id()], body=PRICE_OVERRIDE),
+            "delete": _op("Remove a price override (audited) (admin)", params=[_path_id()]),
+        },
         "/api/usage/summary": {"get": _op("Usage totals and per-day, per-provider and per-model sums "
                                           "(Asia/Jakarta days; default this month so far; at most 366 days)",
                                           params=RANGE_PARAMS, response=USAGE_SUMMARY)},
@@ -173,7 +221,8 @@ def document() -> dict[str, Any]:
                 "User": _obj(["id", "email", "role", "plan", "status", "created_at"], id=UUID, email=STR,
                              role={"type": "string", "enum": ["user", "admin"]}, plan=PLAN,
                              status={"type": "string", "enum": ["active", "suspended"]},
-                             created_at={"type": "string", "format": "date-time"}),
+                             created_at={"type": "string", "format": "date-time"},
+                             email_verified={"type": "boolean"}, locale={"type": "string", "enum": ["id", "en"]}),
             },
         },
     }

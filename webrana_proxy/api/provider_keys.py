@@ -49,8 +49,8 @@ def _format_problem(provider: Provider, key: str) -> str:
     if not printable_ascii(key):
         return (f"a {provider.display_name} key has only printable ASCII characters (no spaces, accented letters "
                 "or invisible characters); copy it again from the provider's console")
-    return (f"this does not look like a {provider.display_name} key (it should start with "
-            f"{' or '.join(repr(p) for p in provider.key_prefixes)}; check that you copied all of it)")
+    return (f"this does not look like a {provider.display_name} key ({provider.spec.key_format.describe()}; "
+            "check that you copied all of it)")
 
 
 @routes.post("/api/provider-keys")

@@ -4,6 +4,7 @@
   its answer; whatever it leaves unsettled becomes expired. Midtrans unreachable: try again next run.
 * Active subscriptions past their period end: start the paid next period (a scheduled downgrade) or expire
   (the user goes back to Free).
+* Paid periods ending within three days: a renewal reminder, once per period (``receipts.remind_renewals``).
 * Rejected webhook records (bad signature, not JSON) older than ``REJECTED_NOTIFICATION_RETENTION`` are
   deleted, a batch at a time.
 
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from webrana_proxy.billing import subscriptions
+from webrana_proxy.billing import receipts, subscriptions
 from webrana_proxy.billing.deps import BillingDeps, deps_of
 from webrana_proxy.billing.invoice_state import InvoiceStatus
 from webrana_proxy.billing.midtrans import MidtransError, MidtransUnavailable, TransactionStatus
@@ -46,6 +47,7 @@ class RunReport:
     invoices: dict[str, int] = field(default_factory=dict)  # verdict -> count
     subscriptions: dict[str, int] = field(default_factory=dict)  # rolled | expired -> count
     pruned_notifications: int = 0  # rejected webhook records deleted
+    reminders: int = 0  # renewal reminders queued
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -61,6 +63,7 @@ async def run_once(app_or_deps: web.Application | BillingDeps, now: datetime | N
             report = RunReport()
             await _expire_invoices(deps, now, report)
             await _end_periods(deps, now, report)
+            report.reminders = await receipts.remind_renewals(deps.pool, now)
             await _prune_rejected_notifications(deps, now, report)
             return report
         finally:

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from webrana_proxy.billing import subscriptions
+from webrana_proxy.billing import receipts, subscriptions
 from webrana_proxy.billing.invoice_state import InvoiceStatus, next_status
 from webrana_proxy.billing.midtrans import TransactionStatus
 from webrana_proxy.db import Conn
@@ -41,7 +41,8 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
     answers are no-ops.
     """
     invoice = await conn.fetchrow(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, total_idr, status, period_end
+        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, total_idr, status, period_end,
+                  subtotal_idr, ppn_idr, ppn_percent
            FROM invoices WHERE id = $1 FOR UPDATE""", invoice_id)
     if invoice is None:
         return Outcome("unknown_order", False)
@@ -74,6 +75,8 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
         await conn.execute(
             """UPDATE invoices SET status = $2, paid_at = $3, payment_method = $4, refund_reason = $5
                WHERE id = $1""", invoice_id, target.value, paid_at, status.payment_type, refused)
+        if target is InvoiceStatus.PAID:
+            await receipts.invoice_paid(conn, invoice)
     elif target is InvoiceStatus.REFUNDED:
         await conn.execute("UPDATE invoices SET status = 'refunded', refunded_at = $2 WHERE id = $1",
                            invoice_id, now)
@@ -82,4 +85,5 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
     else:
         await conn.execute("UPDATE invoices SET status = $2 WHERE id = $1", invoice_id, target.value)
         await subscriptions.on_abandoned(conn, invoice)
+        await receipts.payment_closed(conn, invoice, target)
     return Outcome(f"applied:{target.value}", True, user_id)

@@ -4,13 +4,15 @@ Kept: ``input`` as a string or items (``message`` with ``input_text`` / ``output
 user / assistant / system / developer roles, ``function_call``, ``function_call_output``, and Codex's
 ``custom_tool_call`` / ``custom_tool_call_output`` as function calls whose arguments are ``{"input": ...}``),
 ``instructions``, flat function tools (``namespace`` tools flattened to ``<namespace>__<name>``, mapped back on
-the way out), ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``, ``temperature``, ``top_p``,
-``reasoning.effort`` -> ``reasoning_effort``, ``text.format`` (``json_schema`` / ``json_object``) ->
-``response_format`` (providers with structured output use it; Anthropic drops it), ``safety_identifier`` /
-``user`` -> ``user``, ``stream``. Earlier turns (``previous_response_id``, resolved by the gateway) come first.
+the way out), custom (freeform) tools such as Codex's ``apply_patch`` as functions of one string ``input``
+(their calls go back as ``custom_tool_call`` items), ``tool_choice``, ``parallel_tool_calls``,
+``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort`` -> ``reasoning_effort``,
+``text.format`` (``json_schema`` / ``json_object``) -> ``response_format`` (providers with structured output
+use it; Anthropic drops it), ``safety_identifier`` / ``user`` -> ``user``, ``stream``. Earlier turns
+(``previous_response_id``, resolved by the gateway) come first.
 
 Dropped: built-in tools with no equivalent here (``web_search``, ``file_search``, ``code_interpreter``,
-``image_generation``, ``local_shell``, ``custom``, MCP...): listed in ``ChatPlan.dropped_tools`` so the gateway
+``image_generation``, ``local_shell``, ``tool_search``, MCP...): listed in ``ChatPlan.dropped_tools`` so the gateway
 logs them; ``reasoning`` items (OpenAI's own, opaque); ``include``, ``store``, ``metadata``,
 ``prompt_cache_key``, ``service_tier``, ``truncation``, ``client_metadata``. Refused with a 400 naming the field:
 ``background``, ``conversation``, ``item_reference`` items, images by ``file_id``, files, a
@@ -36,6 +38,7 @@ REFUSED = {"background": "background responses cannot be run on this model; use 
            "conversation": "conversations are kept by OpenAI; use previous_response_id with this model"}
 TEXT_PARTS = ("input_text", "output_text", "text", "summary_text")
 _CHOICES = ("auto", "none", "required")
+CUSTOM_INPUT = "input"  # the one string parameter a custom (freeform) tool becomes a function of
 
 
 def _bad(message: str, param: str) -> BadRequest:
@@ -49,6 +52,7 @@ class ChatPlan:
     chat: JSON
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # chat name -> (namespace, name)
     dropped_tools: list[str] = field(default_factory=list)  # built-in tool types with no equivalent
+    custom: set[str] = field(default_factory=set)  # custom (freeform) tools sent as functions of one string
 
 
 def input_items(body: JSON) -> list[JSON]:
@@ -191,7 +195,7 @@ def _items(items: list[JSON], param: str, messages: _Messages) -> None:
         elif kind == "custom_tool_call":
             text = item.get("input", "")
             messages.call(_string(item, "call_id", p), _string(item, "name", p),
-                          orjson.dumps({"input": text if isinstance(text, str) else ""}).decode())
+                          orjson.dumps({CUSTOM_INPUT: text if isinstance(text, str) else ""}).decode())
         elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.result(_string(item, "call_id", p), _output_text(item.get("output"), f"{p}.output"),
                             f"{p}.call_id")
@@ -242,9 +246,27 @@ def _tools(tools: Any, plan: ChatPlan) -> list[JSON]:
                 flat = f"{namespace}{NAMESPACE_SEPARATOR}{name}"
                 plan.namespaces[flat] = (namespace, name)
                 out.append(_function(member, flat, q))
+        elif kind == "custom":
+            name = _string(tool, "name", p)
+            plan.custom.add(name)
+            out.append(_custom(tool, name))
         else:
             plan.dropped_tools.append(kind)
     return out
+
+
+def _custom(tool: JSON, name: str) -> JSON:
+    """A custom (freeform) tool, e.g. Codex's ``apply_patch``, as a function taking its text as one string,
+    ``input``; its grammar or format, when it has one, goes into that parameter's description."""
+    about = "The tool's whole input, as raw text."
+    fmt = tool.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
+        about += f" It must match this {fmt.get('syntax') or 'grammar'} grammar:\n{fmt['definition']}"
+    fn: JSON = {"name": name, "parameters": {"type": "object", "properties": {
+        CUSTOM_INPUT: {"type": "string", "description": about}}, "required": [CUSTOM_INPUT]}}
+    if isinstance(tool.get("description"), str) and tool["description"]:
+        fn["description"] = tool["description"]
+    return {"type": "function", "function": fn}
 
 
 def _tool_choice(choice: Any, tools: list[JSON], out: JSON) -> None:
@@ -254,7 +276,7 @@ def _tool_choice(choice: Any, tools: list[JSON], out: JSON) -> None:
         out["tool_choice"] = choice
         return
     kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "function" and isinstance(choice.get("name"), str):
+    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
         out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     elif kind == "allowed_tools":
         out["tool_choice"] = "required" if choice.get("mode") == "required" else "auto"

@@ -3,11 +3,13 @@
 * ``envelope``: the response object's fields that echo the request (model, instructions, tools, tool_choice...).
 * ``response_of``: a ``chat.completion`` -> a ``response`` (a ``message`` item with one ``output_text`` part,
   ``function_call`` items with ``call_id`` and JSON ``arguments`` (namespaced names mapped back), ``status``
-  (``incomplete`` when the answer was cut by the token limit or a filter), ``usage`` in Responses' fields).
+  (``incomplete`` when the answer was cut by the token limit or a filter), ``usage`` in Responses' fields);
+  calls of custom (freeform) tools as ``custom_tool_call`` items with their text as ``input``.
 * ``ResponsesStream``: wraps a provider's ``StreamTranslator`` (which yields chat chunks) and yields the
   Responses event stream: ``response.created``, ``.in_progress``, per item ``.output_item.added`` /
   ``.content_part.added`` / ``.output_text.delta`` / ``.output_text.done`` / ``.content_part.done`` /
-  ``.function_call_arguments.delta`` / ``.done`` / ``.output_item.done``, each with a rising
+  ``.function_call_arguments.delta`` / ``.done`` (``.custom_tool_call_input.delta`` / ``.done`` for a custom
+  tool, sent when its call is whole) / ``.output_item.done``, each with a rising
   ``sequence_number``; no ``[DONE]``. The final ``response.completed`` is held back until the gateway calls
   ``completed_event()`` (after storing the response), so a stored response is readable before the last byte.
 * ``error_events``: an in-band error as an ``error`` event followed by ``response.failed``.
@@ -19,10 +21,12 @@ to be sent back); its tokens are counted in ``output_tokens_details.reasoning_to
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import orjson
 
+from webrana_proxy.dialects.responses_request import CUSTOM_INPUT
 from webrana_proxy.providers.base import JSON, StreamTranslator, Usage
 from webrana_proxy.providers.upstream_errors import malformed
 from webrana_proxy.sse import SSEParser
@@ -56,7 +60,7 @@ def usage_json(usage: Usage | None, reasoning_tokens: int = 0) -> JSON:
     usage = usage or Usage()
     return {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": usage.cached_tokens},
             "output_tokens": usage.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or reasoning_tokens},
             "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens}
 
 
@@ -75,8 +79,24 @@ def message_item(response_id: str, index: int, text: str, status: str = "complet
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
 
 
+def custom_input(arguments: str) -> str:
+    """A custom tool's text from the arguments of the function it was sent as (``{"input": "..."}``); the
+    arguments themselves when a model answered with something else."""
+    try:
+        value: Any = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    text = value.get(CUSTOM_INPUT) if isinstance(value, dict) else None
+    return text if isinstance(text, str) else arguments
+
+
 def call_item(response_id: str, index: int, call_id: str, name: str, arguments: str,
-              namespaces: dict[str, tuple[str, str]], status: str = "completed") -> JSON:
+              namespaces: dict[str, tuple[str, str]], status: str = "completed",
+              custom: Collection[str] = ()) -> JSON:
+    """A ``function_call`` item, or a ``custom_tool_call`` (its ``input`` the text) for a custom tool."""
+    if name in custom:
+        return {"id": f"ctc_{_suffix(response_id)}_{index}", "type": "custom_tool_call", "status": status,
+                "call_id": call_id, "name": name, "input": custom_input(arguments) if arguments else ""}
     item: JSON = {"id": f"fc_{_suffix(response_id)}_{index}", "type": "function_call", "status": status,
                   "arguments": arguments, "call_id": call_id, "name": name}
     if name in namespaces:
@@ -96,7 +116,7 @@ def finished(env: JSON, output: list[JSON], finish: Any, usage: Usage | None, re
 
 
 def response_of(completion: bytes, env: JSON, namespaces: dict[str, tuple[str, str]],
-                usage: Usage | None) -> JSON:
+                usage: Usage | None, custom: Collection[str] = ()) -> JSON:
     """A ``chat.completion`` (bytes from a provider translator) as a Responses ``response`` object."""
     try:
         chat: Any = orjson.loads(completion)
@@ -117,7 +137,7 @@ def response_of(completion: bytes, env: JSON, namespaces: dict[str, tuple[str, s
             args = fn.get("arguments")
             output.append(call_item(response_id, len(output), str(call.get("id") or f"call_{i}"),
                                     str(fn.get("name") or ""), args if isinstance(args, str) else "{}",
-                                    namespaces))
+                                    namespaces, custom=custom))
     raw_usage = chat.get("usage") if isinstance(chat, dict) else None
     return finished(env, output, choice.get("finish_reason"), usage, reasoning_tokens_of(raw_usage))
 
@@ -151,10 +171,12 @@ class ResponsesStream:
     and ``completed_event()`` gives the ``response.completed`` event (sent last).
     """
 
-    def __init__(self, inner: StreamTranslator, env: JSON, namespaces: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, inner: StreamTranslator, env: JSON, namespaces: dict[str, tuple[str, str]],
+                 custom: Collection[str] = ()) -> None:
         self._inner = inner
         self._env = env
         self._namespaces = namespaces
+        self._custom = custom
         self._id = str(env["id"])
         self._parser = SSEParser()
         self._seq = 0
@@ -276,6 +298,14 @@ class ResponsesStream:
                                     "logprobs": []}))
             out.append(self._event({"type": "response.content_part.done", "item_id": item["id"],
                                     "output_index": index, "content_index": 0, "part": part}))
+        elif item["type"] == "custom_tool_call":  # its text is known once the arguments' JSON is whole
+            text = custom_input(self._text) if self._text else ""
+            done = {**item, "input": text, "status": "completed"}
+            if text:
+                out.append(self._event({"type": "response.custom_tool_call_input.delta", "item_id": item["id"],
+                                        "output_index": index, "delta": text}))
+            out.append(self._event({"type": "response.custom_tool_call_input.done", "item_id": item["id"],
+                                    "output_index": index, "input": text}))
         else:
             done = {**item, "arguments": self._text, "status": "completed"}
             out.append(self._event({"type": "response.function_call_arguments.done", "item_id": item["id"],
@@ -310,12 +340,14 @@ class ResponsesStream:
         if index not in self._tools:
             position = len(self._output) + (1 if self._open is not None else 0)
             item = call_item(self._id, position, str(call.get("id") or f"call_{self._id}_{index}"),
-                             str(fn.get("name") or ""), "", self._namespaces, "in_progress")
+                             str(fn.get("name") or ""), "", self._namespaces, "in_progress", self._custom)
             out = self._add(item)
             self._tools[index] = position
         args = fn.get("arguments")
         if isinstance(args, str) and args and self._open is not None and self._tools[index] == len(self._output):
             self._text += args  # chat streams one call after another
+            if self._open["type"] == "custom_tool_call":
+                return out  # its text goes out when the call is whole
             out.append(self._event({"type": "response.function_call_arguments.delta",
                                     "item_id": self._open["id"], "output_index": len(self._output),
                                     "delta": args}))

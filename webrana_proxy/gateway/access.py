@@ -1,5 +1,7 @@
-"""Who is calling /v1 and whether they may: the proxy key (from the in-process cache) and the limits
-(one Redis round trip; per-process fallback limits while Redis is unreachable)."""
+"""Who is calling /v1 and whether they may: the proxy key (from the in-process cache), its rules (expiry, allowed
+models and providers) and the limits (one Redis round trip, or none while a lease lasts; per-process fallback
+limits while Redis is unreachable). Every gateway route passes through ``authenticate``, ``enforce_limits`` and
+``check_model`` (the last from ``handlers.admit``, once the model is known), before anything goes upstream."""
 
 from __future__ import annotations
 
@@ -9,13 +11,16 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from webrana_proxy.errors import Forbidden, RateLimited, Unauthorized
 from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
+from webrana_proxy.keyrules import MICRO_PER_IDR, KeyRules
 from webrana_proxy.limits import Verdict, month_start_utc
 from webrana_proxy.middleware import CLIENT_KEY, check_ip_limit
+from webrana_proxy.spend import SPEND
 from webrana_proxy.state import KEYCACHE, LIMITER, METRICS, POOL, SETTINGS
 from webrana_proxy.tokens import PROXY_KEY_PREFIX, sha256
 
@@ -24,7 +29,14 @@ LIMIT_MESSAGES = {
     "ip": "too many requests from this address ({limit}/minute)",
     "burst": "too many requests for this account ({limit}/minute); slow down",
     "quota": "monthly request quota of {limit} reached; upgrade your plan in the console for more",
+    "key_rate": "too many requests for this API key ({limit}/minute, the key's own limit); slow down",
+    "key_spend": "this API key's monthly spend cap of {limit} is reached; calls resume when the month ends "
+                 "(Asia/Jakarta) or when the key's cap is raised in the console",
+    "user_spend": "this account's monthly spend cap of {limit} is reached; calls resume when the month ends "
+                  "(Asia/Jakarta) or when the cap is raised in the console settings",
 }
+SPEND_LIMITS = ("key_spend", "user_spend")  # a month-long wait: the SDKs are told not to retry
+LIMIT_CODES = {"quota": "quota_exceeded", "key_spend": "key_spend_cap_reached", "user_spend": "spend_cap_reached"}
 
 
 def proxy_key_of(request: web.Request) -> str:
@@ -54,7 +66,20 @@ async def authenticate(request: web.Request) -> Principal:
         raise Unauthorized("invalid or revoked API key")
     if not principal.active:
         raise Forbidden("this account is suspended; contact support", code="account_suspended")
+    rules = principal.rules
+    if rules is not None and rules.expired(time.time()):
+        raise Unauthorized("this API key has expired; extend it or create a new key in the console",
+                           code="expired_api_key")
     return principal
+
+
+def check_model(principal: Principal, provider_id: str, model: str) -> None:
+    """The key's allowed models and providers (a set lookup, or one precompiled expression when it has globs)."""
+    rules = principal.rules
+    if rules is not None:
+        refusal = rules.refusal(provider_id, model)
+        if refusal is not None:
+            raise Forbidden(refusal, code="model_not_allowed", param="model")
 
 
 @dataclass(slots=True)
@@ -90,18 +115,17 @@ async def enforce_limits(request: web.Request, principal: Principal, *, quota: b
     month, month_ttl = app[GATEWAY].months.at(now)
     metrics = app[METRICS]
     verdict: Verdict | None
+    rules = principal.rules
     try:
-        if not quota:
+        if rules is not None and rules.counted:
+            verdict = await _check_ruled(app, ip, principal, rules, month, month_ttl, now, quota)
+        elif not quota:
             verdict = await limiter.check_burst(ip, principal.user_id_str, principal.burst_per_minute, now)
         else:
             verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,
                                                   principal.monthly_requests, month, month_ttl, now)
         if verdict is None:
-            used = await app[POOL].fetchval(
-                """SELECT coalesce(sum(requests), 0) FROM usage_daily
-                   WHERE user_id = $1 AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date""",
-                principal.user_id, month_start_utc(month))
-            await limiter.seed_quota(principal.user_id_str, month, int(used), month_ttl)
+            await _seed_quota(app, principal, month, month_ttl)
             verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,
                                                   principal.monthly_requests, month, month_ttl, now)
             assert verdict is not None
@@ -119,13 +143,55 @@ async def enforce_limits(request: web.Request, principal: Principal, *, quota: b
         verdict = local.hit(f"ip:{ip}", app[SETTINGS].ip_rate_limit, now)
         if verdict.allowed:
             verdict = local.hit(f"burst:{principal.user_id_str}", principal.burst_per_minute, now)
+        if verdict.allowed and rules is not None and rules.rpm is not None:
+            verdict = local.hit(f"key_rate:{principal.proxy_key_id}", rules.rpm, now)
     if not verdict.allowed:
         metrics.limiter_rejections.labels(verdict.limit_name).inc()
-        headers = rate_headers(verdict)
-        raise RateLimited(LIMIT_MESSAGES[verdict.limit_name].format(limit=verdict.limit),
-                          retry_after=verdict.reset_seconds, headers=headers,
-                          code="quota_exceeded" if verdict.limit_name == "quota" else "rate_limit_exceeded")
+        raise _refusal(verdict)
     return verdict
+
+
+def _refusal(verdict: Verdict) -> RateLimited:
+    name = verdict.limit_name
+    code = LIMIT_CODES.get(name, "rate_limit_exceeded")
+    if name in SPEND_LIMITS:
+        cap = "Rp " + f"{-(-verdict.limit // MICRO_PER_IDR):,}".replace(",", ".")
+        # Retry-After: the next Jakarta month; x-should-retry: false, or the SDKs would retry a month-long wait.
+        return RateLimited(LIMIT_MESSAGES[name].format(limit=cap), retry_after=verdict.reset_seconds,
+                           headers={"x-should-retry": "false"}, code=code)
+    return RateLimited(LIMIT_MESSAGES[name].format(limit=verdict.limit), retry_after=verdict.reset_seconds,
+                       headers=rate_headers(verdict), code=code)
+
+
+async def _seed_quota(app: web.Application, principal: Principal, month: str, month_ttl: int) -> None:
+    """The month's request quota counter, lost by Redis, rebuilt from PostgreSQL (never reset to 0)."""
+    used = await app[POOL].fetchval(
+        """SELECT coalesce(sum(requests), 0) FROM usage_daily
+           WHERE user_id = $1 AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date""",
+        principal.user_id, month_start_utc(month))
+    await app[LIMITER].seed_quota(principal.user_id_str, month, int(used), month_ttl)
+
+
+async def _check_ruled(app: web.Application, ip: str, principal: Principal, rules: KeyRules, month: str,
+                       month_ttl: int, now: float, billable: bool) -> Verdict:
+    """A key with a per-key rate or a spend cap: one Redis call (two more, and PostgreSQL reads, only when a
+    counter was missing: the first call of a month, a cap just set, Redis restarted empty)."""
+    limiter = app[LIMITER]
+    for _ in range(3):
+        result = await limiter.check_ruled(
+            ip, principal.user_id_str, str(principal.proxy_key_id), principal.burst_per_minute,
+            principal.monthly_requests, month, month_ttl, now, rpm=rules.rpm, key_cap=rules.key_cap_micro,
+            user_cap=rules.user_cap_micro, billable=billable)
+        if isinstance(result, Verdict):
+            return result
+        spend = app[SPEND]
+        if result & 1:
+            await _seed_quota(app, principal, month, month_ttl)
+        if result & 2:
+            await spend.seed_key(principal.proxy_key_id, month, month_ttl)
+        if result & 4:
+            await spend.seed_user(principal.user_id, month, month_ttl)
+    raise RedisConnectionError("limit counters vanished while being rebuilt")  # falls back like Redis down
 
 
 def rate_headers(verdict: Verdict) -> dict[str, str]:

@@ -10,21 +10,37 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from webrana_proxy.breakers import CircuitBoard
 from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.providers.base import Usage
 from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
+from webrana_proxy.spend import SPEND
 from webrana_proxy.state import PRICES, SETTINGS, USAGE
 from webrana_proxy.usage import UsageRecord
 
 log = logging.getLogger("webrana.call")
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer"
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """An upstream attempt that failed while the call went on (the next key, or the alias's next hop)."""
+
+    number: int
+    provider: str
+    model: str
+    status: int
+    error_type: str
+    seconds: float
+    upstream_id: str | None
 
 
 @dataclass(slots=True)
@@ -46,8 +62,28 @@ class Call:
     upstream_seconds: float = 0.0
     upstream_id: str | None = None
     error_type: str | None = None
+    attempts: int = 0  # upstream requests sent (keys and hops); the last one is this call's own row
+    failed: list[FailedAttempt] | None = None  # only once an attempt failed
+    alias: str | None = None  # the alias the client called (wbr/...)
+    breakers: CircuitBoard | None = None  # set by run_call; None: a lookup that is not a gateway call
+    first_byte_timeout: float | None = None  # this hop's (alias hops); None: the global setting
+    fallback: bool = False  # an alias hop follows: a failure before the first byte out goes to it
+    key_id: uuid.UUID | None = None  # the provider key of the attempt under way
     sealed: Usage | None = None  # the usage its row was written with, once sealed
     estimated: bool = False
+    cost_idr_micro: int = 0  # what its row charged, once sealed
+
+    def fail_attempt(self, status: int, error_type: str, seconds: float, upstream_id: str | None) -> None:
+        """The attempt under way failed: kept for its own usage row (unless it ends up the call's last)."""
+        if self.failed is None:
+            self.failed = []
+        self.failed.append(FailedAttempt(self.attempts, self.provider, self.model, status, error_type, seconds,
+                                         upstream_id))
+
+    def served_headers(self) -> dict[str, str]:
+        """Who served (or was tried last): on every answer."""
+        return {"x-webrana-provider": self.provider, "x-webrana-model": self.model,
+                "x-webrana-attempts": str(self.attempts)}
 
 
 def seal_early(app: web.Application, call: Call) -> None:
@@ -82,9 +118,13 @@ def seal_call(app: web.Application, call: Call) -> None:
         cost_idr_micro=priced.cost_idr_micro, cost_usd_nano=priced.cost_usd_nano, usd_to_idr=priced.usd_to_idr,
         price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier))
+        reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier, attempt=call.attempts,
+        alias=call.alias))
+    if call.failed is not None:
+        _record_failed(app, call, now)
     call.sealed = usage
     call.estimated = estimated
+    call.cost_idr_micro = priced.cost_idr_micro
     if unpriced:
         app[GATEWAY].count_unpriced(call.provider, call.model[:200])
 
@@ -100,6 +140,8 @@ def record_call(app: web.Application, call: Call) -> None:
     status = call.status or 500
     elapsed = time.perf_counter() - call.started
     runtime = app[GATEWAY]
+    if call.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
+        app[SPEND].add(call.principal, call.cost_idr_micro, *runtime.months.at(time.time()))
     series = runtime.series(call.provider, call.model, status, call.endpoint)
     series.requests.inc()
     series.duration.observe(elapsed)
@@ -116,3 +158,18 @@ def record_call(app: web.Application, call: Call) -> None:
             "endpoint": call.endpoint, "stream": call.stream, "status": status,
             "latency_ms": round(elapsed * 1000, 2), "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens, "estimated": estimated, "error": call.error_type})
+
+
+def _record_failed(app: web.Application, call: Call, now: datetime) -> None:
+    """One row per failed attempt the call moved on from, ``<request id>:<attempt>``: marked, never charged."""
+    usage = app[USAGE]
+    for f in call.failed or ():
+        if f.number == call.attempts:  # the call ended on this failure: the call's own row says it
+            continue
+        usage.record(UsageRecord(
+            request_id=f"{call.request_id}:{f.number}", user_id=call.principal.user_id,
+            proxy_key_id=call.principal.proxy_key_id, provider=f.provider, model=f.model[:200],
+            endpoint=call.endpoint, stream=call.stream, status=f.status, prompt_tokens=0, completion_tokens=0,
+            total_tokens=0, tokens_estimated=False, latency_ms=int(f.seconds * 1000), ttfb_ms=None,
+            upstream_request_id=f.upstream_id, error_type=f.error_type, created_at=now, attempt=f.number,
+            failed_attempt=True, alias=call.alias))

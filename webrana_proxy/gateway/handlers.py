@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
+from webrana_proxy.aliases import is_alias_name
 from webrana_proxy.errors import BadRequest, WebranaError
-from webrana_proxy.gateway.access import authenticate, enforce_limits, rate_headers
+from webrana_proxy.gateway import fallback
+from webrana_proxy.gateway.access import authenticate, check_model, enforce_limits, rate_headers
 from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call, seal_early
+from webrana_proxy.gateway.fallback import Admitted, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response, parse_json_object, read_body
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID, check_ip_limit
-from webrana_proxy.providers.base import Provider, Route
-from webrana_proxy.state import PRICES, REGISTRY, SETTINGS, UPSTREAM
+from webrana_proxy.providers.base import Provider
+from webrana_proxy.state import BREAKERS, PRICES, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 Work = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
@@ -29,12 +30,14 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
     """Authenticate, then run ``work`` and record exactly one usage row however it ends."""
     started = time.perf_counter()
     principal = await authenticate(request)
-    call = Call(request[REQUEST_ID], principal, started, endpoint=endpoint)
+    call = Call(request[REQUEST_ID], principal, started, endpoint=endpoint, breakers=request.app[BREAKERS])
     try:
         return await work(request, call)
     except WebranaError as err:
         call.status = err.status
         call.error_type = err.code or err.type
+        if call.attempts:
+            err.headers.update(call.served_headers())
         raise
     except asyncio.CancelledError:  # the client went away: aiohttp cancelled this handler
         call.status = CLIENT_CLOSED
@@ -55,15 +58,7 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
 run_call = _run_call  # the steps every call shares, for the other dialects' handlers (gateway/messages.py)
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A call past the limits: its body (raw and parsed once), route, keys in order, and rate headers."""
-
-    raw: bytes
-    body: dict[str, Any]
-    route: Route
-    keys: tuple[ProviderKey, ...]
-    headers: dict[str, str]
+__all__ = ["Admitted", "admit", "run_call", "serve"]  # the other dialects' handlers build on these
 
 
 async def admit(request: web.Request, call: Call, *, quota: bool = True) -> Admitted:
@@ -78,16 +73,17 @@ async def admit(request: web.Request, call: Call, *, quota: bool = True) -> Admi
     model = body.get("model")
     if isinstance(model, str):
         call.model = model[:200]
+        if is_alias_name(model):  # wbr/...: never a provider, always one of the account's aliases
+            alias = call.principal.aliases.get(model.lower())
+            if alias is None:
+                raise BadRequest(f"unknown alias '{model}': model names starting with wbr/ are aliases; define it "
+                                 "in the Webrana console under Aliases", param="model", code="model_not_found")
+            return fallback.first(app, call, alias, raw, body, rate_headers(verdict))
     route = app[REGISTRY].route(model)
     call.provider, call.model = route.provider.id, route.model
+    check_model(call.principal, route.provider.id, route.model)  # the key's allowed models, before upstream
     keys = _keys_for(call.principal, route.provider)
     return Admitted(raw, body, route, keys, rate_headers(verdict))
-
-
-async def _prepare(request: web.Request, call: Call) -> tuple[dict[str, Any], Route, tuple[ProviderKey, ...],
-                                                                dict[str, str]]:
-    a = await admit(request, call)
-    return a.body, a.route, a.keys, a.headers
 
 
 def _keys_for(principal: Principal, provider: Provider) -> tuple[ProviderKey, ...]:
@@ -99,7 +95,11 @@ def _keys_for(principal: Principal, provider: Provider) -> tuple[ProviderKey, ..
 
 
 async def _chat(request: web.Request, call: Call) -> web.StreamResponse:
-    body, route, keys, headers = await _prepare(request, call)
+    return await serve(request, call, await admit(request, call), _chat_once)
+
+
+async def _chat_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
+    body, route, keys, headers = a.body, a.route, a.keys, a.headers
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list", param="messages")
@@ -122,7 +122,11 @@ async def _chat(request: web.Request, call: Call) -> web.StreamResponse:
 
 
 async def _embeddings(request: web.Request, call: Call) -> web.StreamResponse:
-    body, route, keys, headers = await _prepare(request, call)
+    return await serve(request, call, await admit(request, call), _embeddings_once)
+
+
+async def _embeddings_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
+    body, route, keys, headers = a.body, a.route, a.keys, a.headers
     provider = route.provider
     if not provider.supports_embeddings:
         raise BadRequest(f"{provider.display_name} has no embeddings endpoint; use an OpenAI, Gemini or Qwen "
@@ -154,7 +158,9 @@ async def models(request: web.Request) -> web.Response:
     book = request.app[PRICES]
     day = datetime.now(UTC).date()
     # Current models only (retired ones gone); price and context window as extra fields the SDKs ignore.
-    data = [{"id": m.id, "object": "model", "created": 0, "owned_by": p.id, **book.model_json(p.id, m, day)}
-            for p in request.app[REGISTRY].all() if principal.provider_keys.get(p.id)
+    registry = request.app[REGISTRY]
+    data = [{"id": registry.public_name(p, m.id), "object": "model", "created": 0, "owned_by": p.id,
+             **book.model_json(p.id, m, day)}
+            for p in registry.all() if principal.provider_keys.get(p.id)
             for m in book.catalogue.current(p.id, day)]
     return json_response({"object": "list", "data": data})

@@ -21,12 +21,12 @@ from webrana_proxy.dialects.messages_request import to_chat, to_count_chat
 from webrana_proxy.dialects.messages_response import MessagesStream, error_event, message_of
 from webrana_proxy.errors import BadRequest
 from webrana_proxy.gateway.calls import Call
-from webrana_proxy.gateway.handlers import admit, run_call
+from webrana_proxy.gateway.handlers import Admitted, admit, run_call, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.providers.base import ChatResult, Usage
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
-from webrana_proxy.state import SETTINGS, UPSTREAM
+from webrana_proxy.state import PRICES, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 ESTIMATED_HEADER = "x-webrana-estimated"  # "true" when count_tokens is Webrana's estimate, not the provider's
@@ -39,7 +39,10 @@ def _stream_flag(value: object) -> bool:
 
 
 async def _messages(request: web.Request, call: Call) -> web.StreamResponse:
-    a = await admit(request, call)
+    return await serve(request, call, await admit(request, call), _messages_once)
+
+
+async def _messages_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     stream = call.stream = _stream_flag(a.body.get("stream", False))
     app = request.app
     settings, pool = app[SETTINGS], app[UPSTREAM]
@@ -56,6 +59,7 @@ async def _messages(request: web.Request, call: Call) -> web.StreamResponse:
         return await relay_json(upstream, call, settings, native.messages_response, a.headers)
 
     chat = call.body = to_chat(a.body, model)  # a 400 naming the field before anything goes upstream
+    app[PRICES].catalogue.capabilities_of(provider.id, model).fit(chat)  # nothing the model would refuse
     upstream = await open_upstream(pool, settings, provider, a.keys,
                                    lambda key: provider.chat_request(chat, model, key, base_url), call)
     a.headers["x-request-id"] = call.request_id
@@ -78,7 +82,10 @@ def _not_billed(body: bytes) -> ChatResult:
 
 async def _count_tokens(request: web.Request, call: Call) -> web.StreamResponse:
     # Not billable: per-IP and burst limits only, and the row carries no tokens (it is not a generation).
-    a = await admit(request, call, quota=False)
+    return await serve(request, call, await admit(request, call, quota=False), _count_tokens_once)
+
+
+async def _count_tokens_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     call.usage = Usage()
     app = request.app
     settings, pool = app[SETTINGS], app[UPSTREAM]
@@ -100,7 +107,8 @@ async def _count_tokens(request: web.Request, call: Call) -> web.StreamResponse:
             orjson.dumps({"input_tokens": counter.count_tokens_response(raw)})), a.headers)
     call.status = 200
     return json_response({"input_tokens": estimate_prompt_tokens(chat)},
-                         headers={**a.headers, ESTIMATED_HEADER: "true", "x-request-id": call.request_id})
+                         headers={**a.headers, ESTIMATED_HEADER: "true", "x-request-id": call.request_id,
+                                  **call.served_headers()})
 
 
 @routes.post("/v1/messages")

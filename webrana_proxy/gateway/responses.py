@@ -33,13 +33,13 @@ from webrana_proxy.errors import BadRequest, NotFound
 from webrana_proxy.gateway import responses_store as store
 from webrana_proxy.gateway.access import authenticate, enforce_limits
 from webrana_proxy.gateway.calls import Call
-from webrana_proxy.gateway.handlers import Admitted, admit, run_call
+from webrana_proxy.gateway.handlers import Admitted, admit, run_call, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID
 from webrana_proxy.providers.base import JSON, ChatResult, Provider, ResponsesNative, UpstreamRequest
-from webrana_proxy.state import POOL, REDIS, REGISTRY, SETTINGS, UPSTREAM
+from webrana_proxy.state import POOL, PRICES, REDIS, REGISTRY, SETTINGS, UPSTREAM
 
 routes = web.RouteTableDef()
 log = logging.getLogger("webrana.responses")
@@ -60,7 +60,10 @@ def _previous(body: JSON) -> str | None:
 
 
 async def _responses(request: web.Request, call: Call) -> web.StreamResponse:
-    a = await admit(request, call)
+    return await serve(request, call, await admit(request, call), _responses_once)
+
+
+async def _responses_once(request: web.Request, call: Call, a: Admitted) -> web.StreamResponse:
     call.stream = _flag(a.body, "stream", False)
     keep = _flag(a.body, "store", True)
     previous = _previous(a.body)
@@ -152,6 +155,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
         log.info("tools without an equivalent dropped", extra={"request_id": call.request_id,
                                                               "provider": provider.id, "tools": plan.dropped_tools})
     chat = call.body = plan.chat
+    app[PRICES].catalogue.capabilities_of(provider.id, model).fit(chat)  # nothing the model would refuse
     response_id = store.new_response_id()
     env = envelope(a.body, response_id, a.route.requested, keep)
     items = [*(history or ()), *input_items(a.body)] if keep else []
@@ -161,7 +165,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
     a.headers["x-request-id"] = call.request_id
     requested = a.route.requested
     if call.stream:
-        translator = ResponsesStream(provider.stream_translator(model, True), env, plan.namespaces)
+        translator = ResponsesStream(provider.stream_translator(model, True), env, plan.namespaces, plan.custom)
 
         async def last() -> bytes:
             if keep and translator.response is not None:
@@ -175,7 +179,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
 
     def answer(raw: bytes) -> ChatResult:
         result = provider.chat_response(raw, model)
-        response = response_of(result.body, env, plan.namespaces, result.usage)
+        response = response_of(result.body, env, plan.namespaces, result.usage, plan.custom)
         answered.append(response)
         result.body = orjson.dumps(response)
         return result

@@ -23,6 +23,7 @@ from webrana_proxy.providers.base import (
     UpstreamRequest,
 )
 from webrana_proxy.providers.keyformat import KeyFormat
+from webrana_proxy.providers.spec import ProviderSpec
 
 API_VERSION = "2023-06-01"  # the only stable Messages API version
 OVERLOADED = 529  # Anthropic's "overloaded", which the OpenAI SDK does not know: sent on as 503
@@ -30,17 +31,20 @@ MIN_KEY_LENGTH = 20
 
 
 class AnthropicProvider:
-    id = "anthropic"
-    display_name = "Anthropic"
-    key_format = KeyFormat(("sk-ant-",), MIN_KEY_LENGTH)
-    key_prefixes: tuple[str, ...] = key_format.prefixes
-    supports_embeddings = False
     messages_native: MessagesNative | None = AnthropicMessages()  # /v1/messages goes to Anthropic as it came
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # counting goes through the native lane
 
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.display_name = spec.display_name
+        self.key_format = spec.key_format
+        self.key_prefixes = spec.key_format.prefixes
+        self.supports_embeddings = spec.capabilities.embeddings
+
     def owns_model(self, model: str) -> bool:
-        return model.startswith("claude-")
+        return self.spec.owns_model(model)
 
     def accepts_key(self, key: str) -> bool:
         return self.key_format.accepts(key)
@@ -83,3 +87,10 @@ class AnthropicProvider:
                 code = err["type"]
         mapped = 503 if status == OVERLOADED else status
         return upstream_errors.build(self.display_name, mapped, message, code=code, headers=headers)
+
+
+SPEC = ProviderSpec(
+    id="anthropic", display_name="Anthropic", base_url_env="ANTHROPIC_BASE_URL",
+    default_base_url="https://api.anthropic.com", key_format=KeyFormat(("sk-ant-",), MIN_KEY_LENGTH),
+    make=AnthropicProvider, model_prefixes=("claude-",), aliases=("claude",),
+    docs_url="https://docs.anthropic.com/en/api/messages")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webrana_proxy.errors import UpstreamError
+from webrana_proxy.providers.spec import ProviderSpec
 
 JSON = dict[str, Any]
 
@@ -136,8 +137,9 @@ class TokenCounter(Protocol):
 
 
 class Provider(Protocol):
-    id: str  # "openai" | "anthropic" | "google" | "qwen"
-    display_name: str  # "OpenAI", shown in the console
+    spec: ProviderSpec  # what it is, as data (id, names, base-URL setting, key format, capabilities)
+    id: str  # spec.id
+    display_name: str  # spec.display_name: "OpenAI", shown in the console
     key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
     supports_embeddings: bool
     messages_native: MessagesNative | None  # set when Anthropic Messages is this provider's own format

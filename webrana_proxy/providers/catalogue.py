@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import resources
 from typing import Any
@@ -24,6 +24,8 @@ from webrana_proxy.providers.costs import TIER_FACTORS, Rates
 DATA_PACKAGE = "webrana_proxy.providers.pricedata"
 SOURCE_FILE = "genai_prices.json"
 OVERRIDES_FILE = "overrides.json"
+CAPABILITIES_FILE = "capabilities.json"  # reviewed: max output tokens and reasoning support, with sources
+OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")  # the chat form's output limits
 SERVICE_TIERS = ("flex", "priority", "batch")  # the variants a call can select; "default" is the standard price
 
 Match = Callable[[str], bool]
@@ -104,6 +106,39 @@ class PricedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a model accepts, where known (None: not known, the client's request goes as it is)."""
+
+    max_output_tokens: int | None = None
+    reasoning: bool | None = None
+
+    def fit(self, chat: dict[str, Any]) -> None:
+        """Make a translated chat-form request one the model accepts: no ``reasoning_effort`` for a model
+        without reasoning, output limits no higher than the model's."""
+        if self.reasoning is False:
+            chat.pop("reasoning_effort", None)
+        limit = self.max_output_tokens
+        if limit is not None:
+            for name in OUTPUT_LIMIT_FIELDS:
+                value = chat.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+                    chat[name] = limit
+
+
+UNKNOWN = Capabilities()
+
+
+def build_capabilities(data: dict[str, Any]) -> dict[str, tuple[tuple[Match, Capabilities], ...]]:
+    out: dict[str, list[tuple[Match, Capabilities]]] = {}
+    for m in data.get("models", ()):
+        limit, reasoning = m.get("max_output_tokens"), m.get("reasoning")
+        caps = Capabilities(limit if isinstance(limit, int) and limit > 0 else None,
+                            reasoning if isinstance(reasoning, bool) else None)
+        out.setdefault(m["provider"], []).append((compile_match(m["match"]), caps))
+    return {p: tuple(entries) for p, entries in out.items()}
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     models: dict[str, tuple[PricedModel, ...]]  # per provider, in match order (overrides first)
     listed: dict[str, tuple[str, ...]]
@@ -112,6 +147,15 @@ class Catalogue:
     generated_on: date
     overrides_reviewed_on: date
     index: dict[tuple[str, str], PricedModel] = field(default_factory=dict)  # (provider, id) -> entry
+    capabilities: dict[str, tuple[tuple[Match, Capabilities], ...]] = field(default_factory=dict)
+
+    def capabilities_of(self, provider: str, model: str) -> Capabilities:
+        """What ``model`` accepts (the first matching entry of ``capabilities.json``), or ``UNKNOWN``."""
+        ref = model.lower().removeprefix("models/")
+        for match, caps in self.capabilities.get(provider, ()):
+            if match(ref):
+                return caps
+        return UNKNOWN
 
     def find(self, provider: str, model: str) -> PricedModel | None:
         """The first entry whose match rule takes ``model`` (lowercased; a ``models/`` prefix dropped)."""
@@ -242,4 +286,5 @@ def read_data() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def load_catalogue() -> Catalogue:
     """Read and check the vendored files (a few milliseconds; once per process, at start)."""
-    return build_catalogue(*read_data())
+    capabilities = orjson.loads(resources.files(DATA_PACKAGE).joinpath(CAPABILITIES_FILE).read_bytes())
+    return replace(build_catalogue(*read_data()), capabilities=build_capabilities(capabilities))

@@ -30,9 +30,9 @@ from webrana_proxy.providers.gemini_request import to_gemini
 from webrana_proxy.providers.gemini_response import STATUS_CODES, GeminiStream, chat_response
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.openai_compat import floats_to_base64, wants_base64
+from webrana_proxy.providers.spec import Capabilities, ProviderSpec
 
 API_VERSION = "v1beta"  # function calling with JSON schema and responseJsonSchema live here
-MODEL_PREFIXES = ("gemini-", "gemini-embedding-", "text-embedding-004", "gemma-")
 KEY_LENGTH = 39  # "AIza" + 35 characters
 
 
@@ -64,17 +64,20 @@ class GeminiTokens:
 
 
 class GeminiProvider:
-    id = "google"
-    display_name = "Google Gemini"
-    key_format = KeyFormat(("AIza",), KEY_LENGTH, KEY_LENGTH, pattern=re.compile(r"AIza[0-9A-Za-z_-]+"))
-    key_prefixes: tuple[str, ...] = key_format.prefixes
-    supports_embeddings = True
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = GeminiTokens()
 
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.display_name = spec.display_name
+        self.key_format = spec.key_format
+        self.key_prefixes = spec.key_format.prefixes
+        self.supports_embeddings = spec.capabilities.embeddings
+
     def owns_model(self, model: str) -> bool:
-        return model.startswith(MODEL_PREFIXES)
+        return self.spec.owns_model(model)
 
     def accepts_key(self, key: str) -> bool:
         return self.key_format.accepts(key)
@@ -160,3 +163,12 @@ class GeminiProvider:
         if b"API_KEY_INVALID" in raw:  # Gemini says 400 for a bad key; the SDK should see 401
             mapped, code = 401, "API_KEY_INVALID"
         return upstream_errors.build(self.display_name, mapped, message, code=code, headers=headers)
+
+
+SPEC = ProviderSpec(
+    id="google", display_name="Google Gemini", base_url_env="GEMINI_BASE_URL",
+    default_base_url="https://generativelanguage.googleapis.com",
+    key_format=KeyFormat(("AIza",), KEY_LENGTH, KEY_LENGTH, pattern=re.compile(r"AIza[0-9A-Za-z_-]+")),
+    make=GeminiProvider, model_prefixes=("gemini-", "gemini-embedding-", "text-embedding-004", "gemma-"),
+    aliases=("gemini",), capabilities=Capabilities(embeddings=True),
+    docs_url="https://ai.google.dev/api/generate-content")

@@ -25,6 +25,13 @@ class KeyFormat:
     max_length: int | None = None
     rejected_prefixes: tuple[str, ...] = ()  # another provider's keys that share a prefix with this one's
     pattern: re.Pattern[str] | None = None
+    hint: str = ""  # what the keys look like, for a person, when the prefixes do not say it
+
+    def describe(self) -> str:
+        """What to tell a person whose key was refused, e.g. "it should start with 'sk-'"."""
+        if self.hint:
+            return self.hint
+        return f"it should start with {' or '.join(repr(p) for p in self.prefixes)}"
 
     def accepts(self, key: str) -> bool:
         return (printable_ascii(key) and key.startswith(self.prefixes)

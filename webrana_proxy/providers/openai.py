@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from webrana_proxy.providers.base import ResponsesNative
-from webrana_proxy.providers.openai_compat import OpenAICompatProvider
+from webrana_proxy.providers.openai_compat import SK_KEYS, OpenAICompatProvider
 from webrana_proxy.providers.openai_responses import OpenAIResponsesNative
-
-MODEL_PREFIXES = ("gpt-", "chatgpt-", "o1", "o3", "o4", "text-embedding-", "ft:", "davinci-", "babbage-",
-                  "omni-moderation")
-NOT_OURS = ("text-embedding-004", "text-embedding-v")  # Gemini's and Qwen's embedding models
+from webrana_proxy.providers.spec import Capabilities, ProviderSpec
 
 
 class OpenAIProvider(OpenAICompatProvider):
-    id = "openai"
-    display_name = "OpenAI"
-    # "sk-proj-", "sk-svcacct-" and legacy "sk-" keys: the base class's format
+    # "sk-proj-", "sk-svcacct-" and legacy "sk-" keys: the shared "sk-" format
     responses_native: ResponsesNative | None = OpenAIResponsesNative()  # /v1/responses goes to OpenAI as it came
 
-    def owns_model(self, model: str) -> bool:
-        return model.startswith(MODEL_PREFIXES) and not model.startswith(NOT_OURS)
+
+SPEC = ProviderSpec(
+    id="openai", display_name="OpenAI", base_url_env="OPENAI_BASE_URL",
+    default_base_url="https://api.openai.com/v1", key_format=SK_KEYS, make=OpenAIProvider,
+    model_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4", "text-embedding-", "ft:", "davinci-", "babbage-",
+                    "omni-moderation"),
+    excluded_prefixes=("text-embedding-004", "text-embedding-v"),  # Gemini's and Qwen's embedding models
+    capabilities=Capabilities(embeddings=True),
+    docs_url="https://platform.openai.com/docs/api-reference/chat")

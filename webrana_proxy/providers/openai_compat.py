@@ -1,7 +1,10 @@
-"""Providers that already speak OpenAI's wire format (OpenAI itself, Qwen's compatible mode).
+"""Providers that already speak OpenAI's wire format (OpenAI itself, Qwen, DeepSeek, OpenRouter, Mistral, Groq,
+xAI).
 
 The client's body goes upstream untouched except for the model name and, on streams,
-``stream_options.include_usage`` (so usage is always counted). Answers come back byte for byte.
+``stream_options.include_usage`` (so usage is always counted). Answers come back byte for byte. A provider whose
+wire differs overrides only that: ``usage_of`` (its usage fields), ``prepare`` (fields it refuses or spells
+otherwise), ``upstream_error`` (its error body), ``models_request`` (its cheap authenticated call).
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ from webrana_proxy.providers.base import (
     ResponsesNative,
     TokenCounter,
     UpstreamRequest,
+    Usage,
 )
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.passthrough import PassthroughStream, usage_from
+from webrana_proxy.providers.spec import ProviderSpec
 
 MIN_KEY_LENGTH = 20  # real keys are far longer; this only catches a pasted fragment
+# "sk-" keys (OpenAI, Qwen, DeepSeek); "sk-ant-": an Anthropic key pasted in the wrong place
+SK_KEYS = KeyFormat(("sk-",), MIN_KEY_LENGTH, rejected_prefixes=("sk-ant-", "sk-or-"))
 
 
 def floats_to_base64(values: list[float]) -> str:
@@ -48,31 +55,43 @@ def wants_base64(request: JSON | None) -> bool:
 
 
 class OpenAICompatProvider:
-    """Base for OpenAI-shaped providers. Subclasses set the class attributes and ``owns_model``."""
+    """An OpenAI-shaped provider, built from its ``ProviderSpec``. Subclasses override only what differs."""
 
-    id: str = ""
-    display_name: str = ""
-    # "sk-ant-": an Anthropic key pasted in the wrong place
-    key_format = KeyFormat(("sk-",), MIN_KEY_LENGTH, rejected_prefixes=("sk-ant-",))
-    key_prefixes: tuple[str, ...] = key_format.prefixes
-    supports_embeddings: bool = True
     upstream_base64_embeddings: bool = True  # False: ask for floats, encode base64 ourselves
+    adds_stream_usage: bool = True  # False: the provider refuses ``stream_options`` (it reports usage anyway)
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # no counting endpoint: Webrana estimates
 
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.display_name = spec.display_name
+        self.key_format = spec.key_format
+        self.key_prefixes = spec.key_format.prefixes
+        self.supports_embeddings = spec.capabilities.embeddings
+
     def owns_model(self, model: str) -> bool:
-        raise NotImplementedError
+        return self.spec.owns_model(model)
 
     def accepts_key(self, key: str) -> bool:
         return self.key_format.accepts(key)
+
+    def usage_of(self, answer: JSON) -> Usage | None:
+        """The usage an answer or stream chunk carries (None when it has none)."""
+        return usage_from(answer.get("usage"), answer.get("service_tier"))
+
+    def prepare(self, body: JSON) -> JSON:
+        """The chat body as this provider takes it (``body`` itself when nothing differs; never mutated)."""
+        return body
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
         out = body if body.get("model") == model else {**body, "model": model}
-        if body.get("stream") is True:
+        out = self.prepare(out)
+        if body.get("stream") is True and self.adds_stream_usage:
             options = body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 merged = dict(options) if isinstance(options, dict) else {}
@@ -89,11 +108,11 @@ class OpenAICompatProvider:
         if not isinstance(parsed, dict):
             return ChatResult(body=raw, usage=None)
         upstream_id = parsed.get("id")
-        return ChatResult(body=raw, usage=usage_from(parsed.get("usage"), parsed.get("service_tier")),
+        return ChatResult(body=raw, usage=self.usage_of(parsed),
                           upstream_id=upstream_id if isinstance(upstream_id, str) else None)
 
     def stream_translator(self, model: str, include_usage: bool) -> PassthroughStream:
-        return PassthroughStream(include_usage)
+        return PassthroughStream(include_usage, self.usage_of)
 
     def embeddings_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
         out = body if body.get("model") == model else {**body, "model": model}

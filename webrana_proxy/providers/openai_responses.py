@@ -40,16 +40,19 @@ def _int(value: Any) -> int:
 
 def usage_of(value: Any) -> Usage | None:
     """A Responses ``usage`` object (``input_tokens`` includes the cached ones, ``output_tokens`` the
-    reasoning ones) as ``Usage``; None when it is not one."""
+    reasoning ones) as ``Usage``, cache reads (``input_tokens_details.cached_tokens``) and reasoning
+    (``output_tokens_details.reasoning_tokens``) included; None when it is not one."""
     if not isinstance(value, dict) or "input_tokens" not in value:
         return None
     prompt, completion = _int(value.get("input_tokens")), _int(value.get("output_tokens"))
     details = value.get("input_tokens_details")
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    out_details = value.get("output_tokens_details")
+    reasoning = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
     total = value.get("total_tokens")
     return Usage(prompt_tokens=prompt, completion_tokens=completion,
                  total_tokens=total if isinstance(total, int) and not isinstance(total, bool) else prompt + completion,
-                 cached_tokens=cached)
+                 cached_tokens=cached, reasoning_tokens=reasoning)
 
 
 def _object_end(data: bytes, start: int) -> int:

@@ -8,6 +8,7 @@ gateway asked for on the client's behalf is dropped when the client did not ask 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,6 +50,11 @@ def usage_from(value: Any, service_tier: Any = None) -> Usage | None:
     )
 
 
+def chunk_usage(chunk: JSON) -> Usage | None:
+    """The usage of one OpenAI-shaped answer or chunk: its ``usage`` and ``service_tier``."""
+    return usage_from(chunk.get("usage"), chunk.get("service_tier"))
+
+
 def _delta_text(chunk: JSON) -> tuple[int, int]:
     """(characters of generated text and tool arguments, characters of the longest single piece)."""
     choices = chunk.get("choices")
@@ -74,13 +80,16 @@ def _delta_text(chunk: JSON) -> tuple[int, int]:
 
 
 class PassthroughStream:
-    """``StreamTranslator`` for OpenAI-shaped upstreams (OpenAI, Qwen)."""
+    """``StreamTranslator`` for OpenAI-shaped upstreams. ``read_usage`` reads a provider's usage fields from a
+    chunk that may carry them (the default: OpenAI's)."""
 
-    __slots__ = ("_buf", "_envelope", "_include_usage", "_last", "_splitter",
+    __slots__ = ("_buf", "_envelope", "_include_usage", "_last", "_read_usage", "_splitter",
                  "completion_chars", "done", "error", "upstream_id", "usage")
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool,
+                 read_usage: Callable[[JSON], Usage | None] = chunk_usage) -> None:
         self._include_usage = include_usage
+        self._read_usage = read_usage
         self._buf = b""  # an unfinished event (fast path: upstream lines end in "\n" only)
         self._splitter: EventSplitter | None = None  # the general reader, once a "\r" was seen
         # Bytes of one event minus its text: learnt from the first chunk with text; after that the text
@@ -258,9 +267,12 @@ class PassthroughStream:
         self.completion_chars += chars
         if self._envelope is None and longest:
             self._envelope = max(0, len(raw) - chars)
-        usage = usage_from(chunk.get("usage"), chunk.get("service_tier"))
+        usage = self._read_usage(chunk)
         if usage is not None:
             self.usage = usage
-            if not self._include_usage and not chunk.get("choices"):
-                return None
+            if not self._include_usage:
+                if not chunk.get("choices"):
+                    return None
+                if chunk.get("usage") is not None:  # usage on the last content chunk (Mistral): not asked for
+                    return sse({**chunk, "usage": None})
         return raw

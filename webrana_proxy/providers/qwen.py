@@ -6,15 +6,18 @@ encoded here.
 
 from __future__ import annotations
 
-from webrana_proxy.providers.openai_compat import OpenAICompatProvider
-
-MODEL_PREFIXES = ("qwen", "qwq-", "qvq-", "text-embedding-v")
+from webrana_proxy.providers.openai_compat import SK_KEYS, OpenAICompatProvider
+from webrana_proxy.providers.spec import Capabilities, ProviderSpec
 
 
 class QwenProvider(OpenAICompatProvider):
-    id = "qwen"
-    display_name = "Qwen"
     upstream_base64_embeddings = False
 
-    def owns_model(self, model: str) -> bool:
-        return model.startswith(MODEL_PREFIXES)
+
+SPEC = ProviderSpec(
+    id="qwen", display_name="Qwen", base_url_env="QWEN_BASE_URL",
+    # Singapore: the right default for Indonesia (keys are region-bound)
+    default_base_url="https://dashscope-intl.aliyuncs.com/compatible-mode/v1", key_format=SK_KEYS,
+    make=QwenProvider, model_prefixes=("qwen", "qwq-", "qvq-", "text-embedding-v"), aliases=("dashscope",),
+    capabilities=Capabilities(embeddings=True, reasoning_text=True),
+    docs_url="https://www.alibabacloud.com/help/en/model-studio/compatibility-of-openai-with-dashscope")

@@ -139,6 +139,10 @@ string), never "everybody". */}}
   value: {{ .Values.dashboard.port | quote }}
 - name: WEBRANA_MIGRATIONS_DIR
   value: /app/sql
+{{- with .Values.config.mailFrom }}
+- name: WEBRANA_MAIL_FROM
+  value: {{ . | quote }}
+{{- end }}
 {{- range $name, $value := .Values.config.extraEnv }}
 - name: {{ $name }}
   value: {{ $value | quote }}

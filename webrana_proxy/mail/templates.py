@@ -1,0 +1,204 @@
+"""The messages, in Indonesian and English: a subject, paragraphs, at most one button, rendered as plain text
+plus simple HTML (inline styles only; mail clients ignore the rest).
+
+A template is data: adding one (the alerts add theirs) is one entry in ``TEMPLATES``. Paragraphs are
+``str.format`` texts over the message's params, which are formatted first by their names: ``*_idr`` as rupiah,
+``*_at`` (ISO time) as a Jakarta date and time, everything else as text. In HTML every value is escaped.
+
+A button's link is one of: ``verify`` / ``reset`` (the single-use link rebuilt from ``params["token_id"]``) or
+``path`` (``params["path"]``, or the template's fixed path, on the console).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+JAKARTA = timezone(timedelta(hours=7))
+LOCALES = ("id", "en")
+MONTHS = {
+    "id": ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September", "Oktober",
+           "November", "Desember"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"),
+}
+FOOTER = {
+    "id": "Anda menerima e-mail ini karena akun Webrana Anda. Webrana: gateway API AI untuk developer Indonesia.",
+    "en": "You receive this e-mail because of your Webrana account. Webrana: the AI API gateway for developers "
+          "in Indonesia.",
+}
+GREETING = {"id": "Halo,", "en": "Hello,"}
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    subject: Mapping[str, str]
+    paragraphs: Mapping[str, tuple[str, ...]]
+    button: Mapping[str, str] | None = None  # its label per locale
+    link: str = ""  # "verify" | "reset" | "path"
+    path: str = ""  # the console path of a "path" link when params have none
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+TEMPLATES: Mapping[str, Template] = {
+    "verify_email": Template(
+        subject={"id": "Verifikasi alamat e-mail Webrana Anda", "en": "Verify your Webrana e-mail address"},
+        paragraphs={
+            "id": ("Satu langkah lagi: buka tautan di bawah untuk memverifikasi {email} sebagai alamat akun Webrana "
+                   "Anda. Tautan ini berlaku 24 jam dan hanya bisa dipakai sekali.",
+                   "Bukan Anda yang mendaftar? Abaikan saja e-mail ini."),
+            "en": ("One more step: open the link below to verify {email} as the address of your Webrana account. "
+                   "The link works for 24 hours, once.",
+                   "Did not sign up? Simply ignore this e-mail."),
+        },
+        button={"id": "Verifikasi e-mail", "en": "Verify e-mail"}, link="verify"),
+    "password_reset": Template(
+        subject={"id": "Atur ulang kata sandi Webrana", "en": "Reset your Webrana password"},
+        paragraphs={
+            "id": ("Seseorang (semoga Anda) meminta pengaturan ulang kata sandi akun Webrana {email}. Buka tautan di "
+                   "bawah dalam 30 menit untuk memilih kata sandi baru; tautan hanya bisa dipakai sekali.",
+                   "Tidak meminta? Abaikan e-mail ini: kata sandi Anda tetap sama."),
+            "en": ("Someone (hopefully you) asked to reset the password of the Webrana account {email}. Open the link "
+                   "below within 30 minutes to choose a new password; it works once.",
+                   "Did not ask? Ignore this e-mail: your password stays as it is."),
+        },
+        button={"id": "Atur ulang kata sandi", "en": "Reset password"}, link="reset"),
+    "password_changed": Template(
+        subject={"id": "Kata sandi Webrana Anda telah diubah", "en": "Your Webrana password was changed"},
+        paragraphs={
+            "id": ("Kata sandi akun Webrana {email} diubah pada {changed_at}. Semua sesi masuk telah diakhiri; "
+                   "kunci proxy Anda tetap berlaku.",
+                   "Bukan Anda? Atur ulang kata sandi sekarang dan hubungi dukungan kami."),
+            "en": ("The password of the Webrana account {email} was changed on {changed_at}. Every sign-in was "
+                   "ended; your proxy keys keep working.",
+                   "Was it not you? Reset your password now and contact our support."),
+        },
+        button={"id": "Atur ulang kata sandi", "en": "Reset password"}, link="path", path="/forgot-password"),
+    "invoice_paid": Template(
+        subject={"id": "Pembayaran diterima: faktur {number}", "en": "Payment received: invoice {number}"},
+        paragraphs={
+            "id": ("Terima kasih! Pembayaran untuk paket {plan_name} sudah kami terima.",
+                   "Faktur: {number}\nDPP: {subtotal_idr}\nPPN {ppn_percent}%: {ppn_idr}\nTotal: {total_idr}",
+                   "Faktur lengkap untuk dicetak ada di konsol."),
+            "en": ("Thank you! We received the payment for the {plan_name} plan.",
+                   "Invoice: {number}\nDPP (tax base): {subtotal_idr}\nPPN (VAT) {ppn_percent}%: {ppn_idr}\n"
+                   "Total: {total_idr}",
+                   "The full printable invoice is in the console."),
+        },
+        button={"id": "Lihat faktur", "en": "View invoice"}, link="path"),
+    "renewal_reminder": Template(
+        subject={"id": "Paket {plan_name} Anda berakhir {period_end_at}",
+                 "en": "Your {plan_name} plan ends {period_end_at}"},
+        paragraphs={
+            "id": ("Paket {plan_name} Anda berakhir pada {period_end_at}. Paket tidak diperpanjang otomatis: "
+                   "setelah tanggal itu akun kembali ke paket Free.",
+                   "Perpanjang sekarang agar batas dan kunci Anda tetap seperti sekarang."),
+            "en": ("Your {plan_name} plan ends on {period_end_at}. Plans do not renew by themselves: after that "
+                   "date the account returns to the Free plan.",
+                   "Renew now to keep your limits and keys as they are."),
+        },
+        button={"id": "Perpanjang paket", "en": "Renew plan"}, link="path", path="/billing"),
+    "payment_failed": Template(
+        subject={"id": "Pembayaran faktur {number} gagal", "en": "Payment for invoice {number} failed"},
+        paragraphs={
+            "id": ("Pembayaran faktur {number} ({total_idr}, paket {plan_name}) ditolak. Tidak ada dana yang "
+                   "ditagih untuk faktur ini.",
+                   "Anda bisa mencoba lagi dengan metode pembayaran lain."),
+            "en": ("The payment for invoice {number} ({total_idr}, {plan_name} plan) was declined. Nothing was "
+                   "charged for this invoice.",
+                   "You can try again with another payment method."),
+        },
+        button={"id": "Coba lagi", "en": "Try again"}, link="path", path="/billing"),
+    "payment_expired": Template(
+        subject={"id": "Faktur {number} kedaluwarsa", "en": "Invoice {number} expired"},
+        paragraphs={
+            "id": ("Faktur {number} ({total_idr}, paket {plan_name}) tidak dibayar tepat waktu dan kini "
+                   "kedaluwarsa. Tidak ada dana yang ditagih.",
+                   "Jika Anda masih menginginkan paket ini, buat pembayaran baru di konsol."),
+            "en": ("Invoice {number} ({total_idr}, {plan_name} plan) was not paid in time and has expired. Nothing "
+                   "was charged.",
+                   "If you still want this plan, start a new payment in the console."),
+        },
+        button={"id": "Bayar lagi", "en": "Pay again"}, link="path", path="/billing"),
+}
+
+
+def rupiah(amount: int) -> str:
+    """``1234567`` -> ``Rp 1.234.567`` (Indonesian grouping, in both languages: it is the currency's own)."""
+    sign = "-" if amount < 0 else ""
+    return f"{sign}Rp {abs(amount):,}".replace(",", ".")
+
+
+def jakarta_time(iso: str, locale: str) -> str:
+    """An ISO time as ``12 Maret 2025 14:05 WIB`` (the Jakarta clock)."""
+    at = datetime.fromisoformat(iso).astimezone(JAKARTA)
+    return f"{at.day} {MONTHS[locale][at.month - 1]} {at.year} {at:%H:%M} WIB"
+
+
+def _values(params: Mapping[str, Any], locale: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if name.endswith("_idr") and isinstance(value, int):
+            out[name] = rupiah(value)
+        elif name.endswith("_at") and isinstance(value, str):
+            out[name] = jakarta_time(value, locale)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def link_of(template: Template, params: Mapping[str, Any], console_url: str,
+            token_for: Callable[[str, str], str]) -> str:
+    """The button's absolute URL on the console. ``token_for(purpose, token_id)`` rebuilds a link token."""
+    if template.link in ("verify", "reset"):
+        page = "/verify-email" if template.link == "verify" else "/reset-password"
+        token = token_for(template.link, str(params["token_id"]))
+        return f"{console_url}{page}?token={quote(token, safe='')}"
+    if template.link == "path":
+        path = str(params.get("path") or template.path)
+        if not path.startswith("/") or path.startswith("//"):
+            raise ValueError(f"a link path must be a path on the console, got {path!r}")
+        return console_url + quote(path, safe="/?=&-_.~")
+    return ""
+
+
+def render(name: str, locale: str, params: Mapping[str, Any], *, console_url: str,
+           token_for: Callable[[str, str], str]) -> Rendered:
+    """The subject, plain text and HTML of one message. Pure: the same inputs give the same bytes."""
+    template = TEMPLATES[name]
+    lang = locale if locale in LOCALES else LOCALES[0]
+    plain = _values(params, lang)
+    escaped = {k: html.escape(v) for k, v in plain.items()}
+    subject = " ".join(template.subject[lang].format(**plain).split())  # never a line break in a header
+    paragraphs = [p.format(**plain) for p in template.paragraphs[lang]]
+    url = link_of(template, params, console_url, token_for)
+    label = template.button[lang] if template.button else ""
+    text_parts = [GREETING[lang], *paragraphs]
+    if url:
+        text_parts.append(f"{label}:\n{url}")
+    text_parts += ["--", FOOTER[lang]]
+    text = "\n\n".join(text_parts) + "\n"
+    html_paragraphs = "".join(f'<p style="margin:0 0 16px">{"<br>".join(p.format(**escaped).splitlines())}</p>'
+                              for p in template.paragraphs[lang])
+    button = (f'<p style="margin:24px 0"><a href="{html.escape(url)}" style="background:#0f766e;color:#ffffff;'
+              f'padding:10px 18px;border-radius:6px;text-decoration:none;display:inline-block">'
+              f'{html.escape(label)}</a></p><p style="margin:0 0 16px;font-size:13px;color:#555555">'
+              f'{html.escape(url)}</p>') if url else ""
+    body = (f'<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(subject)}</title>'
+            '</head><body style="margin:0;padding:24px;background:#f6f7f9">'
+            '<div style="max-width:560px;margin:0 auto;background:#ffffff;padding:24px;border-radius:8px;'
+            'font-family:Arial,Helvetica,sans-serif;font-size:15px;line-height:1.5;color:#1f2933">'
+            f'<p style="margin:0 0 16px">{html.escape(GREETING[lang])}</p>{html_paragraphs}{button}'
+            f'<p style="margin:24px 0 0;font-size:12px;color:#6b7280">{html.escape(FOOTER[lang])}</p>'
+            "</div></body></html>\n")
+    return Rendered(subject, text, body)
