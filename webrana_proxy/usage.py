@@ -300,12 +300,12 @@ class UsageWriter:
             self._mirror_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._mirror_task
-        if self._queue:
+        if self._queue or self._backlog:
             try:
                 await asyncio.wait_for(self._drain(), timeout=10)
-            except DB_ERRORS:
+            except Exception as exc:  # PostgreSQL away (or a bug): the rows are safe in the journal either way
                 log.warning("usage rows not written before stop; left in the journal and the outage stream",
-                            extra={"rows": len(self._queue)})
+                            extra={"rows": len(self._queue), "error": type(exc).__name__})
                 self._begin_outage()
         if self._stream is not None and (self._to_mirror or self._unmirror):
             await self._push_bounded()
