@@ -30,7 +30,7 @@ USERS = 1_000
 DAYS = 90
 TARGET_MS = 50.0
 HEAVY_SHARE = 5  # every 5th row belongs to the heavy user
-MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "gemini-2.0-flash", "qwen-plus")
+MODELS = ("gpt-6-luna", "gpt-6-sol", "claude-haiku-5-5", "gemini-3.8-flash", "qwen-plus")  # current models
 PROVIDERS = ("openai", "openai", "anthropic", "google", "qwen")
 
 GENERATE_SQL = f"""
@@ -110,7 +110,7 @@ async def _queries(conn: Any) -> list[tuple[str, str, list[Any]]]:
         ("requests, page at row 1,000,000 (heavy user)", RequestFilter(heavy),
          (middle["created_at"], middle["id"]) if middle else None),
         ("requests, model + errors filter (heavy user)",
-         RequestFilter(heavy, model="gpt-4o", status=parse_status("error")), None),
+         RequestFilter(heavy, model="gpt-6-sol", status=parse_status("error")), None),
         ("requests, a model never used: worst case (heavy user)", RequestFilter(heavy, model="gpt-3.5-turbo"),
          None),
         ("requests, one day (light user)",

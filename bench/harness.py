@@ -27,8 +27,8 @@ RESULTS = stack.ROOT / "bench" / "results"
 BENCH_DATABASE = "webrana_bench"  # the bench's own database next to the dev one (usage rows are truncated)
 PACED_CHUNK_DELAY = 0.005  # seconds between events of the paced stream: TTFT stands apart from the whole stream
 PROMPT = "say these sixteen words back to me one at a time so the stream has twenty events"  # 16 words
-JSON_MODEL = "gpt-4o-mini"  # routes to openai: the instant fake
-MESSAGES_MODEL = "claude-sonnet-4-5"  # routes to anthropic (the instant fake): the native Messages lane
+JSON_MODEL = "gpt-6-luna"  # a current OpenAI model (priced from the catalogue): the instant fake
+MESSAGES_MODEL = "claude-sonnet-5-5"  # routes to anthropic (the instant fake): the native Messages lane
 ANTHROPIC_BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14"  # passed on, as Claude Code's are
 PACED_MODEL = "qwen-plus"  # routes to qwen: the paced fake (time to first token)
 ALIAS = stack.ALIAS  # wbr/bench = gpt-4o-mini (healthy: it always answers) -> qwen-plus

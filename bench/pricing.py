@@ -19,7 +19,7 @@ ROUNDS = 7  # the median round is reported
 USD_TO_IDR = 16_500
 
 MIX: tuple[tuple[str, str, Usage], ...] = (
-    ("openai", "gpt-5-mini", Usage(100_000, 1_000, 101_000, 90_000, reasoning_tokens=600)),
+    ("openai", "gpt-5.4-mini", Usage(100_000, 1_000, 101_000, 90_000, reasoning_tokens=600)),
     ("openai", "gpt-6-luna", Usage(300_000, 2_000, 302_000, 100_000, 50_000)),
     ("openai", "gpt-5.5", Usage(10_000, 1_000, 11_000, service_tier="flex")),
     ("openai", "ft:gpt-4o-mini-2024-07-18:acme::x1", Usage(1_000, 1_000, 2_000)),

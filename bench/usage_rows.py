@@ -2,11 +2,11 @@
 
 Rows go through the writer as the gateway's do: each one appended to the writer's journal, written to PostgreSQL
 idempotently (staging table, ``ON CONFLICT DO NOTHING``, counters moved by the rows inserted). Rows are offered at a
-steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over
-several providers and models so the daily roll-up and the key counters do real work. Written = offered minus
-still queued (a row leaves the queue only after its batch commits). The run passes when the written rate is at
-least 5,000 rows/s and the queue does not grow: its depth in the last second is no larger than a couple of
-batches.
+steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over several providers and models
+so the daily roll-up and the key counters do real work. Each row carries every column the gateway fills (the token
+parts, both money columns, the rate and the price used: sql/0006). Written = offered minus still queued (a row
+leaves the queue only after its batch commits). The run passes when the written rate is at least 5,000 rows/s and
+the queue does not grow: its depth in the last second is no larger than a couple of batches.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from bench.stack import ROOT, migrate
 
 TARGET_ROWS_PER_S = 5_000
 TICK = 0.01  # seconds between offers: 100 small bursts per second, like a busy gateway
-MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-haiku-latest"),
-          ("google", "gemini-2.0-flash"), ("qwen", "qwen-plus"))
+MODELS = (("openai", "gpt-6-luna"), ("openai", "gpt-6-sol"), ("anthropic", "claude-haiku-5-5"),
+          ("google", "gemini-3.8-flash"), ("qwen", "qwen-plus"))  # current models (providers/pricedata)
 QUEUE_BOUND = 2  # batches: a healthy queue never holds more than this many BATCH_MAX batches at the end
 
 
@@ -73,7 +73,8 @@ async def _run(database_url: str, rate: int, duration: float) -> dict[str, Any]:
                     prompt_tokens=20, completion_tokens=17, total_tokens=37, tokens_estimated=False,
                     latency_ms=2, ttfb_ms=1, upstream_request_id=None, error_type=None, created_at=ts,
                     cost_idr_micro=3_086_250, cost_usd_nano=187_045, usd_to_idr=16_500, price_source="catalogue",
-                    price_version="genai-prices 0.2.5 2026-12-06", cached_tokens=8, reasoning_tokens=4))
+                    price_version="genai-prices 0.2.5 2026-12-06", cached_tokens=8, cache_write_tokens=4,
+                    reasoning_tokens=4, service_tier="default"))
             offered += due
             depth.append((now - started, len(writer)))
             await asyncio.sleep(TICK)

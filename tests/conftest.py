@@ -28,7 +28,8 @@ from webrana_proxy.settings import Settings
 # One database and Redis db index per test session, so concurrent sessions on one machine never collide.
 TEST_DATABASE = f"webrana_test_{os.getpid()}"
 TEST_REDIS_DB = 1 + os.getpid() % 15
-TRUNCATE_ALL = """TRUNCATE mail_outbox, email_tokens,
+TRUNCATE_ALL = """TRUNCATE org_invitations, org_members, organisations, webhook_deliveries, webhooks, alerts,
+                           mail_outbox, email_tokens,
                            audit_log, model_prices, payment_notifications, invoice_counters, invoices, subscriptions,
                            usage_daily, stored_responses, model_aliases, proxy_requests, proxy_api_keys, api_keys,
                            refresh_tokens, users CASCADE"""

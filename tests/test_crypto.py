@@ -77,3 +77,19 @@ def test_rotation_keeps_every_key_readable(plaintexts: list[str]) -> None:
 def test_mask_shows_only_first_three_and_last_four() -> None:
     assert mask_key("sk-proj-abcdefghijklmnop1234") == "sk-...1234"
     assert mask_key("short") == "..."
+
+
+@given(keys, uuids, uuids, uuids)
+def test_a_team_key_is_bound_to_its_team_and_never_opens_as_a_personal_key(
+        plaintext: str, user_id: uuid.UUID, key_id: uuid.UUID, org_id: uuid.UUID) -> None:
+    ring = Keyring(MASTER)
+    team = ring.seal(plaintext, user_id, key_id, org_id)
+    assert ring.open(team, uuid.uuid4(), key_id, org_id) == plaintext  # whoever added it: the team's
+    for wrong in ((user_id, key_id, None), (org_id, key_id, None), (user_id, key_id, uuid.uuid4()),
+                  (user_id, uuid.uuid4(), org_id)):
+        with pytest.raises(DecryptionFailed):
+            ring.open(team, *wrong)
+    personal = ring.seal(plaintext, org_id, key_id)  # a user whose id equals the team's cannot borrow it either
+    with pytest.raises(DecryptionFailed):
+        ring.open(personal, user_id, key_id, org_id)
+    assert ring.open(personal, org_id, key_id) == plaintext  # personal keys keep the v1 format

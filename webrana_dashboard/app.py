@@ -24,6 +24,8 @@ from webrana_dashboard.views import (
     account,
     account_settings,
     admin,
+    admin_prices,
+    alerts,
     aliases,
     billing,
     mail,
@@ -75,7 +77,7 @@ def create_app(settings: DashboardSettings) -> web.Application:
     app.cleanup_ctx.append(_api_client)
     app.on_response_prepare.append(on_prepare)
     for module in (system, account, overview, provider_keys, aliases, proxy_keys, usage, billing, admin,
-                   account_settings, mail):
+                   account_settings, mail, admin_prices, alerts):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", static, name="static", append_version=False)
     return app

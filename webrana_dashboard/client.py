@@ -20,6 +20,7 @@ API_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)  # the API answers in m
 EXPORT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=60)  # a long CSV streams for a while
 META_TIMEOUT = aiohttp.ClientTimeout(total=3, connect=2)  # asked while rendering any page: never hold one up long
 ERROR_BODY_LIMIT = 64 * 1024  # error bodies are small JSON; never read more
+ALERTS_HEADER = "Webrana-Alerts"  # the proxy's answers to signed-in calls carry the user's undismissed alerts
 
 
 class ApiError(Exception):
@@ -52,6 +53,10 @@ class Credentials(Protocol):
         """Get a new access token after a 401; True when a retry makes sense."""
         ...
 
+    def saw_alerts(self, alerts: list[Json]) -> None:
+        """The user's undismissed alerts, carried by a signed-in answer (``Webrana-Alerts``)."""
+        ...
+
 
 class Anonymous:
     """A visitor who is not signed in (sign-up, sign-in, public plans)."""
@@ -69,10 +74,23 @@ class Anonymous:
     async def refresh(self) -> bool:
         return False
 
+    def saw_alerts(self, alerts: list[Json]) -> None:
+        return None
+
 
 def _segment(value: str) -> str:
     """An id placed in a URL path, quoted so it can never become another path."""
     return quote(value, safe="")
+
+
+def _alerts(header: str) -> list[Json]:
+    """The ``Webrana-Alerts`` header's list; anything else is ignored (no banner rather than a broken page)."""
+    try:
+        value = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        return []
+    return [a for a in value if isinstance(a, dict) and isinstance(a.get("id"), str)] if isinstance(value, list) \
+        else []
 
 
 async def _error_from(resp: aiohttp.ClientResponse) -> ApiError:
@@ -112,6 +130,10 @@ class ApiClient:
             try:
                 async with self.http.request(method, self.base_url + path, data=data, params=params,
                                              headers=sent, timeout=time_limit) as resp:
+                    if ALERTS_HEADER in resp.headers:
+                        creds.saw_alerts(_alerts(resp.headers[ALERTS_HEADER]))
+                    if resp.status == 204:  # a DELETE that answers nothing
+                        return None
                     if resp.status < 400:
                         return orjson.loads(await resp.read())
                     err = await _error_from(resp)
@@ -249,6 +271,26 @@ class ApiClient:
         result: Json = await self.call(creds, "PATCH", f"/api/proxy-keys/{_segment(key_id)}", body=changes)
         return result
 
+    # --- alerts and the webhook ------------------------------------------------------------------------
+
+    async def dismiss_alert(self, creds: Credentials, alert_id: str) -> None:
+        await self.call(creds, "POST", f"/api/alerts/{_segment(alert_id)}/dismiss")
+
+    async def webhook(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/webhook")
+        return result
+
+    async def set_webhook(self, creds: Credentials, url: str, rotate_secret: bool = False) -> Json:
+        result: Json = await self.call(creds, "PUT", "/api/webhook", body={"url": url, "rotate_secret": rotate_secret})
+        return result
+
+    async def delete_webhook(self, creds: Credentials) -> None:
+        await self.call(creds, "DELETE", "/api/webhook")
+
+    async def test_webhook(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/webhook/test")
+        return result
+
     async def spend_cap(self, creds: Credentials) -> Json:
         result: Json = await self.call(creds, "GET", "/api/account/spend-cap")
         return result
@@ -348,3 +390,25 @@ class ApiClient:
         result: Json = await self.call(creds, "POST", f"/api/admin/invoices/{_segment(invoice_id)}/refunded",
                                        body={"note": note or None})
         return result
+
+    # --- prices -----------------------------------------------------------------------------------------
+
+    async def prices(self, creds: Credentials) -> Json:
+        """The current models with their prices and context windows, and where the price data came from."""
+        result: Json = await self.call(creds, "GET", "/api/prices")
+        return result
+
+    async def admin_prices(self, creds: Credentials) -> Json:
+        result: Json = await self.call(creds, "GET", "/api/admin/prices")
+        return result
+
+    async def admin_create_price(self, creds: Credentials, body: Json) -> Json:
+        result: Json = await self.call(creds, "POST", "/api/admin/prices", body=body)
+        return result
+
+    async def admin_update_price(self, creds: Credentials, price_id: str, body: Json) -> Json:
+        result: Json = await self.call(creds, "PUT", f"/api/admin/prices/{_segment(price_id)}", body=body)
+        return result
+
+    async def admin_delete_price(self, creds: Credentials, price_id: str) -> None:
+        await self.call(creds, "DELETE", f"/api/admin/prices/{_segment(price_id)}")

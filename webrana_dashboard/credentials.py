@@ -57,6 +57,10 @@ class BrowserCredentials:
         self._refresher = refresher
         self.session = session
         self._forwarded_for = forwarded_for
+        self.alerts: list[Json] = []  # the user's undismissed alerts, as the last signed-in answer carried them
+
+    def saw_alerts(self, alerts: list[Json]) -> None:
+        self.alerts = alerts
 
     @property
     def forwarded_for(self) -> str:

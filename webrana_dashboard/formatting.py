@@ -87,6 +87,14 @@ def format_datetime(value: str | datetime | None, months: Sequence[str]) -> str:
     return f"{m.day} {months[m.month - 1]} {m.year} {m.hour:02d}:{m.minute:02d} WIB"
 
 
+def format_period(period: str, months: Sequence[str]) -> str:
+    """A Jakarta month ``2025-06`` -> ``Jun 2025``; anything else as it is."""
+    year, _, month = period.partition("-")
+    if not (year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
+        return period
+    return f"{months[int(month) - 1]} {year}"
+
+
 def format_date(value: str | date | datetime | None, months: Sequence[str]) -> str:
     """A day: ``2025-03-12`` -> ``12 Mar 2025``; instants are converted to Jakarta first."""
     if value is None or value == "":

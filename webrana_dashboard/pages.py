@@ -154,6 +154,9 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
         "dt": lambda v: formatting.format_datetime(v, months),
         "day": lambda v: formatting.format_date(v, months),
         "provider_name": lambda provider_id: names.get(provider_id, provider_id),  # the proxy's display name
+        # The user's undismissed alerts, carried by whatever signed-in answer this page got (no call of its own).
+        "alerts": request[CREDENTIALS].alerts if CREDENTIALS in request and session and session.signed_in else [],
+        "period": lambda p: formatting.format_period(str(p), months),
     }
     base.update(context or {})
     response = aiohttp_jinja2.render_template(template, request, base, status=status)

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_p.add_argument("--promote", action="store_true",
                          help="make an existing non-admin account an admin: sets the password and revokes every "
                               "refresh and access token of that account")
-    sub.add_parser("rotate-master-key", help="re-encrypt provider keys under MASTER_ENCRYPTION_KEY",
+    sub.add_parser("rotate-master-key", help="re-encrypt provider keys and webhook secrets under MASTER_ENCRYPTION_KEY",
                    description="Re-encrypt every provider key sealed with another master key, reading old rows "
                                "with MASTER_ENCRYPTION_KEY_PREVIOUS. Online, batched and resumable.")
     return parser

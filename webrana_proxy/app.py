@@ -14,14 +14,19 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy import __version__, health
+from webrana_proxy.alerts import banner
+from webrana_proxy.alerts.delivery import webhooks_ctx
+from webrana_proxy.alerts.record import alerts_ctx
 from webrana_proxy.api import (
     admin,
+    alerts,
     aliases,
     auth,
     auth_email,
     billing,
     meta,
     openapi,
+    orgs,
     overview,
     plans,
     prices,
@@ -172,7 +177,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs
     app.cleanup_ctx.append(spend_ctx)  # the spend counters (per key, per account) of issue 14's caps
     app.cleanup_ctx.extend([mail_ctx, auth_email.throttle_ctx])  # the mailer; the mail job when background_jobs
+    app.cleanup_ctx.extend([alerts_ctx, webhooks_ctx])  # crossings become alerts; the webhook job (issue 14)
+    app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
-                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases):
+                   plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
+                   orgs):
         app.router.add_routes(module.routes)
     return app

@@ -1,7 +1,10 @@
 """AES-256-GCM for provider keys at rest.
 
-Each encryption uses a fresh random 12-byte nonce and binds the owning user id and key id as associated data,
-so a ciphertext copied to another row does not decrypt. Each row stores the key version it was sealed with;
+Each encryption uses a fresh random 12-byte nonce and binds the owning workspace and key id as associated data,
+so a ciphertext copied to another row does not decrypt. A personal key binds its user id (format v1, as every key
+stored before teams); a team key binds its organisation id under format v2, whose label differs, so a team's
+ciphertext never opens as a user's or the other way round. The format follows from the row (``org_id`` set or
+not): existing rows stay readable as they are. Each row stores the key version it was sealed with;
 ``Keyring`` holds the current master key and, during a rotation, the previous one for reading.
 """
 
@@ -27,7 +30,9 @@ def key_version(master_key: bytes) -> int:
     return int.from_bytes(hashlib.sha256(b"webrana-key-version:" + master_key).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def associated_data(user_id: uuid.UUID, key_id: uuid.UUID) -> bytes:
+def associated_data(user_id: uuid.UUID, key_id: uuid.UUID, org_id: uuid.UUID | None = None) -> bytes:
+    if org_id is not None:  # a team's key: bound to the team's workspace, whoever added it
+        return b"webrana/api_keys/v2|org|" + org_id.bytes + key_id.bytes
     return b"webrana/api_keys/v1|" + user_id.bytes + key_id.bytes
 
 
@@ -46,18 +51,19 @@ class Keyring:
         if previous is not None:
             self._by_version[key_version(previous)] = AESGCM(previous)
 
-    def seal(self, plaintext: str, user_id: uuid.UUID, key_id: uuid.UUID) -> Sealed:
+    def seal(self, plaintext: str, user_id: uuid.UUID, key_id: uuid.UUID, org_id: uuid.UUID | None = None) -> Sealed:
         nonce = os.urandom(NONCE_BYTES)
-        ct = self._current.encrypt(nonce, plaintext.encode("utf-8"), associated_data(user_id, key_id))
+        ct = self._current.encrypt(nonce, plaintext.encode("utf-8"), associated_data(user_id, key_id, org_id))
         return Sealed(ct, nonce, self.current_version)
 
-    def open(self, sealed: Sealed, user_id: uuid.UUID, key_id: uuid.UUID) -> str:
+    def open(self, sealed: Sealed, user_id: uuid.UUID, key_id: uuid.UUID, org_id: uuid.UUID | None = None) -> str:
         aead = self._by_version.get(sealed.key_version)
         if aead is None:
             raise DecryptionFailed(f"no master key for key version {sealed.key_version}; "
                                    "set MASTER_ENCRYPTION_KEY_PREVIOUS to the key it was sealed with")
         try:
-            return aead.decrypt(sealed.nonce, sealed.ciphertext, associated_data(user_id, key_id)).decode("utf-8")
+            return aead.decrypt(sealed.nonce, sealed.ciphertext,
+                                associated_data(user_id, key_id, org_id)).decode("utf-8")
         except InvalidTag:
             raise DecryptionFailed("provider key failed authentication") from None
 

@@ -4,9 +4,15 @@ keys already decrypted, their aliases. A bounded LRU with a TTL; a miss costs on
 Each entry carries the key's rules (``keyrules.KeyRules``: expiry, allowed models with the globs compiled once,
 per-key rate, spend caps of the key and its account), so the hot path never reads them from PostgreSQL.
 
+A team key (``proxy_api_keys.org_id`` set) resolves to the team's workspace: the team's provider keys (sealed with
+the team bound), the team's plan, and the workspace id the limits count under; it resolves only while its holder is
+still a member (aliases stay the holder's own). Entries are indexed by user and by workspace, so an invalidation
+names either.
+
 Changes (revoked proxy key, a key's rules, provider key added or deleted, alias changed, user suspended, plan,
-limits or spend cap changed) are published on Redis; every replica's listener drops that user's entries at once. If
-the listener loses Redis, it clears the whole cache when it reconnects (it may have missed messages).
+limits or spend cap changed, a member removed) are published on Redis; every replica's listener drops that user's
+or workspace's entries at once. If the listener loses Redis, it clears the whole cache when it reconnects (it may
+have missed messages).
 """
 
 from __future__ import annotations
@@ -47,8 +53,12 @@ class ProviderKey:
 
 @dataclass(slots=True)
 class Principal:
-    user_id: uuid.UUID
+    user_id: uuid.UUID  # who holds the key (in a team: the member)
     user_id_str: str
+    workspace_id: uuid.UUID  # whose limits and keys: the user's own (= user_id), or the team's (= org_id)
+    workspace_id_str: str
+    org_id: uuid.UUID | None
+    plan_holder_id: uuid.UUID  # whose plan applies (the user, or the team's owner): their plan change drops it too
     proxy_key_id: uuid.UUID
     key_prefix: str
     plan: str
@@ -68,6 +78,11 @@ class Principal:
         start = self.rr.get(provider_id, 0) % len(keys)
         self.rr[provider_id] = start + 1
         return keys[start:] + keys[:start]
+
+
+def _index_ids(principal: Principal) -> set[uuid.UUID]:
+    """The ids an entry is dropped by: its holder, its workspace (a team), and whose plan it runs on."""
+    return {principal.user_id, principal.workspace_id, principal.plan_holder_id}
 
 
 class KeyCache:
@@ -115,8 +130,8 @@ class KeyCache:
             return  # the waiters see the error; nothing is cached
         principal = task.result()
         # An invalidation that happened while this load ran may postdate what it read: do not cache it then.
-        if generation < self._cleared_at or (
-                principal is not None and self._dropped_at.get(principal.user_id, -1) > generation):
+        if generation < self._cleared_at or (principal is not None and max(
+                self._dropped_at.get(i, -1) for i in _index_ids(principal)) > generation):
             return
         self._store(key_hash, principal, time.monotonic())
 
@@ -125,11 +140,13 @@ class KeyCache:
         self._entries[key_hash] = (now + ttl, principal)
         self._entries.move_to_end(key_hash)
         if principal is not None:
-            self._by_user.setdefault(principal.user_id, set()).add(key_hash)
+            for index_id in _index_ids(principal):
+                self._by_user.setdefault(index_id, set()).add(key_hash)
         while len(self._entries) > self._max:
             old_hash, (_, old) = self._entries.popitem(last=False)
             if old is not None:
-                self._forget_index(old.user_id, old_hash)
+                for index_id in _index_ids(old):
+                    self._forget_index(index_id, old_hash)
 
     def _forget_index(self, user_id: uuid.UUID, key_hash: bytes) -> None:
         hashes = self._by_user.get(user_id)
@@ -140,18 +157,31 @@ class KeyCache:
 
     async def _load(self, key_hash: bytes) -> Principal | None:
         async with self._pool.acquire() as conn:
+            # A team key takes the team's plan and limit overrides (its owner's, until the subscription moves to
+            # the organisation: teams.seat_plan) and works only while its holder is a member.
             row = await conn.fetchrow(
-                """SELECT k.id AS key_id, k.prefix, u.id AS user_id, u.plan, u.status,
-                          u.burst_per_minute_override, u.monthly_requests_override,
+                """SELECT k.id AS key_id, k.prefix, k.org_id, u.id AS user_id, u.status,
+                          coalesce(ow.id, u.id) AS plan_holder_id,
+                          coalesce(ow.plan, u.plan) AS plan,
+                          CASE WHEN k.org_id IS NULL THEN u.burst_per_minute_override
+                               ELSE ow.burst_per_minute_override END AS burst_per_minute_override,
+                          CASE WHEN k.org_id IS NULL THEN u.monthly_requests_override
+                               ELSE ow.monthly_requests_override END AS monthly_requests_override,
                           k.expires_at, k.allowed_models, k.allowed_providers, k.rpm_limit, k.spend_cap_idr,
                           u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard
                    FROM proxy_api_keys k JOIN users u ON u.id = k.user_id
-                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", key_hash)
+                   LEFT JOIN organisations o ON o.id = k.org_id
+                   LEFT JOIN users ow ON ow.id = o.owner_id
+                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+                     AND (k.org_id IS NULL OR EXISTS (SELECT 1 FROM org_members m
+                                                      WHERE m.org_id = k.org_id AND m.user_id = k.user_id))""",
+                key_hash)
             if row is None:
                 return None
             key_rows = await conn.fetch(
-                """SELECT id, provider, ciphertext, nonce, key_version FROM api_keys
-                   WHERE user_id = $1 ORDER BY created_at, id""", row["user_id"])
+                """SELECT id, user_id, org_id, provider, ciphertext, nonce, key_version FROM api_keys
+                   WHERE org_id IS NOT DISTINCT FROM $2 AND ($2::uuid IS NOT NULL OR user_id = $1)
+                   ORDER BY created_at, id""", row["user_id"], row["org_id"])
             alias_rows = await conn.fetch(
                 "SELECT name, hops FROM model_aliases WHERE user_id = $1", row["user_id"])
         plan = get_plan(row["plan"])
@@ -159,13 +189,17 @@ class KeyCache:
         for kr in key_rows:
             try:
                 plaintext = self._keyring.open(Sealed(kr["ciphertext"], kr["nonce"], kr["key_version"]),
-                                               row["user_id"], kr["id"])
+                                               kr["user_id"], kr["id"], kr["org_id"])
             except DecryptionFailed as exc:
                 log.error("provider key unreadable; skipped", extra={"key_id": str(kr["id"]), "reason": str(exc)})
                 continue
             by_provider.setdefault(kr["provider"], []).append(ProviderKey(kr["id"], plaintext))
+        team = row["org_id"] is not None
+        workspace_id = row["org_id"] if team else row["user_id"]
         return Principal(
-            user_id=row["user_id"], user_id_str=str(row["user_id"]), proxy_key_id=row["key_id"],
+            user_id=row["user_id"], user_id_str=str(row["user_id"]), workspace_id=workspace_id,
+            workspace_id_str=str(workspace_id), org_id=row["org_id"], plan_holder_id=row["plan_holder_id"],
+            proxy_key_id=row["key_id"],
             key_prefix=row["prefix"], plan=plan.id, active=row["status"] == "active",
             burst_per_minute=row["burst_per_minute_override"] or plan.burst_per_minute,
             monthly_requests=(row["monthly_requests_override"] if row["monthly_requests_override"] is not None
@@ -173,11 +207,14 @@ class KeyCache:
             provider_keys={p: tuple(ks) for p, ks in by_provider.items()},
             rules=KeyRules.build(expires_at=row["expires_at"], models=row["allowed_models"],
                                  providers=row["allowed_providers"], rpm=row["rpm_limit"],
-                                 key_cap_idr=row["spend_cap_idr"], user_cap_idr=row["user_cap_idr"],
+                                 key_cap_idr=row["spend_cap_idr"],
+                                 # A member's own account cap governs their personal calls, not the team's.
+                                 user_cap_idr=None if team else row["user_cap_idr"],
                                  user_cap_hard=row["spend_cap_hard"]),
             aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:
+        """Drop the entries of a user or of a workspace (a team's id)."""
         self._generation += 1
         if len(self._dropped_at) >= MAX_TRACKED_INVALIDATIONS:  # bounded: forget them all, conservatively
             self._dropped_at.clear()

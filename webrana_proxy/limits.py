@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -37,10 +39,12 @@ from redis.exceptions import NoScriptError
 
 from webrana_proxy.redispipe import RedisPipe
 
+log = logging.getLogger("webrana.limits")
 JAKARTA = timezone(timedelta(hours=7))  # Asia/Jakarta has no DST: a fixed offset is exact
 WINDOW_MS = 60_000  # rate windows are one minute
 SIGNUP_WINDOW_MS = 3_600_000  # sign-ups are counted per address per hour (settings.DEFAULT_SIGNUP_LIMIT)
 QUOTA_TTL_SLACK_S = 7 * 24 * 3600  # keep a finished month's counter a week for support questions
+THRESHOLDS = (80, 100)  # percent of a quota or cap at which alerts fire
 
 IP_SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
@@ -173,6 +177,22 @@ def key_counter(key_id: object, month: str) -> str:
 def user_counter(user_id: object, month: str) -> str:
     """An account's spend this month in micro-rupiah."""
     return f"spend:user:{user_id}:{month}"
+
+
+def crossed(before: int, after: int, cap: int, thresholds: tuple[int, ...] = THRESHOLDS) -> list[int]:
+    """The thresholds (percent of ``cap``) a counter passed going from ``before`` to ``after``."""
+    return [t for t in thresholds if before < -(-cap * t // 100) <= after]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaCrossing:
+    """A user's monthly request quota counter passed ``percent`` of the quota with one Redis call."""
+
+    user_id: str
+    month: str
+    percent: int
+    used: int
+    quota: int
 
 
 LIMIT_NAMES = {1: "ip", 2: "burst", 3: "quota", 4: "key_rate", 5: "key_spend", 6: "user_spend"}
@@ -368,6 +388,24 @@ class Limiter:
         # Calls of a pair waiting for a lease: the next grant asks for enough to cover them (they include calls
         # woken by the previous grant that have not run yet, which the lease may or may not serve).
         self._waiting: dict[tuple[str, str], int] = {}
+        self._quota_watchers: list[Callable[[QuotaCrossing], None]] = []
+
+    def on_quota_crossing(self, callback: Callable[[QuotaCrossing], None]) -> None:
+        """Call ``callback`` (sync and cheap: schedule work, don't do it) when a month's request quota counter
+        passes 80 % or 100 %. The scripts return where the counter got to, so this costs no Redis call: each
+        threshold is passed by exactly one script call (Redis runs them one at a time), on whichever replica;
+        a counter that goes down again (unused leased calls given back) may pass one again, so watchers
+        deduplicate (the alerts do, per user, month and threshold)."""
+        self._quota_watchers.append(callback)
+
+    def _quota_moved(self, user_id: str, month: str, before: int, after: int, quota: int) -> None:
+        for percent in crossed(before, after, quota):
+            crossing = QuotaCrossing(user_id, month, percent, after, quota)
+            for watcher in self._quota_watchers:
+                try:
+                    watcher(crossing)
+                except Exception:  # one broken watcher must not fail the call
+                    log.exception("quota crossing watcher failed")
 
     @staticmethod
     def _window(now: float) -> int:
@@ -469,6 +507,9 @@ class Limiter:
             1 if billable else 0])
         if code == 9:
             return int(limit)
+        if code == 0 and billable and self._quota_watchers:  # the quota counter went from limit - remaining - 1
+            after = int(limit) - int(remaining)
+            self._quota_moved(user_id, month, after - 1, after, int(limit))
         return Verdict(code == 0, LIMIT_NAMES.get(int(code), ""), int(limit), int(remaining), _ceil_s(int(reset_ms)))
 
     def _record(self, result: list[Any], pair: tuple[str, str], limits: tuple[int, int, int], window: int,
@@ -476,6 +517,8 @@ class Limiter:
         code, limit, remaining, reset_ms, granted, mark = result
         if code == 9:
             return None
+        if granted and self._quota_watchers:  # the counter went up by ``granted`` to ``limit - remaining``
+            self._quota_moved(pair[1], month, limit - remaining - granted, limit - remaining, limit)
         if granted > 1:
             self.leases.grant(*pair, Lease(window, month, limits, granted - 1, limit, remaining,
                                            int(now * 1000) + reset_ms, bytes(mark)))

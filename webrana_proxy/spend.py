@@ -34,12 +34,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from webrana_proxy.keycache import Principal
-from webrana_proxy.limits import QUOTA_TTL_SLACK_S, Script, key_counter, month_start_utc, user_counter
+from webrana_proxy.limits import (
+    QUOTA_TTL_SLACK_S,
+    Script,
+    crossed,
+    key_counter,
+    month_start_utc,
+    user_counter,
+)
 from webrana_proxy.redispipe import RedisPipe
 from webrana_proxy.state import LIMITER, POOL
 
 log = logging.getLogger("webrana.spend")
-THRESHOLDS = (80, 100)  # percent of a cap at which alerts fire
 
 # KEYS: counters to add to. ARGV: micro-rupiah. Returns each counter's new total, or -1 where it is missing (it
 # is then rebuilt from PostgreSQL, which will hold this call's row too: never created here from 0).
@@ -61,7 +67,8 @@ return {tonumber(redis.call('GET', KEYS[1]))}
 KEY_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM proxy_requests
                    WHERE proxy_key_id = $1 AND created_at >= $2"""
 USER_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM usage_daily
-                    WHERE user_id = $1 AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
+                    WHERE user_id = $1 AND org_id IS NULL
+                      AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +83,6 @@ class Crossing:
     spent_micro: int
     cap_micro: int
     hard: bool  # the cap stops calls (a key's always does; an account's when hard)
-
-
-def crossed(before: int, after: int, cap: int, thresholds: tuple[int, ...] = THRESHOLDS) -> list[int]:
-    """The thresholds (percent of ``cap``) a counter passed going from ``before`` to ``after``."""
-    return [t for t in thresholds if before < -(-cap * t // 100) <= after]
 
 
 class SpendCounters:

@@ -60,7 +60,7 @@ COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoi
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at",
            "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "service_tier",
            "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version",
-           "attempt", "failed_attempt", "alias")
+           "attempt", "failed_attempt", "alias", "org_id")
 # cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
 DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)  # this row can never be stored
@@ -101,6 +101,7 @@ class UsageRecord:
     attempt: int | None = None
     failed_attempt: bool = False
     alias: str | None = None
+    org_id: uuid.UUID | None = None  # the team whose workspace the call was made in (sql/0014); None: personal
 
     def as_row(self) -> tuple[Any, ...]:
         return (_text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
@@ -110,7 +111,7 @@ class UsageRecord:
                 self.created_at, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens,
                 self.reasoning_tokens, _text(self.service_tier), self.cost_usd_nano, self.cost_idr_micro,
                 self.usd_to_idr, self.price_source, _text(self.price_version), self.attempt, self.failed_attempt,
-                _text(self.alias))
+                _text(self.alias), self.org_id)
 
     def to_line(self) -> bytes:
         """One journal line (JSON, newline-terminated): ~1 us. asyncpg's UUID type is not one orjson knows."""
@@ -124,6 +125,7 @@ class UsageRecord:
             d["cost_idr_micro"] = legacy * 1_000_000
         d["user_id"] = uuid.UUID(d["user_id"])
         d["proxy_key_id"] = uuid.UUID(d["proxy_key_id"]) if d["proxy_key_id"] else None
+        d["org_id"] = uuid.UUID(d["org_id"]) if d.get("org_id") else None
         d["created_at"] = datetime.fromisoformat(d["created_at"])
         return cls(**d)
 
@@ -145,7 +147,7 @@ SELECT request_id, user_id, proxy_key_id, provider, model, endpoint, stream, sta
        completion_tokens, total_tokens, tokens_estimated, latency_ms, ttfb_ms, upstream_request_id, error_type,
        created_at, updated_at, cached_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,
        service_tier, cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version, attempt,
-       failed_attempt, alias
+       failed_attempt, alias, org_id
 FROM proxy_requests WITH NO DATA"""
 
 # One statement: insert the staged rows that are new, then move the counters by exactly those rows (RETURNING).
@@ -159,23 +161,23 @@ WITH ins AS (
                                 ttfb_ms, upstream_request_id, error_type, created_at, updated_at, cached_tokens,
                                 cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier,
                                 cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version, attempt,
-                                failed_attempt, alias)
+                                failed_attempt, alias, org_id)
     SELECT * FROM usage_stage
     ON CONFLICT (request_id) DO NOTHING
     RETURNING user_id, proxy_key_id, provider, model, endpoint, status, prompt_tokens, completion_tokens,
               total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens, cache_write_tokens, reasoning_tokens,
-              price_source, created_at, failed_attempt
+              price_source, created_at, failed_attempt, org_id
 ), daily AS (
-    INSERT INTO usage_daily (user_id, day, provider, model, requests, errors, prompt_tokens, completion_tokens,
-                             total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens, cache_write_tokens,
-                             reasoning_tokens, fallback_requests)
-    SELECT user_id, ((created_at AT TIME ZONE 'UTC') + interval '7 hours')::date, provider, model,
+    INSERT INTO usage_daily (user_id, org_id, day, provider, model, requests, errors, prompt_tokens,
+                             completion_tokens, total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens,
+                             cache_write_tokens, reasoning_tokens, fallback_requests)
+    SELECT user_id, org_id, ((created_at AT TIME ZONE 'UTC') + interval '7 hours')::date, provider, model,
            count(*) FILTER (WHERE endpoint <> ALL ($1::text[])), count(*) FILTER (WHERE status >= 400),
            sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_idr_micro), sum(cost_usd_nano),
            sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
            count(*) FILTER (WHERE price_source = 'fallback')
-    FROM ins WHERE NOT failed_attempt GROUP BY 1, 2, 3, 4
-    ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
+    FROM ins WHERE NOT failed_attempt GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (user_id, org_id, day, provider, model) DO UPDATE SET
         requests = usage_daily.requests + EXCLUDED.requests,
         errors = usage_daily.errors + EXCLUDED.errors,
         prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens,

@@ -76,7 +76,11 @@ async def test_every_page_costs_its_visitor_one_or_two_api_calls(console: Consol
     resp = await console.post("/aliases", {"name": "wbr/fast", "hop0_model": "gpt-4o-mini"})
     assert resp.status == 303
     alias_id = re.search(r'href="/aliases/([0-9a-f-]{36})/edit"', await console.get("/aliases"))
-    assert key_id and invoice_id and alias_id
+    await console.get("/admin/prices")
+    resp = await console.post("/admin/prices", {"provider": "openai", "model_pattern": "gpt-7*", "price_input": "3"})
+    assert resp.status == 303, await resp.text()
+    price_id = re.search(r'href="/admin/prices/([0-9a-f-]{36})/edit"', await console.get("/admin/prices"))
+    assert key_id and invoice_id and alias_id and price_id
     await console.get("/admin")  # the plans and the demo flag are now known to this console for a while
 
     budget = {
@@ -86,6 +90,7 @@ async def test_every_page_costs_its_visitor_one_or_two_api_calls(console: Consol
         f"/billing/result?order_id={paid}": 2, f"/billing/result?order_id={pending}": 1,
         f"/billing/invoices/{invoice_id.group(1)}": 1, "/billing/cancel": 1,
         "/admin": 1, "/admin/users": 1, "/admin/users?q=budget": 1, "/admin/refunds": 1, "/admin/audit": 1,
+        "/admin/prices": 2, f"/admin/prices/{price_id.group(1)}/edit": 1,
         "/login": 0, "/signup": 0, "/": 0, "/no-such-page": 0,
     }
     spent = {path: await api_calls(stack, console, path, addresses) for path in budget}

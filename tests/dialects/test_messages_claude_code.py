@@ -23,10 +23,13 @@ def _body(**extra: Any) -> dict[str, Any]:
 
 def test_system_messages_in_the_conversation_stay_in_place() -> None:
     messages = to_chat(_body(), "gpt-4o-mini")["messages"]
+    ephemeral = {"type": "ephemeral"}  # the cache markers stay on their parts (Qwen and OpenRouter read them)
     assert messages == [
-        {"role": "system", "content": "You are a Claude agent."},
+        {"role": "system", "content": [{"type": "text", "text": "You are a Claude agent.",
+                                        "cache_control": ephemeral}]},
         {"role": "user", "content": "<system-reminder>x</system-reminder>"},
-        {"role": "system", "content": "# Environment\nPlatform: linux\n\nModel: gpt-4o-mini"},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment\nPlatform: linux"},
+                                       {"type": "text", "text": "\n\nModel: gpt-4o-mini", "cache_control": ephemeral}]},
         {"role": "user", "content": "What does note.txt say?"},
     ]
 

@@ -53,7 +53,9 @@ def test_a_full_request_becomes_the_chat_form() -> None:
     assert to_chat(body, "gpt-4o") == {
         "model": "gpt-4o",
         "messages": [
-            {"role": "system", "content": "Be brief.\n\nAnswer in Indonesian."},
+            {"role": "system", "content": [
+                {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "\n\nAnswer in Indonesian."}]},
             {"role": "user", "content": [
                 {"type": "text", "text": "Lihat gambar"},
                 {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
@@ -62,9 +64,10 @@ def test_a_full_request_becomes_the_chat_form() -> None:
                 {"id": "toolu_1", "type": "function",
                  "function": {"name": "get_weather", "arguments": '{"city":"Jakarta"}'}}]},
             {"role": "tool", "tool_call_id": "toolu_1", "content": "31 C"},
-            {"role": "user", "content": "Terima kasih"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Terima kasih", "cache_control": {"type": "ephemeral"}}]},
         ],
-        "max_completion_tokens": 1024, "temperature": 0.2, "top_p": 0.9, "stop": ["END"],
+        "max_completion_tokens": 1024, "temperature": 0.2, "top_p": 0.9, "stop": ["END"], "user": "u1",
         "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"},
                                                     "description": "Weather"}}],
         "tool_choice": "required", "parallel_tool_calls": False, "reasoning_effort": "medium",

@@ -178,6 +178,7 @@ class Answer:
     output_tokens: int
     cache_creation: int
     cache_read: int
+    thinking_tokens: int = 0  # of output_tokens: reported in output_tokens_details when there were any
 
     @property
     def usage(self) -> Usage:
@@ -190,7 +191,14 @@ class Answer:
             "cache_read_input_tokens": self.cache_read,
             "output_tokens": output_tokens,
             "service_tier": "standard",
+            **self.output_details(output_tokens),
         }
+
+    def output_details(self, output_tokens: int) -> dict[str, Any]:
+        """``output_tokens_details.thinking_tokens`` once the output includes the thinking (not at message_start)."""
+        if not self.thinking_tokens or output_tokens < self.output_tokens:
+            return {}
+        return {"output_tokens_details": {"thinking_tokens": self.thinking_tokens}}
 
 
 def build_answer(state: FakeState, body: dict[str, Any], b: Behaviour) -> Answer:
@@ -211,6 +219,7 @@ def build_answer(state: FakeState, body: dict[str, Any], b: Behaviour) -> Answer
         output_tokens=completion_tokens(answer, calls, args_json) + b.reasoning_tokens,
         cache_creation=b.cache_creation_tokens,
         cache_read=b.cached_tokens,
+        thinking_tokens=b.reasoning_tokens,
     )
 
 
@@ -298,7 +307,7 @@ def stream_events(a: Answer, b: Behaviour) -> list[bytes]:
         "delta": {"stop_reason": a.stop_reason, "stop_sequence": None},
     }
     if b.send_usage:
-        delta["usage"] = {"output_tokens": a.output_tokens}
+        delta["usage"] = {"output_tokens": a.output_tokens, **a.output_details(a.output_tokens)}
     events.append(sse("message_delta", delta))
     events.append(sse("message_stop", {"type": "message_stop"}))
     return events

@@ -331,7 +331,7 @@ def build_answer(flavor: Flavor, state: FakeState, body: dict[str, Any], b: Beha
     args_json = tuple(orjson.dumps(dict(c.arguments)).decode() for c in calls)
     call_ids = tuple(c.id or (flavor.tool_id(seq, i) if flavor.tool_id else f"call_fake{seq:06d}x{i}")
                      for i, c in enumerate(calls))
-    prompt = prompt_tokens(prompt_texts(messages)) + b.cached_tokens
+    prompt = prompt_tokens(prompt_texts(messages)) + b.cached_tokens + b.cache_creation_tokens
     completion = completion_tokens(answer, calls, args_json) + b.reasoning_tokens
     usage_json: dict[str, Any] = {
         "prompt_tokens": prompt,
@@ -340,6 +340,8 @@ def build_answer(flavor: Flavor, state: FakeState, body: dict[str, Any], b: Beha
     }
     if flavor is OPENAI:
         usage_json["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens, "audio_tokens": 0}
+        if b.cache_creation_tokens:  # input written to the prompt cache, part of prompt_tokens
+            usage_json["prompt_tokens_details"]["cache_write_tokens"] = b.cache_creation_tokens
         usage_json["completion_tokens_details"] = {
             "reasoning_tokens": b.reasoning_tokens,
             "audio_tokens": 0,

@@ -59,7 +59,10 @@ def test_every_template_renders_in_both_languages() -> None:
     params = {"email": "a@b.co", "token_id": str(uuid.uuid4()), "changed_at": "2025-03-01T07:30:00+00:00",
               "number": "WEB-2025-03-0001", "plan_name": "Starter", "subtotal_idr": 100000, "ppn_idr": 11000,
               "ppn_percent": 11, "total_idr": 111000, "period_end_at": "2025-03-31T17:00:00+00:00",
-              "path": "/billing/invoices/x"}
+              "path": "/billing/invoices/x", "percent": 80, "period_month": "2025-03", "used": "8", "limit": "10",
+              "spent_idr": 8, "cap_idr": 10, "key_name": "ci", "key_prefix": "wbr_ab12",  # the alerts' params
+              "inviter": "owner@b.co", "org_name": "Acme", "role": "member",
+              "expires_at": "2025-03-08T07:30:00+00:00"}  # a team invitation's
     for name in TEMPLATES:
         subjects = {render(name, lang, params, console_url="https://c.example", token_for=_token).subject
                     for lang in ("id", "en")}
@@ -86,3 +89,14 @@ def test_a_link_token_is_the_same_each_time_and_another_for_another_row() -> Non
     assert links.token_for("verify", a) == links.token_for("verify", a)
     assert len({links.token_for("verify", a), links.token_for("reset", a), links.token_for("verify", b),
                 LinkTokens("k" * 40).token_for("verify", a)}) == 4
+
+
+def test_alert_mails_name_the_month_and_the_amounts_in_the_readers_language() -> None:
+    params = {"percent": 80, "period_month": "2025-03", "spent_idr": 8123, "cap_idr": 10000, "key_name": "ci-bot",
+              "key_prefix": "wbr_ab12", "path": "/proxy-keys/x/edit"}
+    en = render("alert_key_spend", "en", params, console_url="https://c.example", token_for=_token)
+    assert en.subject == "Webrana: key ci-bot used 80% of its spend cap"
+    assert "Rp 8.123 in March 2025: 80% of its Rp 10.000 cap" in en.text
+    assert "https://c.example/proxy-keys/x/edit" in en.text
+    id_ = render("alert_key_spend", "id", params, console_url="https://c.example", token_for=_token)
+    assert "Rp 8.123 pada Maret 2025" in id_.text

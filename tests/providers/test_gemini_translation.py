@@ -158,7 +158,7 @@ def test_json_object_format() -> None:
                     }
                 ]
             },
-            "only data: URLs",
+            "cannot fetch other URLs",
         ),
         ({"messages": [{"role": "system", "content": "only system"}]}, "at least one"),
         (

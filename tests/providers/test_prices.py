@@ -13,11 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from webrana_proxy.providers.anthropic_native import NativeMessagesStream
+from webrana_proxy.providers.anthropic_response import AnthropicStream
 from webrana_proxy.providers.anthropic_response import usage_of as anthropic_usage
 from webrana_proxy.providers.base import Usage
 from webrana_proxy.providers.catalogue import build_catalogue, load_catalogue, rates_on, read_data
 from webrana_proxy.providers.costs import Rates
 from webrana_proxy.providers.gemini_response import usage_of as gemini_usage
+from webrana_proxy.providers.openai_responses import usage_of as responses_usage
 from webrana_proxy.providers.passthrough import usage_from
 from webrana_proxy.providers.pricebook import DbPrice, PriceBook
 
@@ -38,28 +41,29 @@ def nano(usd_micro: float) -> int:
 # --- OpenAI (Chat Completions usage, passthrough lane) -------------------------------------------------------
 
 def test_openai_cached_input_is_charged_at_the_cache_read_rate(book: PriceBook) -> None:
-    # gpt-5-mini: $0.25 input, $0.025 cached, $2 output per Mtok. 100k prompt of which 90k cached, 1,000 out
-    # (600 of them reasoning, which is output): 10,000 x 0.25 + 90,000 x 0.025 + 1,000 x 2 = 6,750 micro-USD.
-    # The old flat price said 100,000 x 0.25 + 2,000 = 27,000: four times too much.
+    # gpt-5.4-mini: $0.75 input, $0.075 cached, $4.50 output per Mtok. 100k prompt of which 90k cached, 1,000 out
+    # (600 of them reasoning, which is output): 10,000 x 0.75 + 90,000 x 0.075 + 1,000 x 4.5 = 18,750 micro-USD.
+    # The old flat price said 100,000 x 0.75 + 4,500 = 79,500: four times too much.
     usage = usage_from({"prompt_tokens": 100_000, "completion_tokens": 1_000, "total_tokens": 101_000,
                         "prompt_tokens_details": {"cached_tokens": 90_000},
                         "completion_tokens_details": {"reasoning_tokens": 600}})
     assert usage is not None and usage.reasoning_tokens == 600
-    priced, unpriced = book.price("openai", "gpt-5-mini-2025-08-07", usage, RATE, DAY)
-    assert priced.cost_usd_nano == nano(6_750)
-    assert priced.cost_idr_micro == 111_375_000  # Rp 111,375
-    assert (priced.source, priced.model, unpriced) == ("catalogue", "gpt-5-mini", False)
+    priced, unpriced = book.price("openai", "gpt-5.4-mini-2026-03-17", usage, RATE, DAY)
+    assert priced.cost_usd_nano == nano(18_750)
+    assert priced.cost_idr_micro == 309_375_000  # Rp 309,375
+    assert (priced.source, priced.model, unpriced) == ("catalogue", "gpt-5.4-mini", False)
     assert priced.version.startswith("genai-prices ")
 
 
 def test_openai_service_tier_flex_priority_and_the_default_factor(book: PriceBook) -> None:
     body = {"prompt_tokens": 10_000, "completion_tokens": 1_000, "total_tokens": 11_000}
-    # gpt-5-mini flex (the data's variant): 10,000 x 0.125 + 1,000 x 1 = 2,250 micro-USD; priority 0.45/3.6: 8,100
+    # gpt-5.4-mini flex (the data's variant, 0.375/2.25): 10,000 x 0.375 + 1,000 x 2.25 = 6,000 micro-USD;
+    # priority (1.5/9): 15,000 + 9,000 = 24,000
     flex = usage_from(body, "flex")
     priority = usage_from(body, "priority")
     assert flex is not None and priority is not None
-    assert book.price("openai", "gpt-5-mini", flex, RATE, DAY)[0].cost_usd_nano == nano(2_250)
-    assert book.price("openai", "gpt-5-mini", priority, RATE, DAY)[0].cost_usd_nano == nano(8_100)
+    assert book.price("openai", "gpt-5.4-mini", flex, RATE, DAY)[0].cost_usd_nano == nano(6_000)
+    assert book.price("openai", "gpt-5.4-mini", priority, RATE, DAY)[0].cost_usd_nano == nano(24_000)
     # gpt-5.5 has no flex variant in the data: OpenAI's rule, half price. Standard: 10,000 x 5 + 1,000 x 30 = 80,000
     std = usage_from(body, "default")
     assert std is not None
@@ -109,6 +113,44 @@ def test_anthropic_cache_reads_and_5m_and_1h_cache_writes(book: PriceBook) -> No
     assert priced.cost_idr_micro == 297_000_000  # 0.018 USD x 16,500 = Rp 297
 
 
+def _anthropic_stream(thinking: int) -> bytes:
+    """A recorded Messages stream's usage events: input at message_start, output (and its thinking part, in
+    ``output_tokens_details``) at message_delta."""
+    start = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+             "model": "claude-opus-5-5", "content": [], "stop_reason": None, "usage": {
+                 "input_tokens": 100, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+                 "output_tokens": 1}}}
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+             "usage": {"output_tokens": 2_000, "output_tokens_details": {"thinking_tokens": thinking}}}
+    return b"".join(f"event: {e['type']}\ndata: {orjson.dumps(e).decode()}\n\n".encode()
+                    for e in (start, delta, {"type": "message_stop"}))
+
+
+def test_anthropic_thinking_tokens_are_read_into_the_reasoning_count() -> None:
+    # Anthropic's usage.output_tokens_details.thinking_tokens (the SDK's OutputTokensDetails): part of output_tokens.
+    usage = anthropic_usage({"input_tokens": 100, "output_tokens": 2_000,
+                             "output_tokens_details": {"thinking_tokens": 1_500}})
+    assert usage is not None and (usage.completion_tokens, usage.reasoning_tokens) == (2_000, 1_500)
+    # never more than the output it is part of
+    odd = anthropic_usage({"input_tokens": 1, "output_tokens": 10, "output_tokens_details": {"thinking_tokens": 99}})
+    assert odd is not None and odd.reasoning_tokens == 10
+    native = NativeMessagesStream()
+    native.feed(_anthropic_stream(1_200))
+    translated = AnthropicStream("claude-opus-5-5", include_usage=True)
+    out = b"".join(translated.feed(_anthropic_stream(1_200)))
+    for got in (native.usage, translated.usage):
+        assert got is not None and (got.prompt_tokens, got.completion_tokens, got.reasoning_tokens) == (
+            100, 2_000, 1_200)
+    assert b'"completion_tokens_details":{"reasoning_tokens":1200}' in out  # the client's usage chunk says so
+
+
+def test_responses_usage_reads_reasoning_tokens() -> None:
+    usage = responses_usage({"input_tokens": 1_000, "input_tokens_details": {"cached_tokens": 600},
+                             "output_tokens": 500, "output_tokens_details": {"reasoning_tokens": 300},
+                             "total_tokens": 1_500})
+    assert usage is not None and (usage.cached_tokens, usage.reasoning_tokens) == (600, 300)
+
+
 # --- Google Gemini (usageMetadata) -------------------------------------------------------------------------
 
 GEMINI_META = {"promptTokenCount": 10_000, "cachedContentTokenCount": 4_000, "candidatesTokenCount": 800,
@@ -155,6 +197,10 @@ def test_qwen_thinking_output_price_and_prompt_tiers(book: PriceBook) -> None:
     assert thinking is not None and plain is not None
     assert book.price("qwen", "qwen-plus", thinking, RATE, DAY)[0].cost_usd_nano == nano(400 + 8_000)
     assert book.price("qwen", "qwen-plus", plain, RATE, DAY)[0].cost_usd_nano == nano(400 + 2_400)
+    # the call asked for thinking mode (enable_thinking) and the answer reported no reasoning count: still the
+    # thinking-mode price, as DashScope bills it
+    asked = Usage(prompt_tokens=1_000, completion_tokens=2_000, total_tokens=3_000, thinking_mode=True)
+    assert book.price("qwen", "qwen-plus", asked, RATE, DAY)[0].cost_usd_nano == nano(400 + 8_000)
     # above 256k: input 1.2, output 3.6: 300,000 x 1.2 + 1,000 x 3.6 = 363,600
     long = Usage(prompt_tokens=300_000, completion_tokens=1_000, total_tokens=301_000)
     assert book.price("qwen", "qwen-plus-latest", long, RATE, DAY)[0].cost_usd_nano == nano(363_600)
@@ -211,7 +257,7 @@ def test_admin_overrides_win_from_their_valid_from() -> None:
     assert (priced.cost_usd_nano, priced.source, unpriced) == (nano(600_000), "override", False)
 
 
-@given(st.sampled_from(["gpt-6-luna", "gpt-5.5", "gpt-5-mini"]), st.integers(0, 10**7), st.integers(0, 10**7),
+@given(st.sampled_from(["gpt-6-luna", "gpt-5.5", "gpt-5.4-mini"]), st.integers(0, 10**7), st.integers(0, 10**7),
        st.integers(0, 10**7), st.integers(1, 30_000))
 def test_cost_never_decreases_with_more_output_and_cached_never_costs_more(
     model: str, prompt: int, completion: int, cached: int, rate: int

@@ -17,6 +17,7 @@ from webrana_proxy.billing.plans import PLAN_IDS, get_plan
 from webrana_proxy.errors import NotFound, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_body, read_json, req_str
 from webrana_proxy.state import POOL, SETTINGS
+from webrana_proxy.teams import check_plan_change
 
 routes = web.RouteTableDef()
 
@@ -40,7 +41,9 @@ async def subscribe_plan(request: web.Request) -> web.Response:
     if plan_id == "free":
         raise ValidationFailed("the Free plan needs no payment; to stop renewing, cancel the subscription "
                                "(POST /api/billing/cancel)", param="plan", code="free_plan")
-    checkout = await subscribe(BillingDeps.from_app(request.app), user, get_plan(plan_id), key, _now())
+    plan = get_plan(plan_id)
+    await check_plan_change(request.app[POOL], user.id, plan)  # a team keeps a seat for everyone in it
+    checkout = await subscribe(BillingDeps.from_app(request.app), user, plan, key, _now())
     headers = {"Idempotent-Replayed": "true"} if checkout.replayed else None
     return json_response(checkout.body, status=201, headers=headers)
 
@@ -57,6 +60,8 @@ async def get_subscription(request: web.Request) -> web.Response:
 @routes.post("/api/billing/cancel")
 async def cancel(request: web.Request) -> web.Response:
     user = await current_user(request)
+    # Cancelling returns the account to Free at the period's end: one seat, so the team must be down to its owner.
+    await check_plan_change(request.app[POOL], user.id, get_plan("free"))
     now = _now()
     row = await subscriptions.cancel(request.app[POOL], user.id, now)
     if row is None:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from webrana_proxy.alerts.banner import PENDING
 from webrana_proxy.errors import Forbidden, Unauthorized
 from webrana_proxy.state import POOL, TOKENS
 
@@ -57,10 +58,16 @@ def bearer(request: web.Request) -> str:
 # The user and, in the same read, whether the token's sign-in is still live: a family with no unrevoked row
 # (logout, refresh-token reuse, a new password, a promotion) ends its access tokens too. One probe of
 # refresh_tokens_live_family_idx; the user read was needed anyway (suspension, role), so no extra round trip.
+# Likewise the user's undismissed alerts (one probe of alerts_pending_idx): the console's banner rides on it.
 _SIGNED_IN_USER = """
     SELECT u.id, u.email, u.role, u.plan, u.status, u.created_at, u.burst_per_minute_override,
            u.monthly_requests_override, (u.email_verified_at IS NOT NULL OR u.role = 'admin') AS email_verified,
            u.locale,
+           (SELECT json_agg(p)::text FROM (  -- alerts.banner: at most BANNER_ALERTS, newest first
+                SELECT a.id, a.scope, a.percent, a.period, a.hard, k.name AS key_name, k.prefix AS key_prefix
+                FROM alerts a LEFT JOIN proxy_api_keys k ON k.id = a.proxy_key_id
+                WHERE a.user_id = u.id AND a.dismissed_at IS NULL
+                ORDER BY a.created_at DESC, a.percent DESC LIMIT 5) p) AS pending_alerts,
            EXISTS (SELECT 1 FROM refresh_tokens r
                    WHERE r.family_id = $2 AND r.user_id = u.id AND r.revoked_at IS NULL) AS signed_in
     FROM users u WHERE u.id = $1"""
@@ -75,6 +82,8 @@ async def current_user(request: web.Request) -> User:
         raise Unauthorized("this sign-in has ended (signed out, or revoked for safety); sign in again",
                            code="session_revoked")
     user = User.from_row(row)
+    if row["pending_alerts"]:
+        request[PENDING] = row["pending_alerts"]  # the console's banner, on this answer (alerts.banner)
     if user.status != "active":
         raise Forbidden("account is suspended; contact support", code="account_suspended")
     return user

@@ -142,13 +142,17 @@ def overview_schema(plan_offer: dict[str, Any]) -> dict[str, Any]:
 
 def paths() -> dict[str, dict[str, Any]]:
     """Every /api route: method -> operation."""
+    from webrana_proxy.api.alerts_openapi import alerts_paths
     from webrana_proxy.api.auth_email_openapi import auth_email_paths  # they build on the helpers above
     from webrana_proxy.api.billing_openapi import PLAN_OFFER, billing_paths
+    from webrana_proxy.api.orgs_openapi import orgs_paths, team_key_paths
     from webrana_proxy.api.rules_openapi import rules_paths
 
-    return {
+    personal = {
         **billing_paths(),
         **auth_email_paths(),
+        **alerts_paths(),
+        **orgs_paths(),  # teams; /api/orgs/{org_id}/... names the workspace a call acts in
         "/api/openapi.json": {"get": _op("This document", auth=False)},
         "/api/meta": {"get": _op("Facts about this deployment: the API version, whether the providers are "
                                  "local demo fakes (WEBRANA_DEMO), whether e-mail is sent (mail: an SMTP server "
@@ -205,6 +209,7 @@ def paths() -> dict[str, dict[str, Any]]:
                                              "so far; at most 366 days)", params=RANGE_PARAMS,
                                              response=STR, content_type="text/csv")},
     }
+    return {**personal, **team_key_paths(personal)}
 
 
 def document() -> dict[str, Any]:

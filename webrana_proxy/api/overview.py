@@ -28,8 +28,8 @@ CHART_DAYS = 30  # the overview's traffic chart: the last 30 days, today include
 
 # Active keys of each kind, and whether any proxy key (revoked ones too) ever carried a call.
 KEY_COUNTS_SQL = """
-SELECT (SELECT count(*) FROM api_keys WHERE user_id = $1) AS provider_keys,
-       (SELECT count(*) FROM proxy_api_keys WHERE user_id = $1 AND revoked_at IS NULL) AS proxy_keys,
+SELECT (SELECT count(*) FROM api_keys WHERE user_id = $1 AND org_id IS NULL) AS provider_keys,
+       (SELECT count(*) FROM proxy_api_keys WHERE user_id = $1 AND org_id IS NULL AND revoked_at IS NULL) AS proxy_keys,
        EXISTS (SELECT 1 FROM proxy_api_keys WHERE user_id = $1 AND request_count > 0) AS made_call
 """
 

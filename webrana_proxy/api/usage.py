@@ -12,7 +12,8 @@
   is committed while the download runs (the usage writer is about a second behind the calls) is in it only if its
   position is still ahead of the export's.
 
-Days are Asia/Jakarta days (UTC+7, no daylight saving). Every query is bound to the caller's ``user_id``.
+Days are Asia/Jakarta days (UTC+7, no daylight saving). Every query is bound to the caller's personal workspace
+(``user_id`` and ``org_id IS NULL``: calls made with team keys belong to the team's workspace).
 Every statement is one complete SQL literal; optional filters are parameters that may be NULL.
 """
 
@@ -217,7 +218,7 @@ SELECT GROUPING(day, provider, model) AS g, day, provider, model,
        COALESCE(sum(cost_usd_nano), 0)::bigint AS cost_usd_nano,
        COALESCE(sum(fallback_requests), 0)::bigint AS fallback_requests
 FROM usage_daily
-WHERE user_id = $1 AND day BETWEEN $2 AND $3
+WHERE user_id = $1 AND org_id IS NULL AND day BETWEEN $2 AND $3
 GROUP BY GROUPING SETS ((day), (provider), (provider, model), ())
 """
 # GROUPING() bits are (day, provider, model), 1 = rolled up.
@@ -235,7 +236,7 @@ SELECT id, request_id, created_at, provider, model, endpoint, stream, status, pr
        cost_idr::bigint * 1000000 + cost_idr_micro AS cost_idr_micro, cost_usd_nano, usd_to_idr, price_source,
        price_version, latency_ms, ttfb_ms, error_type
 FROM proxy_requests
-WHERE user_id = $1
+WHERE user_id = $1 AND org_id IS NULL
   AND created_at >= COALESCE($2::timestamptz, '-infinity')
   AND created_at < COALESCE($3::timestamptz, 'infinity')
   AND (created_at, id) < (COALESCE($4::timestamptz, 'infinity'),
@@ -255,7 +256,7 @@ SELECT id, request_id, created_at, provider, model, endpoint, stream, status, pr
        cost_idr::bigint * 1000000 + cost_idr_micro AS cost_idr_micro, cost_usd_nano, usd_to_idr, price_source,
        price_version, latency_ms, ttfb_ms, error_type
 FROM proxy_requests
-WHERE user_id = $1
+WHERE user_id = $1 AND org_id IS NULL
   AND model = $10
   AND created_at >= COALESCE($2::timestamptz, '-infinity')
   AND created_at < COALESCE($3::timestamptz, 'infinity')
@@ -275,7 +276,7 @@ SELECT id, request_id, created_at, provider, model, endpoint, stream, status, pr
        total_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, tokens_estimated,
        cost_idr::bigint * 1000000 + cost_idr_micro AS cost_idr_micro, cost_usd_nano, usd_to_idr, price_source,
        price_version, latency_ms, ttfb_ms, error_type
-FROM proxy_requests WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+FROM proxy_requests WHERE user_id = $1 AND org_id IS NULL AND created_at >= $2 AND created_at < $3
   AND (created_at, id) > (COALESCE($4::timestamptz, '-infinity'),
                           COALESCE($5::uuid, '00000000-0000-0000-0000-000000000000'))
 ORDER BY created_at, id

@@ -4,11 +4,16 @@ Kept: system (string or text blocks; also ``role: "system"`` messages in ``messa
 for models it does not know, kept in place), multi-block content, images (base64 -> ``data:`` URL, URL -> URL),
 ``tool_use`` / ``tool_result`` (ids kept; a tool result's images follow it as a user message, since chat tool
 messages hold text only), ``tools``, ``tool_choice`` (with ``disable_parallel_tool_use``), ``stop_sequences``,
-``max_tokens``, ``temperature``, ``top_p``, ``thinking`` -> ``reasoning_effort`` (by budget), ``stream``.
-Dropped silently (no equivalent in the chat form): ``metadata``, ``context_management``, ``cache_control``,
-``top_k``, ``service_tier``, ``container``, ``mcp_servers``, Anthropic server tools (``web_search_...``),
+``max_tokens``, ``temperature``, ``top_p``, ``thinking`` -> ``reasoning_effort`` (by budget; else
+``output_config.effort``), ``output_config.format`` / ``output_format`` (JSON Schema) -> ``response_format``,
+``metadata.user_id`` -> ``user``, ``cache_control`` on system, text, image and tool-result blocks -> the same
+marker on the chat content part (such content stays a list of parts), which the providers that read it (Qwen,
+OpenRouter) are sent, ``stream``.
+Dropped silently (no equivalent in the chat form): other ``metadata``, ``context_management``, ``cache_control``
+on tools, ``top_k``, ``service_tier``, ``container``, ``mcp_servers``, Anthropic server tools (``web_search_...``),
 assistant ``thinking`` / ``redacted_thinking`` blocks. Refused with a 400 naming the field: anything that
-cannot be honoured (a ``document`` block, an unknown block type, a malformed field).
+cannot be honoured (a ``document`` block, an unknown block type, a malformed field). The whole table, per
+provider, is ``providers/conformance.py`` (docs/parameters.md).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import orjson
 
 from webrana_proxy.errors import BadRequest
 from webrana_proxy.providers.base import JSON
+from webrana_proxy.providers.prompt_cache import MARKER, marker_of
 
 # ``thinking.budget_tokens`` -> ``reasoning_effort``: below LOW_BUDGET "low", below HIGH_BUDGET "medium", else
 # "high" (Anthropic's minimum budget is 1,024; Claude Code's default is about 32,000).
@@ -26,6 +32,7 @@ LOW_BUDGET = 4_096
 HIGH_BUDGET = 16_384
 SKIPPED_ASSISTANT_BLOCKS = ("thinking", "redacted_thinking")  # reasoning: no equivalent to send back
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+OUTPUT_EFFORTS = ("low", "medium", "high")  # output_config.effort, used when there is no ``thinking``
 
 
 def _bad(message: str, param: str) -> BadRequest:
@@ -67,6 +74,28 @@ def system_text(system: Any, param: str = "system") -> str | None:
     return "\n\n".join(t for t in texts if t) or None
 
 
+def _system_content(system: Any, param: str) -> Any:
+    """A system content for the chat form: the joined text, or text parts when a block carries a
+    ``cache_control`` marker (None when empty). The parts join to the same text (blank lines between blocks)."""
+    text = system_text(system, param)
+    if text is None or not isinstance(system, list) or not any(MARKER in b for b in system):
+        return text
+    parts: list[JSON] = []
+    for j, block in enumerate(system):
+        if block["text"]:
+            piece = ("\n\n" if parts else "") + block["text"]
+            parts.append(_marked({"type": "text", "text": piece}, block, f"{param}[{j}]"))
+    return parts
+
+
+def _marked(part: JSON, block: JSON, param: str) -> JSON:
+    """``part`` with the block's ``cache_control``, if it has one."""
+    marker = marker_of(block, param)
+    if marker is not None:
+        part[MARKER] = marker
+    return part
+
+
 def _image_part(block: JSON, param: str) -> JSON:
     source = block.get("source")
     if not isinstance(source, dict):
@@ -76,12 +105,12 @@ def _image_part(block: JSON, param: str) -> JSON:
         mime, data = source.get("media_type"), source.get("data")
         if not isinstance(mime, str) or not isinstance(data, str):
             raise _bad("base64 images need media_type and data strings", f"{param}.source")
-        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+        return _marked({"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}, block, param)
     if kind == "url":
         url = source.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise _bad("url images need an http(s) url", f"{param}.source.url")
-        return {"type": "image_url", "image_url": {"url": url}}
+        return _marked({"type": "image_url", "image_url": {"url": url}}, block, param)
     raise _bad(f"image source type '{kind}' cannot be sent to this model (use base64 or url)",
                f"{param}.source.type")
 
@@ -108,6 +137,10 @@ def _tool_result(block: JSON, param: str) -> tuple[JSON, list[JSON]]:
     text = "\n".join(texts)
     if block.get("is_error") is True:
         text = f"Error: {text}" if text else "Error"
+    marker = marker_of(block, param)
+    if marker is not None:  # the chat form marks content parts: the result becomes one marked text part
+        return {"role": "tool", "tool_call_id": call_id,
+                "content": [{"type": "text", "text": text, MARKER: marker}]}, images
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
 
 
@@ -122,7 +155,7 @@ def _user(content: Any, param: str) -> list[JSON]:
         if kind == "text":
             text = _text(block, p)
             if text:
-                parts.append({"type": "text", "text": text})
+                parts.append(_marked({"type": "text", "text": text}, block, p))
         elif kind == "image":
             parts.append(_image_part(block, p))
         elif kind == "tool_result":
@@ -133,7 +166,7 @@ def _user(content: Any, param: str) -> list[JSON]:
             raise _bad(f"block type '{kind}' cannot be sent to this model", f"{p}.type")
     out = tools
     if parts:
-        only_text = all(part["type"] == "text" for part in parts)
+        only_text = all(part["type"] == "text" and MARKER not in part for part in parts)
         content_out: Any = "\n".join(part["text"] for part in parts) if only_text else parts
         out.append({"role": "user", "content": content_out})
     return out
@@ -141,12 +174,15 @@ def _user(content: Any, param: str) -> list[JSON]:
 
 def _assistant(content: Any, param: str) -> JSON | None:
     texts: list[str] = []
+    marked: list[JSON] = []  # the text parts, kept apart only when one carries a cache_control marker
     calls: list[JSON] = []
     for j, block in enumerate(_blocks(content, param)):
         p = f"{param}[{j}]"
         kind = block["type"]
         if kind == "text":
             texts.append(_text(block, p))
+            if texts[-1]:
+                marked.append(_marked({"type": "text", "text": texts[-1]}, block, p))
         elif kind == "tool_use":
             call_id, name, args = block.get("id"), block.get("name"), block.get("input", {})
             if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
@@ -163,6 +199,8 @@ def _assistant(content: Any, param: str) -> JSON | None:
     if not text and not calls:
         return None
     message: JSON = {"role": "assistant", "content": text or None}
+    if any(MARKER in part for part in marked):
+        message["content"] = marked
     if calls:
         message["tool_calls"] = calls
     return message
@@ -237,7 +275,7 @@ def prompt_messages(body: JSON) -> list[JSON]:
     if not isinstance(messages, list) or not messages:
         raise _bad("must be a non-empty array", "messages")
     out: list[JSON] = []
-    system = system_text(body.get("system"))
+    system = _system_content(body.get("system"), "system")
     if system is not None:
         out.append({"role": "system", "content": system})
     for i, message in enumerate(messages):
@@ -246,7 +284,7 @@ def prompt_messages(body: JSON) -> list[JSON]:
         if role not in ("user", "assistant", "system") or "content" not in message:
             raise _bad("must be an object with role 'user', 'assistant' or 'system' and content", p)
         if role == "system":  # Claude Code sends these in place for models it does not know
-            text = system_text(message["content"], f"{p}.content")
+            text = _system_content(message["content"], f"{p}.content")
             if text is not None:
                 out.append({"role": "system", "content": text})
         elif role == "user":
@@ -279,9 +317,22 @@ def to_chat(body: JSON, model: str) -> JSON:
     if tools:
         out["tools"] = tools
         _tool_choice(body.get("tool_choice"), out)
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise _bad("must be an object", "output_config")
     effort = reasoning_effort(body.get("thinking"))
+    if effort is None and config is not None and config.get("effort") in OUTPUT_EFFORTS:
+        effort = str(config["effort"])
     if effort is not None:
         out["reasoning_effort"] = effort
+    fmt = (config or {}).get("format", body.get("output_format"))
+    if fmt is not None:
+        out["response_format"] = _response_format(fmt, "output_config.format" if config and "format" in config
+                                                  else "output_format")
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if isinstance(user, str) and user:
+        out["user"] = user
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("must be true or false", "stream")
@@ -289,6 +340,13 @@ def to_chat(body: JSON, model: str) -> JSON:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
+
+
+def _response_format(fmt: Any, param: str) -> JSON:
+    """Anthropic's structured output (``{type: json_schema, schema}``) as the chat form's ``response_format``."""
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise _bad("must be {type: json_schema, schema: {...}}", param)
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt["schema"], "strict": True}}
 
 
 def to_count_chat(body: JSON, model: str) -> JSON:

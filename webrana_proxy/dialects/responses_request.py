@@ -7,8 +7,10 @@ user / assistant / system / developer roles, ``function_call``, ``function_call_
 the way out), custom (freeform) tools such as Codex's ``apply_patch`` as functions of one string ``input``
 (their calls go back as ``custom_tool_call`` items), ``tool_choice``, ``parallel_tool_calls``,
 ``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort`` -> ``reasoning_effort``,
+``top_logprobs`` -> ``logprobs`` + ``top_logprobs``,
 ``text.format`` (``json_schema`` / ``json_object``) -> ``response_format`` (providers with structured output
-use it; Anthropic drops it), ``safety_identifier`` / ``user`` -> ``user``, ``stream``. Earlier turns
+use it; Anthropic answers through a forced tool), ``safety_identifier`` / ``user`` -> ``user``, ``stream``.
+Earlier turns
 (``previous_response_id``, resolved by the gateway) come first.
 
 Dropped: built-in tools with no equivalent here (``web_search``, ``file_search``, ``code_interpreter``,
@@ -33,7 +35,9 @@ from webrana_proxy.errors import BadRequest
 from webrana_proxy.providers.base import JSON
 
 NAMESPACE_SEPARATOR = "__"  # namespace tool "crm" with function "find" -> chat function "crm__find"
-EFFORTS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+EFFORTS = {"none": "none", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
+           "xhigh": "high"}
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
 REFUSED = {"background": "background responses cannot be run on this model; use an OpenAI model",
            "conversation": "conversations are kept by OpenAI; use previous_response_id with this model"}
 TEXT_PARTS = ("input_text", "output_text", "text", "summary_text")
@@ -357,6 +361,13 @@ def to_chat(body: JSON, model: str, history: list[JSON] | None = None) -> ChatPl
     if isinstance(effort, str) and effort in EFFORTS:
         chat["reasoning_effort"] = EFFORTS[effort]
     _text_format(body.get("text"), chat)
+    top = body.get("top_logprobs")
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
+            raise _bad(f"must be an integer from 0 to {MAX_TOP_LOGPROBS}", "top_logprobs")
+        if top:
+            chat["logprobs"] = True
+            chat["top_logprobs"] = top
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         chat["user"] = user

@@ -120,13 +120,13 @@ async def enforce_limits(request: web.Request, principal: Principal, *, quota: b
         if rules is not None and rules.counted:
             verdict = await _check_ruled(app, ip, principal, rules, month, month_ttl, now, quota)
         elif not quota:
-            verdict = await limiter.check_burst(ip, principal.user_id_str, principal.burst_per_minute, now)
+            verdict = await limiter.check_burst(ip, principal.workspace_id_str, principal.burst_per_minute, now)
         else:
-            verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,
+            verdict = await limiter.check_gateway(ip, principal.workspace_id_str, principal.burst_per_minute,
                                                   principal.monthly_requests, month, month_ttl, now)
         if verdict is None:
             await _seed_quota(app, principal, month, month_ttl)
-            verdict = await limiter.check_gateway(ip, principal.user_id_str, principal.burst_per_minute,
+            verdict = await limiter.check_gateway(ip, principal.workspace_id_str, principal.burst_per_minute,
                                                   principal.monthly_requests, month, month_ttl, now)
             assert verdict is not None
         if app[FALLBACK].degraded:
@@ -142,7 +142,7 @@ async def enforce_limits(request: web.Request, principal: Principal, *, quota: b
             log.warning("limits degraded: Redis unreachable, per-process fallback limits apply")
         verdict = local.hit(f"ip:{ip}", app[SETTINGS].ip_rate_limit, now)
         if verdict.allowed:
-            verdict = local.hit(f"burst:{principal.user_id_str}", principal.burst_per_minute, now)
+            verdict = local.hit(f"burst:{principal.workspace_id_str}", principal.burst_per_minute, now)
         if verdict.allowed and rules is not None and rules.rpm is not None:
             verdict = local.hit(f"key_rate:{principal.proxy_key_id}", rules.rpm, now)
     if not verdict.allowed:
@@ -159,17 +159,27 @@ def _refusal(verdict: Verdict) -> RateLimited:
         # Retry-After: the next Jakarta month; x-should-retry: false, or the SDKs would retry a month-long wait.
         return RateLimited(LIMIT_MESSAGES[name].format(limit=cap), retry_after=verdict.reset_seconds,
                            headers={"x-should-retry": "false"}, code=code)
+    headers = rate_headers(verdict)
+    if name == "quota":  # also a wait until the next month: no retry either
+        headers["x-should-retry"] = "false"
     return RateLimited(LIMIT_MESSAGES[name].format(limit=verdict.limit), retry_after=verdict.reset_seconds,
-                       headers=rate_headers(verdict), code=code)
+                       headers=headers, code=code)
+
+
+# The month's requests of one workspace: a team's (every member), or a user's personal ones.
+TEAM_MONTH_SQL = """SELECT coalesce(sum(requests), 0) FROM usage_daily
+                    WHERE org_id = $1 AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
+PERSONAL_MONTH_SQL = """SELECT coalesce(sum(requests), 0) FROM usage_daily
+                        WHERE user_id = $1 AND org_id IS NULL
+                          AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
 
 
 async def _seed_quota(app: web.Application, principal: Principal, month: str, month_ttl: int) -> None:
-    """The month's request quota counter, lost by Redis, rebuilt from PostgreSQL (never reset to 0)."""
-    used = await app[POOL].fetchval(
-        """SELECT coalesce(sum(requests), 0) FROM usage_daily
-           WHERE user_id = $1 AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date""",
-        principal.user_id, month_start_utc(month))
-    await app[LIMITER].seed_quota(principal.user_id_str, month, int(used), month_ttl)
+    """The month's request quota counter of the key's workspace, lost by Redis, rebuilt from PostgreSQL (never
+    reset to 0)."""
+    used = await app[POOL].fetchval(PERSONAL_MONTH_SQL if principal.org_id is None else TEAM_MONTH_SQL,
+                                    principal.workspace_id, month_start_utc(month))
+    await app[LIMITER].seed_quota(principal.workspace_id_str, month, int(used), month_ttl)
 
 
 async def _check_ruled(app: web.Application, ip: str, principal: Principal, rules: KeyRules, month: str,
@@ -179,7 +189,7 @@ async def _check_ruled(app: web.Application, ip: str, principal: Principal, rule
     limiter = app[LIMITER]
     for _ in range(3):
         result = await limiter.check_ruled(
-            ip, principal.user_id_str, str(principal.proxy_key_id), principal.burst_per_minute,
+            ip, principal.workspace_id_str, str(principal.proxy_key_id), principal.burst_per_minute,
             principal.monthly_requests, month, month_ttl, now, rpm=rules.rpm, key_cap=rules.key_cap_micro,
             user_cap=rules.user_cap_micro, billable=billable)
         if isinstance(result, Verdict):

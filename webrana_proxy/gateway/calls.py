@@ -105,6 +105,8 @@ def seal_call(app: web.Application, call: Call) -> None:
             usage.prompt_tokens = estimate_prompt_tokens(call.body) if call.body is not None else 0
             usage.completion_tokens = estimate_tokens(call.completion_chars)
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    if call.body is not None and call.body.get("enable_thinking") is True:
+        usage.thinking_mode = True  # Qwen's thinking mode has its own output price, reasoning reported or not
     now = datetime.now(UTC)
     priced, unpriced = app[PRICES].price(call.provider, call.model, usage, app[SETTINGS].usd_to_idr, now)
     status = call.status or 500
@@ -119,7 +121,7 @@ def seal_call(app: web.Application, call: Call) -> None:
         price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier, attempt=call.attempts,
-        alias=call.alias))
+        alias=call.alias, org_id=call.principal.org_id))
     if call.failed is not None:
         _record_failed(app, call, now)
     call.sealed = usage
@@ -172,4 +174,4 @@ def _record_failed(app: web.Application, call: Call, now: datetime) -> None:
             endpoint=call.endpoint, stream=call.stream, status=f.status, prompt_tokens=0, completion_tokens=0,
             total_tokens=0, tokens_estimated=False, latency_ms=int(f.seconds * 1000), ttfb_ms=None,
             upstream_request_id=f.upstream_id, error_type=f.error_type, created_at=now, attempt=f.number,
-            failed_attempt=True, alias=call.alias))
+            failed_attempt=True, alias=call.alias, org_id=call.principal.org_id))

@@ -31,3 +31,16 @@ async def enqueue(conn: Conn, user_id: uuid.UUID, template: str, params: Mapping
            RETURNING id""",
         outbox_id, user_id, template, dict(params), dedup_key)
     return queued
+
+
+async def enqueue_to_address(conn: Conn, recipient: str, locale: str, template: str, params: Mapping[str, Any],
+                             ) -> uuid.UUID:
+    """Queue ``template`` for an address that may have no account yet (a team invitation), in ``locale``."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown mail template {template!r}")
+    outbox_id = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO mail_outbox (id, user_id, recipient, locale, template, params)
+           VALUES ($1, (SELECT id FROM users WHERE lower(email) = lower($2)), $2, $3, $4, $5)""",
+        outbox_id, recipient, locale, template, dict(params))
+    return outbox_id

@@ -3,10 +3,11 @@ plus simple HTML (inline styles only; mail clients ignore the rest).
 
 A template is data: adding one (the alerts add theirs) is one entry in ``TEMPLATES``. Paragraphs are
 ``str.format`` texts over the message's params, which are formatted first by their names: ``*_idr`` as rupiah,
-``*_at`` (ISO time) as a Jakarta date and time, everything else as text. In HTML every value is escaped.
+``*_at`` (ISO time) as a Jakarta date and time, ``*_month`` (YYYY-MM) as a month's name, everything else as
+text. In HTML every value is escaped.
 
-A button's link is one of: ``verify`` / ``reset`` (the single-use link rebuilt from ``params["token_id"]``) or
-``path`` (``params["path"]``, or the template's fixed path, on the console).
+A button's link is one of: ``verify`` / ``reset`` / ``invite`` (the single-use link rebuilt from
+``params["token_id"]``) or ``path`` (``params["path"]``, or the template's fixed path, on the console).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Template:
     subject: Mapping[str, str]
     paragraphs: Mapping[str, tuple[str, ...]]
     button: Mapping[str, str] | None = None  # its label per locale
-    link: str = ""  # "verify" | "reset" | "path"
+    link: str = ""  # "verify" | "reset" | "invite" | "path"
     path: str = ""  # the console path of a "path" link when params have none
 
 
@@ -49,6 +50,61 @@ class Rendered:
     text: str
     html: str
 
+
+ALERT_TEMPLATES: Mapping[str, Template] = {  # 80 % and 100 % of a quota or cap (webrana_proxy.alerts)
+    "alert_quota": Template(
+        subject={"id": "Webrana: {percent}% kuota request bulanan terpakai",
+                 "en": "Webrana: {percent}% of your monthly request quota used"},
+        paragraphs={
+            "id": ("Akun Anda telah memakai {percent}% kuota request bulan {period_month}: {used} dari {limit} "
+                   "request.",
+                   "Saat kuota habis, panggilan ditolak (429) sampai bulan berganti (WIB). Tingkatkan paket untuk "
+                   "kuota lebih besar."),
+            "en": ("Your account has used {percent}% of its request quota for {period_month}: {used} of {limit} "
+                   "requests.",
+                   "Once the quota is used up, calls are refused (429) until the month ends (Asia/Jakarta). "
+                   "Upgrade your plan for a larger quota."),
+        },
+        button={"id": "Lihat paket", "en": "See plans"}, link="path", path="/billing"),
+    "alert_user_spend": Template(
+        subject={"id": "Webrana: {percent}% batas belanja bulanan akun terpakai",
+                 "en": "Webrana: {percent}% of your account's monthly spend cap used"},
+        paragraphs={
+            "id": ("Akun Anda telah membelanjakan {spent_idr} pada {period_month}: {percent}% dari batas "
+                   "{cap_idr}.",
+                   "Saat batas tercapai, semua panggilan ditolak sampai bulan berganti (WIB) atau batas dinaikkan "
+                   "di pengaturan."),
+            "en": ("Your account has spent {spent_idr} in {period_month}: {percent}% of its {cap_idr} cap.",
+                   "Once the cap is reached, every call is refused until the month ends (Asia/Jakarta) or the cap "
+                   "is raised in the settings."),
+        },
+        button={"id": "Buka pengaturan", "en": "Open settings"}, link="path", path="/settings"),
+    "alert_user_spend_soft": Template(
+        subject={"id": "Webrana: {percent}% batas belanja bulanan akun terpakai",
+                 "en": "Webrana: {percent}% of your account's monthly spend cap used"},
+        paragraphs={
+            "id": ("Akun Anda telah membelanjakan {spent_idr} pada {period_month}: {percent}% dari batas "
+                   "{cap_idr}.",
+                   "Batas ini hanya peringatan: panggilan tetap berjalan."),
+            "en": ("Your account has spent {spent_idr} in {period_month}: {percent}% of its {cap_idr} cap.",
+                   "This cap only warns: calls go on."),
+        },
+        button={"id": "Buka pengaturan", "en": "Open settings"}, link="path", path="/settings"),
+    "alert_key_spend": Template(
+        subject={"id": "Webrana: kunci {key_name} memakai {percent}% batas belanjanya",
+                 "en": "Webrana: key {key_name} used {percent}% of its spend cap"},
+        paragraphs={
+            "id": ("Kunci API {key_name} ({key_prefix}...) telah membelanjakan {spent_idr} pada {period_month}: "
+                   "{percent}% dari batasnya {cap_idr}.",
+                   "Saat batas tercapai, panggilan dengan kunci ini ditolak sampai bulan berganti (WIB) atau batas "
+                   "kunci dinaikkan."),
+            "en": ("The API key {key_name} ({key_prefix}...) has spent {spent_idr} in {period_month}: {percent}% "
+                   "of its {cap_idr} cap.",
+                   "Once the cap is reached, calls with this key are refused until the month ends (Asia/Jakarta) "
+                   "or the key's cap is raised."),
+        },
+        button={"id": "Atur kunci", "en": "Edit the key"}, link="path", path="/proxy-keys"),
+}
 
 TEMPLATES: Mapping[str, Template] = {
     "verify_email": Template(
@@ -130,7 +186,23 @@ TEMPLATES: Mapping[str, Template] = {
                    "If you still want this plan, start a new payment in the console."),
         },
         button={"id": "Bayar lagi", "en": "Pay again"}, link="path", path="/billing"),
+    **ALERT_TEMPLATES,
+    "team_invitation": Template(
+        subject={"id": "{inviter} mengundang Anda ke tim {org_name} di Webrana",
+                 "en": "{inviter} invited you to the {org_name} team on Webrana"},
+        paragraphs={
+            "id": ("{inviter} mengundang {email} bergabung dengan tim {org_name} di Webrana sebagai {role}.",
+                   "Buka tautan di bawah, lalu masuk atau daftar dengan alamat {email}. Undangan berlaku sampai "
+                   "{expires_at} dan hanya bisa dipakai sekali.",
+                   "Tidak mengenal pengirimnya? Abaikan saja e-mail ini."),
+            "en": ("{inviter} invited {email} to join the {org_name} team on Webrana as a {role}.",
+                   "Open the link below, then sign in or sign up with the address {email}. The invitation works "
+                   "until {expires_at}, once.",
+                   "Do not know the sender? Simply ignore this e-mail."),
+        },
+        button={"id": "Terima undangan", "en": "Accept invitation"}, link="invite"),
 }
+INVITE_PAGE = "/invitations/accept"  # the console page of an invitation link
 
 
 def rupiah(amount: int) -> str:
@@ -145,6 +217,12 @@ def jakarta_time(iso: str, locale: str) -> str:
     return f"{at.day} {MONTHS[locale][at.month - 1]} {at.year} {at:%H:%M} WIB"
 
 
+def month_name(period: str, locale: str) -> str:
+    """``2025-06`` as ``Juni 2025`` / ``June 2025``."""
+    year, month = period.split("-")
+    return f"{MONTHS[locale][int(month) - 1]} {int(year)}"
+
+
 def _values(params: Mapping[str, Any], locale: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in params.items():
@@ -152,6 +230,8 @@ def _values(params: Mapping[str, Any], locale: str) -> dict[str, str]:
             out[name] = rupiah(value)
         elif name.endswith("_at") and isinstance(value, str):
             out[name] = jakarta_time(value, locale)
+        elif name.endswith("_month") and isinstance(value, str):
+            out[name] = month_name(value, locale)
         else:
             out[name] = str(value)
     return out
@@ -160,8 +240,8 @@ def _values(params: Mapping[str, Any], locale: str) -> dict[str, str]:
 def link_of(template: Template, params: Mapping[str, Any], console_url: str,
             token_for: Callable[[str, str], str]) -> str:
     """The button's absolute URL on the console. ``token_for(purpose, token_id)`` rebuilds a link token."""
-    if template.link in ("verify", "reset"):
-        page = "/verify-email" if template.link == "verify" else "/reset-password"
+    if template.link in ("verify", "reset", "invite"):
+        page = {"verify": "/verify-email", "reset": "/reset-password", "invite": INVITE_PAGE}[template.link]
         token = token_for(template.link, str(params["token_id"]))
         return f"{console_url}{page}?token={quote(token, safe='')}"
     if template.link == "path":

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from webrana_proxy.providers.anthropic_response import usage_of, with_output
+from webrana_proxy.providers.anthropic_response import thinking_of, usage_of, with_output
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
 from webrana_proxy.sse import SSEParser
 
@@ -179,7 +179,7 @@ class NativeMessagesStream:
                     fresh = usage_of(raw_usage)
                     if fresh is not None and fresh.prompt_tokens:
                         self._input = fresh
-                self.usage = with_output(self._input, _int(raw_usage.get("output_tokens")))
+                self.usage = with_output(self._input, _int(raw_usage.get("output_tokens")), thinking_of(raw_usage))
         else:
             err = payload.get("error")
             err = err if isinstance(err, dict) else {}

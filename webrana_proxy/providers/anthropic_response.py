@@ -1,4 +1,8 @@
-"""Anthropic Messages answers and streams -> OpenAI chat completions and chunks. Pure functions."""
+"""Anthropic Messages answers and streams -> OpenAI chat completions and chunks. Pure functions.
+
+A call of ``ANSWER_TOOL`` (the forced tool a ``response_format`` of JSON was asked through) is the answer itself:
+its input comes back as the message's JSON text, and the finish reason is ``stop`` unless a client tool was
+called too."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from webrana_proxy.providers.anthropic_request import ANSWER_TOOL
 from webrana_proxy.providers.base import JSON, ChatResult, Usage
 from webrana_proxy.providers.chunks import DONE, ChunkWriter, completion, error_json, sse
 from webrana_proxy.providers.upstream_errors import malformed
@@ -46,6 +51,12 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def thinking_of(raw: JSON) -> int:
+    """``output_tokens_details.thinking_tokens``: the part of ``output_tokens`` spent thinking (billed as output)."""
+    details = raw.get("output_tokens_details")
+    return _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+
+
 def usage_of(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
@@ -58,14 +69,17 @@ def usage_of(raw: Any) -> Usage | None:
     tier = raw.get("service_tier")
     return Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
                  cached_tokens=cache_read, cache_write_tokens=written, cache_write_1h_tokens=written_1h,
+                 reasoning_tokens=min(thinking_of(raw), output),
                  service_tier=tier if isinstance(tier, str) else None)
 
 
-def with_output(input_usage: Usage | None, output_tokens: int) -> Usage:
-    """The input side of ``message_start`` (tokens, cache reads and writes) with the output count so far."""
+def with_output(input_usage: Usage | None, output_tokens: int, thinking_tokens: int = 0) -> Usage:
+    """The input side of ``message_start`` (tokens, cache reads and writes) with the output count so far (and
+    how much of it was thinking, when ``message_delta`` says)."""
+    reasoning = min(thinking_tokens, output_tokens)
     if input_usage is None:
-        return Usage(completion_tokens=output_tokens, total_tokens=output_tokens)
-    return replace(input_usage, completion_tokens=output_tokens,
+        return Usage(completion_tokens=output_tokens, total_tokens=output_tokens, reasoning_tokens=reasoning)
+    return replace(input_usage, completion_tokens=output_tokens, reasoning_tokens=reasoning,
                    total_tokens=input_usage.prompt_tokens + output_tokens)
 
 
@@ -78,6 +92,7 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
         raise malformed("Anthropic")
     texts: list[str] = []
     thinking: list[str] = []
+    answered = False  # the JSON answer came as a call of ANSWER_TOOL
     calls: list[JSON] = []
     for block in msg.get("content") or []:
         if not isinstance(block, dict):
@@ -87,6 +102,9 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
             texts.append(block["text"])
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             thinking.append(block["thinking"])
+        elif kind == "tool_use" and block.get("name") == ANSWER_TOOL:
+            texts.append(orjson.dumps(block.get("input") or {}).decode())
+            answered = True
         elif kind == "tool_use":
             calls.append({
                 "id": block.get("id"),
@@ -101,13 +119,17 @@ def chat_response(raw: bytes, model: str) -> ChatResult:
         message["reasoning_content"] = "".join(thinking)
     upstream_id = msg.get("id") if isinstance(msg.get("id"), str) else None
     usage = usage_of(msg.get("usage"))
+    reason = finish_reason(msg.get("stop_reason")) or "stop"
+    if reason == "tool_calls" and answered and not calls:
+        reason = "stop"  # only the JSON answer was "called"
     body = completion(
         upstream_id or "msg_unknown",
         int(time.time()),
         str(msg["model"]) if isinstance(msg.get("model"), str) else model,
         [{"index": 0, "message": message, "logprobs": None,
-          "finish_reason": finish_reason(msg.get("stop_reason")) or "stop"}],
+          "finish_reason": reason}],
         usage,
+        usage.reasoning_tokens if usage is not None and usage.reasoning_tokens else None,
     )
     return ChatResult(body=body, usage=usage, upstream_id=upstream_id)
 
@@ -124,8 +146,10 @@ class AnthropicStream:
         self._include_usage = include_usage
         self._tool_index = -1
         self._blocks: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
+        self._answers: set[int] = set()  # Anthropic block indexes of ANSWER_TOOL calls: their input is text
         self._input: Usage | None = None
         self._output_tokens = 0
+        self._thinking_tokens = 0
         self._finished = False  # trailing events already sent
         self.usage: Usage | None = None
         self.completion_chars = 0
@@ -197,6 +221,9 @@ class AnthropicStream:
         block = payload.get("content_block")
         if not isinstance(block, dict):
             return []
+        if block.get("type") == "tool_use" and block.get("name") == ANSWER_TOOL:
+            self._answers.add(_int(payload.get("index")))
+            return []
         if block.get("type") == "tool_use":
             self._tool_index += 1
             self._blocks[_int(payload.get("index"))] = self._tool_index
@@ -219,6 +246,9 @@ class AnthropicStream:
             self.completion_chars += len(delta["text"])
             return [self._writer.chunk({"content": delta["text"]})]
         if kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
+            if _int(payload.get("index")) in self._answers:
+                self.completion_chars += len(delta["partial_json"])
+                return [self._writer.chunk({"content": delta["partial_json"]})] if delta["partial_json"] else []
             index = self._blocks.get(_int(payload.get("index")))
             if index is None or not delta["partial_json"]:
                 return []
@@ -235,6 +265,7 @@ class AnthropicStream:
         if isinstance(usage, dict):
             if isinstance(usage.get("output_tokens"), int):
                 self._output_tokens = usage["output_tokens"]
+            self._thinking_tokens = thinking_of(usage) or self._thinking_tokens
             if "input_tokens" in usage or "cache_read_input_tokens" in usage:
                 fresh = usage_of(usage)
                 if fresh is not None and fresh.prompt_tokens:
@@ -242,6 +273,8 @@ class AnthropicStream:
         self._update_usage()
         delta = payload.get("delta")
         reason = finish_reason(delta.get("stop_reason")) if isinstance(delta, dict) else None
+        if reason == "tool_calls" and self._answers and self._tool_index < 0:
+            reason = "stop"  # only the JSON answer was "called"
         return [self._writer.chunk({}, reason or "stop")]
 
     def _message_stop(self) -> list[bytes]:
@@ -249,9 +282,9 @@ class AnthropicStream:
         self._finished = True
         out: list[bytes] = []
         if self._include_usage and self.usage is not None:
-            out.append(self._writer.usage_chunk(self.usage))
+            out.append(self._writer.usage_chunk(self.usage, self.usage.reasoning_tokens or None))
         out.append(DONE)
         return out
 
     def _update_usage(self) -> None:
-        self.usage = with_output(self._input, self._output_tokens)
+        self.usage = with_output(self._input, self._output_tokens, self._thinking_tokens)

@@ -37,6 +37,7 @@ class Usage:
     cache_write_tokens: int = 0  # input written to the cache (all TTLs)
     cache_write_1h_tokens: int = 0  # of which written with a 1 h TTL (Anthropic)
     reasoning_tokens: int = 0  # of the output, thinking (priced as output; Qwen's thinking mode has its own rate)
+    thinking_mode: bool = False  # the call asked for thinking (``enable_thinking``): output at the thinking rate
     service_tier: str | None = None  # as the provider reported it: "flex", "priority", "default", "batch"...
     provider_cost_usd_nano: int | None = None  # the call's cost as the provider reported it (wins when present)
 

@@ -8,7 +8,8 @@ Token semantics (the OpenAI convention every usage reader fills): ``prompt_token
 ``cached_tokens`` (cache reads) and ``cache_write_tokens`` (of which ``cache_write_1h_tokens`` at the 1 h rate)
 are parts of it; ``completion_tokens`` is all output, reasoning included. A prompt-size tier applies to every
 token of the call once the whole input passes its start (the providers' "cliff" rule). Qwen's thinking mode is
-priced at ``output_thinking`` for all output when the answer reported reasoning tokens.
+priced at ``output_thinking`` for all output when the call asked for it (``enable_thinking``) or the answer
+reported reasoning tokens (models that think by default).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def cost_pico(rates: Rates, usage: Usage) -> int:
         total += (written - written_1h) * rate_at(r5, prompt) if r5 else 0
         total += written_1h * rate_at(r1, prompt) if r1 else 0
     if completion:
-        out = rates.output_thinking if usage.reasoning_tokens > 0 and rates.output_thinking else rates.output
+        thinking = usage.thinking_mode or usage.reasoning_tokens > 0
+        out = rates.output_thinking if thinking and rates.output_thinking else rates.output
         total += completion * rate_at(out, prompt) if out else 0
     return total
 

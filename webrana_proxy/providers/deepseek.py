@@ -8,6 +8,13 @@ What differs from OpenAI (docs/providers.md has the sources):
   counted as output when usage must be estimated). In thinking mode an assistant turn that called tools must
   send its ``reasoning_content`` back, or DeepSeek answers 400; a history translated from another dialect
   (Messages, Responses) has none, so such turns get an empty one.
+- thinking is on by default on the current models and toggled with ``thinking: {type: enabled|disabled}``; its
+  effort is ``reasoning_effort`` (DeepSeek maps minimal..xhigh to its own levels). So an effort is sent with
+  ``thinking: {type: enabled}``, and ``none`` becomes ``thinking: {type: disabled}``.
+- ``response_format`` takes ``json_object`` only: a ``json_schema`` is sent as ``json_object`` with the schema in a
+  system message (DeepSeek also wants the prompt to ask for JSON).
+- no images (``Capabilities.vision`` False: an image part is a 400 naming it); ``cache_control`` markers are left
+  out (DeepSeek caches every prompt prefix on its own and reports the hits).
 - errors are OpenAI-shaped; 402 means the account has no balance left.
 """
 
@@ -15,13 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from webrana_proxy.providers.base import JSON, Usage
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.openai_compat import MIN_KEY_LENGTH, OpenAICompatProvider
 from webrana_proxy.providers.passthrough import chunk_usage
+from webrana_proxy.providers.reasoning import effort_of
 from webrana_proxy.providers.spec import Capabilities, ProviderSpec
 
 THINKING_MODELS = ("deepseek-reasoner",)  # always think; others think when asked (``thinking`` / effort)
+SCHEMA_INSTRUCTION = "Answer with JSON only: one JSON value that matches this JSON Schema:\n"
 
 
 def _thinking(body: JSON) -> bool:
@@ -44,6 +55,28 @@ def _with_reasoning_on_tool_turns(messages: list[Any]) -> list[Any] | None:
     return out
 
 
+def _with_effort(body: JSON) -> JSON:
+    """``reasoning_effort`` with the thinking toggle it needs (``none``: thinking off, no effort sent)."""
+    effort = effort_of(body)
+    if effort is None or "thinking" in body:
+        return body
+    if effort == "none":
+        return {**{k: v for k, v in body.items() if k != "reasoning_effort"}, "thinking": {"type": "disabled"}}
+    return {**body, "thinking": {"type": "enabled"}}
+
+
+def _with_json_object(body: JSON) -> JSON:
+    """A ``json_schema`` response format as ``json_object`` plus the schema in a leading system message."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(body.get("messages"), list):
+        return body
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    instruction = SCHEMA_INSTRUCTION + orjson.dumps(schema if schema is not None else {}).decode()
+    return {**body, "response_format": {"type": "json_object"},
+            "messages": [{"role": "system", "content": instruction}, *body["messages"]]}
+
+
 class DeepSeekProvider(OpenAICompatProvider):
     def usage_of(self, answer: JSON) -> Usage | None:
         usage = chunk_usage(answer)
@@ -54,12 +87,13 @@ class DeepSeekProvider(OpenAICompatProvider):
         return usage
 
     def prepare(self, body: JSON) -> JSON:
-        messages = body.get("messages")
-        if isinstance(messages, list) and _thinking(body):
+        out = _with_effort(_with_json_object(body))
+        messages = out.get("messages")
+        if isinstance(messages, list) and _thinking(out):
             fixed = _with_reasoning_on_tool_turns(messages)
             if fixed is not None:
-                return {**body, "messages": fixed}
-        return body
+                return {**out, "messages": fixed}
+        return out
 
 
 SPEC = ProviderSpec(

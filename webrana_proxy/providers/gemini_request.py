@@ -1,22 +1,30 @@
 """OpenAI chat request -> Gemini ``generateContent`` request (protocols.md section 5). Pure ``dict -> dict``.
 
-Lossy by design (documented, not faked): ``logprobs``, ``logit_bias`` and ``parallel_tool_calls`` have no
-Gemini equivalent and are dropped; images must be ``data:`` URLs (Gemini cannot fetch arbitrary URLs), so
-an ``http(s)`` image URL is refused with a 400 that says so; tool-call ids are not sent (Gemini has none):
+What each parameter becomes is the conformance table (``conformance.py``, rendered into docs/parameters.md).
+Lossy by design (documented, not faked): ``logit_bias``, ``parallel_tool_calls``, ``user`` and ``cache_control``
+markers have no Gemini equivalent and are dropped (Gemini caches implicitly and reports
+``cachedContentTokenCount``); ``logprobs`` is refused with a 400. Images must be ``data:`` URLs (sent as
+``inlineData``) or Gemini Files API URIs (sent as ``fileData``): Gemini fetches no other URL and Webrana never
+fetches one, so any other image URL is a 400 naming the field. Tool-call ids are not sent (Gemini has none):
 results are matched to calls by name, looked up from the earlier assistant message's ``tool_calls``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from webrana_proxy.errors import BadRequest
 from webrana_proxy.providers import messages as m
 from webrana_proxy.providers.base import JSON
+from webrana_proxy.providers.reasoning import effort_of
 
 _MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
-# OpenAI's ``reasoning_effort`` -> Gemini's ``thinkingConfig.thinkingBudget`` (tokens): 2.5 Flash accepts 0..24,576.
-THINKING_BUDGETS = {"minimal": 0, "low": 1_024, "medium": 8_192, "high": 24_576}
+# OpenAI's ``reasoning_effort`` -> Gemini's ``thinkingConfig.thinkingBudget`` (tokens): 2.5 Flash accepts 0..24,576
+# (0: no thinking).
+THINKING_BUDGETS = {"none": 0, "minimal": 0, "low": 1_024, "medium": 8_192, "high": 24_576, "xhigh": 24_576}
+# The files Gemini can read by URI: its own Files API's (``fileData``); it fetches no other URL.
+FILES_URI = re.compile(r"https://generativelanguage\.googleapis\.com/v1(beta)?/files/[A-Za-z0-9_-]+")
 
 
 def _user_parts(content: Any, param: str) -> list[JSON]:
@@ -32,10 +40,15 @@ def _user_parts(content: Any, param: str) -> list[JSON]:
         elif kind == "image_url":
             url = m.image_url_of(part, f"{param}[{j}]")
             data_url = m.parse_data_url(url)
-            if data_url is None:
-                raise BadRequest(f"{param}[{j}]: only data: URLs (base64) are supported for images on "
-                                 "Gemini models", param=param)
-            parts.append({"inlineData": {"mimeType": data_url[0], "data": data_url[1]}})
+            if data_url is not None:
+                parts.append({"inlineData": {"mimeType": data_url[0], "data": data_url[1]}})
+            elif FILES_URI.fullmatch(url):
+                parts.append({"fileData": {"fileUri": url}})
+            else:
+                field = f"{param}[{j}].image_url"
+                raise BadRequest(f"{field}: Gemini models take images as base64 data: URLs or Gemini Files API "
+                                 "URIs; they cannot fetch other URLs, and Webrana does not fetch them either. "
+                                 "Send the image as data:<mime>;base64,<data>", param=field)
         else:
             raise BadRequest(f"{param}[{j}]: content type '{kind}' is not supported for Gemini models",
                              param=param)
@@ -99,11 +112,12 @@ def _generation_config(body: JSON) -> JSON:
     n = m.int_of(body, "n")
     if n is not None and n != 1:
         config["candidateCount"] = n
-    effort = body.get("reasoning_effort")
+    effort = effort_of(body)
     if effort is not None:
-        if effort not in THINKING_BUDGETS:
-            raise BadRequest("reasoning_effort must be minimal, low, medium or high", param="reasoning_effort")
         config["thinkingConfig"] = {"thinkingBudget": THINKING_BUDGETS[effort]}
+    for name in ("logprobs", "top_logprobs"):
+        if body.get(name) not in (None, False, 0):
+            raise BadRequest(f"'{name}' is not supported for Gemini models through Webrana", param=name)
     fmt = body.get("response_format")
     if isinstance(fmt, dict):
         kind = fmt.get("type")

@@ -11,6 +11,10 @@ What differs from OpenAI (docs/providers.md has the sources):
   dialect) is mapped to a 9-character id derived from it, the same on every turn, so an assistant call and its
   tool result still pair up. Answers need no mapping back: the ids Mistral returns are its own, and the client
   sends them back unchanged.
+- the request's own spellings: ``seed`` is ``random_seed``; ``reasoning_effort`` takes ``none`` or ``high`` (the
+  adjustable models, mistral-small and mistral-medium-3-5), so the weaker efforts go as ``none`` and the stronger
+  as ``high``; ``user`` does not exist (left out) and neither do ``logprobs`` / ``top_logprobs`` (a 400 naming
+  them, rather than Mistral's 422); ``cache_control`` markers are left out (like any unknown field, 422).
 - errors: ``{"object": "error", "message": <text, or {"detail": [pydantic errors]}>, "type", "param", "code"}``
   at the top level; 401 is ``{"message": "Unauthorized", "request_id"}``.
 - embeddings (``mistral-embed``, ``codestral-embed``) return floats; ``base64`` is encoded here.
@@ -24,16 +28,19 @@ from typing import Any
 
 import orjson
 
-from webrana_proxy.errors import UpstreamError
+from webrana_proxy.errors import BadRequest, UpstreamError
 from webrana_proxy.providers import upstream_errors
 from webrana_proxy.providers.base import JSON
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.openai_compat import OpenAICompatProvider
+from webrana_proxy.providers.reasoning import effort_of
 from webrana_proxy.providers.spec import Capabilities, ProviderSpec
 
 TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KEY_LENGTH = 32  # Mistral keys are 32 letters and digits, with no prefix
+EFFORTS = {"none": "none", "minimal": "none", "low": "high", "medium": "high", "high": "high", "xhigh": "high"}
+UNKNOWN_FIELDS = ("stream_options", "user")  # fields Mistral's schema forbids that are simply left out
 
 
 def mistral_tool_id(call_id: str) -> str:
@@ -85,12 +92,23 @@ class MistralProvider(OpenAICompatProvider):
     upstream_base64_embeddings = False
 
     def prepare(self, body: JSON) -> JSON:
+        for name in ("logprobs", "top_logprobs"):
+            if body.get(name) not in (None, False, 0):
+                raise BadRequest(f"'{name}' is not supported for Mistral models (they return no token "
+                                 "probabilities)", param=name)
+        effort = effort_of(body)
         out = body
-        if "stream_options" in out or "max_completion_tokens" in out:
-            out = {k: v for k, v in out.items() if k != "stream_options"}
+        if any(name in out for name in (*UNKNOWN_FIELDS, "max_completion_tokens", "seed", "logprobs",
+                                        "top_logprobs")) or effort is not None:
+            out = {k: v for k, v in out.items()
+                   if k not in UNKNOWN_FIELDS and k not in ("logprobs", "top_logprobs")}
             if "max_completion_tokens" in out:
                 limit = out.pop("max_completion_tokens")
                 out.setdefault("max_tokens", limit)
+            if "seed" in out:
+                out.setdefault("random_seed", out.pop("seed"))
+            if effort is not None:
+                out["reasoning_effort"] = EFFORTS[effort]
         messages = out.get("messages")
         if isinstance(messages, list):
             fixed = [_message(m) for m in messages]

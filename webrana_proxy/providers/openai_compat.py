@@ -1,10 +1,14 @@
 """Providers that already speak OpenAI's wire format (OpenAI itself, Qwen, DeepSeek, OpenRouter, Mistral, Groq,
 xAI).
 
-The client's body goes upstream untouched except for the model name and, on streams,
-``stream_options.include_usage`` (so usage is always counted). Answers come back byte for byte. A provider whose
-wire differs overrides only that: ``usage_of`` (its usage fields), ``prepare`` (fields it refuses or spells
-otherwise), ``upstream_error`` (its error body), ``models_request`` (its cheap authenticated call).
+The client's body goes upstream untouched except for the model name, on streams
+``stream_options.include_usage`` (so usage is always counted), and ``cache_control`` markers on content parts,
+which only providers that read them are sent (``takes_cache_markers``: the others cache on their own and refuse
+unknown fields in a part). A provider that cannot see images (``Capabilities.vision`` False) refuses image parts
+with a 400 naming the part. Answers come back byte for byte. A provider whose wire differs overrides only that:
+``usage_of`` (its usage fields), ``prepare`` (fields it refuses or spells otherwise), ``upstream_error`` (its error
+body), ``models_request`` (its cheap authenticated call). What each parameter becomes per provider is the
+conformance table (``conformance.py``, rendered into docs/parameters.md).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from webrana_proxy.errors import UpstreamError
+from webrana_proxy.errors import BadRequest, UpstreamError
 from webrana_proxy.providers import upstream_errors
 from webrana_proxy.providers.base import (
     JSON,
@@ -29,6 +33,7 @@ from webrana_proxy.providers.base import (
 from webrana_proxy.providers.estimate import estimate_prompt_tokens
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.passthrough import PassthroughStream, usage_from
+from webrana_proxy.providers.prompt_cache import without_markers
 from webrana_proxy.providers.spec import ProviderSpec
 
 MIN_KEY_LENGTH = 20  # real keys are far longer; this only catches a pasted fragment
@@ -54,6 +59,17 @@ def wants_base64(request: JSON | None) -> bool:
     return request is not None and request.get("encoding_format") == "base64"
 
 
+def refuse_images(body: JSON, display_name: str) -> None:
+    """A 400 naming the first image part of ``body`` (for a provider whose models cannot see images)."""
+    messages = body.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image"):
+                field = f"messages[{i}].content[{j}]"
+                raise BadRequest(f"{field}: {display_name} models take no images", param=field)
+
+
 class OpenAICompatProvider:
     """An OpenAI-shaped provider, built from its ``ProviderSpec``. Subclasses override only what differs."""
 
@@ -62,6 +78,7 @@ class OpenAICompatProvider:
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # no counting endpoint: Webrana estimates
+    takes_cache_markers: bool = False  # True: ``cache_control`` on content parts is sent on (Qwen, OpenRouter)
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
@@ -90,6 +107,10 @@ class OpenAICompatProvider:
 
     def chat_request(self, body: JSON, model: str, api_key: str, base_url: str) -> UpstreamRequest:
         out = body if body.get("model") == model else {**body, "model": model}
+        if not self.spec.capabilities.vision:
+            refuse_images(out, self.display_name)
+        if not self.takes_cache_markers:
+            out = without_markers(out)
         out = self.prepare(out)
         if body.get("stream") is True and self.adds_stream_usage:
             options = body.get("stream_options")

@@ -6,6 +6,9 @@ Models are named ``openrouter/<vendor>/<model>`` (the upstream model id is ``<ve
   ``is_byok`` (the user's own vendor key behind OpenRouter) ``cost`` is only OpenRouter's fee and the vendor's
   charge is the upstream cost, so the two are added. The sum becomes ``Usage.provider_cost_usd_nano``, which the
   price book prefers to our price data.
+- reasoning is asked as ``reasoning: {effort}`` (OpenRouter maps it to each vendor's control), so a
+  ``reasoning_effort`` is sent that way; ``cache_control`` markers on content parts go on to the vendors that read
+  them.
 - ``GET /models`` needs no key, so a stored key is tested with ``GET /key`` (the key's own limits and usage).
 - errors are ``{"error": {"code": <HTTP status as a number>, "message", "metadata"?}}``; ``metadata.raw`` holds
   the vendor's own error text when the vendor failed.
@@ -20,6 +23,7 @@ from webrana_proxy.providers.base import JSON, UpstreamRequest, Usage
 from webrana_proxy.providers.keyformat import KeyFormat
 from webrana_proxy.providers.openai_compat import MIN_KEY_LENGTH, OpenAICompatProvider
 from webrana_proxy.providers.passthrough import chunk_usage
+from webrana_proxy.providers.reasoning import effort_of
 from webrana_proxy.providers.spec import Capabilities, ProviderSpec
 
 NANO_PER_USD = Decimal(1_000_000_000)
@@ -37,6 +41,18 @@ def usd_nano(value: Any) -> int | None:
 
 
 class OpenRouterProvider(OpenAICompatProvider):
+    takes_cache_markers = True  # sent on to the vendors that read them (Anthropic, Gemini, Qwen...)
+
+    def prepare(self, body: JSON) -> JSON:
+        """``reasoning_effort`` as OpenRouter's own ``reasoning: {effort}``, which it maps for every vendor."""
+        effort = effort_of(body)
+        if effort is None:
+            return body
+        out = {k: v for k, v in body.items() if k != "reasoning_effort"}
+        if not isinstance(out.get("reasoning"), dict):
+            out["reasoning"] = {"effort": effort}
+        return out
+
     def usage_of(self, answer: JSON) -> Usage | None:
         usage = chunk_usage(answer)
         if usage is None:
