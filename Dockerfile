@@ -31,7 +31,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN groupadd --system --gid "${WEBRANA_UID}" webrana \
  && useradd --system --uid "${WEBRANA_UID}" --gid webrana --home-dir /app --no-create-home \
             --shell /usr/sbin/nologin webrana \
- && mkdir -p /app /var/lib/webrana/spill \
+ && mkdir -p /app /var/lib/webrana/journal \
  && chown -R webrana:webrana /var/lib/webrana
 # The wheels are bind-mounted from the builder, so they never become a layer of this image.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
@@ -45,7 +45,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     WEBRANA_DASHBOARD_PORT=8081 \
     WEBRANA_LOG_FORMAT=json \
     WEBRANA_MIGRATIONS_DIR=/app/sql \
-    WEBRANA_USAGE_SPILL_DIR=/var/lib/webrana/spill
+    WEBRANA_USAGE_JOURNAL_DIR=/var/lib/webrana/journal
 WORKDIR /app
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

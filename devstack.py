@@ -723,7 +723,7 @@ def _app_env(env: Mapping[str, str]) -> dict[str, str]:
     out.setdefault("WEBRANA_DASHBOARD_PORT", "8081")
     out.setdefault("WEBRANA_API_URL", f"http://127.0.0.1:{out['WEBRANA_PROXY_PORT']}")
     out.setdefault("WEBRANA_CONSOLE_URL", f"http://127.0.0.1:{out['WEBRANA_DASHBOARD_PORT']}")
-    out.setdefault("WEBRANA_USAGE_SPILL_DIR", str(state_dir(ROOT) / "spill"))
+    out.setdefault("WEBRANA_USAGE_JOURNAL_DIR", str(state_dir(ROOT) / "journal"))
     return out
 
 

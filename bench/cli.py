@@ -16,6 +16,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="pricing one call: PriceBook.price per call, in microseconds (no I/O)")
     mode.add_argument("--usage-rows", action="store_true",
                       help="usage logging throughput: rows/s into PostgreSQL through UsageWriter")
+    mode.add_argument("--journal-ab", action="store_true",
+                      help="the gateway with and without the usage journal, in interleaved rounds (medians)")
     mode.add_argument("--big-table", action="store_true",
                       help="10 million proxy_requests rows; EXPLAIN ANALYZE of the dashboard's usage queries")
     mode.add_argument("--profile", action="store_true",
@@ -31,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="interleaved rounds of the Messages vs chat passthrough stream rows (default 3; 0: none)")
     p.add_argument("--dialect-duration", type=float, default=2.0,
                    help="seconds per scenario in the dialect rounds (default 2)")
+    p.add_argument("--journal-rounds", type=int, default=3,
+                   help="--journal-ab: rounds, each measuring journal on and off (default 3)")
     p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 scaling scenarios")
     p.add_argument("--rows", type=int, default=10_000_000, help="--big-table: rows to generate (default 10M)")
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.usage_rows import run_usage_rows
 
         code = run_usage_rows(rate=args.rate, duration=max(args.duration, 5.0))
+    elif args.journal_ab:
+        from bench.journal_ab import run_journal_ab
+
+        code = run_journal_ab(rounds=args.journal_rounds, duration=args.duration, python_load=args.python_load)
     elif args.big_table:
         from bench.big_table import run_big_table
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -152,9 +153,10 @@ class Harness:
     def gateway_url(gw: stack.Proc) -> str:
         return f"http://127.0.0.1:{gw.port}/v1/chat/completions"
 
-    def gateway(self, workers: int) -> stack.Proc:
+    def gateway(self, workers: int, *, journal: bool = True) -> stack.Proc:
+        """``journal=False``: WEBRANA_USAGE_JOURNAL_DIR=off (only for ``--journal-ab``)."""
         env = stack.gateway_env(self.env, port=free_port(), instant=self.instant, paced=self.paced,
-                                spill=RESULTS / "spill")
+                                journal=RESULTS / "usage-journal" if journal else None)
         # One worker: its own core. More workers: every core, named explicitly (this driver pinned itself to the
         # load core, and a child started with no affinity would inherit that single core).
         if workers == 1 or self.pinning.gateway is None:
@@ -218,6 +220,7 @@ def session(*, duration: float, python_load: bool = False) -> Iterator[Harness]:
     import devstack  # the repository's dev tooling (not part of the package)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(RESULTS / "usage-journal", ignore_errors=True)  # a killed earlier run's: its database is gone
     logs = RESULTS / "logs"
     logs.mkdir(exist_ok=True)
     pinning = choose_pinning()
@@ -237,7 +240,7 @@ def session(*, duration: float, python_load: bool = False) -> Iterator[Harness]:
             procs.append(paced)
             # The account is made through a throwaway gateway's API, so both measured gateways start cold alike.
             setup_env = stack.gateway_env(env, port=free_port(), instant=instant, paced=paced,
-                                          spill=RESULTS / "spill")
+                                          journal=RESULTS / "usage-journal")
             setup_gw = stack.start_gateway(setup_env, workers=1, cores=core, logs=logs)
             try:
                 account = asyncio.run(stack.create_account(f"http://127.0.0.1:{setup_gw.port}",

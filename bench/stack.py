@@ -93,7 +93,8 @@ def start_fake(name: str, env: Mapping[str, str], *, chunk_delay: float, cores: 
     return proc
 
 
-def gateway_env(base: Mapping[str, str], *, port: int, instant: Proc, paced: Proc, spill: Path) -> dict[str, str]:
+def gateway_env(base: Mapping[str, str], *, port: int, instant: Proc, paced: Proc,
+                journal: Path | None) -> dict[str, str]:
     """Real settings (JSON logs at INFO, auth, Redis limits, usage rows) pointed at the fakes over loopback."""
     fast = f"http://127.0.0.1:{instant.port}"
     env = dict(base)
@@ -110,7 +111,7 @@ def gateway_env(base: Mapping[str, str], *, port: int, instant: Proc, paced: Pro
         "MIDTRANS_SNAP_BASE_URL": f"{CLOSED_URL}/snap/v1",
         "MIDTRANS_API_BASE_URL": CLOSED_URL,
         "WEBRANA_BACKGROUND_JOBS": "false",
-        "WEBRANA_USAGE_SPILL_DIR": str(spill),
+        "WEBRANA_USAGE_JOURNAL_DIR": str(journal) if journal is not None else "off",
     })
     for name in ("WEBRANA_LOG_LEVEL", "WEBRANA_LOG_FORMAT", "WEBRANA_DEV"):
         env.pop(name, None)  # the defaults: JSON log lines at INFO, one per call

@@ -1,11 +1,12 @@
 """``python -m bench --usage-rows``: usage logging throughput into PostgreSQL, through the real ``UsageWriter``.
 
-Rows are offered at a steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over
-several providers and models so the daily roll-up and the key counters do real work. Each row carries every
-column the gateway fills (the token parts, both money columns, the rate and the price used: sql/0006).
-Written = offered minus still queued (a row leaves the queue only after its batch commits). The run passes when
-the written rate is at least 5,000 rows/s and the queue does not grow: its depth in the last second is no larger
-than a couple of batches.
+Rows go through the writer as the gateway's do: each one appended to the writer's journal, written to PostgreSQL
+idempotently (staging table, ``ON CONFLICT DO NOTHING``, counters moved by the rows inserted). Rows are offered at a
+steady rate (default 6,000/s, above the 5,000/s target) for the duration, spread over several providers and models
+so the daily roll-up and the key counters do real work. Each row carries every column the gateway fills (the token
+parts, both money columns, the rate and the price used: sql/0006). Written = offered minus still queued (a row
+leaves the queue only after its batch commits). The run passes when the written rate is at least 5,000 rows/s and
+the queue does not grow: its depth in the last second is no larger than a couple of batches.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -52,8 +54,10 @@ async def _run(database_url: str, rate: int, duration: float) -> dict[str, Any]:
 
     user, key = await _bench_user(database_url)
     pool = await create_pool(database_url)
-    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, spill_dir=str(RESULTS / "spill"))
-    writer.start()
+    journal = RESULTS / "usage-rows-journal"
+    shutil.rmtree(journal, ignore_errors=True)  # a killed earlier run's journal belongs to a database now gone
+    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, journal_dir=str(journal))
+    await writer.start()
     offered = 0
     depth: list[tuple[float, int]] = []
     started = time.perf_counter()

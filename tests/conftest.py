@@ -71,7 +71,7 @@ def base_env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
         "WEBRANA_SIGNUP_LIMIT": "100000",  # likewise (tests/test_auth_limits.py sets its own)
         "WEBRANA_LOG_FORMAT": "json",
         "WEBRANA_BACKGROUND_JOBS": "false",
-        "WEBRANA_USAGE_SPILL_DIR": str(tmp_path_factory.mktemp("usage-spill")),  # this session's own
+        "WEBRANA_USAGE_JOURNAL_DIR": str(tmp_path_factory.mktemp("usage-journal")),  # this session's own
     }
 
 

@@ -246,3 +246,19 @@ def test_the_cli_never_prints_the_database_password() -> None:
                           text=True, timeout=60)
     assert proc.returncode == 2 and "postgresql://u:***@127.0.0.1:1/webrana" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_the_usage_journal_dir_and_fsync_interval(tmp_path: Path) -> None:
+    s = Settings.from_env(GOOD)
+    assert (s.usage_journal_dir, s.usage_fsync_interval) == (".webrana/journal", 0.1)
+    assert Settings.from_env({**GOOD, "WEBRANA_USAGE_SPILL_DIR": "/old/spill"}).usage_journal_dir == "/old/spill"
+    both = {**GOOD, "WEBRANA_USAGE_SPILL_DIR": "/old/spill", "WEBRANA_USAGE_JOURNAL_DIR": "/var/lib/j"}
+    assert Settings.from_env(both).usage_journal_dir == "/var/lib/j"
+    assert Settings.from_env({**GOOD, "WEBRANA_USAGE_JOURNAL_DIR": "off"}).usage_journal_dir == ""
+    assert Settings.from_env({**GOOD, "WEBRANA_USAGE_FSYNC_INTERVAL": "0.5"}).usage_fsync_interval == 0.5
+    a_file = tmp_path / "journal"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        Settings.from_env({**GOOD, "WEBRANA_USAGE_JOURNAL_DIR": str(a_file)})
+    with pytest.raises(ConfigError, match="WEBRANA_USAGE_FSYNC_INTERVAL must be positive"):
+        Settings.from_env({**GOOD, "WEBRANA_USAGE_FSYNC_INTERVAL": "0"})

@@ -149,11 +149,12 @@ async def _keycache(app: web.Application) -> AsyncIterator[None]:
 
 async def _usage_writer(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
-    writer = UsageWriter(app[POOL], app[METRICS], max_queue=s.usage_queue_max, spill_dir=s.usage_spill_dir)
+    writer = UsageWriter(app[POOL], app[METRICS], max_queue=s.usage_queue_max, journal_dir=s.usage_journal_dir,
+                         fsync_interval=s.usage_fsync_interval, redis=app[REDIS])
     app[USAGE] = writer
-    writer.start()
+    await writer.start()
     yield
-    await writer.stop()  # after in-flight requests finished: every queued row is written (or spilled)
+    await writer.stop()  # after in-flight requests finished: every queued row is written (or left in the journal)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from webrana_proxy.jsonio import json_response
-from webrana_proxy.state import METRICS, POOL, REDIS, SETTINGS
+from webrana_proxy.state import METRICS, POOL, REDIS, SETTINGS, USAGE
 
 routes = web.RouteTableDef()
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
@@ -43,6 +43,8 @@ async def _probe_redis(request: web.Request) -> str:
 @routes.get("/health/ready")
 async def ready(request: web.Request) -> web.Response:
     pg, rd = await asyncio.gather(_probe_pg(request), _probe_redis(request))
+    if pg != "ok":  # before saying so: the usage rows this process holds are in Redis too (usage_redis.py)
+        await request.app[USAGE].database_down()
     stopping = request.app[SHUTTING_DOWN].is_set()
     ok = pg == "ok" and rd == "ok" and not stopping
     body = {"status": "ready" if ok else "not_ready", "postgres": pg, "redis": rd,

@@ -49,7 +49,9 @@ DEFAULT_USD_TO_IDR = 16_500  # rupiah per US dollar for cost estimates; update i
 DEFAULT_PPN_PERCENT = 11  # Indonesian VAT
 DEFAULT_KEY_CACHE_SIZE = 10_000  # resolved proxy keys kept per process
 DEFAULT_KEY_CACHE_TTL = 60.0  # seconds; invalidations arrive by pub/sub well before this
-DEFAULT_USAGE_QUEUE_MAX = 100_000  # rows held in memory while PostgreSQL is away, then spill to disk
+DEFAULT_USAGE_QUEUE_MAX = 100_000  # rows held in memory while PostgreSQL is away, then only in the journal
+DEFAULT_USAGE_JOURNAL_DIR = ".webrana/journal"  # each process's usage journal (a volume in the chart)
+DEFAULT_USAGE_FSYNC_INTERVAL = 0.1  # seconds between fsyncs of the journal: what a node crash may lose
 DEFAULT_SHUTDOWN_GRACE = 30.0  # seconds open streams get to finish on SIGTERM
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0  # seconds an idle client connection (or one still sending headers) is kept
 DEFAULT_BODY_TIMEOUT = 60.0  # seconds a client has to send its whole request body (slowloris guard)
@@ -109,7 +111,8 @@ class Settings:
     key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
     key_cache_ttl: float = DEFAULT_KEY_CACHE_TTL
     usage_queue_max: int = DEFAULT_USAGE_QUEUE_MAX
-    usage_spill_dir: str = ".webrana/spill"
+    usage_journal_dir: str = DEFAULT_USAGE_JOURNAL_DIR  # empty: no journal ("off", for measurements only)
+    usage_fsync_interval: float = DEFAULT_USAGE_FSYNC_INTERVAL
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     readiness_delay: float = DEFAULT_READINESS_DELAY
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
@@ -213,7 +216,8 @@ class Settings:
             key_cache_size=read_int(e, "WEBRANA_KEY_CACHE_SIZE", DEFAULT_KEY_CACHE_SIZE, 1),
             key_cache_ttl=read_float(e, "WEBRANA_KEY_CACHE_TTL", DEFAULT_KEY_CACHE_TTL),
             usage_queue_max=read_int(e, "WEBRANA_USAGE_QUEUE_MAX", DEFAULT_USAGE_QUEUE_MAX, 1),
-            usage_spill_dir=e.get("WEBRANA_USAGE_SPILL_DIR", ".webrana/spill").strip() or ".webrana/spill",
+            usage_journal_dir=_journal_dir(e),
+            usage_fsync_interval=read_float(e, "WEBRANA_USAGE_FSYNC_INTERVAL", DEFAULT_USAGE_FSYNC_INTERVAL),
             shutdown_grace=read_float(e, "WEBRANA_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE),
             readiness_delay=read_float(e, "WEBRANA_SHUTDOWN_READINESS_DELAY", DEFAULT_READINESS_DELAY, allow_zero=True),
             keepalive_timeout=read_float(e, "WEBRANA_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT),
@@ -260,6 +264,18 @@ def _metrics_group_dir(raw: str) -> str:
         raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a directory; leave it unset "
                           "(`webrana-proxy serve --workers N` sets it for its workers)")
     return path
+
+
+def _journal_dir(e: Mapping[str, str]) -> str:
+    """WEBRANA_USAGE_JOURNAL_DIR; WEBRANA_USAGE_SPILL_DIR is its old name (spill files found there are replayed)."""
+    raw = (e.get("WEBRANA_USAGE_JOURNAL_DIR", "").strip() or e.get("WEBRANA_USAGE_SPILL_DIR", "").strip()
+           or DEFAULT_USAGE_JOURNAL_DIR)
+    if raw.lower() == "off":
+        return ""  # rows only in memory until written: a crash loses them (for `make bench` comparisons)
+    if os.path.exists(raw) and not os.path.isdir(raw):
+        raise ConfigError(f"WEBRANA_USAGE_JOURNAL_DIR={raw!r} is a file, not a directory; point it at a writable "
+                          "directory (created if missing), e.g. /var/lib/webrana/journal")
+    return raw
 
 
 def _npwp(raw: str) -> str:

@@ -1,10 +1,20 @@
-"""Usage rows, written off the hot path.
+"""Usage rows, written off the hot path, and never only in memory.
 
-The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row goes on an in-memory deque. A background
-task writes batches in one transaction: the raw rows (``COPY``), the daily roll-up per user/provider/model
-(Asia/Jakarta days), and each proxy key's request count and last use. If PostgreSQL is down, rows wait in
-memory up to ``usage_queue_max``; beyond that they spill to a local JSON-lines file, read back once the
-database answers again. Shutdown drains everything. A row is only dropped from memory after its batch commits.
+The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row is appended to this process's journal (one
+``write(2)``, ``usage_journal.py``) and put on an in-memory deque. A background task writes batches in one
+transaction, idempotently: the rows go to a staging table (``COPY``) and into ``proxy_requests`` with
+``ON CONFLICT (request_id) DO NOTHING``, and only the rows actually inserted move the daily roll-up per
+user/provider/model (Asia/Jakarta days) and each proxy key's request count and last use. A row leaves memory only
+after its batch commits; its journal segment is deleted once every row in it is committed.
+
+What survives what:
+- a crash of the process (``kill -9``, OOM): every answered call's row is in the journal (page cache); the next
+  start, or a surviving worker of the same group, replays journals whose owner is gone (``flock`` tells).
+- a crash of the node: all but the last ``WEBRANA_USAGE_FSYNC_INTERVAL`` of rows, if the journal folder survives.
+- PostgreSQL away: rows wait in memory (up to ``usage_queue_max``; beyond that memory lets go of them and they are
+  replayed from the journal), and from the first failed write also in a Redis stream every replica drains when
+  PostgreSQL returns (``usage_redis.py``): a pod deleted mid-outage leaves its rows there.
+Replays of rows already written are no-ops, so a row that arrives twice (journal and stream) counts once.
 """
 
 from __future__ import annotations
@@ -13,20 +23,22 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import uuid
 from collections import deque
-from collections.abc import Awaitable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from webrana_proxy.db import Conn
 from webrana_proxy.metrics import Metrics
+from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead
+from webrana_proxy.usage_redis import OutageStream
 
 log = logging.getLogger("webrana.usage")
 JAKARTA = timezone(timedelta(hours=7))
@@ -35,12 +47,14 @@ FLUSH_INTERVAL = 0.2  # seconds between flushes when the queue is not full
 STOP_WAIT = 5.0  # seconds stop() waits for a write in progress (then 10 s of drain): within the chart's margin
 PREP_SLICE = 128  # rows prepared between yields to the event loop (a 2,000-row batch never stalls it for long)
 RETRY_MAX_DELAY = 5.0  # seconds between attempts while PostgreSQL is away
-SPILL_SCAN_INTERVAL = 2.0  # seconds between looks for spill files another (dead) worker left behind
-SPILL_PREFIX = "usage-spill-"  # + pid-random.jsonl; a claimed file is renamed to end in .replay-<pid>
+SCAN_INTERVAL = 2.0  # seconds between looks for journals of dead processes and for rows in the outage stream
+MIRROR_WAIT = 2.0  # seconds readiness and stop() wait for the rows held to reach the outage stream
+MIRROR_RETRY = 1.0  # seconds between attempts to reach Redis with rows for the outage stream
+SPILL_PREFIX = "usage-spill-"  # spill files of versions before the journal: replayed, never written any more
 REFUSED_FILE = "usage-refused.jsonl"  # rows PostgreSQL refused to store, kept for an operator
-# No "id": PostgreSQL's DEFAULT gen_random_uuid() fills it during COPY, so Python never makes one per row.
 # Calls that are not billable: a row each, but not in usage_daily.requests (which rebuilds the month's quota).
 UNBILLED_ENDPOINTS = ("count_tokens",)
+# No "id": PostgreSQL's DEFAULT gen_random_uuid() fills it, so Python never makes one per row.
 COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoint", "stream", "status",
            "prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated", "latency_ms",
            "ttfb_ms", "upstream_request_id", "error_type", "created_at", "updated_at",
@@ -48,6 +62,8 @@ COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoi
            "cost_usd_nano", "cost_idr_micro", "usd_to_idr", "price_source", "price_version",
            "attempt", "failed_attempt", "alias", "org_id")
 # cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
+DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)  # this row can never be stored
 
 
 @dataclass(slots=True)
@@ -97,8 +113,9 @@ class UsageRecord:
                 self.usd_to_idr, self.price_source, _text(self.price_version), self.attempt, self.failed_attempt,
                 _text(self.alias), self.org_id)
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), default=str)  # asyncpg's UUID type is not orjson's uuid.UUID
+    def to_line(self) -> bytes:
+        """One journal line (JSON, newline-terminated): ~1 us. asyncpg's UUID type is not one orjson knows."""
+        return orjson.dumps(self, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
     @classmethod
     def from_json(cls, raw: bytes) -> UsageRecord:
@@ -122,101 +139,155 @@ def jakarta_day(ts: datetime) -> date:
     return ts.astimezone(JAKARTA).date()
 
 
-async def write_batch(conn: Conn, batch: list[UsageRecord]) -> None:
-    """Write rows, roll-ups and key counters in one transaction (all or nothing)."""
-    rollup: dict[tuple[uuid.UUID, date, str, str, uuid.UUID | None], list[int]] = {}
-    keys: dict[uuid.UUID, tuple[int, datetime]] = {}
+
+# The staging table: per connection, emptied at each commit. COPY cannot skip duplicates; INSERT ... SELECT can.
+STAGE_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS usage_stage ON COMMIT DELETE ROWS AS
+SELECT request_id, user_id, proxy_key_id, provider, model, endpoint, stream, status, prompt_tokens,
+       completion_tokens, total_tokens, tokens_estimated, latency_ms, ttfb_ms, upstream_request_id, error_type,
+       created_at, updated_at, cached_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,
+       service_tier, cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version, attempt,
+       failed_attempt, alias, org_id
+FROM proxy_requests WITH NO DATA"""
+
+# One statement: insert the staged rows that are new, then move the counters by exactly those rows (RETURNING).
+# Counters derived from rows belong here, so a replayed duplicate never moves them. Jakarta is UTC+7, no DST.
+# A failed attempt's row (the call went on to another key or hop) is its own row only: the call it belongs to is
+# counted (and charged) once, by its last row.
+INSERT_SQL = """
+WITH ins AS (
+    INSERT INTO proxy_requests (request_id, user_id, proxy_key_id, provider, model, endpoint, stream, status,
+                                prompt_tokens, completion_tokens, total_tokens, tokens_estimated, latency_ms,
+                                ttfb_ms, upstream_request_id, error_type, created_at, updated_at, cached_tokens,
+                                cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, service_tier,
+                                cost_usd_nano, cost_idr_micro, usd_to_idr, price_source, price_version, attempt,
+                                failed_attempt, alias, org_id)
+    SELECT * FROM usage_stage
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING user_id, proxy_key_id, provider, model, endpoint, status, prompt_tokens, completion_tokens,
+              total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens, cache_write_tokens, reasoning_tokens,
+              price_source, created_at, failed_attempt, org_id
+), daily AS (
+    INSERT INTO usage_daily (user_id, org_id, day, provider, model, requests, errors, prompt_tokens,
+                             completion_tokens, total_tokens, cost_idr_micro, cost_usd_nano, cached_tokens,
+                             cache_write_tokens, reasoning_tokens, fallback_requests)
+    SELECT user_id, org_id, ((created_at AT TIME ZONE 'UTC') + interval '7 hours')::date, provider, model,
+           count(*) FILTER (WHERE endpoint <> ALL ($1::text[])), count(*) FILTER (WHERE status >= 400),
+           sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_idr_micro), sum(cost_usd_nano),
+           sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
+           count(*) FILTER (WHERE price_source = 'fallback')
+    FROM ins WHERE NOT failed_attempt GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (user_id, org_id, day, provider, model) DO UPDATE SET
+        requests = usage_daily.requests + EXCLUDED.requests,
+        errors = usage_daily.errors + EXCLUDED.errors,
+        prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens,
+        total_tokens = usage_daily.total_tokens + EXCLUDED.total_tokens,
+        cost_idr_micro = usage_daily.cost_idr_micro + EXCLUDED.cost_idr_micro,
+        cost_usd_nano = usage_daily.cost_usd_nano + EXCLUDED.cost_usd_nano,
+        cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens,
+        cache_write_tokens = usage_daily.cache_write_tokens + EXCLUDED.cache_write_tokens,
+        reasoning_tokens = usage_daily.reasoning_tokens + EXCLUDED.reasoning_tokens,
+        fallback_requests = usage_daily.fallback_requests + EXCLUDED.fallback_requests
+), keys AS (
+    UPDATE proxy_api_keys AS k SET request_count = k.request_count + v.n,
+                                   last_used_at = GREATEST(k.last_used_at, v.ts)
+    FROM (SELECT proxy_key_id, count(*) AS n, max(created_at) AS ts FROM ins
+          WHERE proxy_key_id IS NOT NULL AND NOT failed_attempt GROUP BY proxy_key_id) AS v
+    WHERE k.id = v.proxy_key_id
+)
+SELECT count(*) FROM ins"""
+
+
+async def write_batch(conn: Conn, batch: list[UsageRecord]) -> int:
+    """Write rows, roll-ups and key counters in one transaction (all or nothing); rows whose request id is already
+    stored are skipped and count nowhere. Returns the rows inserted."""
     rows: list[tuple[Any, ...]] = []
     for i, r in enumerate(batch):
         if i % PREP_SLICE == PREP_SLICE - 1:
-            await asyncio.sleep(0)  # ~3 us of Python per row: let calls in flight run between slices
+            await asyncio.sleep(0)  # let calls in flight run between slices
         rows.append(r.as_row())
-        if r.failed_attempt:
-            continue  # its own row only: the call it belongs to is counted (and charged) once, by its last row
-        key = (r.user_id, jakarta_day(r.created_at), _text(r.provider) or "", _text(r.model) or "", r.org_id)
-        acc = rollup.setdefault(key, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-        acc[0] += r.endpoint not in UNBILLED_ENDPOINTS
-        acc[1] += r.status >= 400
-        acc[2] += r.prompt_tokens
-        acc[3] += r.completion_tokens
-        acc[4] += r.total_tokens
-        acc[5] += r.cost_idr_micro
-        acc[6] += r.cost_usd_nano
-        acc[7] += r.cached_tokens
-        acc[8] += r.cache_write_tokens
-        acc[9] += r.reasoning_tokens
-        acc[10] += r.price_source == "fallback"
-        if r.proxy_key_id is not None:
-            n, last = keys.get(r.proxy_key_id, (0, r.created_at))
-            keys[r.proxy_key_id] = (n + 1, max(last, r.created_at))
     async with conn.transaction():
-        await conn.copy_records_to_table("proxy_requests", records=rows, columns=COLUMNS)
-        k = list(rollup)
-        v = list(rollup.values())
-        await conn.execute(
-            """INSERT INTO usage_daily (user_id, day, provider, model, requests, errors, prompt_tokens,
-                                        completion_tokens, total_tokens, cost_idr_micro, cost_usd_nano,
-                                        cached_tokens, cache_write_tokens, reasoning_tokens, fallback_requests, org_id)
-               SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                                    $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-                                    $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::uuid[])
-               ON CONFLICT (user_id, org_id, day, provider, model) DO UPDATE SET
-                   requests = usage_daily.requests + EXCLUDED.requests,
-                   errors = usage_daily.errors + EXCLUDED.errors,
-                   prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens,
-                   completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens,
-                   total_tokens = usage_daily.total_tokens + EXCLUDED.total_tokens,
-                   cost_idr_micro = usage_daily.cost_idr_micro + EXCLUDED.cost_idr_micro,
-                   cost_usd_nano = usage_daily.cost_usd_nano + EXCLUDED.cost_usd_nano,
-                   cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens,
-                   cache_write_tokens = usage_daily.cache_write_tokens + EXCLUDED.cache_write_tokens,
-                   reasoning_tokens = usage_daily.reasoning_tokens + EXCLUDED.reasoning_tokens,
-                   fallback_requests = usage_daily.fallback_requests + EXCLUDED.fallback_requests""",
-            [x[0] for x in k], [x[1] for x in k], [x[2] for x in k], [x[3] for x in k],
-            *([x[i] for x in v] for i in range(11)), [x[4] for x in k])
-        if keys:
-            await conn.execute(
-                """UPDATE proxy_api_keys AS k SET request_count = k.request_count + v.n,
-                          last_used_at = GREATEST(k.last_used_at, v.ts)
-                   FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS v(id, n, ts)
-                   WHERE k.id = v.id""",
-                list(keys), [n for n, _ in keys.values()], [ts for _, ts in keys.values()])
+        await conn.execute(STAGE_SQL)
+        await conn.copy_records_to_table("usage_stage", records=rows, columns=COLUMNS)
+        inserted: int = await conn.fetchval(INSERT_SQL, list(UNBILLED_ENDPOINTS))
+    return inserted
+
+
+def parse_lines(lines: list[bytes]) -> tuple[list[UsageRecord], list[bytes]]:
+    """Rows from journal lines; the lines that are not rows (torn by a crash or a full disk) apart."""
+    rows: list[UsageRecord] = []
+    bad: list[bytes] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rows.append(UsageRecord.from_json(line))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            bad.append(line)
+    return rows, bad
 
 
 class UsageWriter:
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, max_queue: int, spill_dir: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, max_queue: int, journal_dir: str,
+                 fsync_interval: float = 0.1, redis: Redis | None = None) -> None:
+        """``journal_dir`` empty: no journal (rows live only in memory until written; for measurements)."""
         self._pool = pool
         self._metrics = metrics
         self._max_queue = max_queue
-        # One spill file per writer (workers share the folder); replays claim files by renaming them.
-        self._spill_dir = Path(spill_dir)
-        self._spill_path = self._spill_dir / f"{SPILL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        self._folder = Path(journal_dir) if journal_dir else None
+        self._fsync_interval = fsync_interval
+        self._journal: Journal | None = None
+        self.journaled = False  # True once the journal is open: calls write their row before their answer ends
+        self._stream = OutageStream(redis) if redis is not None else None
         self._queue: deque[UsageRecord] = deque()
+        self._done = 0  # queue positions committed or handed to the journal's backlog (the journal's trim mark)
+        self._backlog: list[Path] = []  # own journal segments memory let go of: replayed from disk
+        self._dead: list[DeadJournal] = []  # claimed journals of processes that are gone
+        self._spills: list[Path] = []  # claimed spill files of older versions
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._spill_lock = asyncio.Lock()
         self._writing = asyncio.Lock()  # held by a write cycle; stop() takes it before cancelling the loop
         self._next_scan = 0.0
-        self.pending_spill = False
+        # The outage stream: rows to add, and the stream ids of this writer's rows not yet committed.
+        self._outage = False
+        self._to_mirror: list[tuple[str, bytes]] = []
+        self._mirrored: dict[str, bytes] = {}
+        self._unmirror: list[bytes] = []
+        self._mirror_wake = asyncio.Event()
+        self._mirror_lock = asyncio.Lock()
+        self._mirror_task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def record(self, rec: UsageRecord) -> None:
-        """Queue one row. Never blocks, never raises, never touches the database."""
+        """Journal and queue one row. Never blocks, never raises, never touches the database."""
+        if self._journal is not None or self._outage:
+            line = rec.to_line()
+            if self._journal is not None:
+                self._journal.append(line)
+            if self._outage:
+                self._to_mirror.append((rec.request_id, line))
+                self._mirror_wake.set()
         self._queue.append(rec)
         if len(self._queue) >= BATCH_MAX:
             self._wake.set()
 
-    def start(self) -> None:
-        self.pending_spill = _has_spills(self._spill_dir)
+    async def start(self) -> None:
+        if self._folder is not None:
+            self._journal = await asyncio.to_thread(Journal, self._folder, self._fsync_interval)
+            self.journaled = True
         self._task = asyncio.create_task(self._run(), name="usage-writer")
+        if self._stream is not None:
+            self._mirror_task = asyncio.create_task(self._mirror_loop(), name="usage-outage-stream")
 
     async def stop(self) -> None:
-        """Flush everything queued (waiting for PostgreSQL if it is away), then stop."""
+        """Flush everything queued (waiting a while for PostgreSQL), then stop. Rows PostgreSQL did not take stay
+        in the journal (replayed by a survivor or the next start) and go to the outage stream."""
         if self._task is not None:
-            # Never cancel a write half-way: a batch whose COMMIT went through but whose answer was cut off
-            # would be written again and refused as duplicates.
+            # Never cancel a write half-way (the rows would stay queued and be written again: harmless now, but
+            # a write that hangs is what the timeout is for).
             try:
                 async with asyncio.timeout(STOP_WAIT):
                     await self._writing.acquire()
@@ -227,16 +298,38 @@ class UsageWriter:
                 await self._task
             if self._writing.locked():
                 self._writing.release()
-        if self._queue:
+        if self._mirror_task is not None:
+            self._mirror_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mirror_task
+        if self._queue or self._backlog:
             try:
                 await asyncio.wait_for(self._drain(), timeout=10)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self._spill(list(self._queue))
-                self._queue.clear()
+            except Exception as exc:  # PostgreSQL away (or a bug): the rows are safe in the journal either way
+                log.warning("usage rows not written before stop; left in the journal and the outage stream",
+                            extra={"rows": len(self._queue), "error": type(exc).__name__})
+                self._begin_outage()
+        if self._stream is not None and (self._to_mirror or self._unmirror):
+            await self._push_bounded()
+        for dead in self._dead:
+            dead.release()  # someone else replays them
+        if self._journal is not None:
+            clean = not self._queue and not self._backlog
+            await asyncio.to_thread(self._journal.close, remove=clean)
+
+    async def database_down(self) -> None:
+        """Readiness found PostgreSQL down: from now on rows also go to the outage stream, and every row held
+        now is there before this returns (within MIRROR_WAIT)."""
+        if self._stream is None:
+            return
+        self._begin_outage()
+        await self._push_bounded()
 
     async def _drain(self) -> None:
         while self._queue:
             await self._flush_once()
+        if self._backlog:
+            await self._replay_disk()  # memory let go of them during an outage: this journal can go as a whole
 
     async def _run(self) -> None:
         delay = FLUSH_INTERVAL
@@ -248,132 +341,242 @@ class UsageWriter:
                 delay = await self._cycle(delay)
 
     async def _cycle(self, delay: float) -> float:
-        """Replay spills if any, write what is queued; returns the wait before the next cycle."""
+        """Write what is queued, replay what others left; returns the wait before the next cycle."""
         loop = asyncio.get_running_loop()
-        if not self.pending_spill and loop.time() >= self._next_scan:
-            # Spills left by a worker that died are picked up by the survivors, not only at restart.
-            self._next_scan = loop.time() + SPILL_SCAN_INTERVAL
-            self.pending_spill = await asyncio.to_thread(_has_spills, self._spill_dir)
-        if self.pending_spill:
-            try:
-                await self._unspill()
-            except Exception as exc:  # the replay must never stop live rows from being written
-                log.warning("spilled usage rows not replayed yet; will retry",
-                            extra={"error": type(exc).__name__})
+        scan = loop.time() >= self._next_scan
+        if scan:
+            self._next_scan = loop.time() + SCAN_INTERVAL
+            await self._claim()
+        wrote = bool(self._queue or self._backlog or self._dead or self._spills)
         try:
             while self._queue:
                 await self._flush_once()
+            if self._backlog or self._dead or self._spills:
+                await self._replay_disk()  # after the live rows: a replay never holds them up
             delay = FLUSH_INTERVAL
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             self._metrics.usage_write_failures.inc()
             log.warning("usage write failed; rows kept for retry",
                         extra={"queued": len(self._queue), "error": type(exc).__name__})
-            await self._guarded(self._bound_memory())
+            self._begin_outage()
+            self._bound_memory()
             delay = min(RETRY_MAX_DELAY, delay * 2)
         except Exception:  # a bug must not kill the writer: rows stay queued and are retried
             self._metrics.usage_write_failures.inc()
             log.exception("usage writer error; rows kept for retry", extra={"queued": len(self._queue)})
             delay = min(RETRY_MAX_DELAY, delay * 2)
+        else:
+            if wrote:  # PostgreSQL took a write (an empty cycle proves nothing: readiness may have seen it down)
+                self._end_outage()
+            if scan and self._stream is not None:
+                await self._guarded(self._drain_stream(), "outage stream not drained yet; will retry")
         self._metrics.usage_queue_depth.set(len(self._queue))
         return delay
 
-    async def _guarded(self, work: Awaitable[None]) -> None:
+    async def _guarded(self, work: Any, message: str) -> None:
         try:
             await work
-        except Exception:  # e.g. the spill disk is full: keep the rows in memory rather than lose them
-            log.exception("could not spill usage rows to disk; keeping them in memory")
+        except Exception as exc:  # replays must never stop live rows from being written
+            log.warning(message, extra={"error": type(exc).__name__})
 
     async def _flush_once(self) -> None:
+        journal = self._journal
+        if journal is not None:
+            journal.rotate()  # the segment in use is sealed at each batch: under steady load too, it gets trimmed
         n = min(BATCH_MAX, len(self._queue))
         batch = [self._queue[i] for i in range(n)]
-        await self._write(batch)
+        inserted = await self._write(batch)
         for _ in range(n):
             self._queue.popleft()
-        self._metrics.usage_rows_written.inc(n)
+        self._done += n
+        if journal is not None and (done := journal.trim(self._done)):
+            await asyncio.to_thread(_unlink_all, done)
+        if self._mirrored:
+            for r in batch:
+                entry = self._mirrored.pop(r.request_id, None)
+                if entry is not None:
+                    self._unmirror.append(entry)
+            if self._unmirror:
+                self._mirror_wake.set()
+        self._metrics.usage_rows_written.inc(inserted)
         self._metrics.usage_queue_depth.set(len(self._queue))
 
-    async def _write(self, batch: list[UsageRecord]) -> None:
-        """Write a batch; rows PostgreSQL refuses (bad data, a duplicate after a crashed replay, a deleted user)
-        are written aside to a file for an operator, never blocking the rows after them."""
+    async def _write(self, batch: list[UsageRecord]) -> int:
+        """Write a batch idempotently; rows PostgreSQL refuses (bad data, a deleted user) are written aside to a
+        file for an operator, never blocking the rows after them. Returns the rows inserted."""
         async with self._pool.acquire(timeout=5) as conn:
             try:
-                await write_batch(conn, batch)
-                return
-            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                return await write_batch(conn, batch)
+            except REFUSALS:
                 pass
             refused = []
+            inserted = 0
             for row in batch:
                 try:
-                    await write_batch(conn, [row])
-                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    inserted += await write_batch(conn, [row])
+                except REFUSALS:
                     refused.append(row)
         if refused:
-            await self._set_aside([r.to_json() for r in refused])
+            await self._set_aside([r.to_line().rstrip(b"\n") for r in refused])
+        return inserted
+
+    async def _write_lines(self, lines: list[bytes]) -> int:
+        rows, bad = parse_lines(lines)
+        if bad:
+            await self._set_aside(bad)
+        inserted = 0
+        for i in range(0, len(rows), BATCH_MAX):
+            inserted += await self._write(rows[i:i + BATCH_MAX])
+        return inserted
 
     async def _set_aside(self, lines: list[bytes]) -> None:
-        path = self._spill_dir / REFUSED_FILE
+        if self._folder is None:
+            log.error("usage rows refused by PostgreSQL", extra={"rows": [x.decode("utf-8", "replace")
+                                                                          for x in lines]})
+            return
+        path = self._folder / REFUSED_FILE
         await asyncio.to_thread(_append, path, b"".join(line + b"\n" for line in lines))
         log.error("usage rows refused by PostgreSQL set aside", extra={"rows": len(lines), "path": str(path)})
 
-    async def _bound_memory(self) -> None:
+    def _bound_memory(self) -> None:
         excess = len(self._queue) - self._max_queue
-        if excess > 0:
-            # Spill the oldest rows first, and drop them from memory only once they are on disk.
-            await self._spill([self._queue[i] for i in range(excess)])
+        if excess <= 0:
+            return
+        if self._journal is not None and not self._journal.failed:
+            # Every queued row is in the journal: let memory go of all of them, replay them from disk later.
+            self._backlog.extend(self._journal.shed())
+            self._done += len(self._queue)
+            log.warning("usage queue full; rows wait in the journal until PostgreSQL returns",
+                        extra={"rows": len(self._queue), "path": str(self._journal.path)})
+            self._queue.clear()
+        elif self._journal is None:
             for _ in range(excess):
                 self._queue.popleft()
+            self._done += excess
+            log.error("usage queue full and no journal: oldest rows dropped", extra={"rows": excess})
+        # else: the journal cannot be written either; memory is the only copy, so it keeps every row
 
-    async def _spill(self, rows: list[UsageRecord]) -> None:
-        data = b"".join(r.to_json() + b"\n" for r in rows)
-        async with self._spill_lock:
-            await asyncio.to_thread(_append, self._spill_path, data)
-        self.pending_spill = True
-        log.warning("usage rows spilled to disk until PostgreSQL returns",
-                    extra={"rows": len(rows), "path": str(self._spill_path)})
+    # --- rows on disk: this writer's backlog, journals of dead processes, old spill files -------------------------
 
-    async def _unspill(self) -> None:
-        """Replay every spill file in the folder that no live writer is replaying: claim it by renaming it
-        (only one worker wins), write it in batches, then delete it."""
-        async with self._spill_lock:
-            claimed = await asyncio.to_thread(_claim_spills, self._spill_dir)
-            for path in claimed:
-                raw = await asyncio.to_thread(_read_all, path)
-                rows: list[UsageRecord] = []
-                bad: list[bytes] = []
-                for line in raw.splitlines():
-                    if not line.strip():
-                        continue
-                    try:
-                        rows.append(UsageRecord.from_json(line))
-                    except (ValueError, TypeError, KeyError):  # a torn line (crash or full disk mid-append)
-                        bad.append(line)
-                if bad:
-                    await self._set_aside(bad)
-                for i in range(0, len(rows), BATCH_MAX):
-                    await self._write(rows[i:i + BATCH_MAX])
-                    # Keep what is left on disk after each committed batch, so a crash never loses a row.
-                    await asyncio.to_thread(_rewrite, path, rows[i + BATCH_MAX:])
-                await asyncio.to_thread(path.unlink, True)
-            self.pending_spill = False  # anything spilled meanwhile, or left by others, is found by the next scan
+    async def _claim(self) -> None:
+        if self._folder is None:
+            return
+        own = self._journal.path if self._journal is not None else None
+        held = {d.path for d in self._dead}
+        try:
+            dead, spills = await asyncio.to_thread(_claim_all, self._folder, own, held)
+        except OSError as exc:
+            log.warning("could not look for usage journals to replay", extra={"error": str(exc)})
+            return
+        self._dead.extend(dead)
+        self._spills.extend(spills)
+
+    async def _replay_disk(self) -> None:
+        while self._backlog:
+            await self._replay_file(self._backlog[0])
+            self._backlog.pop(0)
+        while self._dead:
+            dead = self._dead[0]
+            rows = inserted = 0
+            for segment in await asyncio.to_thread(dead.segments):
+                n, k = await self._replay_file(segment)
+                rows, inserted = rows + n, inserted + k
+            await asyncio.to_thread(dead.remove)
+            self._dead.pop(0)
+            log.info("usage journal of a stopped process replayed",
+                     extra={"path": str(dead.path), "rows": rows, "inserted": inserted})
+        while self._spills:
+            await self._replay_file(self._spills[0])
+            self._spills.pop(0)
+
+    async def _replay_file(self, path: Path) -> tuple[int, int]:
+        """Write every row of a file (idempotently), then delete it. Rows already written are skipped."""
+        raw = await asyncio.to_thread(_read_all, path)
+        lines = raw.splitlines()
+        inserted = await self._write_lines(lines)
+        await asyncio.to_thread(path.unlink, True)
+        return len(lines), inserted
+
+    # --- the outage stream -------------------------------------------------------------------------------------
+
+    def _begin_outage(self) -> None:
+        if self._outage or self._stream is None:
+            return
+        self._outage = True
+        self._to_mirror.extend((r.request_id, r.to_line()) for r in self._queue)
+        self._mirror_wake.set()
+        log.warning("usage rows also go to the Redis outage stream until PostgreSQL takes writes again",
+                    extra={"queued": len(self._queue)})
+
+    def _end_outage(self) -> None:
+        if self._outage:
+            self._outage = False
+            self._mirrored.clear()  # entries of rows shed to disk meanwhile stay; a drain finds them written
+
+    async def _mirror_loop(self) -> None:
+        while True:
+            await self._mirror_wake.wait()
+            self._mirror_wake.clear()
+            try:
+                await self._push()
+            except (RedisError, OSError) as exc:
+                log.warning("could not reach Redis with usage rows; will retry", extra={"error": type(exc).__name__})
+                await asyncio.sleep(MIRROR_RETRY)
+                self._mirror_wake.set()
+
+    async def _push_bounded(self) -> None:
+        try:
+            async with asyncio.timeout(MIRROR_WAIT):
+                await self._push()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+            log.warning("usage rows not all in the outage stream", extra={"error": type(exc).__name__})
+
+    async def _push(self) -> None:
+        assert self._stream is not None
+        async with self._mirror_lock:
+            if self._unmirror:
+                ids, self._unmirror = self._unmirror, []
+                try:
+                    await self._stream.delete(ids)
+                except BaseException:
+                    self._unmirror[:0] = ids
+                    raise
+            if self._to_mirror:
+                items, self._to_mirror = self._to_mirror, []
+                try:
+                    ids = await self._stream.add([line for _, line in items])
+                except BaseException:
+                    keep = self._max_queue - len(self._to_mirror)  # they are in the journal too; memory is bounded
+                    self._to_mirror[:0] = items[-keep:] if keep > 0 else []
+                    raise
+                if self._outage:
+                    self._mirrored.update(zip((rid for rid, _ in items), ids, strict=True))
+
+    async def _drain_stream(self) -> None:
+        assert self._stream is not None
+        if await self._stream.length():
+            drained = await self._stream.drain(self._write_lines, BATCH_MAX)
+            if drained:
+                log.info("usage rows from the outage stream written", extra={"rows": drained})
 
 
-def _has_spills(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob(SPILL_PREFIX + "*"))
+def _claim_all(folder: Path, own: Path | None, held: set[Path]) -> tuple[list[DeadJournal], list[Path]]:
+    return claim_dead(folder, own, held), _claim_spills(folder)
 
 
 def _claim_spills(folder: Path) -> list[Path]:
+    """Spill files an older version left, once their writer is gone: claimed by renaming (one claimant wins)."""
     if not folder.is_dir():
         return []
     me = os.getpid()
     claimed = []
     for path in sorted(folder.glob(SPILL_PREFIX + "*")):
         name = path.name
-        if ".replay-" in name:
-            owner = int(name.rsplit(".replay-", 1)[1])
-            if owner != me and _alive(owner):
-                continue  # another live worker is replaying it
-        elif name.split("-")[2].isdigit() and int(name.split("-")[2]) != me and _alive(int(name.split("-")[2])):
-            continue  # a live worker's own spill: it replays it itself
+        owner_part = name.rsplit(".replay-", 1)[1] if ".replay-" in name else name.split("-")[2]
+        if owner_part.isdigit() and int(owner_part) != me and _alive(int(owner_part)):
+            continue  # its writer (or a replayer) is alive
+        if name.endswith(f".replay-{me}"):
+            continue  # ours already
         target = path.with_name(f"{name.split('.replay-')[0]}.replay-{me}")
         try:
             os.rename(path, target)
@@ -405,10 +608,6 @@ def _read_all(path: Path) -> bytes:
     return path.read_bytes() if path.exists() else b""
 
 
-def _rewrite(path: Path, rows: list[UsageRecord]) -> None:
-    if not rows:
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
         path.unlink(missing_ok=True)
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(b"".join(r.to_json() + b"\n" for r in rows))
-    os.replace(tmp, path)

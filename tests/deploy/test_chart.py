@@ -99,6 +99,7 @@ def _everything_on() -> dict[str, Any]:
     values["config"]["extraEnv"] = {"WEBRANA_IP_RATE_LIMIT": "120"}
     values["config"]["apiUrl"] = "https://llm.example.com"
     values["ingress"]["enabled"] = True
+    values["proxy"].setdefault("journal", {})["existingClaim"] = "webrana-journal"
     return values
 
 
@@ -496,8 +497,42 @@ def test_every_pod_runs_as_non_root_with_a_read_only_root(rendered: tuple[str, l
             mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
             assert "/tmp" in mounts, "a read-only root needs a writable /tmp"
     proxy = _pod_spec(_one(docs, "Deployment", f"{RELEASE}-proxy"))["containers"][0]
-    spill = _env(proxy)["WEBRANA_USAGE_SPILL_DIR"]["value"]
-    assert any(spill.startswith(m["mountPath"]) for m in proxy["volumeMounts"]), "spill dir not writable"
+    journal = _env(proxy)["WEBRANA_USAGE_JOURNAL_DIR"]["value"]
+    assert any(journal.startswith(m["mountPath"]) for m in proxy["volumeMounts"]), "journal dir not writable"
+
+
+# --- the usage journal (issue 17) ----------------------------------------------------------------------------
+
+def _journal_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = _pod_spec(_one(docs, "Deployment", f"{RELEASE}-proxy"))
+    container = pod["containers"][0]
+    journal = _env(container)["WEBRANA_USAGE_JOURNAL_DIR"]["value"]
+    mount = next(m for m in container["volumeMounts"] if journal.startswith(m["mountPath"]))
+    volume: dict[str, Any] = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    return volume
+
+
+def test_the_usage_journal_is_an_empty_dir_by_default_fsynced_as_configured(chart: Any) -> None:
+    docs = _manifests(_render(chart, {}))
+    volume = _journal_volume(docs)
+    assert volume["emptyDir"]["sizeLimit"] == "1Gi"
+    container = _pod_spec(_one(docs, "Deployment", f"{RELEASE}-proxy"))["containers"][0]
+    assert _env(container)["WEBRANA_USAGE_FSYNC_INTERVAL"]["value"] == "0.1"
+    assert "WEBRANA_USAGE_SPILL_DIR" not in _env(container)
+    notes = _notes(chart, {})
+    assert "AOF" in notes and "emptyDir" in notes
+
+
+def test_the_usage_journal_can_live_on_a_persistent_volume(chart: Any) -> None:
+    docs = _manifests(_render(chart, {"proxy": {"journal": {"existingClaim": "webrana-journal"}}}))
+    volume = _journal_volume(docs)
+    assert volume == {"name": "journal", "persistentVolumeClaim": {"claimName": "webrana-journal"}}
+    assert 'the claim "webrana-journal"' in _notes(chart, {"proxy": {"journal": {"existingClaim": "webrana-journal"}}})
+
+
+def test_the_values_document_the_redis_persistence_the_outage_stream_needs() -> None:
+    text = (CHART / "values.yaml").read_text(encoding="utf-8")
+    assert "appendonly yes" in text and "AOF" in text
 
 
 @pytest.mark.parametrize("values_name", ["default", "production"])

@@ -20,7 +20,7 @@ CACHED, WRITTEN, REASONING = 7, 5, 3
 # (model, fake, what the provider can report: cache reads, cache writes, reasoning)
 RESPONSES_CASES = [
     pytest.param("gpt-5-mini", "openai", (CACHED, 0, REASONING), id="openai-native"),
-    pytest.param("claude-sonnet-4-5", "anthropic", (CACHED, WRITTEN, REASONING), id="anthropic-translated"),  # thinking_tokens
+    pytest.param("claude-sonnet-4-5", "anthropic", (CACHED, WRITTEN, REASONING), id="anthropic-translated"),
     pytest.param("gemini-2.5-flash", "gemini", (CACHED, 0, REASONING), id="gemini-translated"),
     pytest.param("qwen-plus", "qwen", (CACHED, 0, 0), id="qwen-translated"),  # the fake Qwen: no thinking mode
 ]

@@ -2,8 +2,9 @@
 
 - A value PostgreSQL cannot store (U+0000 in the model name, which the usage row keeps) must not block the
   usage writer: that call is a clean 4xx, and its row and every row after it are written.
-- When PostgreSQL refuses writes for a while and the in-memory queue is full, rows go to the spill file and
-  all of them arrive once writes work again (the spill file must be writable for every row)."""
+- When PostgreSQL refuses writes for a while and the in-memory queue is full, memory lets go of the rows (they are
+  in the journal already) and all of them arrive once writes work again.
+- A spill file left by an older version is still replayed."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import Account, wait_rows
+from webrana_proxy.state import USAGE
+from webrana_proxy.usage import UsageRecord, write_batch
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
 
@@ -42,12 +45,17 @@ async def test_a_nul_in_the_model_name_does_not_block_the_usage_writer(
 def env_overrides(fake_midtrans: FakeMidtrans, tmp_path: Path) -> dict[str, str]:
     return {"MIDTRANS_SNAP_BASE_URL": fake_midtrans.snap_base_url,
             "MIDTRANS_API_BASE_URL": fake_midtrans.api_base_url,
-            "WEBRANA_USAGE_QUEUE_MAX": "1", "WEBRANA_USAGE_SPILL_DIR": str(tmp_path / "spill")}
+            "WEBRANA_USAGE_QUEUE_MAX": "1", "WEBRANA_USAGE_JOURNAL_DIR": str(tmp_path / "spill")}
 
 
-async def test_rows_spilled_while_writes_fail_all_arrive(gw: TestClient[web.Request, web.Application],
-                                                         account: Account, migrated: str, tmp_path: Path) -> None:
+async def test_rows_beyond_the_queue_bound_wait_in_the_journal_and_all_arrive(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str, tmp_path: Path) -> None:
     headers = {"Authorization": f"Bearer {account.proxy_key}"}
+    journal_dir = tmp_path / "spill"  # the journal folder, where old spill files are replayed too
+
+    def journaled() -> int:  # rows in this writer's journal segments
+        return sum(len(p.read_bytes().splitlines()) for p in journal_dir.glob("journal-*/*.jsonl"))
+
     conn = await asyncpg.connect(migrated)
     try:
         await conn.execute("ALTER TABLE proxy_requests RENAME TO proxy_requests_away")  # writes now fail
@@ -55,22 +63,24 @@ async def test_rows_spilled_while_writes_fail_all_arrive(gw: TestClient[web.Requ
             for _ in range(4):
                 resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
                 assert resp.status == 200, await resp.text()
-            def spilled() -> int:  # each writer spills to its own usage-spill-<pid>-<random>.jsonl
-                return sum(len(p.read_bytes().splitlines()) for p in (tmp_path / "spill").glob("usage-spill-*"))
-
-            for _ in range(60):  # the queue holds one row; the rest must reach the spill file
-                if spilled() >= 3:
+            assert journaled() == 4  # each row is in the journal as soon as its call is answered
+            for _ in range(60):  # the queue holds one row; memory lets go of the rest, the journal keeps them
+                if len(gw.app[USAGE]) <= 1:
                     break
                 await asyncio.sleep(0.05)
-            assert spilled() >= 3, (
-                "rows beyond the queue bound did not reach the spill file (see the log for the spill error)")
+            assert len(gw.app[USAGE]) <= 1, "rows beyond the queue bound are still held in memory"
+            assert journaled() == 4
         finally:
             await conn.execute("ALTER TABLE IF EXISTS proxy_requests_away RENAME TO proxy_requests")
     finally:
         await conn.close()
     rows = await wait_rows(migrated, 4, timeout=30)
     assert len(rows) == 4, f"{len(rows)} of 4 usage rows written after writes worked again"
-    assert not list((tmp_path / "spill").glob("usage-spill-*"))  # replayed and removed
+    for _ in range(100):  # written, so trimmed from the journal
+        if journaled() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert journaled() == 0
 
 
 async def test_a_poisoned_spill_file_never_blocks_live_rows(gw: TestClient[web.Request, web.Application],
@@ -101,3 +111,33 @@ async def test_a_poisoned_spill_file_never_blocks_live_rows(gw: TestClient[web.R
     assert not list(spill_dir.glob("usage-spill-*"))
     refused = (spill_dir / "usage-refused.jsonl").read_bytes().splitlines()
     assert len(refused) == 2 and b"req_ghost" in refused[0] + refused[1]
+
+
+async def test_a_replayed_row_is_a_no_op_and_moves_no_counter(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str) -> None:
+    """The same rows written again (a journal replayed after its batch had committed, or a row that arrives both
+    from a journal and from the outage stream): not refused, not stored twice, and the roll-up and the key's
+    counter move only for the rows actually inserted."""
+    headers = {"Authorization": f"Bearer {account.proxy_key}"}
+    for _ in range(3):
+        resp = await gw.post("/v1/chat/completions", headers=headers, json=CHAT)
+        assert resp.status == 200, await resp.text()
+    first = await wait_rows(migrated, 3)
+    assert len(first) == 3
+    conn = await asyncpg.connect(migrated)
+    try:
+        before = await conn.fetchrow("SELECT sum(requests) AS n, sum(total_tokens) AS t FROM usage_daily")
+        records = [UsageRecord.from_json(UsageRecord(**{k: r[k] for k in UsageRecord.__dataclass_fields__
+                                                        if k in r}).to_line()) for r in first]
+        fresh = UsageRecord.from_json(records[0].to_line())
+        fresh.request_id = "req_never_seen"
+        assert await write_batch(conn, records) == 0  # all three again: nothing inserted, nothing refused
+        assert await write_batch(conn, [*records, fresh]) == 1  # a mixed batch: only the new one counts
+        after = await conn.fetchrow("SELECT sum(requests) AS n, sum(total_tokens) AS t FROM usage_daily")
+        assert after["n"] == before["n"] + 1
+        assert after["t"] == before["t"] + fresh.total_tokens
+        assert await conn.fetchval("SELECT count(*) FROM proxy_requests") == 4
+        assert await conn.fetchval("SELECT request_count FROM proxy_api_keys WHERE id = $1",
+                                   fresh.proxy_key_id) == 4
+    finally:
+        await conn.close()

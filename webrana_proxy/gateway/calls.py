@@ -1,5 +1,10 @@
 """One gateway call's record: filled in as the call proceeds, turned into exactly one usage row, one set of
-metric observations and one log line when it ends, whatever way it ends."""
+metric observations and one log line when it ends, whatever way it ends.
+
+With the usage journal on, the row is sealed (priced, journaled, queued) before the end of the answer leaves:
+``seal_call`` runs where the last write is about to happen (``handlers.run_call``'s ``finally`` before aiohttp
+writes a JSON or error answer; ``upstream.relay_stream`` before the write that ends a stream). The metrics and the
+log line follow on the next loop turn, after the answer."""
 
 from __future__ import annotations
 
@@ -64,6 +69,9 @@ class Call:
     first_byte_timeout: float | None = None  # this hop's (alias hops); None: the global setting
     fallback: bool = False  # an alias hop follows: a failure before the first byte out goes to it
     key_id: uuid.UUID | None = None  # the provider key of the attempt under way
+    sealed: Usage | None = None  # the usage its row was written with, once sealed
+    estimated: bool = False
+    cost_idr_micro: int = 0  # what its row charged, once sealed
 
     def fail_attempt(self, status: int, error_type: str, seconds: float, upstream_id: str | None) -> None:
         """The attempt under way failed: kept for its own usage row (unless it ends up the call's last)."""
@@ -78,8 +86,15 @@ class Call:
                 "x-webrana-attempts": str(self.attempts)}
 
 
-def record_call(app: web.Application, call: Call) -> None:
-    """Queue the usage row, observe metrics, write the log line. Synchronous and cheap: no I/O."""
+def seal_early(app: web.Application, call: Call) -> None:
+    """Seal the row now if the journal is on (the answer is about to end); otherwise ``record_call`` does it after
+    the answer, as it always has (nothing would be durable earlier anyway)."""
+    if app[USAGE].journaled and call.sealed is None:
+        seal_call(app, call)
+
+
+def seal_call(app: web.Application, call: Call) -> None:
+    """Price the call and hand its one usage row to the writer (journal + queue). Synchronous: one write(2)."""
     elapsed = time.perf_counter() - call.started
     usage = call.usage
     estimated = call.usage_estimated
@@ -109,11 +124,26 @@ def record_call(app: web.Application, call: Call) -> None:
         alias=call.alias, org_id=call.principal.org_id))
     if call.failed is not None:
         _record_failed(app, call, now)
-    runtime = app[GATEWAY]
-    if priced.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
-        app[SPEND].add(call.principal, priced.cost_idr_micro, *runtime.months.at(time.time()))
+    call.sealed = usage
+    call.estimated = estimated
+    call.cost_idr_micro = priced.cost_idr_micro
     if unpriced:
-        runtime.count_unpriced(call.provider, call.model[:200])
+        app[GATEWAY].count_unpriced(call.provider, call.model[:200])
+
+
+def record_call(app: web.Application, call: Call) -> None:
+    """Seal the row unless done, observe metrics, write the log line. Synchronous and cheap: no I/O beyond the
+    journal's one write."""
+    if call.sealed is None:
+        seal_call(app, call)
+    usage = call.sealed
+    assert usage is not None
+    estimated = call.estimated
+    status = call.status or 500
+    elapsed = time.perf_counter() - call.started
+    runtime = app[GATEWAY]
+    if call.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
+        app[SPEND].add(call.principal, call.cost_idr_micro, *runtime.months.at(time.time()))
     series = runtime.series(call.provider, call.model, status, call.endpoint)
     series.requests.inc()
     series.duration.observe(elapsed)

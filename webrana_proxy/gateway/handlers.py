@@ -13,7 +13,7 @@ from webrana_proxy.aliases import is_alias_name
 from webrana_proxy.errors import BadRequest, WebranaError
 from webrana_proxy.gateway import fallback
 from webrana_proxy.gateway.access import authenticate, check_model, enforce_limits, rate_headers
-from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call
+from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call, seal_early
 from webrana_proxy.gateway.fallback import Admitted, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response, parse_json_object, read_body
@@ -48,8 +48,10 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         call.error_type = "internal_error"
         raise
     finally:
-        # Recorded on the next loop turn, after aiohttp has written the answer: the bookkeeping (usage row,
-        # metrics, log line) never delays the client. It is synchronous and cannot be lost once scheduled.
+        # The usage row goes to the journal now, before aiohttp writes a JSON or error answer (a stream sealed it
+        # before its last write), so a crash after the answer cannot lose it. The rest of the bookkeeping
+        # (metrics, log line; the row too when the journal is off) runs on the next loop turn, after the answer.
+        seal_early(request.app, call)
         asyncio.get_running_loop().call_soon(record_call, request.app, call)
 
 

@@ -12,13 +12,13 @@ import orjson
 from aiohttp import web
 
 from webrana_proxy.errors import BadRequest, UpstreamError, UpstreamTimeout
-from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call
+from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, seal_call
 from webrana_proxy.keycache import ProviderKey
 from webrana_proxy.middleware import RESPONSE_STARTED
 from webrana_proxy.providers.base import JSON, ChatResult, Provider, StreamTranslator, UpstreamRequest
 from webrana_proxy.providers.chunks import error_json, sse
 from webrana_proxy.settings import Settings
-from webrana_proxy.state import METRICS
+from webrana_proxy.state import METRICS, USAGE
 from webrana_proxy.upstreamhttp import (
     AddressNotAllowed,
     HeaderNotSendable,
@@ -201,7 +201,10 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
 
     When an alias hop follows (``call.fallback``), nothing goes to the client before the answer's first bytes:
     a stream that breaks, stalls or reports an error before then raises a retryable ``UpstreamError`` instead,
-    and the next hop answers. Once a byte went out, errors are in-band as always."""
+    and the next hop answers. Once a byte went out, errors are in-band as always.
+
+    With the usage journal on, the call's row is sealed before the write that ends the stream (the final event,
+    an in-band error, or the end of the body), so it is on disk before the client has the whole answer."""
     out = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers, **call.served_headers()})
     hold = call.fallback
     if not hold:
@@ -212,6 +215,19 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
     watch = IdleWatch(resp, idle)
     perf = time.perf_counter
     open_streams = request.app[METRICS].open_streams
+    app = request.app
+    journaled = app[USAGE].journaled
+
+    def take_usage() -> None:
+        call.usage = translator.usage
+        call.completion_chars = translator.completion_chars
+        call.upstream_id = translator.upstream_id or call.upstream_id
+
+    def seal() -> None:
+        if journaled and call.sealed is None:
+            take_usage()
+            seal_call(app, call)
+
     open_streams.inc()
     try:
         if not hold:
@@ -229,6 +245,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 if hold:
                     raise _early(f"the provider sent nothing for {idle:g} s", "upstream_idle_timeout")
                 call.error_type = "upstream_idle_timeout"
+                seal()
                 await out.write(inband(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
                                                "timeout", "upstream_idle_timeout")))
                 break
@@ -236,6 +253,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 if hold:
                     raise _early(f"the provider connection broke: {type(broken).__name__}", "upstream_reset")
                 call.error_type = "upstream_reset"
+                seal()
                 await out.write(inband(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
                                                "api_error", "upstream_reset")))
                 break
@@ -250,10 +268,11 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                     hold = False
                     request[RESPONSE_STARTED] = True
                     await out.prepare(request)
-                if tail:
-                    await out.write(b"".join(tail))
                 if translator.error is not None and call.error_type is None:
                     call.error_type = _stream_error(translator)
+                seal()
+                if tail:
+                    await out.write(b"".join(tail))
                 clean_end = translator.done
                 break
             chunks = translator.feed(data)
@@ -265,13 +284,17 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 hold = False
                 request[RESPONSE_STARTED] = True
                 await out.prepare(request)
+            if translator.done or translator.error is not None:  # these chunks end the stream
+                if translator.error is not None:
+                    call.error_type = _stream_error(translator)
+                seal()
             if chunks:
                 await out.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             if translator.error is not None:
-                call.error_type = _stream_error(translator)
                 break
         if clean_end and last is not None:
             await out.write(await last())
+        seal()
         await out.write_eof()
     except ConnectionResetError:
         call.status = CLIENT_CLOSED
@@ -283,9 +306,8 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
             resp.release()
         else:
             resp.close()  # stop the provider generating tokens for nobody
-        call.usage = translator.usage
-        call.completion_chars = translator.completion_chars
-        call.upstream_id = translator.upstream_id or call.upstream_id
+        if call.sealed is None:
+            take_usage()
     return out
 
 

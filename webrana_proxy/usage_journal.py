@@ -1,0 +1,190 @@
+"""The usage journal: every usage row is appended to a file of this process's own before its answer ends.
+
+One folder per process under ``WEBRANA_USAGE_JOURNAL_DIR`` (``journal-<pid>-<random>``), holding a ``lock`` file the
+process keeps ``flock``-ed for its whole life and numbered segments of JSON lines. A row costs one ``write(2)`` of
+its line (the page cache has it: a process crash loses nothing); a thread ``fsync``s every
+``WEBRANA_USAGE_FSYNC_INTERVAL`` (a node crash loses at most that). The writer seals the segment in use before each
+flush and deletes sealed segments once PostgreSQL committed every row in them.
+
+A folder whose lock can be taken belongs to a process that is gone (the kernel drops a dead process's locks, also
+after ``kill -9``): whoever takes the lock replays that journal and removes it. Pids are only part of the name;
+liveness is the lock, so pid reuse and PID namespaces (pods sharing a volume) cannot fool it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("webrana.usage")
+JOURNAL_PREFIX = "journal-"  # + pid-random: a live or dead process's journal
+STAGING_PREFIX = ".new-journal-"  # a journal being created: renamed to journal-* only once its lock is held
+LOCK_NAME = "lock"
+SEGMENT_SUFFIX = ".jsonl"
+OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+def _segment_name(seq: int) -> str:
+    return f"{seq:010d}{SEGMENT_SUFFIX}"
+
+
+class Journal:
+    """This process's journal. ``append`` is the hot path: one ``write(2)``, no lock, never raises."""
+
+    def __init__(self, folder: Path, fsync_interval: float) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        staging = folder / f"{STAGING_PREFIX}{name}"
+        staging.mkdir()
+        self._lock_fd = os.open(staging / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = folder / f"{JOURNAL_PREFIX}{name}"
+        os.rename(staging, self.path)  # visible to scanners only now, already locked
+        self._seq = 1
+        self._fd = os.open(self.path / _segment_name(self._seq), OPEN_FLAGS, 0o600)
+        self.rows = 0  # rows appended since start (also those whose write failed): positions in the writer's queue
+        self._rows_at_open = 0  # self.rows when the current segment was opened
+        self._sealed: deque[tuple[Path, int]] = deque()  # (segment, self.rows at its end), oldest first
+        self.failed = False  # the last append failed (disk full, I/O error): its row is in memory only
+        self._dirty = False
+        self._retired: list[int] = []  # sealed segments' descriptors: the syncer fsyncs and closes them
+        self._stop = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, args=(fsync_interval,), daemon=True,
+                                        name="usage-journal-fsync")
+        self._syncer.start()
+
+    def append(self, line: bytes) -> None:
+        self.rows += 1
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            self._failed(exc)
+            return
+        if written != len(line):  # a short write: the disk is full; end the torn line so the next one stays whole
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"\n")
+            self._failed(OSError("short write"))
+            return
+        self._dirty = True
+        if self.failed:
+            self.failed = False
+            log.warning("usage journal writable again", extra={"path": str(self.path)})
+
+    def _failed(self, exc: OSError) -> None:
+        if not self.failed:
+            self.failed = True
+            log.error("usage journal write failed; rows are kept in memory only until the disk recovers",
+                      extra={"path": str(self.path), "error": str(exc)})
+
+    def rotate(self) -> None:
+        """Seal the segment in use if it holds rows; later rows go to a new one. Called by the writer (on the loop)
+        before each flush, so a segment is fully committed soon after it is sealed."""
+        if self.rows == self._rows_at_open:
+            return
+        old_fd, old_path = self._fd, self.path / _segment_name(self._seq)
+        self._seq += 1
+        try:
+            self._fd = os.open(self.path / _segment_name(self._seq), OPEN_FLAGS, 0o600)
+        except OSError as exc:
+            self._seq -= 1
+            self._failed(exc)
+            return
+        self._sealed.append((old_path, self.rows))
+        self._rows_at_open = self.rows
+        self._retired.append(old_fd)
+
+    def trim(self, committed: int) -> list[Path]:
+        """Sealed segments every row of which is committed (``committed`` = queue positions done): to delete."""
+        done = []
+        while self._sealed and self._sealed[0][1] <= committed:
+            done.append(self._sealed.popleft()[0])
+        return done
+
+    def shed(self) -> list[Path]:
+        """Seal the segment in use and hand over every sealed segment: the caller replays them from disk (memory
+        is full). Rows appended later go on as usual."""
+        self.rotate()
+        out = [p for p, _ in self._sealed]
+        self._sealed.clear()
+        return out
+
+    def _sync_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._sync()
+
+    def _sync(self) -> None:
+        retired, self._retired = self._retired, []
+        for fd in retired:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._dirty:
+            self._dirty = False
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                log.error("usage journal fsync failed", extra={"path": str(self.path), "error": str(exc)})
+
+    def close(self, *, remove: bool) -> None:
+        """Stop the syncer, make everything durable, release the lock. ``remove``: every row is committed, the
+        folder goes; otherwise it stays for whoever replays it next (a survivor, or the next start)."""
+        self._stop.set()
+        self._syncer.join()
+        self._retired.append(self._fd)
+        self._dirty = False
+        self._sync()
+        if remove:
+            shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._lock_fd)  # after the removal: nobody replays a journal that is half gone
+
+
+@dataclass
+class DeadJournal:
+    """The journal of a process that is gone, claimed by holding its lock (nobody else replays it meanwhile)."""
+
+    path: Path
+    lock_fd: int
+
+    def segments(self) -> list[Path]:
+        return sorted(self.path.glob("*" + SEGMENT_SUFFIX))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
+
+
+def claim_dead(folder: Path, own: Path | None, held: set[Path]) -> list[DeadJournal]:
+    """Journals in ``folder`` whose owner is gone, now locked by us (``held``: those we hold already)."""
+    if not folder.is_dir():
+        return []
+    claimed = []
+    for path in sorted(folder.glob(JOURNAL_PREFIX + "*")):
+        if path == own or path in held:
+            continue
+        try:
+            fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # being removed by whoever replayed it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # alive, or being replayed by another process
+            continue
+        if os.fstat(fd).st_nlink == 0:  # replayed and removed between our open and our lock
+            os.close(fd)
+            continue
+        claimed.append(DeadJournal(path, fd))
+    return claimed
