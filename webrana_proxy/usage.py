@@ -334,8 +334,11 @@ class UsageWriter:
     async def _run(self) -> None:
         delay = FLUSH_INTERVAL
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow stop()'s cancel when the wake fires at the
+            # same moment (bpo-42130), and the loop would then wait for the lock stop() holds, for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
             async with self._writing:  # stop() waits for a write in progress instead of cutting it off
                 delay = await self._cycle(delay)
