@@ -17,7 +17,7 @@ import orjson
 
 from webrana_proxy.providers.anthropic_response import thinking_of, usage_of, with_output
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
-from webrana_proxy.sse import SSEParser
+from webrana_proxy.sse import SSEParser, event_fields
 
 API_VERSION = "2023-06-01"  # sent when the client names none: the only stable Messages API version
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # the client's headers that mean something upstream
@@ -138,18 +138,8 @@ class NativeMessagesStream:
 
     def _read(self, raws: list[bytes]) -> None:
         for raw in raws:
-            if not raw:
-                continue
-            name = b""
-            data: list[bytes] = []
-            for line in raw.split(b"\n"):
-                field, _, value = line.partition(b":")
-                value = value[1:] if value.startswith(b" ") else value
-                if field == b"event":
-                    name = value
-                elif field == b"data":
-                    data.append(value)
-            self._event(name.decode("utf-8", "replace"), b"\n".join(data))
+            if raw:
+                self._event(*event_fields(raw))
 
     def _event(self, name: str, data: bytes) -> None:
         if name == "content_block_delta":  # only in the few regions read anyway: counted exactly

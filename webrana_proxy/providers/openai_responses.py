@@ -19,7 +19,7 @@ from urllib.parse import quote
 import orjson
 
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
-from webrana_proxy.sse import SSEParser
+from webrana_proxy.sse import SSEParser, event_fields
 
 # Bytes of one output_text.delta event around its text (event line, type, sequence_number, item_id, indexes,
 # logprobs, obfuscation): the text of events relayed unparsed is estimated as their size minus this.
@@ -189,18 +189,8 @@ class NativeResponsesStream:
 
     def _read(self, raws: list[bytes]) -> None:
         for raw in raws:
-            if not raw:
-                continue
-            name = b""
-            data: list[bytes] = []
-            for line in raw.split(b"\n"):
-                field, _, value = line.partition(b":")
-                value = value[1:] if value.startswith(b" ") else value
-                if field == b"event":
-                    name = value
-                elif field == b"data":
-                    data.append(value)
-            self._event(name.decode("utf-8", "replace"), b"\n".join(data))
+            if raw:
+                self._event(*event_fields(raw))
 
     def _event(self, name: str, data: bytes) -> None:
         if name.endswith(".delta"):  # only in the few regions read anyway: counted exactly
