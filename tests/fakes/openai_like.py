@@ -1,5 +1,6 @@
 """Fake OpenAI and Qwen (DashScope compatible-mode) servers: chat completions, embeddings, models; and on OpenAI
-the Responses API (``POST /v1/responses`` streamed or not, ``GET`` / ``DELETE /v1/responses/{id}``).
+the Responses API (``POST /v1/responses`` streamed or not, ``GET`` / ``DELETE /v1/responses/{id}``,
+``GET /v1/responses/{id}/input_items``, ``POST /v1/responses/{id}/cancel``).
 
 Standalone base URLs: ``make_openai_app`` serves ``{root}/v1/...`` (OpenAI base URL ``http://HOST:P/v1``);
 ``make_qwen_app`` serves ``{root}/compatible-mode/v1/...`` (base URL ``http://HOST:P/compatible-mode/v1``).
@@ -16,6 +17,9 @@ Responses, as OpenAI sends them: ``event:`` lines, a rising ``sequence_number`` 
 ``response.created`` / ``.in_progress`` carry the response shell, ``response.completed`` the whole response with
 ``usage`` near its end; non-streamed answers are pretty-printed. Stored responses (``store`` not false) are kept
 per fake app and readable, deletable and continuable (``previous_response_id``) only with the key that made them.
+Their input items (the earlier turns of the chain, then the response's own input, each with an id) list as OpenAI
+lists them: ``limit`` 1-100 (20), ``order`` ``desc`` (newest first) or ``asc``, ``after`` an item id, ``has_more``.
+Nothing runs in the background here, so cancelling is OpenAI's 400 for a response that did not.
 """
 
 from __future__ import annotations
@@ -672,10 +676,12 @@ def _make(state: FakeState, flavor: Flavor) -> web.Application:
         app.router.add_get(f"{flavor.prefix}{flavor.key_path}", _key_handler(flavor))
     if flavor is OPENAI:
         app[RESPONSES_KEY] = {}
-        create, retrieve, delete = _responses_handlers()
+        create, retrieve, delete, input_items, cancel = _responses_handlers()
         app.router.add_post(f"{flavor.prefix}/responses", create)
         app.router.add_get(f"{flavor.prefix}/responses/{{response_id}}", retrieve)
         app.router.add_delete(f"{flavor.prefix}/responses/{{response_id}}", delete)
+        app.router.add_get(f"{flavor.prefix}/responses/{{response_id}}/input_items", input_items)
+        app.router.add_post(f"{flavor.prefix}/responses/{{response_id}}/cancel", cancel)
     return app
 
 
@@ -691,7 +697,10 @@ def make_qwen_app(state: FakeState) -> web.Application:
 
 # ---- the Responses API (OpenAI only) ----
 
-RESPONSES_KEY = web.AppKey("fake_openai_responses", dict)  # response id -> (creating key, response object)
+# response id -> (creating key, response object, its input items)
+RESPONSES_KEY = web.AppKey("fake_openai_responses", dict)
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fc",
+                 "custom_tool_call": "ctc", "custom_tool_call_output": "ctc"}
 
 
 def _input_texts(value: Any) -> list[str]:
@@ -718,6 +727,43 @@ def _last_input_text(value: Any) -> str:
         if isinstance(item, dict) and item.get("role") == "user":
             return " ".join(_content_texts(item.get("content")))
     return ""
+
+
+def stored_input_items(state: FakeState, body: dict[str, Any], stored: dict[str, Any]) -> list[dict[str, Any]]:
+    """What OpenAI lists as a response's input items: the previous response's items and output, then the new
+    input, each new item with an id (a string input is one user message of ``input_text``)."""
+    previous = stored.get(body.get("previous_response_id") or "")
+    items = [*previous[2], *previous[1]["output"]] if previous is not None else []
+    value = body.get("input")
+    given = [{"role": "user", "content": value}] if isinstance(value, str) else value or []
+    for item in given:
+        item = {"type": "message", **item} if isinstance(item, dict) and "role" in item else dict(item)
+        if isinstance(item.get("content"), str):
+            kind = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": kind, "text": item["content"]}]
+        if item["type"] == "message":
+            item.setdefault("status", "completed")
+        prefix = ITEM_PREFIXES.get(item["type"], "item")
+        items.append({"id": f"{prefix}_{state.next_id():048x}", **item})
+    return items
+
+
+def list_page(items: list[dict[str, Any]], query: Mapping[str, str]) -> tuple[int, bytes]:
+    limit_text, order, after = query.get("limit", "20"), query.get("order", "desc"), query.get("after")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        return 400, error_body(OPENAI, 400, f"Invalid 'limit': integer below minimum value or above maximum value. "
+                                            f"Expected a value between 1 and 100, but got {limit_text} instead.",
+                               param="limit", code="integer_out_of_range")
+    if order not in ("asc", "desc"):
+        return 400, error_body(OPENAI, 400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                               param="order", code="invalid_value")
+    ordered = items if order == "asc" else items[::-1]
+    ids = [item["id"] for item in ordered]
+    start = ids.index(after) + 1 if after in ids else 0
+    data = ordered[start:start + int(limit_text)]
+    return 200, orjson.dumps({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                              "last_id": data[-1]["id"] if data else None,
+                              "has_more": start + len(data) < len(ordered)})
 
 
 def _responses_validate(body: Any, stored: dict[str, Any], key: str) -> tuple[int, bytes] | None:
@@ -823,7 +869,7 @@ def responses_error_event(message: str, sequence: int = 99) -> bytes:
     return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _responses_handlers() -> tuple[Any, Any, Any]:
+def _responses_handlers() -> tuple[Any, Any, Any, Any, Any]:
     headers = _response_headers(OPENAI)
 
     async def create(request: web.Request) -> web.StreamResponse:
@@ -850,7 +896,7 @@ def _responses_handlers() -> tuple[Any, Any, Any]:
             rec.request_id = "req_" + final["id"].removeprefix("resp_")[:32]
             rec.usage = usage if b.send_usage else None
             if body.get("store", True) is not False:
-                stored[final["id"]] = (key or "", final)
+                stored[final["id"]] = (key or "", final, stored_input_items(state, body, stored))
             hdrs = {**headers, "x-request-id": rec.request_id}
             if body.get("stream") is True:
                 msg = b.fault.message if b.fault is not None else ""
@@ -895,4 +941,37 @@ def _responses_handlers() -> tuple[Any, Any, Any]:
         return web.Response(body=orjson.dumps({"id": rid, "object": "response", "deleted": True}),
                             content_type="application/json", headers=headers)
 
-    return create, retrieve, delete
+    async def owned(request: web.Request) -> tuple[Any, web.Response | None]:
+        """(the stored entry, None) for the key that made it, else (None, the answer: 401 or 404)."""
+        state = request.app[STATE_KEY]
+        key = _bearer(request)
+        rec, _, _ = await intake(request, state, OPENAI.name, key or "")
+        denied = _auth_error(OPENAI, key)
+        if denied is not None:
+            return None, denied
+        rid = request.match_info["response_id"]
+        found = request.app[RESPONSES_KEY].get(rid)
+        if found is None or found[0] != key:
+            rec.outcome = "error"
+            return None, _error_response(OPENAI, 404, error_body(OPENAI, 404, f"Response with id '{rid}' not found.",
+                                                                  param="response_id", code=None))
+        rec.outcome = "ok"
+        return found, None
+
+    async def input_items(request: web.Request) -> web.StreamResponse:
+        found, refused = await owned(request)
+        if refused is not None:
+            return refused
+        status, body = list_page(found[2], request.query)
+        if status != 200:
+            return _error_response(OPENAI, status, body)
+        return web.Response(body=body, content_type="application/json", headers=headers)
+
+    async def cancel(request: web.Request) -> web.StreamResponse:
+        _, refused = await owned(request)
+        if refused is not None:
+            return refused
+        return _error_response(OPENAI, 400, error_body(OPENAI, 400, "Cannot cancel a synchronous response.",
+                                                        param=None, code=None))
+
+    return create, retrieve, delete, input_items, cancel

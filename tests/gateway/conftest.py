@@ -14,6 +14,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openai import AsyncOpenAI
+from redis.asyncio import Redis
 
 from tests.conftest import Api, serve_app
 from tests.fakes.scenario import FakeState
@@ -40,6 +41,13 @@ MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "google": "
 async def fakes() -> AsyncIterator[FakeServer]:
     async with FakeServer() as server:
         yield server
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis(gateway_env: dict[str, str]) -> AsyncIterator[Redis]:
+    client = Redis.from_url(gateway_env["REDIS_URL"])
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture
@@ -117,3 +125,23 @@ async def wait_rows(db_url: str, count: int, timeout: float = 5.0) -> list[async
             await asyncio.sleep(0.05)
     finally:
         await conn.close()
+
+
+def tool_result_seen(body: dict[str, Any], call_id: str, name: str) -> str:
+    """The tool result a provider received, in its own format: Responses ``input`` (OpenAI natively), Gemini
+    ``contents`` (matched by the tool's name), Anthropic ``tool_result`` blocks or chat ``tool`` messages."""
+    if "input" in body:
+        item = body["input"][-1]
+        assert item["type"] == "function_call_output" and item["call_id"] == call_id
+        return str(item["output"])
+    if "contents" in body:
+        part = body["contents"][-1]["parts"][0]["functionResponse"]
+        assert part["name"] == name
+        return str(part["response"]["result"])
+    message = body["messages"][-1]
+    if message["role"] == "tool":
+        assert message["tool_call_id"] == call_id
+        return str(message["content"])
+    block = message["content"][0]
+    assert block["type"] == "tool_result" and block["tool_use_id"] == call_id
+    return str(block["content"])

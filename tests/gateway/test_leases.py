@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import openai
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -65,13 +63,6 @@ async def new_user(limiter: Limiter) -> tuple[str, str, int]:
     user = str(uuid.uuid4())
     await limiter.seed_quota(user, month, 0, ttl)
     return user, month, ttl
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def redis(gateway_env: dict[str, str]) -> AsyncIterator[Redis]:
-    client = Redis.from_url(gateway_env["REDIS_URL"])
-    yield client
-    await client.aclose()
 
 
 async def _evalsha_calls(redis: Redis) -> int:

@@ -4,12 +4,10 @@ limits before anything goes upstream; client disconnects close the upstream; cou
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -23,13 +21,6 @@ from webrana_proxy.limits import jakarta_month
 PROVIDERS = tuple(MODELS)
 Client = TestClient[web.Request, web.Application]
 MSG: list[Any] = [{"role": "user", "content": "halo"}]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def redis(gateway_env: dict[str, str]) -> AsyncIterator[Redis]:
-    client = Redis.from_url(gateway_env["REDIS_URL"])
-    yield client
-    await client.aclose()
 
 
 async def test_bad_key_is_authentication_error(gw: Client, account: Account, fake: FakeState) -> None:

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from tests.fakes import scenario
 from tests.fakes.scenario import FakeState
 from tests.fakes.server import fake_name
-from tests.gateway.conftest import MODELS, Account, wait_rows
+from tests.gateway.conftest import MODELS, Account, tool_result_seen, wait_rows
 
 PROVIDERS = tuple(MODELS)
 TOOLS: list[Any] = [{"name": "get_weather", "description": "Weather in a city",
@@ -68,21 +68,6 @@ async def test_stream(provider: str, gw: Client, account: Account, fake: FakeSta
                                                                         upstream.completion_tokens)
 
 
-def _tool_result_seen(provider: str, body: dict[str, Any], call_id: str) -> str:
-    """The tool result the provider received, in its own format."""
-    if provider == "anthropic":
-        block = body["messages"][-1]["content"][0]
-        assert block["type"] == "tool_result" and block["tool_use_id"] == call_id
-        return str(block["content"])
-    if provider == "google":
-        part = body["contents"][-1]["parts"][0]["functionResponse"]
-        assert part["name"] == "get_weather"
-        return str(part["response"]["result"])
-    message = body["messages"][-1]
-    assert message["role"] == "tool" and message["tool_call_id"] == call_id
-    return str(message["content"])
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tools_round_trip(provider: str, stream: bool, gw: Client, account: Account, fake: FakeState) -> None:
@@ -107,7 +92,7 @@ async def test_tools_round_trip(provider: str, stream: bool, gw: Client, account
         *question,
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},  # type: ignore[misc]
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "31 C, cerah"}]}])
-    assert _tool_result_seen(provider, fake.last.body, use.id) == "31 C, cerah"
+    assert tool_result_seen(fake.last.body, use.id, "get_weather") == "31 C, cerah"
     assert answer.stop_reason == "end_turn"
 
 

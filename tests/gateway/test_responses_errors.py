@@ -4,13 +4,11 @@ only while store is on; limits before upstream; client disconnects close the ups
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import orjson
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -24,13 +22,6 @@ from webrana_proxy.sse import SSEParser
 PROVIDERS = tuple(MODELS)
 TRANSLATED = ("anthropic", "google", "qwen")
 Client = TestClient[web.Request, web.Application]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def redis(gateway_env: dict[str, str]) -> AsyncIterator[Redis]:
-    client = Redis.from_url(gateway_env["REDIS_URL"])
-    yield client
-    await client.aclose()
 
 
 def _events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:

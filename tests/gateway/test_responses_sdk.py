@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from tests.fakes import scenario
 from tests.fakes.scenario import FakeState
 from tests.fakes.server import fake_name
-from tests.gateway.conftest import MODELS, Account, sdk, wait_rows
+from tests.gateway.conftest import MODELS, Account, sdk, tool_result_seen, wait_rows
 
 PROVIDERS = tuple(MODELS)
 TOOLS: list[Any] = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
@@ -74,25 +74,6 @@ async def test_stream(provider: str, gw: Client, account: Account, fake: FakeSta
                                                                         upstream.completion_tokens)
 
 
-def _tool_result_seen(provider: str, body: dict[str, Any], call_id: str) -> str:
-    """The function output the provider received, in its own format."""
-    if provider == "openai":
-        item = body["input"][-1]
-        assert item["type"] == "function_call_output" and item["call_id"] == call_id
-        return str(item["output"])
-    if provider == "anthropic":
-        block = body["messages"][-1]["content"][0]
-        assert block["type"] == "tool_result" and block["tool_use_id"] == call_id
-        return str(block["content"])
-    if provider == "google":
-        part = body["contents"][-1]["parts"][0]["functionResponse"]
-        assert part["name"] == "get_weather"
-        return str(part["response"]["result"])
-    message = body["messages"][-1]
-    assert message["role"] == "tool" and message["tool_call_id"] == call_id
-    return str(message["content"])
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_function_call_round_trip(provider: str, stream: bool, gw: Client, account: Account,
@@ -115,7 +96,7 @@ async def test_function_call_round_trip(provider: str, stream: bool, gw: Client,
     answer = await client.responses.create(model=MODELS[provider], tools=TOOLS, store=False, input=[
         *question, call.model_dump(exclude_none=True),  # type: ignore[list-item]
         {"type": "function_call_output", "call_id": call.call_id, "output": "31 C, cerah"}])
-    assert _tool_result_seen(provider, fake.last.body, call.call_id) == "31 C, cerah"
+    assert tool_result_seen(fake.last.body, call.call_id, "get_weather") == "31 C, cerah"
     assert answer.output_text.startswith("echo: ") and "31 C, cerah" in answer.output_text
 
 

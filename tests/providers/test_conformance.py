@@ -49,6 +49,8 @@ def upstream_body(dialect: str, provider_id: str, sample: Any, model: str | None
     body = {**BASE[dialect], **sample, "model": model}
     raw = orjson.dumps(body)
     if dialect == "chat":
+        if not provider.chat_native:
+            CATALOGUE.capabilities_of(provider_id, model).fit(body)
         request = provider.chat_request(body, model, KEY, BASE_URL)
     elif dialect == "messages" and provider.messages_native is not None:
         request = provider.messages_native.messages_request(raw, body, model, KEY, BASE_URL, {})

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from webrana_proxy.dialects.chat_chunks import read_chunk
 from webrana_proxy.errors import WebranaError
 from webrana_proxy.providers.base import JSON, StreamTranslator, Usage
 from webrana_proxy.providers.upstream_errors import malformed
@@ -169,33 +170,18 @@ class MessagesStream:
         return out
 
     def _chunk(self, data: str) -> list[bytes]:
-        if data == "[DONE]":
+        read = read_chunk(data)
+        if read is None:
+            return []
+        if read.end:
             return self._end()
-        try:
-            chunk: Any = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return []
-        if not isinstance(chunk, dict):
-            return []
-        if "error" in chunk and "choices" not in chunk:
-            err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            return [error_event({"error": err})]
-        out = self._start(chunk.get("id"))
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                text = delta.get("content")
-                if isinstance(text, str) and text:
-                    out.extend(self._text(text))
-                calls = delta.get("tool_calls")
-                for call in calls if isinstance(calls, list) else ():
-                    if isinstance(call, dict):
-                        out.extend(self._tool(call))
-            if choice.get("finish_reason") is not None:
-                self._finish = choice["finish_reason"]
+        if read.error is not None:
+            return [error_event(read.error)]
+        out = self._start(read.chunk.get("id"))
+        for piece in read.pieces:
+            out.extend(self._text(piece) if isinstance(piece, str) else self._tool(piece))
+        if read.finish is not None:
+            self._finish = read.finish
         return out
 
     def _start(self, upstream_id: Any = None) -> list[bytes]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from webrana_proxy.dialects.chat_chunks import read_chunk
 from webrana_proxy.dialects.responses_request import CUSTOM_INPUT
 from webrana_proxy.providers.base import JSON, StreamTranslator, Usage
 from webrana_proxy.providers.upstream_errors import malformed
@@ -239,35 +240,20 @@ class ResponsesStream:
         return out
 
     def _chunk(self, data: str) -> list[bytes]:
-        if data == "[DONE]":
+        read = read_chunk(data)
+        if read is None:
+            return []
+        if read.end:
             return self._end()
-        try:
-            chunk: Any = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return []
-        if not isinstance(chunk, dict):
-            return []
-        if "error" in chunk and "choices" not in chunk:
-            err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            return self.inband({"error": err})
+        if read.error is not None:
+            return self.inband(read.error)
         out = self._start()
-        if isinstance(chunk.get("usage"), dict):
-            self._reasoning = reasoning_tokens_of(chunk["usage"])
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                text = delta.get("content")
-                if isinstance(text, str) and text:
-                    out.extend(self._delta_text(text))
-                calls = delta.get("tool_calls")
-                for call in calls if isinstance(calls, list) else ():
-                    if isinstance(call, dict):
-                        out.extend(self._tool(call))
-            if choice.get("finish_reason") is not None:
-                self._finish = choice["finish_reason"]
+        if isinstance(read.chunk.get("usage"), dict):
+            self._reasoning = reasoning_tokens_of(read.chunk["usage"])
+        for piece in read.pieces:
+            out.extend(self._delta_text(piece) if isinstance(piece, str) else self._tool(piece))
+        if read.finish is not None:
+            self._finish = read.finish
         return out
 
     def _start(self) -> list[bytes]:

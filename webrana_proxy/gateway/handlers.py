@@ -110,6 +110,9 @@ async def _chat_once(request: web.Request, call: Call, a: Admitted) -> web.Strea
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
     provider = route.provider
+    if not provider.chat_native:  # translated: sent only what the model accepts, as on the other dialects' lanes
+        body = call.body = dict(body)  # a copy: an alias's next hop starts again from the client's request
+        request.app[PRICES].catalogue.capabilities_of(provider.id, route.model).fit(body)
     translator = provider.stream_translator(route.model, include_usage) if stream else None
     base_url = request.app[SETTINGS].base_url(provider.spec)
     upstream = await open_upstream(request.app[UPSTREAM], request.app[SETTINGS], provider, keys,

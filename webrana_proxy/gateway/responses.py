@@ -5,16 +5,20 @@ Two lanes, chosen by what the provider speaks, never by its name:
 * native (the provider's own format is Responses): the body goes as it came, the answer comes back byte for byte,
   usage is located in the final event. The hot path: the body is parsed once, for the model and ``stream``.
   When OpenAI stores the response (``store`` not false) Webrana remembers which provider key created it, so
-  ``GET`` / ``DELETE /v1/responses/{id}`` and ``previous_response_id`` reach OpenAI with that same key.
+  ``GET`` / ``DELETE /v1/responses/{id}``, ``GET .../input_items``, ``POST .../cancel`` and
+  ``previous_response_id`` reach OpenAI with that same key.
 * translated (every other provider): Responses -> the chat form (``dialects.responses_request``) -> the
   provider's own translator -> chat answers -> Responses objects and events (``dialects.responses_response``).
   With ``store`` (the default) the conversation is kept in PostgreSQL before the last byte is sent, so
-  ``previous_response_id`` and ``GET`` work from any replica as soon as the answer ended (``responses_store``).
+  ``previous_response_id``, ``GET`` and ``GET .../input_items`` (``dialects.responses_items``) work from any replica
+  as soon as the answer ended (``responses_store``). ``POST .../cancel`` is OpenAI's 400 for a response that did not
+  run in the background: ``background`` is refused on this lane, so every such response has already finished.
 
 Auth, limits, key failover, client disconnects and the one usage row (endpoint ``responses``) are the steps
 every call takes (``handlers.run_call`` / ``handlers.admit`` / ``upstream``). Errors are in OpenAI's shape: before
 the first byte as an HTTP status, after it as an ``error`` event (and ``response.failed`` on the translated lane).
-``GET`` and ``DELETE`` count against the per-minute limits only and write no usage row (they generate nothing).
+``GET``, ``DELETE``, input items and cancel count against the per-minute limits only and write no usage row (they
+generate nothing); another user's response is a 404, as an unknown one.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 import asyncpg
 import orjson
 from aiohttp import web
 
+from webrana_proxy.dialects.responses_items import page, page_query, with_ids
 from webrana_proxy.dialects.responses_request import input_items, to_chat
 from webrana_proxy.dialects.responses_response import ResponsesStream, envelope, response_of
 from webrana_proxy.errors import BadRequest, NotFound
@@ -158,7 +164,7 @@ async def _translated(request: web.Request, call: Call, a: Admitted, keep: bool,
     app[PRICES].catalogue.capabilities_of(provider.id, model).fit(chat)  # nothing the model would refuse
     response_id = store.new_response_id()
     env = envelope(a.body, response_id, a.route.requested, keep)
-    items = [*(history or ()), *input_items(a.body)] if keep else []
+    items = with_ids([*(history or ()), *input_items(a.body)], response_id) if keep else []
     base_url = settings.base_url(provider.spec)
     upstream = await open_upstream(app[UPSTREAM], settings, provider, a.keys,
                                    lambda key: provider.chat_request(chat, model, key, base_url), call)
@@ -210,8 +216,10 @@ def _stored_at(request: web.Request) -> Provider:
     raise _not_found(request.match_info.get("response_id", ""))
 
 
-async def _at_provider(request: web.Request, principal: Principal, method: str, response_id: str) -> web.Response:
-    """GET or DELETE a response the provider stored, with the key that created it (same user only)."""
+async def _at_provider(request: web.Request, principal: Principal, method: str, response_id: str,
+                       action: str = "") -> web.Response:
+    """GET or DELETE a response the provider stored, list its input items (``action`` ``/input_items``) or cancel it
+    (``/cancel``), with the key that created it (same user only)."""
     provider = _stored_at(request)
     native = provider.responses_native
     assert native is not None
@@ -226,8 +234,15 @@ async def _at_provider(request: web.Request, principal: Principal, method: str, 
     settings = app[SETTINGS]
     base_url = settings.base_url(provider.spec)
     call = Call(request[REQUEST_ID], principal, time.perf_counter(), endpoint="responses")  # not recorded
-    upstream = await open_upstream(app[UPSTREAM], settings, provider, (key,), lambda api_key: native.stored_request(
-        method, response_id, request.query_string, api_key, base_url), call)
+    query = request.query_string
+
+    def build(api_key: str) -> UpstreamRequest:
+        # stored_request without a query is the stored response's URL; its input items and cancel are under it
+        stored = native.stored_request(method, response_id, "", api_key, base_url)
+        url = stored.url + action + (f"?{query}" if query else "")
+        return replace(stored, url=url, body=b"" if method == "POST" else stored.body)
+
+    upstream = await open_upstream(app[UPSTREAM], settings, provider, (key,), build, call)
     resp = await relay_json(upstream, call, settings, lambda raw: ChatResult(body=raw, usage=None), {})
     if method == "DELETE":
         await store.forget_owner(app[REDIS], response_id)
@@ -259,3 +274,28 @@ async def delete(request: web.Request) -> web.StreamResponse:
     if not await store.delete(request.app[POOL], principal.user_id, response_id):
         raise _not_found(response_id)
     return json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+@routes.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(request: web.Request) -> web.StreamResponse:
+    principal, response_id = await _admitted(request)
+    if not store.is_webrana_id(response_id):
+        return await _at_provider(request, principal, "GET", response_id, "/input_items")
+    query = page_query(request.query)  # a 400 naming the parameter before the database is asked
+    stored = await store.load(request.app[POOL], principal.user_id, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    return json_response(page(stored.input_items, response_id, query))
+
+
+@routes.post("/v1/responses/{response_id}/cancel")
+async def cancel(request: web.Request) -> web.StreamResponse:
+    principal, response_id = await _admitted(request)
+    if not store.is_webrana_id(response_id):
+        return await _at_provider(request, principal, "POST", response_id, "/cancel")
+    if await store.load(request.app[POOL], principal.user_id, response_id) is None:
+        raise _not_found(response_id)
+    # Webrana's responses never run in the background (``background`` is refused on the translated lane): each
+    # one was answered before its id was known, so there is nothing to cancel, as OpenAI says of such a response.
+    raise BadRequest("Cannot cancel a synchronous response: only responses created with background=true can be "
+                     "cancelled, and this one already finished.", param="response_id")

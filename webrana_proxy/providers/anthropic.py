@@ -31,6 +31,7 @@ MIN_KEY_LENGTH = 20
 
 
 class AnthropicProvider:
+    chat_native = False  # /v1/chat/completions is translated to Messages
     messages_native: MessagesNative | None = AnthropicMessages()  # /v1/messages goes to Anthropic as it came
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # counting goes through the native lane

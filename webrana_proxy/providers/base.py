@@ -145,6 +145,7 @@ class Provider(Protocol):
     display_name: str  # spec.display_name: "OpenAI", shown in the console
     key_prefixes: tuple[str, ...]  # accepted key prefixes, e.g. ("sk-",); used to check key format
     supports_embeddings: bool
+    chat_native: bool  # True when the chat form is this provider's own format (the body goes almost as it came)
     messages_native: MessagesNative | None  # set when Anthropic Messages is this provider's own format
     responses_native: ResponsesNative | None  # set when OpenAI Responses is this provider's own format
     token_counter: TokenCounter | None  # set when the provider can count a prompt's tokens

@@ -171,7 +171,7 @@ C_EFFORT = row(
                                                  "`high` (mistral-small, mistral-medium-3-5)"),
     xai=passed({"reasoning_effort": "high"}, "grok-3-mini takes it; Grok 4 models refuse it upstream"),
     openai=passed({"reasoning_effort": "high"}, "left out for models without reasoning on the Messages and "
-                                                "Responses lanes (capabilities.json)"),
+                                                "Responses lanes (capabilities.json); Chat goes as it came"),
 )
 C_EFFORT_NONE = row(
     "chat", "reasoning_effort: none", {"reasoning_effort": "none"}, passed({"reasoning_effort": "none"}),
@@ -357,9 +357,10 @@ Each request parameter is, per provider:
 - **400 `field`**: refused before anything is sent, with an error naming the field;
 - **n/a**: the dialect has no such parameter.
 
-On the Messages and Responses lanes the model's capabilities (`providers/pricedata/capabilities.json`) apply
-first: no reasoning parameter for a model without reasoning, output limits no higher than the model's. Images given
-by URL are passed on for the provider to fetch; Webrana never fetches a URL.
+On the translated lanes (every dialect into a provider whose own format it is not: Chat into Anthropic or Gemini,
+Messages and Responses into any other provider) the model's capabilities (`providers/pricedata/capabilities.json`)
+apply first: no reasoning parameter for a model without reasoning, output limits no higher than the model's.
+Images given by URL are passed on for the provider to fetch; Webrana never fetches a URL.
 
 Every cell is checked by `tests/providers/test_conformance.py` against the body the provider would receive, with
 these models:

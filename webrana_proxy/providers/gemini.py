@@ -64,6 +64,7 @@ class GeminiTokens:
 
 
 class GeminiProvider:
+    chat_native = False  # /v1/chat/completions is translated to generateContent
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = GeminiTokens()

@@ -75,6 +75,7 @@ class OpenAICompatProvider:
 
     upstream_base64_embeddings: bool = True  # False: ask for floats, encode base64 ourselves
     adds_stream_usage: bool = True  # False: the provider refuses ``stream_options`` (it reports usage anyway)
+    chat_native = True  # /v1/chat/completions goes as it came (the hot path: nothing fitted to the model)
     messages_native: MessagesNative | None = None  # /v1/messages is translated to the chat form
     responses_native: ResponsesNative | None = None  # /v1/responses is translated to the chat form
     token_counter: TokenCounter | None = None  # no counting endpoint: Webrana estimates
