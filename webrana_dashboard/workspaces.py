@@ -9,9 +9,11 @@ joining, leaving or creating a team, and by every team page's answer, and it nev
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -20,6 +22,7 @@ from webrana_dashboard.pages import api, creds, require_user
 from webrana_dashboard.session import Session
 from webrana_dashboard.team_api import TeamApi, my_teams
 
+T = TypeVar("T")
 MAX_REMEMBERED: Final = 8  # teams the switcher lists from the cookie (the cookie stays well under 4 KB)
 NAME_CHARS: Final = 40  # a remembered name is cut to this; pages show the API's full name
 RANK: Final = {"member": 1, "manager": 2, "owner": 3}
@@ -119,3 +122,14 @@ async def team_of(request: web.Request) -> Team:
     saw_team(session, org)
     return Team(org_id, str(org["name"]), str(org["role"]), str(org.get("owner_email") or ""),
                 dict(org.get("seats") or {}), bound)
+
+
+async def team_with(request: web.Request, page_call: Awaitable[T]) -> tuple[Team, T]:
+    """The team and the page's own call, asked together; both finish before either's error is raised (the team's
+    first), so a 404 always reaches ``team_of`` and the switcher forgets the team."""
+    team, answer = await asyncio.gather(team_of(request), page_call, return_exceptions=True)
+    for outcome in (team, answer):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(team, Team)
+    return team, answer  # type: ignore[return-value]

@@ -4,7 +4,6 @@ or sign up with the invited address, come back, accept."""
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from webrana_dashboard.pages import (
 )
 from webrana_dashboard.team_api import accept_invitation
 from webrana_dashboard.views.teams import ROLES
-from webrana_dashboard.workspaces import org_id_of, refresh_teams, team_api, team_of
+from webrana_dashboard.workspaces import org_id_of, refresh_teams, team_api, team_with
 
 routes = web.RouteTableDef()
 EMAIL_CHARS = 320
@@ -34,7 +33,7 @@ ACCEPT_PAGE = "/invitations/accept"  # the path of the link in the invitation e-
 
 async def _page(request: web.Request, form: dict[str, str], errors: dict[str, str],
                 status: int = 200) -> web.Response:
-    team, invitations = await asyncio.gather(team_of(request), team_api(request).invitations())
+    team, invitations = await team_with(request, team_api(request).invitations())
     return await render(request, "team_invitations.html", {
         "nav": "team_invitations", "team": team.context(), "invitations": invitations, "roles": ROLES,
         "form": form, "errors": errors}, status=status)

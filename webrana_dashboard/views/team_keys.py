@@ -5,7 +5,6 @@ by its holder."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from webrana_dashboard.state import SETTINGS
 from webrana_dashboard.views.provider_keys import FIELDS as PROVIDER_FIELDS
 from webrana_dashboard.views.provider_keys import provider_ids
 from webrana_dashboard.views.proxy_keys import RULE_FIELDS, RuleFormError, form_of, rules_from_form
-from webrana_dashboard.workspaces import Team, org_id_of, team_api, team_of
+from webrana_dashboard.workspaces import Team, org_id_of, team_api, team_of, team_with
 
 routes = web.RouteTableDef()
 
@@ -29,7 +28,7 @@ routes = web.RouteTableDef()
 
 async def _provider_page(request: web.Request, form: dict[str, str], errors: dict[str, str],
                          status: int = 200) -> web.Response:
-    team, keys = await asyncio.gather(team_of(request), team_api(request).provider_keys())
+    team, keys = await team_with(request, team_api(request).provider_keys())
     return await render(request, "team_provider_keys.html", {
         "nav": "team_provider_keys", "team": team.context(), "keys": keys,
         "providers": await provider_ids(request), "form": form, "errors": errors}, status=status)
@@ -103,7 +102,7 @@ async def _holders(team: Team) -> dict[str, str]:
 
 async def _proxy_page(request: web.Request, form: dict[str, str], errors: dict[str, str],
                       status: int = 200) -> web.Response:
-    team, keys = await asyncio.gather(team_of(request), team_api(request).proxy_keys())
+    team, keys = await team_with(request, team_api(request).proxy_keys())
     return await render(request, "team_proxy_keys.html", {
         "nav": "team_proxy_keys", "team": team.context(), "keys": keys, "holders": await _holders(team),
         "me": str((require_user(request).user or {}).get("id") or ""), "form": form, "name": form.get("name", ""),
@@ -150,7 +149,7 @@ async def create_proxy_key(request: web.Request) -> web.Response:
 
 
 async def _proxy_key(request: web.Request) -> tuple[Team, Json]:
-    team, keys = await asyncio.gather(team_of(request), team_api(request).proxy_keys())
+    team, keys = await team_with(request, team_api(request).proxy_keys())
     key = next((k for k in keys if k["id"] == request.match_info["id"]), None)
     if key is None:
         raise web.HTTPNotFound

@@ -4,7 +4,6 @@ binds the answer: ``scope`` is ``team`` or ``own``)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ from webrana_dashboard.client import ApiError
 from webrana_dashboard.i18n import Translator
 from webrana_dashboard.pages import field_errors, render, require_user, t_of
 from webrana_dashboard.usage_view import PRESETS, choose_range, day_bars
-from webrana_dashboard.workspaces import team_api, team_of
+from webrana_dashboard.workspaces import team_api, team_of, team_with
 
 routes = web.RouteTableDef()
 LABEL_CHARS = 14  # a member's bar is labelled with the start of their address; the tooltip has all of it
@@ -44,8 +43,7 @@ async def usage(request: web.Request) -> web.Response:
     rng, error_keys = choose_range(request.query, formatting.jakarta_today())
     errors = {field: t(key) for field, key in error_keys.items()}
     try:
-        team, summary = await asyncio.gather(team_of(request),
-                                             team_api(request).usage_summary(*rng.query.values()))
+        team, summary = await team_with(request, team_api(request).usage_summary(*rng.query.values()))
     except ApiError as err:
         if err.status != 400:
             raise

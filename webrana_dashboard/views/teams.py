@@ -3,15 +3,13 @@ transfer ownership, leave). What a role cannot do is not offered; the API refuse
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from webrana_dashboard.client import ApiError
 from webrana_dashboard.forms import form_text
 from webrana_dashboard.pages import api, creds, error_text, plans, redirect, render, require_user, t_of
 from webrana_dashboard.team_api import create_team
-from webrana_dashboard.workspaces import forget_team, org_id_of, refresh_teams, team_api, team_of
+from webrana_dashboard.workspaces import forget_team, org_id_of, refresh_teams, team_api, team_with
 
 routes = web.RouteTableDef()
 NAME_CHARS = 100  # the API's limit on a team's name
@@ -27,10 +25,12 @@ async def _seats_of_plan(request: web.Request, plan_id: str) -> int:
 async def _teams_page(request: web.Request, name: str = "", error: str = "", status: int = 200) -> web.Response:
     session = require_user(request)
     orgs = await refresh_teams(request)
+    owns_team = any(o["role"] == "owner" for o in orgs)  # one Team subscription runs one team
     plan = str((session.user or {}).get("plan") or "free")
     return await render(request, "teams.html", {
-        "nav": "teams", "orgs": orgs, "owns_team": any(o["role"] == "owner" for o in orgs),
-        "plan_seats": await _seats_of_plan(request, plan), "name": name, "error": error}, status=status)
+        "nav": "teams", "orgs": orgs, "owns_team": owns_team,
+        "plan_seats": 0 if owns_team else await _seats_of_plan(request, plan), "name": name, "error": error},
+        status=status)
 
 
 @routes.get("/teams")
@@ -65,7 +65,7 @@ async def team_home(request: web.Request) -> web.Response:
 @routes.get("/teams/{org_id}/members")
 async def members(request: web.Request) -> web.Response:
     session = require_user(request)
-    team, people = await asyncio.gather(team_of(request), team_api(request).members())
+    team, people = await team_with(request, team_api(request).members())
     me = str((session.user or {}).get("id") or "")
     return await render(request, "team_members.html", {
         "nav": "team_members", "team": team.context(), "members": people, "me": me, "roles": ROLES})
