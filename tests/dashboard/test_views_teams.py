@@ -21,7 +21,9 @@ from tests.dashboard.test_page_budget import addresses, api_calls  # noqa: F401 
 from tests.dashboard.test_views_mail import mail_stack  # noqa: F401 - the fixture
 from tests.fakes.smtp import MailSink
 from tests.gateway.conftest import PROVIDER_KEYS
+from webrana_dashboard.session import Session, SessionCodec
 from webrana_dashboard.views.team_invitations import ACCEPT_PAGE
+from webrana_dashboard.workspaces import MAX_REMEMBERED, NAME_CHARS, forget_team, remember, saw_team
 from webrana_proxy.mail.job import run_once
 from webrana_proxy.mail.templates import INVITE_PAGE
 
@@ -293,3 +295,20 @@ async def test_the_plan_page_says_exactly_what_a_seat_gives(console: Console) ->
     assert ("One seat on the Team plan (10 seats, the owner included) is one member account in the team: that "
             "member calls the gateway through the team&#39;s provider keys within the team&#39;s monthly quota, "
             "creates their own team Webrana keys, and sees their own usage in the team.") in html
+
+
+def test_the_switcher_list_in_the_cookie_is_short_and_follows_the_api() -> None:
+    session = Session(user={"id": "u"}, refresh_token="r")
+    orgs = [{"id": f"00000000-0000-0000-0000-{i:012d}", "name": "N" * 100, "role": "member"} for i in range(20)]
+    remember(session, orgs)
+    assert session.teams is not None and len(session.teams) == MAX_REMEMBERED
+    assert all(len(t["name"]) == NAME_CHARS for t in session.teams)
+    codec = SessionCodec(b"s" * 32, "webrana_session")
+    opened = codec.open(codec.seal(session))
+    assert opened is not None and opened.teams == session.teams and len(codec.seal(session)) < 2000
+    saw_team(session, {"id": orgs[0]["id"], "name": "Renamed", "role": "manager"})
+    assert {"id": orgs[0]["id"], "name": "Renamed", "role": "manager"} in session.teams
+    forget_team(session, orgs[0]["id"])
+    assert all(t["id"] != orgs[0]["id"] for t in session.teams)
+    old = codec.open(codec.seal(Session()))  # a cookie from before teams: not known, not empty
+    assert old is not None and old.teams is None
