@@ -96,7 +96,9 @@ async def test_creating_a_team_needs_the_team_plan(console: Console, stack: Stac
     html = await console.get("/teams")
     assert 'id="team-plan-needed"' in html and 'id="create-team"' not in html
     resp = await console.post("/teams", {"name": "Sneaky"})  # the API refuses whatever the page offered
-    assert resp.status == 422 and "Membuat tim memerlukan paket Team." in await resp.text()
+    html = await resp.text()
+    assert resp.status == 422
+    assert '<p class="field-error" id="name-error" role="alert">Membuat tim memerlukan paket Team.</p>' in html
     await set_plan(stack, "solo@example.co.id", "team")
     await console.get("/billing")  # the plan page tells the session the plan
     html = await console.get("/teams")
