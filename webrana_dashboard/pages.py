@@ -157,6 +157,10 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
         # The user's undismissed alerts, carried by whatever signed-in answer this page got (no call of its own).
         "alerts": request[CREDENTIALS].alerts if CREDENTIALS in request and session and session.signed_in else [],
         "period": lambda p: formatting.format_period(str(p), months),
+        # The workspace switcher: the page's team (a team page passes ``team``) and the remembered list.
+        "team": None,
+        "teams": session.teams if session and session.signed_in else None,
+        "keys_url": "/proxy-keys",  # where the proxy key pages shared with teams lead back to
     }
     base.update(context or {})
     response = aiohttp_jinja2.render_template(template, request, base, status=status)

@@ -41,6 +41,9 @@ class Session:
     access_expires_at: float = 0.0
     user: dict[str, Any] | None = None
     flashes: list[dict[str, str]] = field(default_factory=list)
+    # The teams the switcher lists (``workspaces.remember``): a display hint only, never an authority; every team
+    # page asks the API, which checks the membership. None: not known yet (a session from before teams).
+    teams: list[dict[str, str]] | None = None
     issued_at: float = field(default_factory=time.time)
     changed: bool = False
     new: bool = True
@@ -60,6 +63,7 @@ class Session:
         self.refresh_token = str(tokens["refresh_token"])
         self.access_expires_at = now + float(tokens.get("expires_in", 0))
         self.user = dict(tokens["user"])
+        self.teams = None  # another identity's teams are not this one's
         self.csrf = secrets.token_urlsafe(32)  # a new identity gets a new token (no fixation across sign-in)
         self.issued_at = now
         self.changed = True
@@ -76,6 +80,7 @@ class Session:
     def sign_out(self) -> None:
         self.access_token = self.refresh_token = None
         self.user = None
+        self.teams = None
         self.access_expires_at = 0.0
         self.csrf = secrets.token_urlsafe(32)
         self.changed = True
@@ -92,7 +97,8 @@ class Session:
 
     def to_json(self) -> dict[str, Any]:
         return {"v": FORMAT_VERSION, "c": self.csrf, "a": self.access_token, "r": self.refresh_token,
-                "e": self.access_expires_at, "u": self.user, "f": self.flashes, "i": self.issued_at}
+                "e": self.access_expires_at, "u": self.user, "f": self.flashes, "i": self.issued_at,
+                **({"w": self.teams} if self.teams is not None else {})}
 
     @classmethod
     def from_json(cls, data: Any) -> Session | None:
@@ -100,9 +106,11 @@ class Session:
             return None
         user = data.get("u")
         flashes = data.get("f")
+        teams = data.get("w")
         return cls(csrf=data["c"], access_token=data.get("a"), refresh_token=data.get("r"),
                    access_expires_at=float(data.get("e") or 0), user=user if isinstance(user, dict) else None,
                    flashes=flashes if isinstance(flashes, list) else [],
+                   teams=teams if isinstance(teams, list) else None,
                    issued_at=float(data.get("i") or 0), new=False)
 
 

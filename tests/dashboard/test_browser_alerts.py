@@ -44,7 +44,7 @@ async def test_a_spend_alert_shows_as_a_banner_until_dismissed(browser: object, 
     await page.click("button:has-text('Simpan kunci')")
     await page.click("nav.mainnav >> text=Kunci Webrana")
     await page.fill("#name", "skrip")
-    await page.click("details > summary")  # the optional rules
+    await page.click("main details > summary")  # the optional rules (the header has the workspace switcher)
     await page.fill("#spend_cap_idr", "10")
     await page.click("button:has-text('Buat kunci')")
     key = (await page.locator("#new-key").inner_text()).strip()

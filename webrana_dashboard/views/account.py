@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from webrana_dashboard.pages import (
     session_of,
     t_of,
 )
+from webrana_dashboard.workspaces import refresh_teams
 
 routes = web.RouteTableDef()
 SIGNUP_FIELDS = ("email", "password", "password_confirm")
@@ -32,9 +34,10 @@ def _shown_to_visitor(err: ApiError) -> bool:
 
 @routes.get("/signup")
 async def signup_page(request: web.Request) -> web.Response:
+    next_url = safe_next(request.query.get("next"))
     if session_of(request).signed_in:
-        return redirect("/overview")
-    return await render(request, "signup.html", {"email": "", "errors": {}})
+        return redirect(next_url)
+    return await render(request, "signup.html", {"email": "", "errors": {}, "next": next_url})
 
 
 @routes.post("/signup")
@@ -43,6 +46,7 @@ async def signup(request: web.Request) -> web.Response:
     form = await request.post()
     email = form_text(form, "email").strip()
     password = form_text(form, "password")
+    next_url = safe_next(form_text(form, "next"))  # e.g. back to an invitation's page
     errors: dict[str, str] = {}
     if not email:
         errors["email"] = t("error.email_required")
@@ -61,9 +65,10 @@ async def signup(request: web.Request) -> web.Response:
         else:
             session = session_of(request)
             session.sign_in(tokens)
+            session.teams = []  # a new account is in no team yet
             session.flash("ok", t("auth.welcome"))
-            return redirect("/overview")
-    return await render(request, "signup.html", {"email": email, "errors": errors}, status=422)
+            return redirect(next_url)
+    return await render(request, "signup.html", {"email": email, "errors": errors, "next": next_url}, status=422)
 
 
 @routes.get("/login")
@@ -97,6 +102,8 @@ async def login(request: web.Request) -> web.Response:
                                   fallback="password" if err.code == "invalid_credentials" else "form")
         else:
             session_of(request).sign_in(tokens)
+            with contextlib.suppress(ApiError):  # the switcher's list; /teams asks again if this failed
+                await refresh_teams(request)
             return redirect(next_url)
     return await render(request, "login.html", {"email": email, "errors": errors, "next": next_url},
                         status=422)
@@ -105,10 +112,11 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
     session = session_of(request)
+    back = safe_next(form_text(await request.post(), "next"), "")  # e.g. an invitation for another address
     if session.refresh_token:
         # The cookie goes either way; a token the API no longer knows is already useless.
         with contextlib.suppress(ApiError):
             await api(request).logout(Anonymous(forwarded_for(request)), session.refresh_token)
     session.sign_out()
     session.flash("ok", t_of(request)("auth.signed_out"))
-    return redirect("/login")
+    return redirect("/login?" + urlencode({"next": back}) if back else "/login")

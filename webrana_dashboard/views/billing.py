@@ -22,6 +22,14 @@ ORDER_ID_RE = re.compile(r"[A-Za-z0-9\-_.~]{1,50}")  # Midtrans' order_id alphab
 PENDING_REFRESH_SECONDS = 3  # the result page reloads itself while the payment is still pending
 
 
+def _saw_plan(request: web.Request, sub: dict[str, object]) -> None:
+    """The plan the API just named: the session's copy follows it (the teams page offers a team on Team)."""
+    session = require_user(request)
+    if session.user is not None and sub.get("plan") and session.user.get("plan") != sub["plan"]:
+        session.user = {**session.user, "plan": sub["plan"]}
+        session.changed = True
+
+
 def _wants_json(request: web.Request) -> bool:
     return request.headers.get("Accept", "").startswith("application/json")
 
@@ -32,10 +40,14 @@ async def billing(request: web.Request) -> web.Response:
     client, c = api(request), creds(request)
     sub, offers, invoices = await asyncio.gather(client.subscription(c), plans(request), client.invoices(c))
     current = next((p for p in offers["data"] if p["id"] == sub["plan"]), None)
+    _saw_plan(request, sub)
+    # What one seat gives, said once under the table, for the plan with the most seats (Team).
+    team_plan = max(offers["data"], key=lambda p: int(p.get("team_seats") or 1))
     request[USES_SNAP] = request.app[SETTINGS].snap_enabled
     return await render(request, "billing.html", {
         "nav": "billing", "sub": sub, "subscription": sub.get("subscription"), "plans": offers,
-        "current": current, "invoices": invoices, "idempotency_key": secrets.token_urlsafe(24)})
+        "current": current, "invoices": invoices, "idempotency_key": secrets.token_urlsafe(24),
+        "team_plan": team_plan if int(team_plan.get("team_seats") or 1) > 1 else None})
 
 
 @routes.post("/billing/subscribe")
@@ -77,6 +89,7 @@ async def result(request: web.Request) -> web.Response:
     pending = invoice["status"] == "pending"
     # The period is shown once paid; while pending this page reloads itself, one call each time.
     sub = await client.subscription(c) if invoice["status"] == "paid" else {}
+    _saw_plan(request, sub)
     return await render(request, "billing_result.html", {
         "nav": "billing", "invoice": invoice, "sub": sub, "subscription": sub.get("subscription"),
         "refresh_seconds": PENDING_REFRESH_SECONDS if pending else None})

@@ -1,0 +1,129 @@
+"""Teams: the user's teams and creating one (Team plan), a team's members and roles (change a role, remove,
+transfer ownership, leave). What a role cannot do is not offered; the API refuses it anyway."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from webrana_dashboard.client import ApiError
+from webrana_dashboard.forms import form_text
+from webrana_dashboard.pages import api, creds, error_text, plans, redirect, render, require_user, t_of
+from webrana_dashboard.team_api import create_team
+from webrana_dashboard.workspaces import forget_team, org_id_of, refresh_teams, team_api, team_with
+
+routes = web.RouteTableDef()
+NAME_CHARS = 100  # the API's limit on a team's name
+ROLES = ("manager", "member")  # what a role may be changed to (ownership moves only by a transfer)
+
+
+async def _seats_of_plan(request: web.Request, plan_id: str) -> int:
+    """The team seats of the user's plan (from the plans every visitor shares, kept by the console)."""
+    offers = await plans(request)
+    return next((int(p.get("team_seats") or 1) for p in offers["data"] if p["id"] == plan_id), 1)
+
+
+async def _teams_page(request: web.Request, name: str = "", error: str = "", status: int = 200) -> web.Response:
+    session = require_user(request)
+    orgs = await refresh_teams(request)
+    owns_team = any(o["role"] == "owner" for o in orgs)  # one Team subscription runs one team
+    plan = str((session.user or {}).get("plan") or "free")
+    return await render(request, "teams.html", {
+        "nav": "teams", "orgs": orgs, "owns_team": owns_team,
+        "plan_seats": 0 if owns_team else await _seats_of_plan(request, plan), "name": name, "error": error},
+        status=status)
+
+
+@routes.get("/teams")
+async def teams(request: web.Request) -> web.Response:
+    return await _teams_page(request)
+
+
+@routes.post("/teams")
+async def create(request: web.Request) -> web.Response:
+    session = require_user(request)
+    t = t_of(request)
+    name = form_text(await request.post(), "name", NAME_CHARS + 1).strip()
+    if not name:
+        return await _teams_page(request, name, t("error.name_required"), status=422)
+    try:
+        org = await create_team(api(request), creds(request), name)
+    except ApiError as err:
+        if err.status not in (400, 402, 403, 409, 422, 429):
+            raise
+        return await _teams_page(request, name, error_text(t, err), status=422)
+    await refresh_teams(request)
+    session.flash("ok", t("teams.created", name=org["name"]))
+    return redirect(f"/teams/{org['id']}/invitations")
+
+
+@routes.get("/teams/{org_id}")
+async def team_home(request: web.Request) -> web.Response:
+    require_user(request)
+    return redirect(f"/teams/{org_id_of(request)}/members")
+
+
+@routes.get("/teams/{org_id}/members")
+async def members(request: web.Request) -> web.Response:
+    session = require_user(request)
+    team, people = await team_with(request, team_api(request).members())
+    me = str((session.user or {}).get("id") or "")
+    return await render(request, "team_members.html", {
+        "nav": "team_members", "team": team.context(), "members": people, "me": me, "roles": ROLES})
+
+
+async def _member_action(request: web.Request, done_key: str, action: str) -> web.Response:
+    session = require_user(request)
+    t = t_of(request)
+    bound = team_api(request)
+    user_id = request.match_info["user_id"]
+    form = await request.post()
+    email = form_text(form, "email", 320)
+    try:
+        if action == "role":
+            role = form_text(form, "role", 20)
+            await bound.change_role(user_id, role)
+            session.flash("ok", t(done_key, email=email, role=t(f"role.{role}")))
+        elif action == "remove":
+            await bound.remove(user_id)
+            session.flash("ok", t(done_key, email=email))
+        else:
+            await bound.transfer(user_id)
+            await refresh_teams(request)  # the caller is a manager now
+            session.flash("ok", t(done_key, email=email))
+    except ApiError as err:
+        if err.status not in (400, 402, 403, 404, 409, 422):
+            raise
+        session.flash("error", error_text(t, err))
+    return redirect(f"/teams/{org_id_of(request)}/members")
+
+
+@routes.post("/teams/{org_id}/members/{user_id}/role")
+async def change_role(request: web.Request) -> web.Response:
+    return await _member_action(request, "teams.role_changed", "role")
+
+
+@routes.post("/teams/{org_id}/members/{user_id}/remove")
+async def remove(request: web.Request) -> web.Response:
+    return await _member_action(request, "teams.removed", "remove")
+
+
+@routes.post("/teams/{org_id}/members/{user_id}/transfer")
+async def transfer(request: web.Request) -> web.Response:
+    return await _member_action(request, "teams.transferred", "transfer")
+
+
+@routes.post("/teams/{org_id}/leave")
+async def leave(request: web.Request) -> web.Response:
+    session = require_user(request)
+    t = t_of(request)
+    org_id = org_id_of(request)
+    try:
+        await team_api(request).leave()
+    except ApiError as err:
+        if err.status not in (400, 403, 409):
+            raise
+        session.flash("error", error_text(t, err))
+        return redirect(f"/teams/{org_id}/members")
+    forget_team(session, org_id)
+    session.flash("ok", t("teams.left"))
+    return redirect("/teams")
