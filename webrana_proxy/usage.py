@@ -1,7 +1,7 @@
 """Usage rows, written off the hot path, and never only in memory.
 
-The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row is appended to this process's journal (one
-``write(2)``, ``usage_journal.py``) and put on an in-memory deque. A background task writes batches in one
+The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row is appended to this process's journal (a
+copy into a mapped file, ``usage_journal.py``) and put on an in-memory deque. A background task writes batches in one
 transaction, idempotently: the rows go to a staging table (``COPY``) and into ``proxy_requests`` with
 ``ON CONFLICT (request_id) DO NOTHING``, and only the rows actually inserted move the daily roll-up per
 user/provider/model (Asia/Jakarta days) and each proxy key's request count and last use. A row leaves memory only
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import uuid
 from collections import deque
@@ -37,7 +38,7 @@ from redis.exceptions import RedisError
 
 from webrana_proxy.db import Conn
 from webrana_proxy.metrics import Metrics
-from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead
+from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead, rows_of
 from webrana_proxy.usage_redis import OutageStream
 
 log = logging.getLogger("webrana.usage")
@@ -114,12 +115,22 @@ class UsageRecord:
                 _text(self.alias), self.org_id)
 
     def to_line(self) -> bytes:
-        """One journal line (JSON, newline-terminated): ~1 us. asyncpg's UUID type is not one orjson knows."""
-        return orjson.dumps(self, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        """One journal line, newline-terminated: a JSON array of the fields in their declared order (~1 us, ~310
+        bytes; half the time and size of an object with names). asyncpg's UUID type is not one orjson knows."""
+        return orjson.dumps(_LINE_FIELDS(self), default=str, option=orjson.OPT_APPEND_NEWLINE)
 
     @classmethod
     def from_json(cls, raw: bytes) -> UsageRecord:
-        d = orjson.loads(raw)
+        """A row from a journal line: an array (this version's ``to_line``; fields only ever appended, so a line
+        written by an older version, shorter, takes the defaults of the rest) or an object with names (spill
+        files and journals of versions before the array)."""
+        parsed = orjson.loads(raw)
+        if isinstance(parsed, list):
+            if len(parsed) > len(LINE_FIELDS):
+                raise ValueError("a journal line with more fields than this version knows")
+            d = dict(zip(LINE_FIELDS, parsed, strict=False))
+        else:
+            d = parsed
         legacy = d.pop("cost_idr", None)  # a row spilled before sql/0006: whole rupiah
         if legacy and not d.get("cost_idr_micro"):
             d["cost_idr_micro"] = legacy * 1_000_000
@@ -128,6 +139,11 @@ class UsageRecord:
         d["org_id"] = uuid.UUID(d["org_id"]) if d.get("org_id") else None
         d["created_at"] = datetime.fromisoformat(d["created_at"])
         return cls(**d)
+
+
+# A journal line's fields, in order. New fields go at the end (a line is read by position).
+LINE_FIELDS = tuple(UsageRecord.__dataclass_fields__)
+_LINE_FIELDS = operator.attrgetter(*LINE_FIELDS)
 
 
 def _text(value: str | None) -> str | None:
@@ -495,7 +511,7 @@ class UsageWriter:
     async def _replay_file(self, path: Path) -> tuple[int, int]:
         """Write every row of a file (idempotently), then delete it. Rows already written are skipped."""
         raw = await asyncio.to_thread(_read_all, path)
-        lines = raw.splitlines()
+        lines = rows_of(raw)
         inserted = await self._write_lines(lines)
         await asyncio.to_thread(path.unlink, True)
         return len(lines), inserted
