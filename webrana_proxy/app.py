@@ -26,6 +26,7 @@ from webrana_proxy.api import (
     billing,
     meta,
     openapi,
+    org_billing,
     orgs,
     overview,
     plans,
@@ -185,6 +186,6 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
                    plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
-                   orgs, team_usage, upstreams):
+                   orgs, org_billing, team_usage, upstreams):
         app.router.add_routes(module.routes)
     return app
