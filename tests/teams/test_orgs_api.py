@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from tests.fakes.smtp import MailSink
@@ -199,3 +201,40 @@ async def test_roles_decide_who_may_invite_remove_rename_delete_and_transfer(
     assert (await client.delete(f"/api/orgs/{org_id}", headers=h(manager))).status == 200
     assert (await client.get("/api/orgs", headers=h(owner))).status == 200
     assert (await (await client.get("/api/orgs", headers=h(owner))).json())["data"] == []
+
+
+async def test_parallel_invitations_for_the_last_seat_take_it_exactly_once(
+        client: Client, migrated: str, sink: MailSink) -> None:
+    """Six invitations and the renewal of an expired one race for the one free seat: every path that adds a member
+    or an invitation counts the seats under the organisation's row lock in its own transaction, so exactly one
+    wins and the others are refused naming the seats."""
+    owner = await user(client, migrated, "team")
+    org_id = await make_team(client, owner)
+    for i in range(7):
+        assert (await invite(client, org_id, owner, f"held{i}@example.co.id")).status == 201
+    lapsed = await (await invite(client, org_id, owner, "lapsed@example.co.id")).json()
+    conn = await asyncpg.connect(migrated)
+    try:  # an expired invitation holds no seat: 1 owner + 7 open invitations of 10 seats, and the lapsed one
+        await conn.execute("UPDATE org_invitations SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+                           lapsed["id"])
+        assert (await invite(client, org_id, owner, "ninth@example.co.id")).status == 201  # 9 of 10 taken
+    finally:
+        await conn.close()
+
+    async def resend() -> int:
+        resp = await client.post(f"/api/orgs/{org_id}/invitations/{lapsed['id']}/resend", headers=h(owner))
+        return resp.status
+
+    async def new_invite(email: str) -> int:
+        return (await invite(client, org_id, owner, email)).status
+
+    statuses = await asyncio.gather(resend(), *(new_invite(f"racer{i}@example.co.id") for i in range(8)))
+    assert sorted(statuses) == [200 if statuses[0] == 200 else 201] + [403] * 8, statuses
+    for round_ in range(3):  # the seat freed again (the winner revoked), and raced for again
+        pending = (await (await client.get(f"/api/orgs/{org_id}/invitations", headers=h(owner))).json())["data"]
+        winner = pending[-1] if statuses[0] != 200 else next(p for p in pending if p["id"] == lapsed["id"])
+        assert (await client.delete(f"/api/orgs/{org_id}/invitations/{winner['id']}", headers=h(owner))).status == 200
+        statuses = await asyncio.gather(*(new_invite(f"round{round_}-{i}@example.co.id") for i in range(8)))
+        assert sorted(statuses) == [201] + [403] * 7, statuses
+    seats = (await (await client.get(f"/api/orgs/{org_id}", headers=h(owner))).json())["seats"]
+    assert seats == {"limit": 10, "members": 1, "pending_invitations": 9, "used": 10, "free": 0}
