@@ -157,8 +157,8 @@ class KeyCache:
 
     async def _load(self, key_hash: bytes) -> Principal | None:
         async with self._pool.acquire() as conn:
-            # A team key takes the team's plan and limit overrides (the organisation's own: sql/0017) and works
-            # only while its holder is a member.
+            # A team key takes the team's plan and limit overrides (the organisation's own: sql/0017) and its
+            # holder's monthly limits in the team, and works only while its holder is a member.
             row = await conn.fetchrow(
                 """SELECT k.id AS key_id, k.prefix, k.org_id, u.id AS user_id, u.status,
                           coalesce(o.plan, u.plan) AS plan,
@@ -167,12 +167,12 @@ class KeyCache:
                           CASE WHEN k.org_id IS NULL THEN u.monthly_requests_override
                                ELSE o.monthly_requests_override END AS monthly_requests_override,
                           k.expires_at, k.allowed_models, k.allowed_providers, k.rpm_limit, k.spend_cap_idr,
-                          u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard
+                          u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard,
+                          m.monthly_request_limit AS member_requests, m.monthly_spend_limit_idr AS member_cap_idr
                    FROM proxy_api_keys k JOIN users u ON u.id = k.user_id
                    LEFT JOIN organisations o ON o.id = k.org_id
-                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-                     AND (k.org_id IS NULL OR EXISTS (SELECT 1 FROM org_members m
-                                                      WHERE m.org_id = k.org_id AND m.user_id = k.user_id))""",
+                   LEFT JOIN org_members m ON m.org_id = k.org_id AND m.user_id = k.user_id
+                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.org_id IS NULL OR m.id IS NOT NULL)""",
                 key_hash)
             if row is None:
                 return None
@@ -208,7 +208,8 @@ class KeyCache:
                                  key_cap_idr=row["spend_cap_idr"],
                                  # A member's own account cap governs their personal calls, not the team's.
                                  user_cap_idr=None if team else row["user_cap_idr"],
-                                 user_cap_hard=row["spend_cap_hard"]),
+                                 user_cap_hard=row["spend_cap_hard"], member_requests=row["member_requests"],
+                                 member_cap_idr=row["member_cap_idr"]),
             aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:

@@ -84,6 +84,12 @@ def may_change(actor_role: str, target_role: str) -> bool:
     return target_role != OWNER and RANK[actor_role] >= RANK[MANAGER]
 
 
+def may_limit(actor_role: str, target_role: str) -> bool:
+    """Whether ``actor_role`` may set the monthly limits of a member holding ``target_role``: the owner anyone's; a
+    manager anyone's but the owner's."""
+    return target_role != OWNER or actor_role == OWNER
+
+
 def _org_id(request: web.Request) -> uuid.UUID | None:
     raw = request.match_info.get("org_id")
     if raw is None:

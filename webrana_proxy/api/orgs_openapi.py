@@ -42,6 +42,17 @@ MEMBER = _obj(["user_id", "email", "role", "joined_at"], user_id=UUID, email=STR
 INVITATION = _obj(["id", "email", "role", "invited_by", "created_at", "expires_at", "expired"], id=UUID, email=STR,
                   role=INVITABLE, invited_by={"type": ["string", "null"]}, created_at=DATETIME,
                   expires_at=DATETIME, expired={"type": "boolean"})
+NULL_INT = {"type": ["integer", "null"]}
+MEMBER_LIMITS_BODY = _obj([], monthly_request_limit={"type": ["integer", "null"], "minimum": 1,
+                                                     "maximum": 1_000_000_000},
+                          monthly_spend_limit_idr={"type": ["integer", "null"], "minimum": 1,
+                                                   "maximum": 1_000_000_000_000})
+MEMBER_LIMITS = _obj(["user_id", "email", "role", "month", "timezone", "monthly_request_limit",
+                      "monthly_spend_limit_idr", "requests_this_month", "spent_this_month_idr_micro",
+                      "requests_percent", "spend_percent"],
+                     user_id=UUID, email=STR, role=ROLE, month=STR, timezone=STR, monthly_request_limit=NULL_INT,
+                     monthly_spend_limit_idr=NULL_INT, requests_this_month=INT, spent_this_month_idr_micro=INT,
+                     requests_percent=NULL_INT, spend_percent=NULL_INT)
 NAME = _obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})
 
 
@@ -192,6 +203,16 @@ def orgs_paths() -> dict[str, dict[str, Any]]:
         },
         **team_usage_paths(),
         **team_billing_paths(),
+        "/api/orgs/{org_id}/members/{user_id}/limits": {
+            "get": _op("A member's monthly request and spend limits in the team and their use this month "
+                       "(Asia/Jakarta); a member reads only their own (member)", params=[ORG_ID, USER_ID],
+                       response=MEMBER_LIMITS),
+            "put": _op("Set a member's monthly request and spend limits in the team (null: none; a missing field is "
+                       "null). They apply to the member's team proxy keys on the gateway: at the limit, 429 "
+                       "member_request_limit_reached / member_spend_limit_reached until the month ends (manager; "
+                       "never the owner's but by the owner; audited)", params=[ORG_ID, USER_ID],
+                       body=MEMBER_LIMITS_BODY, response=MEMBER_LIMITS),
+        },
         "/api/invitations/accept": {
             "post": _op("Accept an invitation link as the signed-in user with the invited address (that address "
                         "counts as verified from then on)",
