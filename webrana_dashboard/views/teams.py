@@ -33,14 +33,17 @@ def _set_plan(session: Session, plan: str) -> None:
 
 async def _teams_page(request: web.Request, name: str = "", error: str = "", status: int = 200) -> web.Response:
     session = require_user(request)
-    seats = await _seats_of_plan(request, str((session.user or {}).get("plan") or "free"))
-    if seats > 1 or any(t.get("role") == "owner" for t in session.teams or []):  # no need to ask the plan
+    if any(t.get("role") == "owner" for t in session.teams or []):  # one Team subscription runs one team
+        orgs, seats = await refresh_teams(request), 0
+    elif (seats := await _seats_of_plan(request, str((session.user or {}).get("plan") or "free"))) > 1:
         orgs = await refresh_teams(request)
     else:  # the session may not know yet of a Team plan paid since (settled later, in another tab): ask
         orgs, sub = await asyncio.gather(refresh_teams(request), api(request).subscription(creds(request)))
         _set_plan(session, str(sub["plan"]))
         seats = await _seats_of_plan(request, str(sub["plan"]))
-    owns_team = any(o["role"] == "owner" for o in orgs)  # one Team subscription runs one team
+    owns_team = any(o["role"] == "owner" for o in orgs)
+    if not owns_team and seats == 0:  # the remembered team is no longer the user's own: what their plan gives
+        seats = await _seats_of_plan(request, str((session.user or {}).get("plan") or "free"))
     return await render(request, "teams.html", {
         "nav": "teams", "orgs": orgs, "owns_team": owns_team, "plan_seats": 0 if owns_team else seats,
         "name": name, "error": error}, status=status)

@@ -78,7 +78,7 @@ class Checkout:
 
 
 def finish_path(org_id: uuid.UUID | None) -> str:
-    """The console page Snap returns to: the personal result page, or the team's (``/teams/{org_id}/...``, the console's team pages)."""
+    """The console page Snap returns to: the personal result page, or the team's (``/teams/{org_id}/...``)."""
     return FINISH_PATH if org_id is None else f"/teams/{org_id}{FINISH_PATH}"
 
 
