@@ -1,4 +1,4 @@
-"""The usage journal's file format, offline: mapped segments, their zero tails, sealing, and the line format."""
+"""The usage journal's file format, offline: segments, sealing, trimming, a dead process's journal, the line format."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from webrana_proxy import usage_journal
 from webrana_proxy.usage import LINE_FIELDS, UsageRecord
-from webrana_proxy.usage_journal import SEGMENT_BYTES, Journal, claim_dead, rows_of
+from webrana_proxy.usage_journal import Journal, claim_dead
 
 
 def record(n: int) -> UsageRecord:
@@ -34,15 +33,13 @@ def test_a_row_is_in_the_segment_file_as_soon_as_append_returns(tmp_path: Path) 
         for line in lines:
             journal.append(line)
         [segment] = segments(journal)
-        raw = segment.read_bytes()  # another reader of the file: what the page cache holds, without any sync
-        assert len(raw) == SEGMENT_BYTES  # reserved on disk up front
-        assert rows_of(raw) == [line.rstrip(b"\n") for line in lines]
+        assert segment.read_bytes() == b"".join(lines)  # another reader of the file: the page cache has them
     finally:
         journal.close(remove=True)
     assert not journal.path.exists()
 
 
-def test_sealed_segments_are_cut_to_their_rows_and_trimmed_once_committed(tmp_path: Path) -> None:
+def test_sealed_segments_are_trimmed_once_committed(tmp_path: Path) -> None:
     journal = Journal(tmp_path, 60.0)
     try:
         one, two, three = (record(i).to_line() for i in (1, 2, 3))
@@ -52,35 +49,15 @@ def test_sealed_segments_are_cut_to_their_rows_and_trimmed_once_committed(tmp_pa
         journal.rotate()  # nothing new: no empty segment sealed
         journal.append(three)
         first, second = segments(journal)
-        journal._sync()  # the syncer's round: the sealed segment is made durable and cut
         assert first.read_bytes() == one + two
-        assert len(second.read_bytes()) == SEGMENT_BYTES
         assert journal.trim(1) == []
         assert journal.trim(2) == [first]
     finally:
         journal.close(remove=False)
-    assert second.read_bytes() == three  # close cuts the segment in use too
+    assert second.read_bytes() == three
 
 
-def test_a_full_segment_rolls_over_without_losing_or_splitting_a_row(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(usage_journal, "SEGMENT_BYTES", 1000)
-    journal = Journal(tmp_path, 60.0)
-    try:
-        lines = [record(i).to_line() for i in range(10)]  # ~300 bytes each: three to a segment
-        for line in lines:
-            journal.append(line)
-        assert not journal.failed
-        found = [row for path in segments(journal) for row in rows_of(path.read_bytes())]
-        assert found == [line.rstrip(b"\n") for line in lines]
-        assert len(segments(journal)) == 4
-        assert journal.rows == 10
-        assert journal.trim(9) == segments(journal)[:3]  # the sealed ones hold rows 1-3, 4-6, 7-9
-    finally:
-        journal.close(remove=True)
-
-
-def test_a_dead_processs_journal_with_its_zero_tail_is_read_row_by_row(tmp_path: Path) -> None:
+def test_a_dead_processs_journal_is_claimed_and_read_row_by_row(tmp_path: Path) -> None:
     journal = Journal(tmp_path, 60.0)
     lines = [record(i).to_line() for i in range(5)]
     for line in lines:
@@ -91,7 +68,7 @@ def test_a_dead_processs_journal_with_its_zero_tail_is_read_row_by_row(tmp_path:
     [dead] = claim_dead(tmp_path, None, set())
     try:
         [segment] = dead.segments()
-        rows = [UsageRecord.from_json(row) for row in rows_of(segment.read_bytes())]
+        rows = [UsageRecord.from_json(row) for row in segment.read_bytes().splitlines()]
         assert [r.request_id for r in rows] == [f"req_{i:016x}" for i in range(5)]
     finally:
         dead.release()

@@ -1,7 +1,7 @@
 """Usage rows, written off the hot path, and never only in memory.
 
-The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row is appended to this process's journal (a
-copy into a mapped file, ``usage_journal.py``) and put on an in-memory deque. A background task writes batches in one
+The gateway calls ``UsageWriter.record`` (synchronous, O(1)): the row is appended to this process's journal (one
+``write(2)``, ``usage_journal.py``) and put on an in-memory deque. A background task writes batches in one
 transaction, idempotently: the rows go to a staging table (``COPY``) and into ``proxy_requests`` with
 ``ON CONFLICT (request_id) DO NOTHING``, and only the rows actually inserted move the daily roll-up per
 user/provider/model (Asia/Jakarta days) and each proxy key's request count and last use. A row leaves memory only
@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from webrana_proxy.db import Conn
 from webrana_proxy.metrics import Metrics
-from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead, rows_of
+from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead
 from webrana_proxy.usage_redis import OutageStream
 
 log = logging.getLogger("webrana.usage")
@@ -511,7 +511,7 @@ class UsageWriter:
     async def _replay_file(self, path: Path) -> tuple[int, int]:
         """Write every row of a file (idempotently), then delete it. Rows already written are skipped."""
         raw = await asyncio.to_thread(_read_all, path)
-        lines = rows_of(raw)
+        lines = raw.splitlines()
         inserted = await self._write_lines(lines)
         await asyncio.to_thread(path.unlink, True)
         return len(lines), inserted

@@ -21,7 +21,6 @@ from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import Account, wait_rows
 from webrana_proxy.state import USAGE
 from webrana_proxy.usage import UsageRecord, write_batch
-from webrana_proxy.usage_journal import rows_of
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
 
@@ -55,7 +54,7 @@ async def test_rows_beyond_the_queue_bound_wait_in_the_journal_and_all_arrive(
     journal_dir = tmp_path / "spill"  # the journal folder, where old spill files are replayed too
 
     def journaled() -> int:  # rows in this writer's journal segments
-        return sum(len(rows_of(p.read_bytes())) for p in journal_dir.glob("journal-*/*.jsonl"))
+        return sum(len(p.read_bytes().splitlines()) for p in journal_dir.glob("journal-*/*.jsonl"))
 
     conn = await asyncpg.connect(migrated)
     try:
