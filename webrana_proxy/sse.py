@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 # One line terminator, atomically: "\r\n" is never re-read as "\r" followed by "\n".
@@ -290,12 +291,20 @@ def find_named(region: bytes, names: re.Pattern[bytes]) -> list[Named] | None:
     return found
 
 
-def walk_named(region: bytes, names: frozenset[bytes], suffix: bytes) -> tuple[list[Named], int, int] | None:
+class Walked(NamedTuple):
+    found: list[Named]  # the named events
+    deltas: int  # how many events are named ``...suffix`` (text deltas)
+    delta_bytes: int  # their bytes, event lines included
+    first_delta: Named | None  # the first of them
+
+
+def walk_named(region: bytes, names: frozenset[bytes], suffix: bytes) -> Walked | None:
     """Like ``find_named`` for regions of a few large events: steps from event to event with ``bytes.find`` of
-    a newline (memchr) rather than scanning every byte of the data lines with a regex. Also returns how many
-    events are named ``...suffix`` and their bytes (the text deltas, for an estimate). None when any event of
-    the region is not in the plain form."""
+    a newline (memchr) rather than scanning every byte of the data lines with a regex. Also counts the events
+    named ``...suffix`` and their bytes (the text deltas, for an estimate). None when any event of the region
+    is not in the plain form."""
     found: list[Named] = []
+    first: Named | None = None
     pos, size, deltas, delta_bytes = 0, len(region), 0, 0
     cut = -len(suffix)
     while pos < size:
@@ -313,7 +322,9 @@ def walk_named(region: bytes, names: frozenset[bytes], suffix: bytes) -> tuple[l
         if name in names:
             found.append((name, pos, data, end))
         elif name[cut:] == suffix:
+            if first is None:
+                first = (name, pos, data, end)
             deltas += 1
             delta_bytes += end + 2 - pos
         pos = end + 2
-    return found, deltas, delta_bytes
+    return Walked(found, deltas, delta_bytes, first)

@@ -23,7 +23,8 @@ from webrana_proxy.sse import EventRegions, SSEParser, find_named, walk_named
 API_VERSION = "2023-06-01"  # sent when the client names none: the only stable Messages API version
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # the client's headers that mean something upstream
 # Bytes of one text_delta event around its text (``event: content_block_delta`` ... ``"text":"`` ... ``"}}``):
-# the text of events relayed unparsed is estimated as their size minus this, for when usage never comes.
+# the text of events relayed unparsed is estimated as their size minus this (until the stream's own envelope
+# is learnt), for when usage never comes.
 TEXT_DELTA_ENVELOPE = 115
 # The event lines of the events the relay reads; every other event is forwarded without being looked at.
 _NAMES = re.compile(rb"event: ?(message_start|message_delta|message_stop|error)\n")
@@ -47,7 +48,7 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _delta_chars(data: str) -> int:
+def _delta_chars(data: bytes | str) -> int:
     try:
         payload: Any = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -103,10 +104,13 @@ class NativeMessagesStream:
     without usage).
     """
 
-    __slots__ = ("_input", "_regions", "completion_chars", "done", "error", "upstream_id", "usage")
+    __slots__ = ("_envelope", "_input", "_regions", "completion_chars", "done", "error", "upstream_id", "usage")
 
     def __init__(self) -> None:
         self._regions = EventRegions()
+        # Bytes of one delta event around its text: learnt from the first delta (its data decoded once); after
+        # that a region's text is estimated as (bytes - events * envelope) without reading anything.
+        self._envelope: int | None = None
         self._input: Usage | None = None
         self.usage: Usage | None = None
         self.completion_chars = 0
@@ -123,10 +127,12 @@ class NativeMessagesStream:
         elif (b"event: message_" in region or b"event: error" in region or b"event:message_" in region
               or b"event:error" in region):
             self._read(region)
+        elif (envelope := self._envelope) is None:
+            self._estimate(region)
         else:
             size = len(region)
             # One event per read is the norm: count events only when the region is clearly several.
-            chars = size - (region.count(b"\n\n") if size > 2 * TEXT_DELTA_ENVELOPE else 1) * TEXT_DELTA_ENVELOPE
+            chars = size - (region.count(b"\n\n") if size > 2 * envelope else 1) * envelope
             if chars > 0:
                 self.completion_chars += chars
         return [region]
@@ -143,12 +149,16 @@ class NativeMessagesStream:
             self._estimate(region)
 
     def _estimate(self, region: bytes) -> None:
+        """Add the text of the region's deltas, estimated from their size (the envelope learnt on the first)."""
         walked = walk_named(region, _NONE, b"content_block_delta")
-        if walked is None:
-            chars = len(region) - region.count(b"\n\n") * TEXT_DELTA_ENVELOPE
+        if walked is None:  # not the plain form: every event counts as a delta
+            chars = len(region) - region.count(b"\n\n") * (self._envelope or TEXT_DELTA_ENVELOPE)
         else:
-            _, deltas, size = walked
-            chars = size - deltas * TEXT_DELTA_ENVELOPE
+            envelope = self._envelope
+            if envelope is None and walked.first_delta is not None:
+                _, start, data, end = walked.first_delta
+                envelope = self._envelope = max(0, end + 2 - start - _delta_chars(region[data:end]))
+            chars = walked.delta_bytes - walked.deltas * (TEXT_DELTA_ENVELOPE if envelope is None else envelope)
         if chars > 0:
             self.completion_chars += chars
 

@@ -19,10 +19,11 @@ from urllib.parse import quote
 import orjson
 
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
-from webrana_proxy.sse import EventRegions, SSEParser, find_named, walk_named
+from webrana_proxy.sse import EventRegions, SSEParser, Walked, find_named, walk_named
 
 # Bytes of one output_text.delta event around its text (event line, type, sequence_number, item_id, indexes,
-# logprobs, obfuscation): the text of events relayed unparsed is estimated as their size minus this.
+# logprobs, obfuscation): the text of events relayed unparsed is estimated as their size minus this until the
+# stream's own envelope is learnt from its first delta.
 TEXT_DELTA_ENVELOPE = 200
 # The events the relay reads; every other event goes through without being looked at. Inside JSON strings a
 # newline is escaped, so an event line (ending in its newline) is never text.
@@ -34,9 +35,10 @@ _NAMES = re.compile(rb"event: ?(response\.created|response\.completed|response\.
 _LARGE = 16_384
 _USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
 # A JSON object nested at most two deep (a usage object: its details are objects of numbers), strings skipped
-# whole; one match instead of a byte-by-byte walk. Deeper objects fall back to ``_object_end``.
-_STRING = rb'"(?:[^"\\]|\\.)*"'
-_SHALLOW_OBJECT = re.compile(rb'\{(?:[^{}"]|' + _STRING + rb'|\{(?:[^{}"]|' + _STRING + rb')*\})*\}', re.DOTALL)
+# whole; one match (possessive, so never backtracking) instead of a byte-by-byte walk. Deeper objects fall back
+# to ``_object_end``.
+_STRING = rb'"(?:[^"\\]++|\\.)*+"'
+_SHALLOW_OBJECT = re.compile(rb'\{(?:[^{}"]++|' + _STRING + rb'|\{(?:[^{}"]++|' + _STRING + rb')*+\})*+\}', re.DOTALL)
 _RESPONSE_ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_\-]{1,200})"')
 _SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d{1,18})')
 
@@ -113,6 +115,16 @@ def response_id_in(data: bytes, start: int = 0, end: int | None = None) -> str |
     return m.group(1).decode() if m else None
 
 
+def _delta_length(data: bytes) -> int:
+    """The length of a delta event's ``delta`` text (0 when it has none)."""
+    try:
+        payload: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    delta = payload.get("delta") if isinstance(payload, dict) else None
+    return len(delta) if isinstance(delta, str) else 0
+
+
 def error_event(sequence: int, message: str, code: str, error_type: str = "server_error") -> bytes:
     """An in-band ``error`` event as OpenAI sends it: the error object nested under ``error`` (which the openai
     SDK raises on) and its fields repeated at the top level (as the published schema has them)."""
@@ -161,11 +173,14 @@ class NativeResponsesStream:
     estimated from its size (for a stream that ends without usage).
     """
 
-    __slots__ = ("_last", "_regions", "completion_chars", "done", "error", "on_id", "response_id",
+    __slots__ = ("_envelope", "_last", "_regions", "completion_chars", "done", "error", "on_id", "response_id",
                  "upstream_id", "usage")
 
     def __init__(self) -> None:
         self._regions = EventRegions()
+        # Bytes of one delta event around its text: learnt from the first delta (its data decoded once); after
+        # that a region's text is estimated as (bytes - events * envelope) without reading anything.
+        self._envelope: int | None = None
         self._last = b""  # the last complete region relayed: where the last sequence_number is
         self.on_id: Callable[[str], None] | None = None
         self.response_id: str | None = None
@@ -189,11 +204,12 @@ class NativeResponsesStream:
               or b"event: error" in region or b"event:error" in region):
             self._read(region)
         elif b".delta\n" in region:  # text deltas; other events (items added and done, parts) are not text
-            if b".done\n" in region or b".added\n" in region:
+            envelope = self._envelope
+            if envelope is None or b".done\n" in region or b".added\n" in region:
                 self._estimate(region)
             else:
                 # One event per read is the norm: count events only when the region is clearly several.
-                chars = size - (region.count(b"\n\n") if size > 2 * TEXT_DELTA_ENVELOPE else 1) * TEXT_DELTA_ENVELOPE
+                chars = size - (region.count(b"\n\n") if size > 2 * envelope else 1) * envelope
                 if chars > 0:
                     self.completion_chars += chars
         return [region]
@@ -216,19 +232,27 @@ class NativeResponsesStream:
         if walked is None:
             self._read_general(region)
             return
-        found, deltas, size = walked
-        for name, _, data, end in found:
+        for name, _, data, end in walked.found:
             self._event(name, region, data, end)
-        if self.usage is None and self.error is None and size > deltas * TEXT_DELTA_ENVELOPE:
-            self.completion_chars += size - deltas * TEXT_DELTA_ENVELOPE
+        if self.usage is None and self.error is None:
+            self._add_deltas(region, walked)
 
     def _estimate(self, region: bytes) -> None:
+        """Add the text of the region's deltas, estimated from their size (the envelope learnt on the first)."""
         walked = walk_named(region, _NONE, b".delta")
-        if walked is None:
-            chars = len(region) - region.count(b"\n\n") * TEXT_DELTA_ENVELOPE
+        if walked is None:  # not the plain form: every event counts as a delta
+            chars = len(region) - region.count(b"\n\n") * (self._envelope or TEXT_DELTA_ENVELOPE)
+            if chars > 0:
+                self.completion_chars += chars
         else:
-            _, deltas, size = walked
-            chars = size - deltas * TEXT_DELTA_ENVELOPE
+            self._add_deltas(region, walked)
+
+    def _add_deltas(self, region: bytes, walked: Walked) -> None:
+        envelope = self._envelope
+        if envelope is None and walked.first_delta is not None:
+            _, start, data, end = walked.first_delta
+            envelope = self._envelope = max(0, end + 2 - start - _delta_length(region[data:end]))
+        chars = walked.delta_bytes - walked.deltas * (TEXT_DELTA_ENVELOPE if envelope is None else envelope)
         if chars > 0:
             self.completion_chars += chars
 
@@ -239,12 +263,7 @@ class NativeResponsesStream:
         for event in parser.feed(raw) + parser.close():
             data = event.data.encode()
             if event.event.endswith(".delta"):
-                try:
-                    chunk: Any = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    continue
-                delta = chunk.get("delta") if isinstance(chunk, dict) else None
-                self.completion_chars += len(delta) if isinstance(delta, str) else 0
+                self.completion_chars += _delta_length(data)
             else:
                 self._event(event.event.encode(), data, 0, len(data))
 
