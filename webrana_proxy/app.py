@@ -24,8 +24,10 @@ from webrana_proxy.api import (
     auth,
     auth_email,
     billing,
+    member_limits,
     meta,
     openapi,
+    org_billing,
     orgs,
     overview,
     plans,
@@ -185,6 +187,6 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(banner.add_header)  # the console's alert banner on signed-in answers
     for module in (gateway, gateway_messages, gateway_responses, health, auth, provider_keys, proxy_keys, usage,
                    plans, billing, admin, openapi, overview, meta, prices, spend_caps, auth_email, aliases, alerts,
-                   orgs, team_usage, upstreams):
+                   orgs, org_billing, member_limits, team_usage, upstreams):
         app.router.add_routes(module.routes)
     return app

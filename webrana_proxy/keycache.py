@@ -58,7 +58,6 @@ class Principal:
     workspace_id: uuid.UUID  # whose limits and keys: the user's own (= user_id), or the team's (= org_id)
     workspace_id_str: str
     org_id: uuid.UUID | None
-    plan_holder_id: uuid.UUID  # whose plan applies (the user, or the team's owner): their plan change drops it too
     proxy_key_id: uuid.UUID
     key_prefix: str
     plan: str
@@ -82,8 +81,8 @@ class Principal:
 
 
 def _index_ids(principal: Principal) -> set[uuid.UUID]:
-    """The ids an entry is dropped by: its holder, its workspace (a team), and whose plan it runs on."""
-    return {principal.user_id, principal.workspace_id, principal.plan_holder_id}
+    """The ids an entry is dropped by: its holder and its workspace (a team: whose plan it runs on too)."""
+    return {principal.user_id, principal.workspace_id}
 
 
 class KeyCache:
@@ -158,24 +157,22 @@ class KeyCache:
 
     async def _load(self, key_hash: bytes) -> Principal | None:
         async with self._pool.acquire() as conn:
-            # A team key takes the team's plan and limit overrides (its owner's, until the subscription moves to
-            # the organisation: teams.seat_plan) and works only while its holder is a member.
+            # A team key takes the team's plan and limit overrides (the organisation's own: sql/0017) and its
+            # holder's monthly limits in the team, and works only while its holder is a member.
             row = await conn.fetchrow(
                 """SELECT k.id AS key_id, k.prefix, k.org_id, u.id AS user_id, u.status,
-                          coalesce(ow.id, u.id) AS plan_holder_id,
-                          coalesce(ow.plan, u.plan) AS plan,
+                          coalesce(o.plan, u.plan) AS plan,
                           CASE WHEN k.org_id IS NULL THEN u.burst_per_minute_override
-                               ELSE ow.burst_per_minute_override END AS burst_per_minute_override,
+                               ELSE o.burst_per_minute_override END AS burst_per_minute_override,
                           CASE WHEN k.org_id IS NULL THEN u.monthly_requests_override
-                               ELSE ow.monthly_requests_override END AS monthly_requests_override,
+                               ELSE o.monthly_requests_override END AS monthly_requests_override,
                           k.expires_at, k.allowed_models, k.allowed_providers, k.rpm_limit, k.spend_cap_idr,
-                          u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard
+                          u.spend_cap_idr AS user_cap_idr, u.spend_cap_hard,
+                          m.monthly_request_limit AS member_requests, m.monthly_spend_limit_idr AS member_cap_idr
                    FROM proxy_api_keys k JOIN users u ON u.id = k.user_id
                    LEFT JOIN organisations o ON o.id = k.org_id
-                   LEFT JOIN users ow ON ow.id = o.owner_id
-                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-                     AND (k.org_id IS NULL OR EXISTS (SELECT 1 FROM org_members m
-                                                      WHERE m.org_id = k.org_id AND m.user_id = k.user_id))""",
+                   LEFT JOIN org_members m ON m.org_id = k.org_id AND m.user_id = k.user_id
+                   WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.org_id IS NULL OR m.id IS NOT NULL)""",
                 key_hash)
             if row is None:
                 return None
@@ -199,7 +196,7 @@ class KeyCache:
         workspace_id = row["org_id"] if team else row["user_id"]
         return Principal(
             user_id=row["user_id"], user_id_str=str(row["user_id"]), workspace_id=workspace_id,
-            workspace_id_str=str(workspace_id), org_id=row["org_id"], plan_holder_id=row["plan_holder_id"],
+            workspace_id_str=str(workspace_id), org_id=row["org_id"],
             proxy_key_id=row["key_id"],
             key_prefix=row["prefix"], plan=plan.id, active=row["status"] == "active",
             burst_per_minute=row["burst_per_minute_override"] or plan.burst_per_minute,
@@ -211,7 +208,8 @@ class KeyCache:
                                  key_cap_idr=row["spend_cap_idr"],
                                  # A member's own account cap governs their personal calls, not the team's.
                                  user_cap_idr=None if team else row["user_cap_idr"],
-                                 user_cap_hard=row["spend_cap_hard"]),
+                                 user_cap_hard=row["spend_cap_hard"], member_requests=row["member_requests"],
+                                 member_cap_idr=row["member_cap_idr"]),
             aliases=_aliases(alias_rows))
 
     def drop_user(self, user_id: uuid.UUID) -> None:

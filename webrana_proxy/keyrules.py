@@ -10,6 +10,9 @@ never per call).
 * ``rpm``, ``key_cap_micro``, ``user_cap_micro``: counted in Redis in the gateway's one Lua call
   (``limits.Limiter.check_ruled``); ``user_cap_micro`` is the account's cap when it is hard (a soft cap only
   alerts). Caps are held in micro-rupiah, the unit of the spend counters.
+* ``member_requests``, ``member_cap_micro``: on a team key, its holder's monthly request and spend limits in the
+  team (``org_members``, set by the owner or a manager), counted in the same Lua call. A personal key never has
+  them, so they cost personal keys nothing.
 """
 
 from __future__ import annotations
@@ -46,13 +49,16 @@ class KeyRules:
     key_cap_micro: int | None = None
     user_cap_micro: int | None = None  # the account's hard cap
     user_soft_cap_micro: int | None = None  # the account's soft cap: counted for alerts, never refuses
+    member_requests: int | None = None  # a team member's monthly request limit in the team
+    member_cap_micro: int | None = None  # a team member's monthly spend limit in the team
     exact: frozenset[str] = frozenset()
     globs: re.Pattern[str] | None = None
 
     @classmethod
     def build(cls, *, expires_at: datetime | None, models: Iterable[str] | None, providers: Iterable[str] | None,
               rpm: int | None, key_cap_idr: int | None, user_cap_idr: int | None,
-              user_cap_hard: bool) -> KeyRules | None:
+              user_cap_hard: bool, member_requests: int | None = None,
+              member_cap_idr: int | None = None) -> KeyRules | None:
         """The rules of one key, or None when it has none (the hot path then skips every check here)."""
         pats = tuple(models or ())
         rules = cls(
@@ -61,19 +67,23 @@ class KeyRules:
             key_cap_micro=key_cap_idr * MICRO_PER_IDR if key_cap_idr else None,
             user_cap_micro=user_cap_idr * MICRO_PER_IDR if user_cap_idr and user_cap_hard else None,
             user_soft_cap_micro=user_cap_idr * MICRO_PER_IDR if user_cap_idr and not user_cap_hard else None,
+            member_requests=member_requests or None,
+            member_cap_micro=member_cap_idr * MICRO_PER_IDR if member_cap_idr else None,
             exact=frozenset(p for p in pats if "*" not in p and "?" not in p), globs=glob_regex(pats))
         return None if rules == EMPTY else rules
 
     @property
     def counted(self) -> bool:
-        """Whether a call needs the ruled limiter script (a per-key rate or a cap to check)."""
-        return self.rpm is not None or self.key_cap_micro is not None or self.user_cap_micro is not None
+        """Whether a call needs the ruled limiter script (a per-key rate, a cap or a member's limit to check)."""
+        return (self.rpm is not None or self.key_cap_micro is not None or self.user_cap_micro is not None
+                or self.member_requests is not None or self.member_cap_micro is not None)
 
     @property
     def tracks_spend(self) -> bool:
-        """Whether this key's calls add to spend counters (a cap on the key or on its account, hard or soft)."""
+        """Whether this key's calls add to spend counters (a cap on the key or on its account, hard or soft, or
+        its holder's spend limit in the team)."""
         return (self.key_cap_micro is not None or self.user_cap_micro is not None
-                or self.user_soft_cap_micro is not None)
+                or self.user_soft_cap_micro is not None or self.member_cap_micro is not None)
 
     @property
     def user_cap(self) -> int | None:

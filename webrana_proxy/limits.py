@@ -120,18 +120,22 @@ return 0
 """
 
 # A call of a key with rules counted in Redis (``keyrules.KeyRules.counted``): what GATEWAY_SCRIPT does, plus the
-# key's own per-minute limit and the spend caps (the key's, the account's hard one), and never a lease (every call
-# asks: the spend counters move after each call, on any replica).
-# KEYS: ip window, burst window, month quota, key window, key spend, account spend. ARGV: ip limit, burst limit,
-# quota limit, window ms, quota ttl s, key rpm (0: none), key cap, account cap (micro-rupiah; 0: none), billable
-# (1, or 0 for count_tokens: no quota, no caps). Returns {verdict, limit, remaining, reset_ms}; verdict as
-# GATEWAY_SCRIPT's plus 4 key rate, 5 key spend cap, 6 account spend cap; 9 with limit = the missing counters
-# (1 quota, 2 key spend, 4 account spend), which the caller rebuilds from PostgreSQL before asking again. Order:
-# refusals for a minute count like any call in the windows; a capped or over-quota call is not counted in the quota.
+# key's own per-minute limit, the spend caps (the key's, the account's hard one) and a team member's monthly limits
+# (requests and spend, set by the team's owner or a manager), and never a lease (every call asks: the spend counters
+# move after each call, on any replica).
+# KEYS: ip window, burst window, month quota, key window, key spend, account spend, member requests, member spend.
+# ARGV: ip limit, burst limit, quota limit, window ms, quota ttl s, key rpm (0: none), key cap, account cap
+# (micro-rupiah; 0: none), billable (1, or 0 for count_tokens: no quota, no caps), member request limit, member
+# spend cap (micro-rupiah) (0: none). Returns {verdict, limit, remaining, reset_ms}; verdict as GATEWAY_SCRIPT's
+# plus 4 key rate, 5 key spend cap, 6 account spend cap, 7 member requests, 8 member spend; 9 with limit = the
+# missing counters (1 quota, 2 key spend, 4 account spend, 8 member requests, 16 member spend), which the caller
+# rebuilds from PostgreSQL before asking again. Order: refusals for a minute count like any call in the windows; a
+# capped or over-quota call is not counted in the quota (nor in the member's requests).
 RULED_SCRIPT = """
 local billable = ARGV[9] == '1'
 local kc, uc = tonumber(ARGV[7]), tonumber(ARGV[8])
-local q, ks, us = 0, 0, 0
+local mr, mc = tonumber(ARGV[10]), tonumber(ARGV[11])
+local q, ks, us, ms, mu = 0, 0, 0, 0, 0
 if billable then
   local missing = 0
   q = redis.call('GET', KEYS[3])
@@ -144,8 +148,16 @@ if billable then
     us = redis.call('GET', KEYS[6])
     if not us then missing = missing + 4 end
   end
+  if mr > 0 then
+    ms = redis.call('GET', KEYS[7])
+    if not ms then missing = missing + 8 end
+  end
+  if mc > 0 then
+    mu = redis.call('GET', KEYS[8])
+    if not mu then missing = missing + 16 end
+  end
   if missing > 0 then return {9, missing, 0, 0} end
-  q, ks, us = tonumber(q), tonumber(ks), tonumber(us)
+  q, ks, us, ms, mu = tonumber(q), tonumber(ks), tonumber(us), tonumber(ms), tonumber(mu)
 end
 local ipl, bl, rpm = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local ip = redis.call('INCR', KEYS[1])
@@ -163,9 +175,12 @@ if not billable then return {0, bl, bl - b, redis.call('PTTL', KEYS[2])} end
 local month_ms = tonumber(ARGV[5]) * 1000
 if kc > 0 and ks >= kc then return {5, kc, 0, month_ms} end
 if uc > 0 and us >= uc then return {6, uc, 0, month_ms} end
+if mr > 0 and ms >= mr then return {7, mr, 0, month_ms} end
+if mc > 0 and mu >= mc then return {8, mc, 0, month_ms} end
 local limit = tonumber(ARGV[3])
 if q >= limit then return {3, limit, 0, month_ms} end
 redis.call('INCR', KEYS[3])
+if mr > 0 then redis.call('INCR', KEYS[7]) end
 return {0, limit, limit - q - 1, redis.call('PTTL', KEYS[2])}
 """
 
@@ -177,6 +192,16 @@ def key_counter(key_id: object, month: str) -> str:
 def user_counter(user_id: object, month: str) -> str:
     """An account's spend this month in micro-rupiah."""
     return f"spend:user:{user_id}:{month}"
+
+
+def member_requests_counter(org_id: object, user_id: object, month: str) -> str:
+    """A team member's requests this month in the team (kept only while they have a request limit there)."""
+    return f"rl:member:{org_id}:{user_id}:{month}"
+
+
+def member_counter(org_id: object, user_id: object, month: str) -> str:
+    """A team member's spend this month in the team, in micro-rupiah (kept only while they have a spend limit)."""
+    return f"spend:member:{org_id}:{user_id}:{month}"
 
 
 def crossed(before: int, after: int, cap: int, thresholds: tuple[int, ...] = THRESHOLDS) -> list[int]:
@@ -195,13 +220,14 @@ class QuotaCrossing:
     quota: int
 
 
-LIMIT_NAMES = {1: "ip", 2: "burst", 3: "quota", 4: "key_rate", 5: "key_spend", 6: "user_spend"}
+LIMIT_NAMES = {1: "ip", 2: "burst", 3: "quota", 4: "key_rate", 5: "key_spend", 6: "user_spend",
+               7: "member_requests", 8: "member_spend"}
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
-    limit_name: str  # "ip" | "burst" | "quota" | "key_rate" | "key_spend" | "user_spend" | "" when allowed
+    limit_name: str  # a LIMIT_NAMES value, "" when allowed
     limit: int
     remaining: int
     reset_seconds: int
@@ -496,21 +522,40 @@ class Limiter:
 
     async def check_ruled(self, ip: str, user_id: str, key_id: str, burst_limit: int, quota_limit: int,
                           month: str, month_ttl: int, now: float, *, rpm: int | None, key_cap: int | None,
-                          user_cap: int | None, billable: bool) -> Verdict | int:
-        """One round trip for a call whose key has counted rules (``RULED_SCRIPT``). An int: the counters that
-        are missing (1 quota, 2 key spend, 4 account spend) and must be rebuilt from PostgreSQL first."""
+                          user_cap: int | None, billable: bool, member: tuple[str, str] | None = None,
+                          member_requests: int | None = None, member_cap: int | None = None) -> Verdict | int:
+        """One round trip for a call whose key has counted rules (``RULED_SCRIPT``). ``member``: (team, member)
+        whose monthly limits apply. An int: the counters that are missing (1 quota, 2 key spend, 4 account spend,
+        8 member requests, 16 member spend) and must be rebuilt from PostgreSQL first."""
         w = self._window(now)
+        team, person = member if member is not None else ("-", "-")
         keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month), f"rl:key:{key_id}:{w}",
-                key_counter(key_id, month), user_counter(user_id, month)]
+                key_counter(key_id, month), user_counter(user_id, month),
+                member_requests_counter(team, person, month), member_counter(team, person, month)]
         code, limit, remaining, reset_ms = await self._ruled(self._redis, keys, [
             self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl, rpm or 0, key_cap or 0, user_cap or 0,
-            1 if billable else 0])
+            1 if billable else 0, member_requests or 0, member_cap or 0])
         if code == 9:
             return int(limit)
         if code == 0 and billable and self._quota_watchers:  # the quota counter went from limit - remaining - 1
             after = int(limit) - int(remaining)
             self._quota_moved(user_id, month, after - 1, after, int(limit))
         return Verdict(code == 0, LIMIT_NAMES.get(int(code), ""), int(limit), int(remaining), _ceil_s(int(reset_ms)))
+
+    async def read_counter(self, counter: str) -> int | None:
+        """A month counter's value, or None when Redis has none."""
+        if isinstance(self._redis, RedisPipe):
+            value = await self._redis.execute("GET", counter)
+        else:
+            value = await self._redis.get(counter)
+        return int(value) if value is not None else None
+
+    async def seed_counter(self, counter: str, value: int, ttl_s: int) -> None:
+        """Set a month counter rebuilt from PostgreSQL unless another replica did first."""
+        if isinstance(self._redis, RedisPipe):
+            await self._redis.execute("SET", counter, str(value), "NX", "EX", str(ttl_s + QUOTA_TTL_SLACK_S))
+        else:
+            await self._redis.set(counter, value, nx=True, ex=ttl_s + QUOTA_TTL_SLACK_S)
 
     def _record(self, result: list[Any], pair: tuple[str, str], limits: tuple[int, int, int], window: int,
                 month: str, now: float) -> Verdict | None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import atexit
 import logging
-import logging.handlers
-import queue
 import sys
+import threading
 import time
+from collections import deque
 from typing import Any
 
 import orjson
 
+BATCH_INTERVAL = 0.05  # seconds a log line may wait for its batch (a warning or worse does not wait)
+BATCH_WAKE = 256  # lines that wake the writer early
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -53,12 +55,58 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-class _DeferredQueueHandler(logging.handlers.QueueHandler):
-    """Puts the record on a queue as it is: formatting and the write to stderr happen on the listener's
-    thread, so the event loop never does blocking I/O (or JSON encoding) for a log line."""
+class _BatchingHandler(logging.Handler):
+    """Puts the record on a deque as it is: no lock, no thread woken per line. A writer thread formats and writes
+    what waits every ``BATCH_INTERVAL`` (one ``write`` a batch), at once for a warning or worse, or when
+    ``BATCH_WAKE`` lines wait. So the event loop never does blocking I/O or JSON encoding for a log line, and a
+    busy gateway does not hand the GIL to the writer for every call it logs."""
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+    def __init__(self, target: logging.StreamHandler[Any]) -> None:
+        super().__init__()
+        self._target = target
+        self._pending: deque[logging.LogRecord] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="log-writer")
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: deque.append is atomic
+        self._pending.append(record)
+        if record.levelno >= logging.WARNING or len(self._pending) >= BATCH_WAKE:
+            self._wake.set()
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(BATCH_INTERVAL)
+            self._wake.clear()
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        pending, target = self._pending, self._target
+        lines = []
+        while pending:
+            record = pending.popleft()
+            try:
+                lines.append(target.format(record))
+            except Exception:  # a record that cannot be formatted: reported the logging module's way, others go on
+                target.handleError(record)
+        if lines:
+            try:
+                target.stream.write("\n".join(lines) + "\n")
+                target.flush()
+            except (OSError, ValueError):  # stderr closed or broken: logging must never take the process down
+                pass
+
+    def stop(self) -> None:
+        """Write what waits and end the writer (at exit)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(5)
 
 
 def configure(fmt: str, level: str) -> None:
@@ -68,13 +116,14 @@ def configure(fmt: str, level: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
-    listener.start()
-    atexit.register(listener.stop)  # drains what is queued before the process exits
+    target = logging.StreamHandler(sys.stderr)
+    target.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler = _BatchingHandler(target)
+    atexit.register(handler.stop)  # writes what waits before the process exits
     root = logging.getLogger()
-    root.handlers[:] = [_DeferredQueueHandler(records)]
+    for old in root.handlers:  # configured again in this process (tests build several apps): one writer
+        if isinstance(old, _BatchingHandler):
+            old.stop()
+    root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

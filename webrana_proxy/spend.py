@@ -5,7 +5,8 @@ ruled limiter call (``limits.Limiter.check_ruled``) compares the counters with t
 upstream, and ``SpendCounters.add`` adds the cost after the answer (from ``gateway.calls.record_call``, which
 runs on the loop turn after aiohttp wrote the answer): one fire-and-forget Lua call, never awaited by the call.
 
-Counters exist only for keys with a cap and for accounts with a cap (hard or soft); others cost nothing. An
+Counters exist only for keys with a cap, for accounts with a cap (hard or soft) and for team members with a spend
+limit in their team (per team and member: their team keys' calls); others cost nothing. An
 increment only ever adds to a counter that exists. A missing one (a new month, a cap just set, Redis restarted
 empty) is rebuilt from PostgreSQL (``proxy_requests`` for a key, ``usage_daily`` for an account, as the request
 quota is), never started from 0: by the limiter before a capped call, or by the increment that found it missing
@@ -39,6 +40,7 @@ from webrana_proxy.limits import (
     Script,
     crossed,
     key_counter,
+    member_counter,
     month_start_utc,
     user_counter,
 )
@@ -69,6 +71,11 @@ KEY_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0):
 USER_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM usage_daily
                     WHERE user_id = $1 AND org_id IS NULL
                       AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
+
+# A team member's spend in the team this month (their team keys' calls), from the roll-up (sql/0014's index).
+MEMBER_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 0)::bigint FROM usage_daily
+                      WHERE org_id = $1 AND user_id = $2
+                        AND day >= ($3::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,9 @@ class SpendCounters:
         if user_cap is not None:
             counters.append((user_counter(principal.user_id, month), "user", user_cap,
                              rules.user_cap_micro is not None))
+        if rules.member_cap_micro is not None and principal.org_id is not None:
+            counters.append((member_counter(principal.org_id, principal.user_id, month), "member",
+                             rules.member_cap_micro, True))
         try:
             totals = await self._add(self._redis, [c[0] for c in counters], [cost])
         except (RedisError, OSError) as exc:
@@ -132,12 +142,19 @@ class SpendCounters:
             total = int(total)
             if total < 0:  # missing (a new month, Redis restarted): rebuilt here, this call's cost included
                 try:
-                    total = await (self.seed_key(principal.proxy_key_id, month, month_ttl, plus=cost)
-                                   if scope == "key" else
-                                   self.seed_user(principal.user_id, month, month_ttl, plus=cost))
+                    if scope == "key":
+                        total = await self.seed_key(principal.proxy_key_id, month, month_ttl, plus=cost)
+                    elif scope == "user":
+                        total = await self.seed_user(principal.user_id, month, month_ttl, plus=cost)
+                    else:
+                        assert principal.org_id is not None
+                        total = await self.seed_member(principal.org_id, principal.user_id, month, month_ttl,
+                                                       plus=cost)
                 except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("spend counter not rebuilt yet", extra={"error": type(exc).__name__})
                     continue
+            if scope == "member":  # a member's team limit alerts no one yet (the alerts know keys and accounts)
+                continue
             for percent in crossed(total - cost, total, cap):
                 self._notify(Crossing(scope, principal.user_id, principal.proxy_key_id, month, percent, total,
                                       cap, hard))
@@ -158,6 +175,12 @@ class SpendCounters:
         """Rebuild an account's counter from ``usage_daily`` unless another replica did; returns it."""
         spent = await self._pool.fetchval(USER_MONTH_SQL, user_id, month_start_utc(month))
         return await self._seeded(user_counter(user_id, month), int(spent), month_ttl, plus)
+
+    async def seed_member(self, org_id: uuid.UUID, user_id: uuid.UUID, month: str, month_ttl: int, *,
+                          plus: int = 0) -> int:
+        """Rebuild a team member's spend counter in the team from ``usage_daily`` unless another replica did."""
+        spent = await self._pool.fetchval(MEMBER_MONTH_SQL, org_id, user_id, month_start_utc(month))
+        return await self._seeded(member_counter(org_id, user_id, month), int(spent), month_ttl, plus)
 
     async def _seeded(self, counter: str, spent: int, month_ttl: int, plus: int) -> int:
         (value,) = await self._seed(self._redis, [counter], [spent + plus, month_ttl + QUOTA_TTL_SLACK_S, plus])
@@ -180,6 +203,15 @@ class SpendCounters:
             return int(await self._pool.fetchval(USER_MONTH_SQL, user_id, month_start_utc(month)))
         value = (await self._mget([user_counter(user_id, month)]))[0]
         return int(value) if value is not None else await self.seed_user(user_id, month, month_ttl)
+
+    async def member_spend(self, org_id: uuid.UUID, user_id: uuid.UUID, month: str, month_ttl: int, *,
+                           capped: bool) -> int:
+        """This month's spend of a team member in the team: their counter when they have a spend limit (kept up to
+        date), else ``usage_daily``."""
+        if not capped:
+            return int(await self._pool.fetchval(MEMBER_MONTH_SQL, org_id, user_id, month_start_utc(month)))
+        value = (await self._mget([member_counter(org_id, user_id, month)]))[0]
+        return int(value) if value is not None else await self.seed_member(org_id, user_id, month, month_ttl)
 
     async def forget(self, counters: list[str]) -> None:
         """Drop counters whose cap was set, changed or removed: no increments reached them while there was no

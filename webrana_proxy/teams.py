@@ -1,8 +1,10 @@
 """Seats of an organisation: how many it has, how many are taken, and the refusals that keep them honest.
 
-The seat limit is the plan's ``team_seats`` (the owner included). Until the Team subscription itself moves to the
-organisation, the plan is its owner's (``users.plan``): ``seat_plan`` is the one place that says so. Members and
-open invitations (pending, not expired) both take a seat.
+The seat limit is the plan's ``team_seats`` (the owner included). The plan is the organisation's own
+(``organisations.plan``, sql/0017: the Team subscription moved to it when the team was created): ``seat_plan`` is
+the one place that reads it for seats. Members and open invitations (pending, not expired) both take a seat. Every
+path that adds a member or an invitation takes ``lock_org`` and counts in the same transaction, so two of them never
+both take the last seat.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ class Seats:
 
 
 async def seat_plan(conn: Conn | asyncpg.Pool, org_id: uuid.UUID) -> Plan:
-    plan_id = await conn.fetchval(
-        "SELECT u.plan FROM organisations o JOIN users u ON u.id = o.owner_id WHERE o.id = $1", org_id)
+    plan_id = await conn.fetchval("SELECT plan FROM organisations WHERE id = $1", org_id)
     return get_plan(plan_id or "free")
 
 
@@ -65,8 +66,6 @@ def refuse_below(taken: int, plan: Plan, what: str) -> None:
         f"invitations); {must_leave} must leave or be revoked first", code="seats_in_use")
 
 
-async def check_plan_change(conn: Conn | asyncpg.Pool, user_id: uuid.UUID, plan: Plan) -> None:
-    """A plan change of a user who owns an organisation must keep a seat for everyone in it."""
-    org_id = await conn.fetchval("SELECT id FROM organisations WHERE owner_id = $1", user_id)
-    if org_id is not None:
-        refuse_below((await seats(conn, org_id)).used, plan, f"cannot change to the {plan.name} plan")
+async def check_plan_change(conn: Conn | asyncpg.Pool, org_id: uuid.UUID, plan: Plan) -> None:
+    """A team's plan change (or cancel: ``plan`` Free) must keep a seat for everyone in it."""
+    refuse_below((await seats(conn, org_id)).used, plan, f"cannot change to the {plan.name} plan")

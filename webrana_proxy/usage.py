@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import uuid
 from collections import deque
@@ -114,12 +115,22 @@ class UsageRecord:
                 _text(self.alias), self.org_id)
 
     def to_line(self) -> bytes:
-        """One journal line (JSON, newline-terminated): ~1 us. asyncpg's UUID type is not one orjson knows."""
-        return orjson.dumps(self, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        """One journal line, newline-terminated: a JSON array of the fields in their declared order (~1 us, ~310
+        bytes; half the time and size of an object with names). asyncpg's UUID type is not one orjson knows."""
+        return orjson.dumps(_LINE_FIELDS(self), default=str, option=orjson.OPT_APPEND_NEWLINE)
 
     @classmethod
     def from_json(cls, raw: bytes) -> UsageRecord:
-        d = orjson.loads(raw)
+        """A row from a journal line: an array (this version's ``to_line``; fields only ever appended, so a line
+        written by an older version, shorter, takes the defaults of the rest) or an object with names (spill
+        files and journals of versions before the array)."""
+        parsed = orjson.loads(raw)
+        if isinstance(parsed, list):
+            if len(parsed) > len(LINE_FIELDS):
+                raise ValueError("a journal line with more fields than this version knows")
+            d = dict(zip(LINE_FIELDS, parsed, strict=False))
+        else:
+            d = parsed
         legacy = d.pop("cost_idr", None)  # a row spilled before sql/0006: whole rupiah
         if legacy and not d.get("cost_idr_micro"):
             d["cost_idr_micro"] = legacy * 1_000_000
@@ -128,6 +139,11 @@ class UsageRecord:
         d["org_id"] = uuid.UUID(d["org_id"]) if d.get("org_id") else None
         d["created_at"] = datetime.fromisoformat(d["created_at"])
         return cls(**d)
+
+
+# A journal line's fields, in order. New fields go at the end (a line is read by position).
+LINE_FIELDS = tuple(UsageRecord.__dataclass_fields__)
+_LINE_FIELDS = operator.attrgetter(*LINE_FIELDS)
 
 
 def _text(value: str | None) -> str | None:

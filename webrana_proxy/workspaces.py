@@ -45,6 +45,9 @@ ACTIONS: Final = {
     "org.rename": OWNER,
     "org.delete": OWNER,
     "org.transfer": OWNER,
+    "billing.manage": OWNER,  # the team's subscription and invoices: see, pay, change plan, cancel
+    "limits.own": MEMBER,  # the caller's own monthly limits in the team and their use
+    "limits.manage": MANAGER,  # set any member's monthly request and spend limits (not the owner's, like roles)
 }
 
 
@@ -55,7 +58,7 @@ class Workspace:
     role: str  # the caller's role here: always "owner" in a personal workspace
     org_id: uuid.UUID | None = None
     name: str = ""  # the organisation's name ("" for a personal workspace)
-    plan: str = "free"  # the plan whose limits apply here: the user's own, or the team's (``teams.seat_plan``)
+    plan: str = "free"  # the plan whose limits apply here: the user's own, or the team's (``organisations.plan``)
 
     @property
     def personal(self) -> bool:
@@ -81,6 +84,12 @@ def may_change(actor_role: str, target_role: str) -> bool:
     return target_role != OWNER and RANK[actor_role] >= RANK[MANAGER]
 
 
+def may_limit(actor_role: str, target_role: str) -> bool:
+    """Whether ``actor_role`` may set the monthly limits of a member holding ``target_role``: the owner anyone's; a
+    manager anyone's but the owner's."""
+    return target_role != OWNER or actor_role == OWNER
+
+
 def _org_id(request: web.Request) -> uuid.UUID | None:
     raw = request.match_info.get("org_id")
     if raw is None:
@@ -91,9 +100,8 @@ def _org_id(request: web.Request) -> uuid.UUID | None:
         raise NotFound("organisation not found") from None
 
 
-# The team's plan is its owner's until the subscription itself moves to the organisation (teams.seat_plan).
-_MEMBERSHIP = """SELECT m.role, o.name, ow.plan FROM org_members m JOIN organisations o ON o.id = m.org_id
-                 JOIN users ow ON ow.id = o.owner_id
+# The team's plan is the organisation's own (sql/0017; teams.seat_plan reads the same column for seats).
+_MEMBERSHIP = """SELECT m.role, o.name, o.plan FROM org_members m JOIN organisations o ON o.id = m.org_id
                  WHERE m.org_id = $1 AND m.user_id = $2"""
 
 

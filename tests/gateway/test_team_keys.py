@@ -124,7 +124,7 @@ async def test_the_teams_quota_is_counted_across_members_and_replicas_and_rebuil
     a = await make_account(gw, migrated, providers=())
     b = await make_account(gw, migrated, providers=())
     org_id = await team(gw, migrated, owner, a, b)
-    await sql(migrated, "UPDATE users SET monthly_requests_override = 4 WHERE id = $1::uuid", owner.user_id)
+    await sql(migrated, "UPDATE organisations SET monthly_requests_override = 4 WHERE id = $1::uuid", org_id)
     await sql(migrated, "UPDATE users SET monthly_requests_override = 1000 WHERE id = ANY($1::uuid[])",
               [uuid.UUID(a.user_id), uuid.UUID(b.user_id)])  # a member's own plan plays no part
     key_a, key_b = await team_key(gw, org_id, a), await team_key(replica_b, org_id, b)

@@ -187,6 +187,14 @@ async def team_of(gw: TestClient[web.Request, web.Application], migrated: str, o
                                                                       "role": "member"}, headers=owner.headers)
         assert resp.status == 201, await resp.text()
         ids = {"orgs": org_id, "invitations": (await resp.json())["id"], "members": joiners[-1][0].user_id}
+        # One of the team's invoices (its billing is the owner's alone: /api/orgs/{org_id}/billing/...).
+        invoice = await conn.fetchrow(
+            """INSERT INTO invoices (user_id, org_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+                                    expires_at)
+               VALUES ($1::uuid, $2::uuid, $3, $4, 'team', 'renewal', 1, 0, 1, now() + interval '1 day')
+               RETURNING id, order_id""",
+            owner.user_id, org_id, f"WEB-2000-01-{uuid.uuid4().hex[:8]}", f"WBR-sweep-{uuid.uuid4().hex[:12]}")
+        ids["invoices"], ids["orders"] = str(invoice["id"]), invoice["order_id"]
         resp = await gw.post(f"/api/orgs/{org_id}/provider-keys", headers=owner.headers,
                              json={"provider": "openai", "name": "team", "key": "sk-proj-fakeTEAMSWEEP000000001"})
         assert resp.status == 201, await resp.text()
@@ -224,6 +232,8 @@ async def test_another_teams_ids_are_404_for_outsiders_members_and_managers(
     assert len(swept) >= 21, [op.path for op in swept]
     assert {f"{TEAM_ROUTES}{{org_id}}/usage/{p}" for p in ("summary", "requests", "export.csv")} <= {
         op.path for op in swept}  # the team's usage: a member of A, a manager of A and an outsider get 404 for B's
+    assert {f"{TEAM_ROUTES}{{org_id}}/billing/{p}" for p in ("subscription", "invoices/{id}", "orders/{order_id}")} <= {
+        op.path for op in swept}  # the team's billing too (the owner's alone)
     problems: list[str] = []
     for caller_name, caller in (("outsider", outsider), ("member of A", member_a), ("manager of A", manager_a)):
         for op in swept:

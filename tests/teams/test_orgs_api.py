@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from tests.fakes.smtp import MailSink
@@ -117,21 +119,23 @@ async def test_a_downgrade_below_the_member_count_is_refused_naming_how_many_mus
     a = await join(client, sink, migrated, org_id, owner)
     await join(client, sink, migrated, org_id, owner)
     await invite(client, org_id, owner, "pending@example.co.id")
-    resp = await client.post("/api/billing/subscribe", json={"plan": "pro"},
+    resp = await client.post(f"/api/orgs/{org_id}/billing/subscribe", json={"plan": "pro"},
                              headers={**h(owner), "Idempotency-Key": "downgrade-0001"})
     assert resp.status == 403
     error = (await resp.json())["error"]
     assert error["code"] == "seats_in_use"
     assert "Pro plan has 1 seat(s) but the team uses 4" in error["message"] and "3 must leave" in error["message"]
-    resp = await client.post("/api/billing/cancel", headers=h(owner))
+    resp = await client.post(f"/api/orgs/{org_id}/billing/cancel", headers=h(owner))
     assert resp.status == 403 and "3 must leave" in (await resp.json())["error"]["message"]
+    # The owner's own account is on Free now: its plan changes are no business of the team's seats.
+    assert (await client.post("/api/billing/cancel", headers=h(owner))).status == 404
 
     # Down to the owner alone: the seat check passes (and cancel says there is nothing to cancel).
     for m in (await (await client.get(f"/api/orgs/{org_id}/members", headers=h(owner))).json())["data"][1:]:
         assert (await client.delete(f"/api/orgs/{org_id}/members/{m['user_id']}", headers=h(owner))).status == 200
     for i in (await (await client.get(f"/api/orgs/{org_id}/invitations", headers=h(owner))).json())["data"]:
         await client.delete(f"/api/orgs/{org_id}/invitations/{i['id']}", headers=h(owner))
-    resp = await client.post("/api/billing/cancel", headers=h(owner))
+    resp = await client.post(f"/api/orgs/{org_id}/billing/cancel", headers=h(owner))
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "no_subscription"
     assert (await client.get(f"/api/orgs/{org_id}", headers=h(a))).status == 404  # removed: no longer sees it
 
@@ -174,15 +178,7 @@ async def test_roles_decide_who_may_invite_remove_rename_delete_and_transfer(
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "owner_cannot_leave"
     assert (await client.post(f"/api/orgs/{org_id}/leave", headers=h(member))).status == 200
 
-    # Transfer: the new owner's plan must seat the team (a Free plan has one seat), then it moves.
-    resp = await client.post(f"/api/orgs/{org_id}/transfer", json={"user_id": manager["user"]["id"]},
-                             headers=h(owner))
-    assert resp.status == 403 and "1 must leave" in (await resp.json())["error"]["message"]
-    conn = await asyncpg.connect(migrated)
-    try:
-        await conn.execute("UPDATE users SET plan = 'team' WHERE id = $1::uuid", manager["user"]["id"])
-    finally:
-        await conn.close()
+    # Transfer: the team keeps its own plan, so the new owner (on Free) needs none of theirs.
     resp = await client.post(f"/api/orgs/{org_id}/transfer", json={"user_id": manager["user"]["id"]},
                              headers=h(owner))
     assert resp.status == 200, await resp.text()
@@ -205,3 +201,40 @@ async def test_roles_decide_who_may_invite_remove_rename_delete_and_transfer(
     assert (await client.delete(f"/api/orgs/{org_id}", headers=h(manager))).status == 200
     assert (await client.get("/api/orgs", headers=h(owner))).status == 200
     assert (await (await client.get("/api/orgs", headers=h(owner))).json())["data"] == []
+
+
+async def test_parallel_invitations_for_the_last_seat_take_it_exactly_once(
+        client: Client, migrated: str, sink: MailSink) -> None:
+    """Six invitations and the renewal of an expired one race for the one free seat: every path that adds a member
+    or an invitation counts the seats under the organisation's row lock in its own transaction, so exactly one
+    wins and the others are refused naming the seats."""
+    owner = await user(client, migrated, "team")
+    org_id = await make_team(client, owner)
+    for i in range(7):
+        assert (await invite(client, org_id, owner, f"held{i}@example.co.id")).status == 201
+    lapsed = await (await invite(client, org_id, owner, "lapsed@example.co.id")).json()
+    conn = await asyncpg.connect(migrated)
+    try:  # an expired invitation holds no seat: 1 owner + 7 open invitations of 10 seats, and the lapsed one
+        await conn.execute("UPDATE org_invitations SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+                           lapsed["id"])
+        assert (await invite(client, org_id, owner, "ninth@example.co.id")).status == 201  # 9 of 10 taken
+    finally:
+        await conn.close()
+
+    async def resend() -> int:
+        resp = await client.post(f"/api/orgs/{org_id}/invitations/{lapsed['id']}/resend", headers=h(owner))
+        return resp.status
+
+    async def new_invite(email: str) -> int:
+        return (await invite(client, org_id, owner, email)).status
+
+    statuses = await asyncio.gather(resend(), *(new_invite(f"racer{i}@example.co.id") for i in range(8)))
+    assert sorted(statuses) == [200 if statuses[0] == 200 else 201] + [403] * 8, statuses
+    for round_ in range(3):  # the seat freed again (the winner revoked), and raced for again
+        pending = (await (await client.get(f"/api/orgs/{org_id}/invitations", headers=h(owner))).json())["data"]
+        winner = pending[-1] if statuses[0] != 200 else next(p for p in pending if p["id"] == lapsed["id"])
+        assert (await client.delete(f"/api/orgs/{org_id}/invitations/{winner['id']}", headers=h(owner))).status == 200
+        statuses = await asyncio.gather(*(new_invite(f"round{round_}-{i}@example.co.id") for i in range(8)))
+        assert sorted(statuses) == [201] + [403] * 7, statuses
+    seats = (await (await client.get(f"/api/orgs/{org_id}", headers=h(owner))).json())["seats"]
+    assert seats == {"limit": 10, "members": 1, "pending_invitations": 9, "used": 10, "free": 0}

@@ -1,4 +1,5 @@
-"""/api/billing: subscribe (Midtrans Snap), the subscription, cancel, invoices, and the Midtrans webhook."""
+"""/api/billing: the caller's personal subscription (Midtrans Snap), cancel, invoices, and the Midtrans webhook.
+A team's billing is its owner's, under /api/orgs/{org_id}/billing (api/org_billing.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from webrana_proxy.billing.plans import PLAN_IDS, get_plan
 from webrana_proxy.errors import NotFound, ValidationFailed
 from webrana_proxy.jsonio import json_response, path_uuid, read_body, read_json, req_str
 from webrana_proxy.state import POOL, SETTINGS
-from webrana_proxy.teams import check_plan_change
 
 routes = web.RouteTableDef()
 
@@ -42,7 +42,6 @@ async def subscribe_plan(request: web.Request) -> web.Response:
         raise ValidationFailed("the Free plan needs no payment; to stop renewing, cancel the subscription "
                                "(POST /api/billing/cancel)", param="plan", code="free_plan")
     plan = get_plan(plan_id)
-    await check_plan_change(request.app[POOL], user.id, plan)  # a team keeps a seat for everyone in it
     checkout = await subscribe(BillingDeps.from_app(request.app), user, plan, key, _now())
     headers = {"Idempotent-Replayed": "true"} if checkout.replayed else None
     return json_response(checkout.body, status=201, headers=headers)
@@ -52,7 +51,7 @@ async def subscribe_plan(request: web.Request) -> web.Response:
 async def get_subscription(request: web.Request) -> web.Response:
     user = await current_user(request)
     now = _now()
-    row = await subscriptions.running_subscription(request.app[POOL], user.id, now)
+    row = await subscriptions.running_subscription(request.app[POOL], subscriptions.Account(user.id), now)
     return json_response({"plan": user.plan,
                           "subscription": subscriptions.subscription_view(row, now) if row else None})
 
@@ -60,10 +59,8 @@ async def get_subscription(request: web.Request) -> web.Response:
 @routes.post("/api/billing/cancel")
 async def cancel(request: web.Request) -> web.Response:
     user = await current_user(request)
-    # Cancelling returns the account to Free at the period's end: one seat, so the team must be down to its owner.
-    await check_plan_change(request.app[POOL], user.id, get_plan("free"))
     now = _now()
-    row = await subscriptions.cancel(request.app[POOL], user.id, now)
+    row = await subscriptions.cancel(request.app[POOL], subscriptions.Account(user.id), now)
     if row is None:
         raise NotFound("no running subscription to cancel", code="no_subscription")
     return json_response({"plan": user.plan, "subscription": subscriptions.subscription_view(row, now)})

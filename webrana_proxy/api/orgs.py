@@ -3,7 +3,8 @@
 Every route under ``/api/orgs/{org_id}`` asks ``workspaces.authorize`` first with the action it takes; nothing here
 checks a role. An organisation the caller is not in answers 404, like one that does not exist.
 
-* ``POST /api/orgs`` ``{name}``: a user whose plan has more than one seat (Team) creates their organisation.
+* ``POST /api/orgs`` ``{name}``: a user whose plan has more than one seat (Team) creates their organisation; their
+  subscription moves to it (it runs on the Team plan, they on Free). Its billing: api/org_billing.py.
 * ``GET /api/orgs``: the caller's organisations and role in each (the console's workspace switcher).
 * ``POST /api/orgs/{org_id}/invitations`` ``{email, role}``: a link by e-mail, bound to that address, single use,
   7 days; a pending invitation takes a seat. ``POST /api/invitations/accept`` ``{token}`` by the signed-in user
@@ -22,6 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from webrana_proxy.api.identity import current_user
+from webrana_proxy.billing import subscriptions
 from webrana_proxy.billing.plans import get_plan
 from webrana_proxy.db import Conn
 from webrana_proxy.errors import BadRequest, Forbidden, NotFound, PlanLimitReached, ValidationFailed, WebranaError
@@ -30,7 +32,7 @@ from webrana_proxy.mail.linktokens import MAX_TOKEN_CHARS
 from webrana_proxy.mail.mailer import MAILER
 from webrana_proxy.mail.outbox import enqueue_to_address
 from webrana_proxy.state import KEYCACHE, POOL, SETTINGS
-from webrana_proxy.teams import INVITATION_DAYS, lock_org, refuse_below, seats
+from webrana_proxy.teams import INVITATION_DAYS, lock_org, seats
 from webrana_proxy.workspaces import INVITABLE_ROLES, MANAGER, OWNER, Workspace, authorize, may_change
 
 routes = web.RouteTableDef()
@@ -60,7 +62,7 @@ async def _audit(conn: Conn, ws: Workspace, action: str, target: uuid.UUID | Non
 
 def _org_view(ws: Workspace, owner_email: str, created_at: datetime, seat_info: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(ws.org_id), "name": ws.name, "role": ws.role, "owner_email": owner_email,
-            "created_at": created_at.isoformat(), "seats": seat_info}
+            "plan": ws.plan, "created_at": created_at.isoformat(), "seats": seat_info}
 
 
 def _member_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -87,14 +89,19 @@ def _role(body: dict[str, Any]) -> str:
 
 @routes.post("/api/orgs")
 async def create(request: web.Request) -> web.Response:
+    """The Team subscriber's organisation. In the same transaction the subscription moves to it: the organisation
+    runs on the creator's plan, its running subscription and open invoices become the organisation's, and the
+    creator's own account falls to Free (``subscriptions.move_to_organisation``)."""
     user = await current_user(request)
     body = await read_json(request, request.app[SETTINGS].api_body_limit)
     name = req_str(body, "name", max_len=NAME_MAX)
-    plan = get_plan(user.plan)
-    if plan.team_seats < 2:
-        raise PlanLimitReached(f"the {plan.name} plan has no team seats; subscribe to the Team plan to create a "
-                               "team", code="team_plan_required")
     async with request.app[POOL].acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT 1 FROM organisations WHERE owner_id = $1", user.id):
+            raise Conflict("you already own a team; one Team subscription runs one team", code="org_exists")
+        plan = get_plan(await subscriptions.lock_for_move(conn, user.id))
+        if plan.team_seats < 2:
+            raise PlanLimitReached(f"the {plan.name} plan has no team seats; subscribe to the Team plan to create "
+                                   "a team", code="team_plan_required")
         try:
             org_id = await conn.fetchval("INSERT INTO organisations (name, owner_id) VALUES ($1, $2) RETURNING id",
                                          name, user.id)
@@ -103,10 +110,12 @@ async def create(request: web.Request) -> web.Response:
                            code="org_exists") from None
         await conn.execute("INSERT INTO org_members (org_id, user_id, role) VALUES ($1, $2, 'owner')",
                            org_id, user.id)
-        ws = Workspace(org_id, user, OWNER, org_id, name)
-        await _audit(conn, ws, "org.create", user.id, {})
+        await subscriptions.move_to_organisation(conn, user.id, org_id, plan.id, _now())
+        ws = Workspace(org_id, user, OWNER, org_id, name, plan.id)
+        await _audit(conn, ws, "org.create", user.id, {"plan": plan.id})
         created_at = await conn.fetchval("SELECT created_at FROM organisations WHERE id = $1", org_id)
         seat_info = (await seats(conn, org_id)).public()
+    await request.app[KEYCACHE].invalidate_user(user.id)  # their personal keys now run on Free
     return json_response(_org_view(ws, user.email, created_at, seat_info), status=201)
 
 
@@ -145,20 +154,25 @@ async def rename(request: web.Request) -> web.Response:
 
 @routes.delete("/api/orgs/{org_id}")
 async def delete(request: web.Request) -> web.Response:
+    """Delete the team and its keys. Its running subscription goes back to the owner's own account (with the plan
+    it pays for) unless they have one of their own; its invoices stay, as the payers' records."""
     ws = await authorize(request, "org.delete")
+    assert ws.org_id is not None
     async with request.app[POOL].acquire() as conn, conn.transaction():
         members = await conn.fetchval("SELECT count(*) FROM org_members WHERE org_id = $1", ws.org_id)
+        plan = await subscriptions.hand_back(conn, ws.org_id, ws.user.id, _now())
         await conn.execute("DELETE FROM organisations WHERE id = $1", ws.org_id)  # its keys go with it
-        await _audit(conn, ws, "org.delete", None, {"members": members})
-    assert ws.org_id is not None
+        await _audit(conn, ws, "org.delete", None, {"members": members, "subscription_to_owner": plan})
     await request.app[KEYCACHE].invalidate_user(ws.org_id)  # its proxy keys stop at once on every replica
+    if plan is not None:
+        await request.app[KEYCACHE].invalidate_user(ws.user.id)
     return json_response({"id": str(ws.org_id), "deleted": True})
 
 
 @routes.post("/api/orgs/{org_id}/transfer")
 async def transfer(request: web.Request) -> web.Response:
-    """Make another member the owner; the old owner stays as a manager. The new owner's plan must seat the team,
-    and they may not own another team."""
+    """Make another member the owner; the old owner stays as a manager. The team keeps its plan and subscription;
+    from now on the new owner pays, changes plan or cancels. They may not own another team."""
     body = await read_json(request, request.app[SETTINGS].api_body_limit)
     try:
         target = uuid.UUID(req_str(body, "user_id", max_len=40))
@@ -169,7 +183,7 @@ async def transfer(request: web.Request) -> web.Response:
         assert ws.org_id is not None
         await lock_org(conn, ws.org_id)
         row = await conn.fetchrow(
-            """SELECT m.role, u.email, u.plan FROM org_members m JOIN users u ON u.id = m.user_id
+            """SELECT m.role, u.email FROM org_members m JOIN users u ON u.id = m.user_id
                WHERE m.org_id = $1 AND m.user_id = $2 FOR UPDATE OF m""", ws.org_id, target)
         if row is None:
             raise NotFound("member not found")
@@ -177,15 +191,16 @@ async def transfer(request: web.Request) -> web.Response:
             raise BadRequest("you already own this team", param="user_id", code="already_owner")
         if await conn.fetchval("SELECT 1 FROM organisations WHERE owner_id = $1", target):
             raise Conflict(f"{row['email']} already owns a team; one person owns at most one", code="org_exists")
-        refuse_below((await seats(conn, ws.org_id)).used, get_plan(row["plan"]),
-                     f"cannot make {row['email']} the owner")
         await conn.execute("UPDATE org_members SET role = 'manager' WHERE org_id = $1 AND user_id = $2",
                            ws.org_id, ws.user.id)
         await conn.execute("UPDATE org_members SET role = 'owner' WHERE org_id = $1 AND user_id = $2",
                            ws.org_id, target)
         await conn.execute("UPDATE organisations SET owner_id = $2 WHERE id = $1", ws.org_id, target)
+        # Who pays moves with the ownership: the team's subscriptions are the new owner's to renew or cancel.
+        await subscriptions.lock_user_billing(conn, ws.org_id)
+        await conn.execute("""UPDATE subscriptions SET user_id = $2
+                              WHERE org_id = $1 AND status IN ('active', 'pending')""", ws.org_id, target)
         await _audit(conn, ws, "org.transfer", target, {"new_owner_email": row["email"]})
-    await request.app[KEYCACHE].invalidate_user(ws.org_id)  # the team now runs on the new owner's plan
     return json_response({"id": str(ws.org_id), "owner_id": str(target), "your_role": MANAGER})
 
 

@@ -33,13 +33,26 @@ ORG_ID = {"name": "org_id", "in": "path", "required": True, "schema": UUID,
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": UUID, "description": "a member's user id"}
 SEATS = _obj(["limit", "members", "pending_invitations", "used", "free"], limit=INT, members=INT,
              pending_invitations=INT, used=INT, free=INT)
-ORG = _obj(["id", "name", "role", "owner_email", "created_at", "seats"], id=UUID, name=STR, role=ROLE,
-           owner_email=STR, created_at=DATETIME, seats=SEATS)
+ORG = _obj(["id", "name", "role", "owner_email", "plan", "created_at", "seats"], id=UUID, name=STR, role=ROLE,
+           owner_email=STR, plan={"type": "string", "enum": ["free", "starter", "pro", "team"],
+                                  "description": "the team's own plan: its seats, quota and burst"},
+           created_at=DATETIME, seats=SEATS)
 ORG_ITEM = _obj(["id", "name", "role", "created_at"], id=UUID, name=STR, role=ROLE, created_at=DATETIME)
 MEMBER = _obj(["user_id", "email", "role", "joined_at"], user_id=UUID, email=STR, role=ROLE, joined_at=DATETIME)
 INVITATION = _obj(["id", "email", "role", "invited_by", "created_at", "expires_at", "expired"], id=UUID, email=STR,
                   role=INVITABLE, invited_by={"type": ["string", "null"]}, created_at=DATETIME,
                   expires_at=DATETIME, expired={"type": "boolean"})
+NULL_INT = {"type": ["integer", "null"]}
+MEMBER_LIMITS_BODY = _obj([], monthly_request_limit={"type": ["integer", "null"], "minimum": 1,
+                                                     "maximum": 1_000_000_000},
+                          monthly_spend_limit_idr={"type": ["integer", "null"], "minimum": 1,
+                                                   "maximum": 1_000_000_000_000})
+MEMBER_LIMITS = _obj(["user_id", "email", "role", "month", "timezone", "monthly_request_limit",
+                      "monthly_spend_limit_idr", "requests_this_month", "spent_this_month_idr_micro",
+                      "requests_percent", "spend_percent"],
+                     user_id=UUID, email=STR, role=ROLE, month=STR, timezone=STR, monthly_request_limit=NULL_INT,
+                     monthly_spend_limit_idr=NULL_INT, requests_this_month=INT, spent_this_month_idr_micro=INT,
+                     requests_percent=NULL_INT, spend_percent=NULL_INT)
 NAME = _obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 100})
 
 
@@ -108,6 +121,36 @@ def team_usage_paths() -> dict[str, dict[str, Any]]:
     }
 
 
+def team_billing_paths() -> dict[str, dict[str, Any]]:
+    """The team's billing: the personal /api/billing routes bound to the team's account, the owner's alone."""
+    from webrana_proxy.api.billing_openapi import CHECKOUT, IDEMPOTENCY, INVOICE, INVOICE_SUMMARY, SUBSCRIPTION_STATE
+
+    org = [ORG_ID]
+    return {
+        "/api/orgs/{org_id}/billing/subscription": {"get": _op(
+            "The team's plan and running subscription (owner)", params=org, response=SUBSCRIPTION_STATE)},
+        "/api/orgs/{org_id}/billing/subscribe": {"post": _op(
+            "Pay for the team's plan (new, renewal, prorated upgrade, or downgrade at the period end) like "
+            "/api/billing/subscribe; a plan with fewer seats than the team uses (members and open invitations) is "
+            "refused naming how many must leave first (403 seats_in_use); Snap returns to the console's "
+            "/orgs/{org_id}/billing/result (owner)", ok=201, params=[*org, IDEMPOTENCY],
+            body=_obj(["plan"], plan={"type": "string", "enum": ["starter", "pro", "team"]}), response=CHECKOUT)},
+        "/api/orgs/{org_id}/billing/cancel": {"post": _op(
+            "Stop renewing the team's subscription: the plan stays until the period ends, then Free (one seat: "
+            "refused while others are in the team) (owner)", params=org, response=SUBSCRIPTION_STATE)},
+        "/api/orgs/{org_id}/billing/invoices": {"get": _op(
+            "The team's invoices, newest first, whoever paid them (owner)", params=org,
+            response=_list(INVOICE_SUMMARY))},
+        "/api/orgs/{org_id}/billing/invoices/{id}": {"get": _op(
+            "One of the team's invoices with seller, buyer, lines, PPN and total (owner)",
+            params=[ORG_ID, _path_id("invoice id")], response=INVOICE)},
+        "/api/orgs/{org_id}/billing/orders/{order_id}": {"get": _op(
+            "The team invoice of a Midtrans order id (the team's Snap finish page) (owner)", response=INVOICE,
+            params=[ORG_ID, {"name": "order_id", "in": "path", "required": True, "schema": STR,
+                             "description": "Midtrans order id"}])},
+    }
+
+
 def _list(item: dict[str, Any]) -> dict[str, Any]:
     return _obj(["data"], data={"type": "array", "items": item})
 
@@ -117,19 +160,21 @@ def orgs_paths() -> dict[str, dict[str, Any]]:
     return {
         "/api/orgs": {
             "get": _op("The caller's teams and their role in each (the workspace switcher)", response=_list(ORG_ITEM)),
-            "post": _op("Create the caller's team (a plan with team seats: Team); the caller is its owner",
-                        ok=201, body=NAME, response=ORG),
+            "post": _op("Create the caller's team (a plan with team seats: Team); the caller is its owner. The "
+                        "caller's running subscription and its open invoices move to the team, which runs on the "
+                        "caller's plan; the caller's own account falls to Free", ok=201, body=NAME, response=ORG),
         },
         "/api/orgs/{org_id}": {
             "get": _op("A team: name, the caller's role, the owner, seats (the plan's team_seats, the owner "
                        "included; open invitations take a seat) (member)", params=org, response=ORG),
             "patch": _op("Rename the team (owner; audited)", params=org, body=NAME),
-            "delete": _op("Delete the team (owner; audited)", params=org),
+            "delete": _op("Delete the team (owner; audited). Its running subscription goes back to the owner's own "
+                          "account unless they have one", params=org),
         },
         "/api/orgs/{org_id}/transfer": {
-            "post": _op("Make another member the owner; the old owner becomes a manager. Refused when the new "
-                        "owner's plan has fewer seats than are taken (owner; audited)", params=org,
-                        body=_obj(["user_id"], user_id=UUID)),
+            "post": _op("Make another member the owner; the old owner becomes a manager. The team keeps its plan "
+                        "and subscription; the new owner pays, changes plan and cancels from now on (owner; "
+                        "audited)", params=org, body=_obj(["user_id"], user_id=UUID)),
         },
         "/api/orgs/{org_id}/leave": {
             "post": _op("Leave the team (any member but the owner; audited)", params=org),
@@ -157,6 +202,17 @@ def orgs_paths() -> dict[str, dict[str, Any]]:
             "delete": _op("Revoke an open invitation (manager; audited)", params=[ORG_ID, _path_id("invitation id")]),
         },
         **team_usage_paths(),
+        **team_billing_paths(),
+        "/api/orgs/{org_id}/members/{user_id}/limits": {
+            "get": _op("A member's monthly request and spend limits in the team and their use this month "
+                       "(Asia/Jakarta); a member reads only their own (member)", params=[ORG_ID, USER_ID],
+                       response=MEMBER_LIMITS),
+            "put": _op("Set a member's monthly request and spend limits in the team (null: none; a missing field is "
+                       "null). They apply to the member's team proxy keys on the gateway: at the limit, 429 "
+                       "member_request_limit_reached / member_spend_limit_reached until the month ends (manager; "
+                       "never the owner's but by the owner; audited)", params=[ORG_ID, USER_ID],
+                       body=MEMBER_LIMITS_BODY, response=MEMBER_LIMITS),
+        },
         "/api/invitations/accept": {
             "post": _op("Accept an invitation link as the signed-in user with the invited address (that address "
                         "counts as verified from then on)",

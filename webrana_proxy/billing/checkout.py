@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +40,7 @@ from webrana_proxy.errors import BadRequest, UpstreamError, WebranaError
 
 log = logging.getLogger("webrana.billing")
 
-FINISH_PATH = "/billing/result"  # the console page Snap sends the browser back to
+FINISH_PATH = "/billing/result"  # the console page Snap sends the browser back to (a team's: under /orgs/{id})
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,100}")  # printable ASCII, no spaces, like Stripe's
 MIN_EXPIRY_MINUTES = 1  # Snap wants a positive duration
 # Each round closes the pending invoice another request just opened; more than this is a fight over the
@@ -76,6 +77,11 @@ class Checkout:
     replayed: bool
 
 
+def finish_path(org_id: uuid.UUID | None) -> str:
+    """The console page Snap returns to: the personal result page, or the team's (``/orgs/{org_id}/...``)."""
+    return FINISH_PATH if org_id is None else f"/orgs/{org_id}{FINISH_PATH}"
+
+
 def check_idempotency_key(raw: str | None) -> str | None:
     if raw is None:
         return None
@@ -103,38 +109,44 @@ def _answer(row: asyncpg.Record) -> dict[str, Any]:
 
 async def _by_key(conn: Conn | asyncpg.Pool, user: User, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+        """SELECT id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
                   status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
                   period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
            FROM invoices WHERE user_id = $1 AND idempotency_key = $2""", user.id, key)
 
 
 async def _pending(conn: Conn, user: User) -> asyncpg.Record | None:
+    """The buyer's pending invoice, for whichever account (their own, or their team's)."""
     return await conn.fetchrow(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
+        """SELECT id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
                   status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
                   period_start, period_end, buyer, seller, lines, ppn_percent, created_at, updated_at
            FROM invoices WHERE user_id = $1 AND status = 'pending'""", user.id)
 
 
 async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: str | None,
-                    now: datetime) -> Checkout:
-    """Start paying for ``plan``. Raises the Midtrans errors (502/503) when Snap cannot be reached."""
+                    now: datetime, org_id: uuid.UUID | None = None) -> Checkout:
+    """Start paying for ``plan``: for the buyer's own account, or with ``org_id`` for that organisation (the caller
+    has checked that ``user`` owns it). Raises the Midtrans errors (502/503) when Snap cannot be reached."""
+    account = subscriptions.Account(user.id, org_id)
     if idempotency_key is not None:
         existing = await _by_key(deps.pool, user, idempotency_key)
         if existing is not None:
-            return await _replay(deps, user, existing)
+            return await _replay(deps, user, _same_account(existing, account))
     for round_ in range(MAX_REPLACE_ROUNDS + 1):
         issued: asyncpg.Record | None = None
         replace: asyncpg.Record | None = None
         async with deps.pool.acquire() as conn, conn.transaction():
-            await subscriptions.lock_user_billing(conn, user.id)
+            await subscriptions.lock_user_billing(conn, user.id)  # one pending invoice per buyer
+            if org_id is not None:
+                await subscriptions.lock_user_billing(conn, org_id)  # the team's subscriptions
             existing = await _by_key(conn, user, idempotency_key) if idempotency_key is not None else None
             if existing is None:
                 pending = await _pending(conn, user)
                 if pending is None:
-                    issued = await _issue(conn, deps, user, plan, idempotency_key, now)
-                elif pending["plan"] == plan.id and pending["expires_at"] > now:
+                    issued = await _issue(conn, deps, user, account, plan, idempotency_key, now)
+                elif (pending["plan"] == plan.id and pending["org_id"] == org_id
+                      and pending["expires_at"] > now):
                     existing = pending  # the same choice again: the same invoice, no second Snap call
                 elif round_ == MAX_REPLACE_ROUNDS or (pending["snap_token"] is None
                                                       and pending["created_at"] > now - SNAP_IN_FLIGHT):
@@ -142,6 +154,8 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
                                        "invoice; retry in a moment")
                 else:
                     replace = pending
+            else:
+                existing = _same_account(existing, account)
         if existing is not None:
             return await _replay(deps, user, existing)
         if issued is not None:
@@ -149,6 +163,14 @@ async def subscribe(deps: BillingDeps, user: User, plan: Plan, idempotency_key: 
         assert replace is not None
         await _close_replaced(deps, replace, now)  # then the next round issues the new invoice
     raise AssertionError("unreachable: the last round issues, returns or raises")
+
+
+def _same_account(row: asyncpg.Record, account: subscriptions.Account) -> asyncpg.Record:
+    """An Idempotency-Key names one checkout: reused for another account (personal vs. a team), it is refused."""
+    if row["org_id"] != account.org_id:
+        raise IdempotencyConflict("this Idempotency-Key was used for a checkout of another account (personal or a "
+                                  "team); retry with a new key")
+    return row
 
 
 async def _expire_at_midtrans(deps: BillingDeps, order_id: str) -> TransactionStatus | None:
@@ -197,21 +219,21 @@ async def _close_replaced(deps: BillingDeps, invoice: asyncpg.Record, now: datet
                                 "before choosing another plan")
 
 
-async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
+async def _issue(conn: Conn, deps: BillingDeps, user: User, account: subscriptions.Account, plan: Plan,
                  idempotency_key: str | None, now: datetime) -> asyncpg.Record:
-    running = await subscriptions.running_subscription(conn, user.id, now)
+    running = await subscriptions.running_subscription(conn, account, now)
     quote = subscriptions.quote(subscriptions.running_of(running), plan, now, deps.settings.ppn_percent)
     sub_id = quote.subscription_id
     if sub_id is None:
-        sub_id = await subscriptions.create_pending(conn, user.id, plan.id)
+        sub_id = await subscriptions.create_pending(conn, account, plan.id)
     if quote.schedules_downgrade:
         await subscriptions.schedule_downgrade(conn, sub_id, plan.id)
     try:
         row = await insert_invoice(
             conn, user_id=user.id, subscription_id=sub_id, plan=plan.id, kind=quote.kind, charge=quote.charge,
             order_id=new_order_id(), idempotency_key=idempotency_key, now=now, period_start=quote.period_start,
-            period_end=quote.period_end, buyer={"user_id": str(user.id), "email": user.email},
-            seller=seller_details(deps.settings))
+            period_end=quote.period_end, buyer=_buyer(user, account), seller=seller_details(deps.settings),
+            org_id=account.org_id)
     except asyncpg.UniqueViolationError as exc:  # only if a writer skipped the per-user lock
         if exc.constraint_name != ONE_PENDING_INDEX:
             raise
@@ -220,7 +242,7 @@ async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
         # An upgrade is only worth paying while the period lasts.
         shortened = await conn.fetchrow(
             """UPDATE invoices SET expires_at = $2 WHERE id = $1
-               RETURNING id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+               RETURNING id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
                          total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
                          idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent,
                          created_at, updated_at""",
@@ -228,6 +250,13 @@ async def _issue(conn: Conn, deps: BillingDeps, user: User, plan: Plan,
         assert shortened is not None
         return shortened
     return row
+
+
+def _buyer(user: User, account: subscriptions.Account) -> dict[str, Any]:
+    buyer: dict[str, Any] = {"user_id": str(user.id), "email": user.email}
+    if account.org_id is not None:
+        buyer["org_id"] = str(account.org_id)
+    return buyer
 
 
 async def _replay(deps: BillingDeps, user: User, row: asyncpg.Record) -> Checkout:
@@ -258,7 +287,7 @@ async def _open_snap(deps: BillingDeps, user: User, row: asyncpg.Record, issued:
     try:
         snap = await deps.midtrans.create_snap_transaction(
             order_id=row["order_id"], gross_amount=row["total_idr"], item_details=_charge_items(row),
-            customer_email=user.email, finish_url=deps.settings.console_url + FINISH_PATH,
+            customer_email=user.email, finish_url=deps.settings.console_url + finish_path(row["org_id"]),
             expiry_minutes=minutes, idempotency_key=row["order_id"])
     except MidtransError:
         log.warning("Midtrans refused a Snap checkout", extra={"order_id": row["order_id"]})
@@ -269,7 +298,7 @@ async def _open_snap(deps: BillingDeps, user: User, row: asyncpg.Record, issued:
         raise
     updated = await deps.pool.fetchrow(
         """UPDATE invoices SET snap_token = $2, redirect_url = $3 WHERE id = $1
-           RETURNING id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+           RETURNING id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
                      total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
                      idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent,
                      created_at, updated_at""",

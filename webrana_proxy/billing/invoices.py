@@ -56,51 +56,69 @@ def charge_lines(charge: Charge) -> list[dict[str, Any]]:
 async def insert_invoice(conn: Conn, *, user_id: uuid.UUID, subscription_id: uuid.UUID | None,
                          plan: str, kind: str, charge: Charge, order_id: str, idempotency_key: str | None,
                          now: datetime, period_start: datetime | None, period_end: datetime | None,
-                         buyer: dict[str, Any], seller: dict[str, Any]) -> asyncpg.Record:
-    """Number and insert a pending invoice (inside the caller's transaction)."""
+                         buyer: dict[str, Any], seller: dict[str, Any],
+                         org_id: uuid.UUID | None = None) -> asyncpg.Record:
+    """Number and insert a pending invoice (inside the caller's transaction). ``user_id`` is who pays;
+    ``org_id``, when set, the organisation it is for (NULL: the payer's personal account)."""
     number = await next_invoice_number(conn, now)
     row = await conn.fetchrow(
         """INSERT INTO invoices (user_id, subscription_id, number, order_id, plan, kind, subtotal_idr,
                ppn_idr, total_idr, expires_at, idempotency_key, period_start, period_end, buyer, seller,
-               lines, ppn_percent)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-            RETURNING id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+               lines, ppn_percent, org_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+            RETURNING id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
                       total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
                       idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent,
                       created_at, updated_at""",
         user_id, subscription_id, number, order_id, plan, kind, charge.subtotal_idr, charge.ppn_idr,
         charge.total_idr, now + PENDING_INVOICE_TTL, idempotency_key, period_start, period_end, buyer, seller,
-        charge_lines(charge), charge.ppn_percent)
+        charge_lines(charge), charge.ppn_percent, org_id)
     assert row is not None
     return row
 
 
 async def fetch_invoice(conn: Conn | asyncpg.Pool, *, user_id: uuid.UUID,
-                        invoice_id: uuid.UUID | None = None,
-                        order_id: str | None = None) -> asyncpg.Record | None:
-    """One of ``user_id``'s invoices, by id or by Midtrans order id; ``None`` when it is someone else's."""
+                        invoice_id: uuid.UUID | None = None, order_id: str | None = None,
+                        org_id: uuid.UUID | None = None) -> asyncpg.Record | None:
+    """One invoice of an account, by id or by Midtrans order id: ``user_id``'s personal ones, or with ``org_id``
+    the organisation's (whoever paid them); ``None`` when it is another account's."""
     if invoice_id is not None:
         return await conn.fetchrow(
-            """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
-                      status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
-                      period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason, refunded_at,
-                      created_at, updated_at
-               FROM invoices WHERE id = $1 AND user_id = $2""", invoice_id, user_id)
+            """SELECT id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                      total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
+                      idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason,
+                      refunded_at, created_at, updated_at
+               FROM invoices
+               WHERE id = $1 AND org_id IS NOT DISTINCT FROM $3 AND ($3::uuid IS NOT NULL OR user_id = $2)""",
+            invoice_id, user_id, org_id)
     return await conn.fetchrow(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
-                  status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
+        """SELECT id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                  total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
                   period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason, refunded_at,
                   created_at, updated_at
-           FROM invoices WHERE order_id = $1 AND user_id = $2""", order_id, user_id)
+           FROM invoices
+           WHERE order_id = $1 AND org_id IS NOT DISTINCT FROM $3 AND ($3::uuid IS NOT NULL OR user_id = $2)""",
+        order_id, user_id, org_id)
 
 
-async def list_invoices(pool: asyncpg.Pool, user_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr, total_idr,
-                  status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
+async def list_invoices(pool: asyncpg.Pool, user_id: uuid.UUID, limit: int,
+                        org_id: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """An account's invoices, newest first: ``user_id``'s personal ones, or the organisation ``org_id``'s."""
+    if org_id is not None:
+        rows: list[asyncpg.Record] = await pool.fetch(
+            """SELECT id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                      total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url,
+                      idempotency_key, period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason,
+                      refunded_at, created_at, updated_at
+               FROM invoices WHERE org_id = $1
+               ORDER BY created_at DESC, id DESC LIMIT $2""", org_id, limit)
+        return rows
+    rows = await pool.fetch(
+        """SELECT id, user_id, org_id, subscription_id, number, order_id, plan, kind, subtotal_idr, ppn_idr,
+                  total_idr, status, payment_method, paid_at, expires_at, snap_token, redirect_url, idempotency_key,
                   period_start, period_end, buyer, seller, lines, ppn_percent, refund_reason, refunded_at,
                   created_at, updated_at
-           FROM invoices WHERE user_id = $1
+           FROM invoices WHERE user_id = $1 AND org_id IS NULL
            ORDER BY created_at DESC, id DESC LIMIT $2""", user_id, limit)
     return rows
 

@@ -15,6 +15,10 @@ at most one running subscription (``active`` with ``current_period_end`` in the 
   period, or, unpaid, returns the user to Free.
 * Cancel: no renewal; the plan stays until the period ends, then Free.
 
+Whose subscription: an ``Account``, a user's own (personal: ``users.plan``) or an organisation's (``org_id``:
+``organisations.plan``; sql/0017). A subscription row names its account (``org_id`` NULL = personal) and every
+effect of a payment, refund or period end lands on the account of the subscription it concerns, whoever paid.
+
 Every function here runs inside the caller's transaction; the caller invalidates the key cache after commit.
 """
 
@@ -43,6 +47,25 @@ FREE_PLAN = "free"
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """Who a subscription is for: ``user_id``'s own, or the organisation ``org_id`` (then ``user_id`` is who buys:
+    its owner)."""
+
+    user_id: uuid.UUID
+    org_id: uuid.UUID | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The account's workspace id (the user's, or the organisation's): what the key cache is told about."""
+        return self.org_id if self.org_id is not None else self.user_id
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Account:
+        """The account of a subscription or invoice row."""
+        return cls(row["user_id"], row["org_id"])
+
+
+@dataclass(frozen=True, slots=True)
 class Running:
     """The part of a running subscription that pricing needs."""
 
@@ -53,8 +76,8 @@ class Running:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a payment did: whose plan or limits changed, or why nothing was granted (the invoice is then
-    refund-due)."""
+    """What a payment did: whose plan or limits changed (an account's workspace id: the user's or the
+    organisation's), or why nothing was granted (the invoice is then refund-due)."""
 
     user_id: uuid.UUID | None
     refused: str | None = None
@@ -109,14 +132,15 @@ def _upgrade(old: Plan, new: Plan, days: int, ppn_percent: int) -> Charge:
     return build_charge((line,), ppn_percent)
 
 
-async def running_subscription(conn: Conn | asyncpg.Pool, user_id: uuid.UUID,
+async def running_subscription(conn: Conn | asyncpg.Pool, account: Account,
                                now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        """SELECT id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+        """SELECT id, user_id, org_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
                   scheduled_plan, created_at, updated_at
            FROM subscriptions
-           WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
-           ORDER BY current_period_end DESC LIMIT 1""", user_id, now)
+           WHERE org_id IS NOT DISTINCT FROM $2 AND ($2::uuid IS NOT NULL OR user_id = $1)
+             AND status = 'active' AND current_period_end > $3
+           ORDER BY current_period_end DESC LIMIT 1""", account.user_id, account.org_id, now)
 
 
 def running_of(row: asyncpg.Record | None) -> Running | None:
@@ -125,16 +149,18 @@ def running_of(row: asyncpg.Record | None) -> Running | None:
     return Running(row["id"], row["plan"], row["current_period_end"])
 
 
-async def lock_user_billing(conn: Conn, user_id: uuid.UUID) -> None:
-    """Serialise every billing change of one user (checkout, payment, refund, period end) in this
-    transaction, so two payments of one user never race or deadlock on each other's subscriptions."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", f"billing:{user_id}")
+async def lock_user_billing(conn: Conn, account_id: uuid.UUID) -> None:
+    """Serialise every billing change of one account (``Account.id``: checkout, payment, refund, period end,
+    a subscription moving to a new organisation) in this transaction, so two payments of one account never race
+    or deadlock on each other's subscriptions. A checkout also takes its buyer's (one pending invoice per
+    buyer)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", f"billing:{account_id}")
 
 
-async def create_pending(conn: Conn, user_id: uuid.UUID, plan: str) -> uuid.UUID:
+async def create_pending(conn: Conn, account: Account, plan: str) -> uuid.UUID:
     sub_id: uuid.UUID = await conn.fetchval(
-        "INSERT INTO subscriptions (user_id, plan, status) VALUES ($1, $2, 'pending') RETURNING id",
-        user_id, plan)
+        "INSERT INTO subscriptions (user_id, org_id, plan, status) VALUES ($1, $2, $3, 'pending') RETURNING id",
+        account.user_id, account.org_id, plan)
     return sub_id
 
 
@@ -144,27 +170,35 @@ async def schedule_downgrade(conn: Conn, subscription_id: uuid.UUID, plan: str) 
         subscription_id, plan)
 
 
-async def cancel(conn: Conn | asyncpg.Pool, user_id: uuid.UUID,
+async def cancel(conn: Conn | asyncpg.Pool, account: Account,
                  now: datetime) -> asyncpg.Record | None:
     """No renewal: the plan stays until the period ends. ``None`` when nothing is running."""
     return await conn.fetchrow(
         """UPDATE subscriptions SET cancel_at_period_end = true, scheduled_plan = NULL
            WHERE id = (SELECT id FROM subscriptions
-                       WHERE user_id = $1 AND status = 'active' AND current_period_end > $2
+                       WHERE org_id IS NOT DISTINCT FROM $2 AND ($2::uuid IS NOT NULL OR user_id = $1)
+                         AND status = 'active' AND current_period_end > $3
                        ORDER BY current_period_end DESC LIMIT 1)
-           RETURNING id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
-                     scheduled_plan, created_at, updated_at""", user_id, now)
+           RETURNING id, user_id, org_id, plan, status, current_period_start, current_period_end,
+                     cancel_at_period_end, scheduled_plan, created_at, updated_at""",
+        account.user_id, account.org_id, now)
 
 
-async def _set_user_plan(conn: Conn, user_id: uuid.UUID, plan: str) -> None:
-    await conn.execute("UPDATE users SET plan = $2 WHERE id = $1 AND plan <> $2", user_id, plan)
+async def set_plan(conn: Conn, account: Account, plan: str) -> None:
+    """The plan an account's limits run on: ``users.plan`` (personal) or ``organisations.plan``."""
+    if account.org_id is None:
+        await conn.execute("UPDATE users SET plan = $2 WHERE id = $1 AND plan <> $2", account.user_id, plan)
+    else:
+        await conn.execute("UPDATE organisations SET plan = $2 WHERE id = $1 AND plan <> $2", account.org_id, plan)
 
 
-async def _other_running(conn: Conn, user_id: uuid.UUID, sub_id: uuid.UUID,
+async def _other_running(conn: Conn, account: Account, sub_id: uuid.UUID,
                          now: datetime) -> bool:
     found = await conn.fetchval(
-        """SELECT 1 FROM subscriptions WHERE user_id = $1 AND id <> $2 AND status = 'active'
-           AND current_period_end > $3 LIMIT 1""", user_id, sub_id, now)
+        """SELECT 1 FROM subscriptions
+           WHERE org_id IS NOT DISTINCT FROM $2 AND ($2::uuid IS NOT NULL OR user_id = $1)
+             AND id <> $3 AND status = 'active' AND current_period_end > $4 LIMIT 1""",
+        account.user_id, account.org_id, sub_id, now)
     return found is not None
 
 
@@ -172,7 +206,7 @@ async def _lock(conn: Conn, sub_id: uuid.UUID | None) -> asyncpg.Record | None:
     if sub_id is None:
         return None
     return await conn.fetchrow(
-        """SELECT id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+        """SELECT id, user_id, org_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
                   scheduled_plan, created_at, updated_at
            FROM subscriptions WHERE id = $1 FOR UPDATE""", sub_id)
 
@@ -192,14 +226,16 @@ def upgrade_refusal(invoice: asyncpg.Record, sub: asyncpg.Record, paid_at: datet
 
 async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> Grant:
     """Give the buyer what the invoice paid for (``invoice`` needs ``period_end`` and the identifying
-    columns), or refuse it with a reason: the caller then marks the invoice refund-due."""
-    user_id: uuid.UUID = invoice["user_id"]
+    columns), or refuse it with a reason: the caller then marks the invoice refund-due. What it buys goes to the
+    account of its subscription (which may have moved to an organisation since the invoice was issued)."""
     plan: str = invoice["plan"]
     sub = await _lock(conn, invoice["subscription_id"])
     if sub is None:  # the row was removed; a paid invoice still earns its period
-        sub_id = await create_pending(conn, user_id, plan)
+        sub_id = await create_pending(conn, Account.of(invoice), plan)
         sub = await _lock(conn, sub_id)
         assert sub is not None
+    account = Account.of(sub)
+    user_id = account.id
     running = sub["status"] == "active" and sub["current_period_end"] > paid_at
     end: datetime = sub["current_period_end"]
     if invoice["kind"] == "upgrade":
@@ -208,7 +244,7 @@ async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> Gra
             return Grant(None, refused)
         await conn.execute("UPDATE subscriptions SET plan = $2, scheduled_plan = NULL WHERE id = $1",
                            sub["id"], plan)
-        await _set_user_plan(conn, user_id, plan)
+        await set_plan(conn, account, plan)
         return Grant(user_id)
     if running and plan == sub["plan"]:  # a renewal: the current period grows by 30 days
         await conn.execute(
@@ -226,30 +262,31 @@ async def on_paid(conn: Conn, invoice: asyncpg.Record, paid_at: datetime) -> Gra
         return Grant(None)
     # A period that starts now: a new subscription, or one that lapsed before the payment arrived.
     await conn.execute(
-        """UPDATE subscriptions SET status = 'expired', current_period_end = LEAST(current_period_end, $3)
-           WHERE user_id = $1 AND id <> $2 AND status = 'active'""", user_id, sub["id"], paid_at)
+        """UPDATE subscriptions SET status = 'expired', current_period_end = LEAST(current_period_end, $4)
+           WHERE org_id IS NOT DISTINCT FROM $2 AND ($2::uuid IS NOT NULL OR user_id = $1)
+             AND id <> $3 AND status = 'active'""", account.user_id, account.org_id, sub["id"], paid_at)
     await conn.execute(
         """UPDATE subscriptions SET status = 'active', plan = $2, current_period_start = $3,
                current_period_end = $4, cancel_at_period_end = false, scheduled_plan = NULL WHERE id = $1""",
         sub["id"], plan, paid_at, paid_at + PERIOD)
     await conn.execute("UPDATE invoices SET period_start = $2, period_end = $3 WHERE id = $1",
                        invoice["id"], paid_at, paid_at + PERIOD)
-    await _set_user_plan(conn, user_id, plan)
+    await set_plan(conn, account, plan)
     return Grant(user_id)
 
 
 async def on_refunded(conn: Conn, invoice: asyncpg.Record, now: datetime) -> uuid.UUID | None:
-    """The money went back: the service that subscription paid for ends now."""
-    user_id: uuid.UUID = invoice["user_id"]
+    """The money went back: the service that subscription paid for ends now (for the subscription's account)."""
     sub = await _lock(conn, invoice["subscription_id"])
     if sub is None or sub["status"] != "active":
         return None
+    account = Account.of(sub)
     await conn.execute(
         """UPDATE subscriptions SET status = 'cancelled', scheduled_plan = NULL,
                current_period_end = LEAST(current_period_end, $2) WHERE id = $1""", sub["id"], now)
-    if not await _other_running(conn, user_id, sub["id"], now):
-        await _set_user_plan(conn, user_id, FREE_PLAN)
-    return user_id
+    if not await _other_running(conn, account, sub["id"], now):
+        await set_plan(conn, account, FREE_PLAN)
+    return account.id
 
 
 async def on_abandoned(conn: Conn, invoice: asyncpg.Record) -> None:
@@ -266,23 +303,27 @@ async def on_abandoned(conn: Conn, invoice: asyncpg.Record) -> None:
 @dataclass(frozen=True, slots=True)
 class PeriodEnd:
     outcome: str  # rolled (a paid next period started) | expired (back to Free)
-    user_id: uuid.UUID
+    user_id: uuid.UUID  # the account's workspace id (the user's, or the organisation's)
 
 
 async def end_period(conn: Conn, sub_id: uuid.UUID, now: datetime) -> PeriodEnd | None:
     """The period of ``sub_id`` is over: start its paid next period (a scheduled downgrade), or expire it."""
-    owner = await conn.fetchval("SELECT user_id FROM subscriptions WHERE id = $1", sub_id)
+    owner = await conn.fetchrow("SELECT user_id, org_id FROM subscriptions WHERE id = $1", sub_id)
     if owner is None:
         return None
-    await lock_user_billing(conn, owner)
+    locked = Account.of(owner)
+    await lock_user_billing(conn, locked.id)
     sub = await conn.fetchrow(
-        """SELECT id, user_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
+        """SELECT id, user_id, org_id, plan, status, current_period_start, current_period_end, cancel_at_period_end,
                   scheduled_plan, created_at, updated_at
            FROM subscriptions
            WHERE id = $1 AND status = 'active' AND current_period_end <= $2 FOR UPDATE""", sub_id, now)
     if sub is None:
         return None
-    user_id: uuid.UUID = sub["user_id"]
+    account = Account.of(sub)
+    if account.id != locked.id:  # it moved to a new organisation meanwhile: the next run ends it under that lock
+        return None
+    user_id = account.id
     prepaid = await conn.fetchrow(
         """SELECT id, plan, period_start, period_end FROM invoices
            WHERE subscription_id = $1 AND status = 'paid' AND kind = 'renewal' AND period_start >= $2
@@ -292,12 +333,12 @@ async def end_period(conn: Conn, sub_id: uuid.UUID, now: datetime) -> PeriodEnd 
             """UPDATE subscriptions SET plan = $2, current_period_start = $3, current_period_end = $4,
                    scheduled_plan = NULL WHERE id = $1""",
             sub["id"], prepaid["plan"], prepaid["period_start"], prepaid["period_end"])
-        await _set_user_plan(conn, user_id, prepaid["plan"])
+        await set_plan(conn, account, prepaid["plan"])
         return PeriodEnd("rolled", user_id)
     await conn.execute("UPDATE subscriptions SET status = 'expired', scheduled_plan = NULL WHERE id = $1",
                        sub["id"])
-    if not await _other_running(conn, user_id, sub["id"], now):
-        await _set_user_plan(conn, user_id, FREE_PLAN)
+    if not await _other_running(conn, account, sub["id"], now):
+        await set_plan(conn, account, FREE_PLAN)
     return PeriodEnd("expired", user_id)
 
 
@@ -315,3 +356,49 @@ def subscription_view(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
         "cancel_at_period_end": row["cancel_at_period_end"],
         "scheduled_plan": row["scheduled_plan"],
     }
+
+
+async def lock_for_move(conn: Conn, user_id: uuid.UUID) -> str:
+    """Before a new organisation takes over ``user_id``'s billing (``move_to_organisation``, same transaction):
+    lock their billing and return the plan they are on now. The invoices of their subscriptions are locked
+    before the billing lock, in the order a payment takes them (``transitions.apply_status``: the invoice, then the
+    lock), so a payment arriving meanwhile waits or is waited for, never deadlocks."""
+    await conn.execute(
+        """SELECT 1 FROM invoices WHERE subscription_id IN (
+               SELECT id FROM subscriptions WHERE user_id = $1 AND org_id IS NULL AND status IN ('active', 'pending'))
+           ORDER BY id FOR UPDATE""", user_id)
+    await lock_user_billing(conn, user_id)
+    plan: str = await conn.fetchval("SELECT plan FROM users WHERE id = $1", user_id)
+    return plan
+
+
+async def move_to_organisation(conn: Conn, user_id: uuid.UUID, org_id: uuid.UUID, plan: str,
+                               now: datetime) -> None:
+    """The buyer ``user_id`` just created the organisation ``org_id`` on their ``plan`` (inside that transaction,
+    after ``lock_for_move``): their running subscription and its open invoices (pending, or paid for a period not
+    started yet) become the organisation's, the organisation runs on ``plan`` and the buyer's own account on Free.
+    Past invoices stay in the buyer's personal history."""
+    running = await running_subscription(conn, Account(user_id), now)
+    if running is not None:
+        await conn.execute("UPDATE subscriptions SET org_id = $2 WHERE id = $1", running["id"], org_id)
+        await conn.execute(
+            """UPDATE invoices SET org_id = $2
+               WHERE subscription_id = $1 AND org_id IS NULL
+                 AND (status = 'pending' OR (status = 'paid' AND period_start >= $3))""",
+            running["id"], org_id, running["current_period_end"])
+    await set_plan(conn, Account(user_id, org_id), plan)
+    await set_plan(conn, Account(user_id), FREE_PLAN)
+
+
+async def hand_back(conn: Conn, org_id: uuid.UUID, owner_id: uuid.UUID, now: datetime) -> str | None:
+    """The organisation is being deleted (inside that transaction): its running subscription goes back to its owner's
+    own account, with the plan it pays for, unless the owner has a running one of their own. Returns the plan the
+    owner is on now, or None when nothing changed. (Its invoices stay: their org_id falls to NULL with the row.)"""
+    await lock_user_billing(conn, org_id)
+    await lock_user_billing(conn, owner_id)
+    running = await running_subscription(conn, Account(owner_id, org_id), now)
+    if running is None or await running_subscription(conn, Account(owner_id), now) is not None:
+        return None
+    await conn.execute("UPDATE subscriptions SET org_id = NULL, user_id = $2 WHERE id = $1", running["id"], owner_id)
+    await set_plan(conn, Account(owner_id), running["plan"])
+    return str(running["plan"])

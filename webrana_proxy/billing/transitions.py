@@ -21,7 +21,7 @@ log = logging.getLogger("webrana.billing")
 class Outcome:
     verdict: str  # e.g. "applied:paid", "no_change:pending", "amount_mismatch"
     changed: bool
-    user_id: uuid.UUID | None = None  # whose plan or limits changed: invalidate after commit
+    user_id: uuid.UUID | None = None  # whose plan or limits changed (a user's or a team's id): invalidate after commit
 
 
 # Card payments whose money is already held and that wait on a review or a capture: they may still end "paid",
@@ -40,10 +40,14 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
     paid on the order (Midtrans does not know it, or it was just expired there). Replays and out-of-order
     answers are no-ops.
     """
+    # account_id: whose subscription this invoice concerns now (the subscription may have moved to an
+    # organisation since the invoice was issued: api/orgs.create locks these invoices before moving it).
     invoice = await conn.fetchrow(
-        """SELECT id, user_id, subscription_id, number, order_id, plan, kind, total_idr, status, period_end,
-                  subtotal_idr, ppn_idr, ppn_percent
-           FROM invoices WHERE id = $1 FOR UPDATE""", invoice_id)
+        """SELECT i.id, i.user_id, i.org_id, i.subscription_id, i.number, i.order_id, i.plan, i.kind, i.total_idr,
+                  i.status, i.period_end, i.subtotal_idr, i.ppn_idr, i.ppn_percent,
+                  coalesce((SELECT coalesce(s.org_id, s.user_id) FROM subscriptions s WHERE s.id = i.subscription_id),
+                           i.org_id, i.user_id) AS account_id
+           FROM invoices i WHERE i.id = $1 FOR UPDATE OF i""", invoice_id)
     if invoice is None:
         return Outcome("unknown_order", False)
     current = InvoiceStatus(invoice["status"])
@@ -59,7 +63,7 @@ async def apply_status(conn: Conn, invoice_id: uuid.UUID, status: TransactionSta
         target = close_unsettled_as
     if target is None:
         return Outcome(f"no_change:{current.value}", False)
-    await subscriptions.lock_user_billing(conn, invoice["user_id"])
+    await subscriptions.lock_user_billing(conn, invoice["account_id"])
     user_id: uuid.UUID | None = None
     if target in (InvoiceStatus.PAID, InvoiceStatus.REFUND_DUE):
         assert status is not None

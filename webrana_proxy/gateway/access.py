@@ -18,7 +18,7 @@ from webrana_proxy.errors import Forbidden, RateLimited, Unauthorized
 from webrana_proxy.gateway.runtime import GATEWAY
 from webrana_proxy.keycache import Principal
 from webrana_proxy.keyrules import MICRO_PER_IDR, KeyRules
-from webrana_proxy.limits import Verdict, month_start_utc
+from webrana_proxy.limits import Verdict, member_requests_counter, month_start_utc
 from webrana_proxy.middleware import CLIENT_KEY, check_ip_limit
 from webrana_proxy.spend import SPEND
 from webrana_proxy.state import KEYCACHE, LIMITER, METRICS, POOL, SETTINGS
@@ -34,9 +34,17 @@ LIMIT_MESSAGES = {
                  "(Asia/Jakarta) or when the key's cap is raised in the console",
     "user_spend": "this account's monthly spend cap of {limit} is reached; calls resume when the month ends "
                   "(Asia/Jakarta) or when the cap is raised in the console settings",
+    "member_requests": "your monthly request limit in this team ({limit} requests) is reached: it is your member "
+                       "limit, set by the team's owner or a manager; calls with this team's keys resume when the "
+                       "month ends (Asia/Jakarta) or when they raise it",
+    "member_spend": "your monthly spend limit in this team ({limit}) is reached: it is your member limit, set by "
+                    "the team's owner or a manager; calls with this team's keys resume when the month ends "
+                    "(Asia/Jakarta) or when they raise it",
 }
-SPEND_LIMITS = ("key_spend", "user_spend")  # a month-long wait: the SDKs are told not to retry
-LIMIT_CODES = {"quota": "quota_exceeded", "key_spend": "key_spend_cap_reached", "user_spend": "spend_cap_reached"}
+SPEND_LIMITS = ("key_spend", "user_spend", "member_spend")  # a month-long wait: the SDKs are told not to retry
+MONTH_LIMITS = ("quota", "member_requests")  # also a wait until the next month: no retry either
+LIMIT_CODES = {"quota": "quota_exceeded", "key_spend": "key_spend_cap_reached", "user_spend": "spend_cap_reached",
+               "member_requests": "member_request_limit_reached", "member_spend": "member_spend_limit_reached"}
 
 
 def proxy_key_of(request: web.Request) -> str:
@@ -160,7 +168,7 @@ def _refusal(verdict: Verdict) -> RateLimited:
         return RateLimited(LIMIT_MESSAGES[name].format(limit=cap), retry_after=verdict.reset_seconds,
                            headers={"x-should-retry": "false"}, code=code)
     headers = rate_headers(verdict)
-    if name == "quota":  # also a wait until the next month: no retry either
+    if name in MONTH_LIMITS:
         headers["x-should-retry"] = "false"
     return RateLimited(LIMIT_MESSAGES[name].format(limit=verdict.limit), retry_after=verdict.reset_seconds,
                        headers=headers, code=code)
@@ -172,6 +180,10 @@ TEAM_MONTH_SQL = """SELECT coalesce(sum(requests), 0) FROM usage_daily
 PERSONAL_MONTH_SQL = """SELECT coalesce(sum(requests), 0) FROM usage_daily
                         WHERE user_id = $1 AND org_id IS NULL
                           AND day >= ($2::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
+# A team member's requests in the team this month (their monthly request limit's counter, rebuilt).
+MEMBER_MONTH_SQL = """SELECT coalesce(sum(requests), 0) FROM usage_daily
+                      WHERE org_id = $1 AND user_id = $2
+                        AND day >= ($3::timestamptz AT TIME ZONE 'Asia/Jakarta')::date"""
 
 
 async def _seed_quota(app: web.Application, principal: Principal, month: str, month_ttl: int) -> None:
@@ -184,14 +196,17 @@ async def _seed_quota(app: web.Application, principal: Principal, month: str, mo
 
 async def _check_ruled(app: web.Application, ip: str, principal: Principal, rules: KeyRules, month: str,
                        month_ttl: int, now: float, billable: bool) -> Verdict:
-    """A key with a per-key rate or a spend cap: one Redis call (two more, and PostgreSQL reads, only when a
-    counter was missing: the first call of a month, a cap just set, Redis restarted empty)."""
+    """A key with a per-key rate, a spend cap or its holder's monthly limits in the team: one Redis call (two more,
+    and PostgreSQL reads, only when a counter was missing: the first call of a month, a cap just set, Redis
+    restarted empty)."""
     limiter = app[LIMITER]
+    member = (str(principal.org_id), principal.user_id_str) if principal.org_id is not None else None
     for _ in range(3):
         result = await limiter.check_ruled(
             ip, principal.workspace_id_str, str(principal.proxy_key_id), principal.burst_per_minute,
             principal.monthly_requests, month, month_ttl, now, rpm=rules.rpm, key_cap=rules.key_cap_micro,
-            user_cap=rules.user_cap_micro, billable=billable)
+            user_cap=rules.user_cap_micro, billable=billable, member=member, member_requests=rules.member_requests,
+            member_cap=rules.member_cap_micro)
         if isinstance(result, Verdict):
             return result
         spend = app[SPEND]
@@ -201,6 +216,14 @@ async def _check_ruled(app: web.Application, ip: str, principal: Principal, rule
             await spend.seed_key(principal.proxy_key_id, month, month_ttl)
         if result & 4:
             await spend.seed_user(principal.user_id, month, month_ttl)
+        if result & 8:
+            used = await app[POOL].fetchval(MEMBER_MONTH_SQL, principal.org_id, principal.user_id,
+                                            month_start_utc(month))
+            await limiter.seed_counter(member_requests_counter(principal.org_id, principal.user_id, month),
+                                       int(used), month_ttl)
+        if result & 16:
+            assert principal.org_id is not None
+            await spend.seed_member(principal.org_id, principal.user_id, month, month_ttl)
     raise RedisConnectionError("limit counters vanished while being rebuilt")  # falls back like Redis down
 
 

@@ -1,0 +1,89 @@
+"""The usage journal's file format, offline: segments, sealing, trimming, a dead process's journal, the line format."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from webrana_proxy.usage import LINE_FIELDS, UsageRecord
+from webrana_proxy.usage_journal import Journal, claim_dead
+
+
+def record(n: int) -> UsageRecord:
+    return UsageRecord(request_id=f"req_{n:016x}", user_id=uuid.uuid4(), proxy_key_id=None, provider="openai",
+                       model="gpt-4o-mini", endpoint="chat", stream=False, status=200, prompt_tokens=n,
+                       completion_tokens=2, total_tokens=n + 2, tokens_estimated=False, latency_ms=1, ttfb_ms=None,
+                       upstream_request_id=None, error_type=None, created_at=datetime(2026, 12, 6, 1, 2, 3, tzinfo=UTC),
+                       cost_idr_micro=5, org_id=uuid.uuid4())
+
+
+def segments(journal: Journal) -> list[Path]:
+    return sorted(journal.path.glob("*.jsonl"))
+
+
+def test_a_row_is_in_the_segment_file_as_soon_as_append_returns(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 60.0)  # the syncer never runs during the test
+    try:
+        lines = [record(i).to_line() for i in range(3)]
+        for line in lines:
+            journal.append(line)
+        [segment] = segments(journal)
+        assert segment.read_bytes() == b"".join(lines)  # another reader of the file: the page cache has them
+    finally:
+        journal.close(remove=True)
+    assert not journal.path.exists()
+
+
+def test_sealed_segments_are_trimmed_once_committed(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 60.0)
+    try:
+        one, two, three = (record(i).to_line() for i in (1, 2, 3))
+        journal.append(one)
+        journal.append(two)
+        journal.rotate()
+        journal.rotate()  # nothing new: no empty segment sealed
+        journal.append(three)
+        first, second = segments(journal)
+        assert first.read_bytes() == one + two
+        assert journal.trim(1) == []
+        assert journal.trim(2) == [first]
+    finally:
+        journal.close(remove=False)
+    assert second.read_bytes() == three
+
+
+def test_a_dead_processs_journal_is_claimed_and_read_row_by_row(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 60.0)
+    lines = [record(i).to_line() for i in range(5)]
+    for line in lines:
+        journal.append(line)
+    journal._stop.set()
+    journal._syncer.join()
+    os.close(journal._lock_fd)  # what the kernel does for a process killed with -9: the lock goes, the file stays
+    [dead] = claim_dead(tmp_path, None, set())
+    try:
+        [segment] = dead.segments()
+        rows = [UsageRecord.from_json(row) for row in segment.read_bytes().splitlines()]
+        assert [r.request_id for r in rows] == [f"req_{i:016x}" for i in range(5)]
+    finally:
+        dead.release()
+
+
+def test_the_line_is_an_array_by_position_and_older_lines_still_read() -> None:
+    rec = record(7)
+    line = rec.to_line()
+    assert line.startswith(b"[") and line.endswith(b"\n")
+    assert UsageRecord.from_json(line) == rec
+    named = orjson.dumps(rec, default=str)  # journals and spill files of versions before the array
+    assert UsageRecord.from_json(named) == rec
+    shorter = orjson.dumps(orjson.loads(line)[:-2])  # a version with fewer fields: the rest take their defaults
+    old = UsageRecord.from_json(shorter)
+    assert old.alias is None and old.org_id is None and old.request_id == rec.request_id
+    with pytest.raises(ValueError, match="more fields"):
+        UsageRecord.from_json(orjson.dumps([*orjson.loads(line), "x"]))
+    assert len(LINE_FIELDS) == len(orjson.loads(line))
