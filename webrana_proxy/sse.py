@@ -191,21 +191,6 @@ class EventSplitter:
         return self._buf
 
 
-def event_fields(raw: bytes) -> tuple[str, bytes]:
-    """The name and the joined data of one complete ``\n``-delimited event (the native relays' fast path, which
-    reads only the few events it needs; ``SSEParser`` serves the general case)."""
-    name = b""
-    data: list[bytes] = []
-    for line in raw.split(b"\n"):
-        field, _, value = line.partition(b":")
-        value = value[1:] if value.startswith(b" ") else value
-        if field == b"event":
-            name = value
-        elif field == b"data":
-            data.append(value)
-    return name.decode("utf-8", "replace"), b"\n".join(data)
-
-
 class EventRegions:
     """Cuts a byte stream into regions of whole events without reading them: the native relays' framing.
 
