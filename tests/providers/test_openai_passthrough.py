@@ -153,6 +153,27 @@ def test_completion_chars_estimate_is_close_for_text() -> None:
     assert abs(stream.completion_chars - actual) <= actual // 2 + 4
 
 
+def test_a_whole_stream_in_one_read_is_estimated_from_its_size_after_the_first_text() -> None:
+    """The first read holds everything (a fast upstream): the envelope is learnt from the first text chunk and
+    the deltas after it are counted by size, like any later read's; only the usage chunk and [DONE] are read."""
+    raw = fixture("openai_stream.sse")
+    stream = provider("openai").stream_translator("gpt-4o-mini", include_usage=True)
+    assert run(stream, [raw]) == raw
+    actual = len(reassemble(raw).content)
+    assert abs(stream.completion_chars - actual) <= actual // 2 + 4
+    assert stream.done and stream.usage is not None
+
+
+def test_an_error_after_deltas_in_the_same_read_is_read_and_recorded() -> None:
+    delta = b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
+    error = b'data: {"error":{"message":"overloaded","type":"server_error","code":null}}\n\n'
+    stream = provider("openai").stream_translator("gpt-4o-mini", include_usage=True)
+    assert b"".join(stream.feed(delta * 4 + error)) == delta * 4 + error
+    assert stream.error is not None and stream.error["error"]["message"] == "overloaded"
+    assert stream.completion_chars == 8  # "Hi" four times: the first parsed, the other three by size
+    assert stream.finish() == []  # ended by its error: no truncation error added
+
+
 def test_in_band_error_is_relayed_and_recorded() -> None:
     raw = (
         b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'

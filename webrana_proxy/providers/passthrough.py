@@ -128,21 +128,43 @@ class PassthroughStream:
         envelope = self._envelope
         if envelope is None:
             return self._slow(region)
-        # Usage, errors and [DONE] are the only events we must read; everything else goes as it is.
-        # A region ending in an ordinary chunk (usage null) holds none of them: usage, errors and [DONE]
-        # all come last. Otherwise look (inside JSON strings quotes are escaped, so only keys match).
-        # A region not ending in "}" (a cut-off or broken event, a comment) is read too.
-        if not region.endswith(b'"usage":null}\n\n') and (
-                b'"usage":{' in region or b'"usage": {' in region or b'{"error"' in region
-                or not region.endswith(b"}\n\n")):
-            return self._slow(region)
+        return self._known(region, envelope)
+
+    def _known(self, region: bytes, envelope: int) -> list[bytes]:
+        """A region of whole events once the envelope is known. Usage, errors and [DONE] are the only events we
+        must read; everything else goes as it is. A region ending in an ordinary chunk (usage null) holds none of
+        them: usage, errors and [DONE] all come last. Otherwise look (inside JSON strings quotes are escaped, so
+        only keys match), and read event by event only from the first event that may hold one: the deltas before
+        it are counted like any other region's. A region not ending in "}" (a cut-off or broken event, a comment,
+        [DONE]) is read from its last event."""
         self._last = region
-        size = len(region)
-        # One event per read is the norm: count events only when the region is clearly several.
-        chars = size - (region.count(b"\n\n") if size > 2 * envelope else 1) * envelope
-        if chars > 0:
-            self.completion_chars += chars
-        return [region]
+        if region.endswith(b'"usage":null}\n\n'):
+            first = -1
+        else:
+            first = min((i for i in (region.find(b'"usage":{'), region.find(b'"usage": {'), region.find(b'{"error"'))
+                         if i >= 0), default=-1)
+            if not region.endswith(b"}\n\n"):
+                before = region.rfind(b"\n\n", 0, len(region) - 2)  # the end of the event before the last one
+                last = before + 2 if before >= 0 else 0
+                first = last if first < 0 else min(first, last)
+        if first < 0:
+            cut = len(region)
+        else:  # from the start of the event holding it (0: the first event)
+            before = region.rfind(b"\n\n", 0, first)
+            cut = before + 2 if before >= 0 else 0
+        if cut:
+            size = cut
+            # One event per read is the norm: count events only when the head is clearly several.
+            chars = size - (region.count(b"\n\n", 0, cut) if size > 2 * envelope else 1) * envelope
+            if chars > 0:
+                self.completion_chars += chars
+        if cut == len(region):
+            return [region]
+        tail = region[cut:]
+        out = self._each(tail)
+        if out == [tail]:
+            return [region]
+        return [region[:cut] + b"".join(out)] if cut else out
 
     def _feed_general(self, data: bytes) -> list[bytes]:
         if self._splitter is None:
@@ -188,7 +210,43 @@ class PassthroughStream:
         return True
 
     def _slow(self, region: bytes) -> list[bytes]:
-        """Look at each event of ``region``; parse only those that may carry usage, an error or the end."""
+        """Look at each event of ``region``; parse only those that may carry usage, an error or the end. Until the
+        envelope is known, events are taken one at a time; once an event taught it, the rest of the region is
+        read like any later region (``_known``), not event by event."""
+        if self._envelope is not None or b"\r" in region:
+            return self._each(region)
+        size = len(region)
+        pos = 0
+        kept: list[bytes] = []
+        changed = False
+        while pos < size:
+            end = region.find(b"\n\n", pos)
+            if end == pos:  # an extra blank line: the general rule for the rest
+                rest = self._each(region[pos:])
+                return self._joined(region, kept, rest, changed or rest != [region[pos:]])
+            nxt = size if end < 0 else end + 2
+            raw = region[pos:nxt]
+            out = self._keep(raw)
+            changed = changed or out is not raw
+            if out is not None:
+                kept.append(out)
+            pos = nxt
+            if self.error is not None:
+                return self._joined(region, kept, [], changed or pos < size)  # nothing after an error goes out
+            if self._envelope is not None and pos < size:
+                rest = self._known(region[pos:], self._envelope)
+                return self._joined(region, kept, rest, changed or rest != [region[pos:]])
+        return self._joined(region, kept, [], changed)
+
+    @staticmethod
+    def _joined(region: bytes, kept: list[bytes], rest: list[bytes], changed: bool) -> list[bytes]:
+        if not changed:
+            return [region]
+        out = b"".join(kept) + b"".join(rest)
+        return [out] if out else []
+
+    def _each(self, region: bytes) -> list[bytes]:
+        """Every event of ``region`` on its own (the envelope is known, or the region is not in the plain form)."""
         if b"\r" not in region:
             events = region.split(b"\n\n")
             if events[-1] == b"":
