@@ -67,7 +67,8 @@ async def dismiss(request: web.Request) -> web.Response:
                       RETURNING *)
            SELECT d.id, d.scope, d.percent, d.period, d.used, d.cap, d.hard, d.proxy_key_id, d.dismissed_at,
                   d.created_at, k.name AS key_name, k.prefix AS key_prefix, d.org_id, o.name AS org_name
-           FROM d LEFT JOIN proxy_api_keys k ON k.id = d.proxy_key_id LEFT JOIN organisations o ON o.id = d.org_id""", alert_id, user.id)
+           FROM d LEFT JOIN proxy_api_keys k ON k.id = d.proxy_key_id
+                  LEFT JOIN organisations o ON o.id = d.org_id""", alert_id, user.id)
     if row is None:
         raise NotFound("alert not found")
     request.pop(PENDING, None)  # this answer's banner must not show the alert just dismissed
