@@ -34,8 +34,10 @@ from webrana_dashboard.views import (
     provider_keys,
     proxy_keys,
     system,
+    team_billing,
     team_invitations,
     team_keys,
+    team_limits,
     team_usage,
     teams,
     usage,
@@ -83,7 +85,7 @@ def create_app(settings: DashboardSettings) -> web.Application:
     app.on_response_prepare.append(on_prepare)
     for module in (system, account, overview, provider_keys, aliases, proxy_keys, usage, billing, admin,
                    account_settings, mail, admin_prices, alerts,
-                   admin_upstreams, teams, team_invitations, team_keys, team_usage):
+                   admin_upstreams, teams, team_invitations, team_keys, team_usage, team_billing, team_limits):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", static, name="static", append_version=False)
     return app

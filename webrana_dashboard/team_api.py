@@ -36,8 +36,9 @@ class TeamApi:
         self._base = f"/api/orgs/{_segment(org_id)}"
 
     async def _call(self, method: str, path: str = "", body: Json | None = None,
-                    params: dict[str, str] | None = None) -> Json:
-        result: Json = await self._client.call(self._creds, method, self._base + path, body=body, params=params)
+                    params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Json:
+        result: Json = await self._client.call(self._creds, method, self._base + path, body=body, params=params,
+                                               headers=headers)
         return result
 
     async def _data(self, path: str) -> list[Json]:
@@ -64,6 +65,14 @@ class TeamApi:
 
     async def leave(self) -> Json:
         return await self._call("POST", "/leave")
+
+    async def member_limits(self, user_id: str) -> Json:
+        """A member's monthly request and spend limits in the team and this month's use (a member: their own)."""
+        return await self._call("GET", f"/members/{_segment(user_id)}/limits")
+
+    async def set_member_limits(self, user_id: str, requests: int | None, spend_idr: int | None) -> Json:
+        return await self._call("PUT", f"/members/{_segment(user_id)}/limits",
+                                {"monthly_request_limit": requests, "monthly_spend_limit_idr": spend_idr})
 
     # --- invitations ------------------------------------------------------------------------------------------
 
@@ -111,3 +120,24 @@ class TeamApi:
     async def usage_summary(self, first: str, last: str) -> Json:
         """Totals, per day, provider, model, member and key; a member's own calls only (``scope`` says which)."""
         return await self._call("GET", "/usage/summary", params={"from": first, "to": last})
+
+    # --- the team's billing (the owner's alone) ---------------------------------------------------------------
+
+    async def subscription(self) -> Json:
+        return await self._call("GET", "/billing/subscription")
+
+    async def subscribe(self, plan: str, idempotency_key: str) -> Json:
+        return await self._call("POST", "/billing/subscribe", {"plan": plan},
+                                headers={"Idempotency-Key": idempotency_key})
+
+    async def cancel(self) -> Json:
+        return await self._call("POST", "/billing/cancel", {})
+
+    async def invoices(self) -> list[Json]:
+        return await self._data("/billing/invoices")
+
+    async def invoice(self, invoice_id: str) -> Json:
+        return await self._call("GET", f"/billing/invoices/{_segment(invoice_id)}")
+
+    async def order(self, order_id: str) -> Json:
+        return await self._call("GET", f"/billing/orders/{_segment(order_id)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 # One line terminator, atomically: "\r\n" is never re-read as "\r" followed by "\n".
@@ -190,16 +191,125 @@ class EventSplitter:
         return self._buf
 
 
-def event_fields(raw: bytes) -> tuple[str, bytes]:
-    """The name and the joined data of one complete ``\n``-delimited event (the native relays' fast path, which
-    reads only the few events it needs; ``SSEParser`` serves the general case)."""
-    name = b""
-    data: list[bytes] = []
-    for line in raw.split(b"\n"):
-        field, _, value = line.partition(b":")
-        value = value[1:] if value.startswith(b" ") else value
-        if field == b"event":
-            name = value
-        elif field == b"data":
-            data.append(value)
-    return name.decode("utf-8", "replace"), b"\n".join(data)
+class EventRegions:
+    """Cuts a byte stream into regions of whole events without reading them: the native relays' framing.
+
+    ``feed`` returns every event the new bytes completed, as one ``bytes`` (``b""`` when none), exactly as they
+    came; concatenating everything returned and ``rest()`` gives the input back. The usual case (lines end in
+    ``\\n`` only) is one ``bytes.rfind``; an event arriving over many reads (a final response object of
+    megabytes) is kept as a list of pieces and only the new bytes are searched, so it costs O(size), not
+    O(size x reads). The first ``\\r`` hands the stream to ``EventSplitter``'s general rule.
+    """
+
+    __slots__ = ("_parts", "_splitter")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []  # an unfinished event, in the pieces it came in
+        self._splitter: EventSplitter | None = None  # the general reader, once a "\r" was seen
+
+    def feed(self, data: bytes) -> bytes:
+        if self._splitter is not None:
+            return self._splitter.feed_joined(data)[0]
+        parts = self._parts
+        if b"\r" in data:
+            self._splitter = EventSplitter()
+            if parts:
+                data = b"".join(parts) + data
+                parts.clear()
+            return self._splitter.feed_joined(data)[0]
+        cut = data.rfind(b"\n\n")
+        if parts:
+            # The pieces held hold no blank line: only the new bytes (and the seam) can end the event.
+            if cut < 0 and (data[:1] != b"\n" or parts[-1][-1:] != b"\n"):
+                if data:
+                    parts.append(data)
+                return b""
+            head = b"".join(parts)
+            parts.clear()
+            cut = len(head) + cut if cut >= 0 else len(head) - 1
+            data = head + data
+        elif cut < 0:
+            if data:
+                parts.append(data)
+            return b""
+        cut += 2
+        if cut == len(data):
+            return data
+        parts.append(data[cut:])
+        return data[:cut]
+
+    def rest(self) -> bytes:
+        """Bytes received after the last complete event (an unterminated tail)."""
+        if self._splitter is not None:
+            return self._splitter.rest()
+        return b"".join(self._parts)
+
+
+# One named event found in a region: (name, where the event starts, where its data starts, where its data line
+# ends: the event's "\n\n" is at that index).
+Named = tuple[bytes, int, int, int]
+
+
+def find_named(region: bytes, names: re.Pattern[bytes]) -> list[Named] | None:
+    """The events of ``region`` (whole events, ``\\n`` line ends) whose ``event:`` line ``names`` matches, found
+    with one regex scan instead of reading every event.
+
+    ``names`` matches a whole event line: ``event: ?(NAME|...)\\n``. Inside JSON a newline is escaped, so such a
+    line is never text; one that is not at a line start is part of another line and skipped. None when a named
+    event is not in the plain form ``event: NAME\\ndata: DATA\\n\\n`` (the caller then reads the region with
+    ``SSEParser``). Suits regions of many small events; ``walk_named`` suits a few large ones."""
+    found: list[Named] = []
+    for m in names.finditer(region):
+        start, line_end = m.span()
+        if start:
+            if region[start - 1] != 0x0A:
+                continue
+            if start > 1 and region[start - 2] != 0x0A:
+                return None  # another field line comes first
+        if region[line_end:line_end + 5] != b"data:":
+            return None
+        data = line_end + 6 if region[line_end + 5] == 0x20 else line_end + 5
+        end = region.find(b"\n", data)
+        if region[end + 1] != 0x0A:
+            return None  # more lines follow its data line
+        found.append((m[1], start, data, end))
+    return found
+
+
+class Walked(NamedTuple):
+    found: list[Named]  # the named events
+    deltas: int  # how many events are named ``...suffix`` (text deltas)
+    delta_bytes: int  # their bytes, event lines included
+    first_delta: Named | None  # the first of them
+
+
+def walk_named(region: bytes, names: frozenset[bytes], suffix: bytes) -> Walked | None:
+    """Like ``find_named`` for regions of a few large events: steps from event to event with ``bytes.find`` of
+    a newline (memchr) rather than scanning every byte of the data lines with a regex. Also counts the events
+    named ``...suffix`` and their bytes (the text deltas, for an estimate). None when any event of the region
+    is not in the plain form."""
+    found: list[Named] = []
+    first: Named | None = None
+    pos, size, deltas, delta_bytes = 0, len(region), 0, 0
+    cut = -len(suffix)
+    while pos < size:
+        if region[pos] == 0x0A:  # an extra blank line
+            pos += 1
+            continue
+        line_end = region.find(b"\n", pos)
+        if region[pos:pos + 6] != b"event:" or region[line_end + 1:line_end + 6] != b"data:":
+            return None
+        data = line_end + 7 if region[line_end + 6] == 0x20 else line_end + 6
+        end = region.find(b"\n", data)
+        if region[end + 1] != 0x0A:
+            return None
+        name = region[pos + 7 if region[pos + 6] == 0x20 else pos + 6:line_end]
+        if name in names:
+            found.append((name, pos, data, end))
+        elif name[cut:] == suffix:
+            if first is None:
+                first = (name, pos, data, end)
+            deltas += 1
+            delta_bytes += end + 2 - pos
+        pos = end + 2
+    return Walked(found, deltas, delta_bytes, first)

@@ -55,7 +55,7 @@ class Journal:
         self._sealed: deque[tuple[Path, int]] = deque()  # (segment, self.rows at its end), oldest first
         self.failed = False  # the last append failed (disk full, I/O error): its row is in memory only
         self._dirty = False
-        self._retired: list[int] = []  # sealed segments' descriptors: the syncer fsyncs and closes them
+        self._retired: deque[int] = deque()  # sealed segments' descriptors: the syncer syncs and closes them
         self._stop = threading.Event()
         self._syncer = threading.Thread(target=self._sync_loop, args=(fsync_interval,), daemon=True,
                                         name="usage-journal-fsync")
@@ -121,16 +121,17 @@ class Journal:
             self._sync()
 
     def _sync(self) -> None:
-        retired, self._retired = self._retired, []
-        for fd in retired:
+        retired = self._retired
+        while retired:  # popleft, not a swap of lists: the loop may be appending to it this very moment
+            fd = retired.popleft()
             with contextlib.suppress(OSError):
-                os.fsync(fd)
+                os.fdatasync(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self._dirty:
             self._dirty = False
             try:
-                os.fsync(self._fd)
+                os.fdatasync(self._fd)  # the rows and the size that reaches them; not the times
             except OSError as exc:
                 log.error("usage journal fsync failed", extra={"path": str(self.path), "error": str(exc)})
 

@@ -1,7 +1,8 @@
 """Teams in a real browser (Playwright driving Debian's Chromium), with the fake Midtrans and a real SMTP server:
 the owner subscribes to Team, creates the team and its provider key, invites two people; both accept from the
 links in their e-mails (one signs up from the link, one signs in), each creates a team key; one calls the gateway
-and the owner sees that call under that member; the owner removes the other, whose key stops working."""
+and the owner sees that call under that member, then sets that member's monthly request limit to the calls made,
+and the member's next call is refused; the owner removes the other, whose key stops working."""
 
 from __future__ import annotations
 
@@ -126,6 +127,16 @@ async def test_owner_subscribes_invites_two_sees_a_members_call_and_removes_the_
     await expect(ani_row).to_have_text("1")
     await expect(owner.locator(f"#by-member tr[data-member='{BAYU}'] td.num").first).to_have_text("0")
     await expect(owner.locator("#chart-team-members rect.bar[data-value='1']")).to_have_count(1)
+
+    # The owner sets Ani's monthly request limit to the one call she made: her next call is refused (429).
+    await owner.click("nav.mainnav >> text=Anggota")
+    await owner.click(f"tr[data-member='{ANI}'] a.limits-link")
+    await owner.fill("#monthly_request_limit", "1")
+    await owner.click("#save-limits")
+    await expect(owner.locator(".flash-ok")).to_contain_text(f"Batas {ANI} disimpan.")
+    await expect(owner.locator("#limit-requests td[data-percent]")).to_have_text("100%")
+    with pytest.raises(openai.RateLimitError, match="your monthly request limit in this team"):
+        await chat(stack, keys[ANI])
 
     # The owner removes Bayu: his team key stops working at once.
     await chat(stack, keys[BAYU])

@@ -288,15 +288,21 @@ async def test_the_plan_page_says_exactly_what_a_seat_gives(console: Console) ->
     assert seat
     assert unescape(seat.group(1)) == (
         "Satu kursi di paket Team (10 kursi, pemilik termasuk) adalah satu akun anggota tim: anggota itu memanggil "
-        "gateway lewat kunci provider tim dan memakai kuota bulanan tim, membuat kunci Webrana tim miliknya "
-        "sendiri, dan melihat pemakaiannya sendiri di tim. Pemilik dan manajer juga mengundang dan mengeluarkan "
-        "anggota, mengelola kunci provider tim dan melihat pemakaian semua anggota. Undangan terbuka memakai satu "
-        "kursi sampai diterima, dicabut atau kedaluwarsa.")
+        "gateway lewat kunci provider tim dan memakai kuota bulanan tim (dalam batas permintaan atau pengeluaran "
+        "bulanan yang mungkin diatur pemilik atau manajer untuknya), membuat kunci Webrana tim miliknya sendiri, dan "
+        "melihat pemakaiannya sendiri di tim. Pemilik dan manajer juga mengundang dan mengeluarkan anggota, "
+        "mengelola kunci provider tim dan melihat pemakaian semua anggota. Undangan terbuka memakai satu kursi "
+        "sampai diterima, dicabut atau kedaluwarsa. Langganannya milik tim: langganan pindah ke tim saat pembelinya "
+        "membuat tim, pemiliknya membayar di halaman tagihan tim, dan ruang kerja pribadi pemilik memakai paket "
+        "Free.")
     await console.post("/lang", {"lang": "en", "next": "/billing"})
     html = await console.get("/billing")
     assert ("One seat on the Team plan (10 seats, the owner included) is one member account in the team: that "
-            "member calls the gateway through the team&#39;s provider keys within the team&#39;s monthly quota, "
-            "creates their own team Webrana keys, and sees their own usage in the team.") in html
+            "member calls the gateway through the team&#39;s provider keys within the team&#39;s monthly quota (and "
+            "within any monthly request or spend limit the owner or a manager sets for them), creates their own "
+            "team Webrana keys, and sees their own usage in the team.") in html
+    assert ("The subscription is the team&#39;s: it moves to the team when its buyer creates it, the owner pays for "
+            "it on the team&#39;s billing page, and the owner&#39;s own workspace is on Free.") in html
 
 
 def test_the_switcher_list_in_the_cookie_is_short_and_follows_the_api() -> None:

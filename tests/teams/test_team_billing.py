@@ -141,7 +141,7 @@ async def test_only_the_owner_sees_and_pays_the_teams_billing_and_a_transfer_mov
     team = await get(client, f"/api/orgs/{org_id}/billing/invoices", manager)
     assert [(i["id"], i["status"]) for i in team["data"]] == [(renewal["invoice_id"], "paid")]
     snap = next(r for r in reversed(midtrans.requests) if r.path.endswith("/transactions"))
-    assert snap.json()["callbacks"]["finish"] == f"{CONSOLE_URL}/orgs/{org_id}/billing/result"
+    assert snap.json()["callbacks"]["finish"] == f"{CONSOLE_URL}/teams/{org_id}/billing/result"
     resp = await client.post(f"/api/orgs/{org_id}/billing/cancel", headers=h(manager))
     assert resp.status == 403 and "2 must leave" in (await resp.json())["error"]["message"]
     assert (await get(client, "/api/auth/me", manager))["plan"] == "free"  # their own account is untouched

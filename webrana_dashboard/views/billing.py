@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
@@ -30,8 +31,38 @@ def _saw_plan(request: web.Request, sub: dict[str, object]) -> None:
         session.changed = True
 
 
-def _wants_json(request: web.Request) -> bool:
+def wants_json(request: web.Request) -> bool:
+    """The Snap pop-up (static/app.js) posts the form asking for JSON; a plain form post gets redirects."""
     return request.headers.get("Accept", "").startswith("application/json")
+
+
+def idempotency_key(form_value: str) -> str:
+    """The form's key (one per plan button, so a double submit makes one checkout), or a new one."""
+    return form_value if IDEMPOTENCY_KEY_RE.fullmatch(form_value) else secrets.token_urlsafe(24)
+
+
+def to_payment(request: web.Request, checkout: dict[str, object], result_path: str) -> web.StreamResponse:
+    """Off to Midtrans: a redirect to its payment page, or the Snap token and where to come back for the pop-up."""
+    target = str(checkout.get("redirect_url") or "")
+    if urlsplit(target).scheme not in ("http", "https"):
+        raise ApiError(502, "the payment page address from the API is not a web address")
+    result_url = result_path + "?" + urlencode({"order_id": checkout["order_id"]})
+    if wants_json(request):
+        return web.json_response({"token": checkout.get("token"), "redirect_url": target,
+                                  "result_url": result_url})
+    return redirect(target)
+
+
+def seat_plan(offers: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan with the most seats (Team), whose seat is explained under the table; None without such a plan."""
+    team_plan: dict[str, Any] = max(offers["data"], key=lambda p: int(p.get("team_seats") or 1))
+    return team_plan if int(team_plan.get("team_seats") or 1) > 1 else None
+
+
+def owned_team(request: web.Request) -> dict[str, str] | None:
+    """The team the user owns, as the switcher remembers it (a pointer only; the team's page asks the API)."""
+    session = require_user(request)
+    return next((t for t in session.teams or [] if t.get("role") == "owner"), None)
 
 
 @routes.get("/billing")
@@ -41,13 +72,12 @@ async def billing(request: web.Request) -> web.Response:
     sub, offers, invoices = await asyncio.gather(client.subscription(c), plans(request), client.invoices(c))
     current = next((p for p in offers["data"] if p["id"] == sub["plan"]), None)
     _saw_plan(request, sub)
-    # What one seat gives, said once under the table, for the plan with the most seats (Team).
-    team_plan = max(offers["data"], key=lambda p: int(p.get("team_seats") or 1))
     request[USES_SNAP] = request.app[SETTINGS].snap_enabled
     return await render(request, "billing.html", {
         "nav": "billing", "sub": sub, "subscription": sub.get("subscription"), "plans": offers,
         "current": current, "invoices": invoices, "idempotency_key": secrets.token_urlsafe(24),
-        "team_plan": team_plan if int(team_plan.get("team_seats") or 1) > 1 else None})
+        # What one seat gives, said once under the table, for the plan with the most seats (Team).
+        "team_plan": seat_plan(offers), "owned_team": owned_team(request)})
 
 
 @routes.post("/billing/subscribe")
@@ -56,26 +86,17 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     t = t_of(request)
     form = await request.post()
     plan = form_text(form, "plan", 20)
-    key = form_text(form, "idempotency_key", 100)
-    if not IDEMPOTENCY_KEY_RE.fullmatch(key):
-        key = secrets.token_urlsafe(24)
+    key = idempotency_key(form_text(form, "idempotency_key", 100))
     try:
         checkout = await api(request).subscribe(creds(request), plan, key)
     except ApiError as err:
         if err.status not in (400, 403, 409, 422):
             raise
-        if _wants_json(request):
+        if wants_json(request):
             return web.json_response({"error": error_text(t, err)}, status=err.status)
         session.flash("error", error_text(t, err))
         return redirect("/billing")
-    target = str(checkout.get("redirect_url") or "")
-    if urlsplit(target).scheme not in ("http", "https"):
-        raise ApiError(502, "the payment page address from the API is not a web address")
-    result_url = "/billing/result?" + urlencode({"order_id": checkout["order_id"]})
-    if _wants_json(request):  # the Snap pop-up (static/app.js) opens the payment in place
-        return web.json_response({"token": checkout.get("token"), "redirect_url": target,
-                                  "result_url": result_url})
-    return redirect(target)
+    return to_payment(request, checkout, "/billing/result")
 
 
 @routes.get("/billing/result")

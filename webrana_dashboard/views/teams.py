@@ -3,11 +3,14 @@ transfer ownership, leave). What a role cannot do is not offered; the API refuse
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from webrana_dashboard.client import ApiError
 from webrana_dashboard.forms import form_text
 from webrana_dashboard.pages import api, creds, error_text, plans, redirect, render, require_user, t_of
+from webrana_dashboard.session import Session
 from webrana_dashboard.team_api import create_team
 from webrana_dashboard.workspaces import forget_team, org_id_of, refresh_teams, team_api, team_with
 
@@ -22,15 +25,28 @@ async def _seats_of_plan(request: web.Request, plan_id: str) -> int:
     return next((int(p.get("team_seats") or 1) for p in offers["data"] if p["id"] == plan_id), 1)
 
 
+def _set_plan(session: Session, plan: str) -> None:
+    if session.user is not None and session.user.get("plan") != plan:
+        session.user = {**session.user, "plan": plan}
+        session.changed = True
+
+
 async def _teams_page(request: web.Request, name: str = "", error: str = "", status: int = 200) -> web.Response:
     session = require_user(request)
-    orgs = await refresh_teams(request)
-    owns_team = any(o["role"] == "owner" for o in orgs)  # one Team subscription runs one team
-    plan = str((session.user or {}).get("plan") or "free")
+    if any(t.get("role") == "owner" for t in session.teams or []):  # one Team subscription runs one team
+        orgs, seats = await refresh_teams(request), 0
+    elif (seats := await _seats_of_plan(request, str((session.user or {}).get("plan") or "free"))) > 1:
+        orgs = await refresh_teams(request)
+    else:  # the session may not know yet of a Team plan paid since (settled later, in another tab): ask
+        orgs, sub = await asyncio.gather(refresh_teams(request), api(request).subscription(creds(request)))
+        _set_plan(session, str(sub["plan"]))
+        seats = await _seats_of_plan(request, str(sub["plan"]))
+    owns_team = any(o["role"] == "owner" for o in orgs)
+    if not owns_team and seats == 0:  # the remembered team is no longer the user's own: what their plan gives
+        seats = await _seats_of_plan(request, str((session.user or {}).get("plan") or "free"))
     return await render(request, "teams.html", {
-        "nav": "teams", "orgs": orgs, "owns_team": owns_team,
-        "plan_seats": 0 if owns_team else await _seats_of_plan(request, plan), "name": name, "error": error},
-        status=status)
+        "nav": "teams", "orgs": orgs, "owns_team": owns_team, "plan_seats": 0 if owns_team else seats,
+        "name": name, "error": error}, status=status)
 
 
 @routes.get("/teams")
@@ -52,7 +68,9 @@ async def create(request: web.Request) -> web.Response:
             raise
         return await _teams_page(request, name, error_text(t, err), status=422)
     await refresh_teams(request)
-    session.flash("ok", t("teams.created", name=org["name"]))
+    # The Team subscription moved to the team with it: the creator's own workspace is on Free from now on.
+    _set_plan(session, "free")
+    session.flash("ok", t("teams.created_moved", name=org["name"]))
     return redirect(f"/teams/{org['id']}/invitations")
 
 

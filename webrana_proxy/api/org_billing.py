@@ -6,7 +6,7 @@ these routes are the personal /api/billing ones (api/billing.py) bound to the te
 (Midtrans Snap, one pending invoice per buyer, Idempotency-Key), the same renewal / upgrade / downgrade rules, the
 same invoices. A plan change or cancel that would leave fewer seats than the team uses (members and open
 invitations) is refused, naming how many must leave first. Snap returns the browser to the console's
-``/orgs/{org_id}/billing/result``.
+``/teams/{org_id}/billing/result``.
 """
 
 from __future__ import annotations

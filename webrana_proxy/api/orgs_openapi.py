@@ -133,7 +133,7 @@ def team_billing_paths() -> dict[str, dict[str, Any]]:
             "Pay for the team's plan (new, renewal, prorated upgrade, or downgrade at the period end) like "
             "/api/billing/subscribe; a plan with fewer seats than the team uses (members and open invitations) is "
             "refused naming how many must leave first (403 seats_in_use); Snap returns to the console's "
-            "/orgs/{org_id}/billing/result (owner)", ok=201, params=[*org, IDEMPOTENCY],
+            "/teams/{org_id}/billing/result (owner)", ok=201, params=[*org, IDEMPOTENCY],
             body=_obj(["plan"], plan={"type": "string", "enum": ["starter", "pro", "team"]}), response=CHECKOUT)},
         "/api/orgs/{org_id}/billing/cancel": {"post": _op(
             "Stop renewing the team's subscription: the plan stays until the period ends, then Free (one seat: "

@@ -40,7 +40,7 @@ from webrana_proxy.errors import BadRequest, UpstreamError, WebranaError
 
 log = logging.getLogger("webrana.billing")
 
-FINISH_PATH = "/billing/result"  # the console page Snap sends the browser back to (a team's: under /orgs/{id})
+FINISH_PATH = "/billing/result"  # the console page Snap sends the browser back to (a team's: under /teams/{id})
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,100}")  # printable ASCII, no spaces, like Stripe's
 MIN_EXPIRY_MINUTES = 1  # Snap wants a positive duration
 # Each round closes the pending invoice another request just opened; more than this is a fight over the
@@ -78,8 +78,8 @@ class Checkout:
 
 
 def finish_path(org_id: uuid.UUID | None) -> str:
-    """The console page Snap returns to: the personal result page, or the team's (``/orgs/{org_id}/...``)."""
-    return FINISH_PATH if org_id is None else f"/orgs/{org_id}{FINISH_PATH}"
+    """The console page Snap returns to: the personal result page, or the team's (``/teams/{org_id}/...``)."""
+    return FINISH_PATH if org_id is None else f"/teams/{org_id}{FINISH_PATH}"
 
 
 def check_idempotency_key(raw: str | None) -> str | None:

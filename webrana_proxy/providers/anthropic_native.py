@@ -10,6 +10,7 @@ the only events parsed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,16 +18,17 @@ import orjson
 
 from webrana_proxy.providers.anthropic_response import thinking_of, usage_of, with_output
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
-from webrana_proxy.sse import SSEParser, event_fields
+from webrana_proxy.sse import EventRegions, SSEParser, find_named, walk_named
 
 API_VERSION = "2023-06-01"  # sent when the client names none: the only stable Messages API version
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # the client's headers that mean something upstream
 # Bytes of one text_delta event around its text (``event: content_block_delta`` ... ``"text":"`` ... ``"}}``):
-# the text of events relayed unparsed is estimated as their size minus this, for when usage never comes.
-TEXT_DELTA_ENVELOPE = 110
-# Events the relay must read; every other event is forwarded without being looked at. A region that holds none
-# of these markers is relayed as it is (inside JSON strings a newline is escaped, so "\nevent: " is never text).
-_WATCHED = (b"event: message_", b"event: error", b"event:message_", b"event:error")
+# the text of events relayed unparsed is estimated as their size minus this (until the stream's own envelope
+# is learnt), for when usage never comes.
+TEXT_DELTA_ENVELOPE = 115
+# The event lines of the events the relay reads; every other event is forwarded without being looked at.
+_NAMES = re.compile(rb"event: ?(message_start|message_delta|message_stop|error)\n")
+_NONE: frozenset[bytes] = frozenset()
 
 
 def _body(raw: bytes, body: JSON, model: str) -> bytes:
@@ -46,7 +48,7 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _delta_chars(data: bytes) -> int:
+def _delta_chars(data: bytes | str) -> int:
     try:
         payload: Any = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -94,13 +96,21 @@ class NativeMessagesStream:
 
     ``usage`` stays None until ``message_delta`` brings the output count (a stream cut before it is billed as
     an estimate, marked so); ``done`` at ``message_stop``; ``error`` at an ``error`` event (forwarded as it is).
+
+    Like the chat passthrough, each read's whole events go out as one region, unparsed: a region without a
+    ``message_*`` or ``error`` event line (found by ``in`` scans, in C) is not looked at beyond its size; in one
+    that has them, one regex scan finds those few events and only they are decoded. ``ping`` and
+    ``content_block_*`` are never parsed; their text is estimated from their size (for a stream that ends
+    without usage).
     """
 
-    __slots__ = ("_input", "_parser", "_tail", "completion_chars", "done", "error", "upstream_id", "usage")
+    __slots__ = ("_envelope", "_input", "_regions", "completion_chars", "done", "error", "upstream_id", "usage")
 
     def __init__(self) -> None:
-        self._tail = b""  # bytes after the last complete event
-        self._parser: SSEParser | None = None  # only for streams whose lines end in "\r"
+        self._regions = EventRegions()
+        # Bytes of one delta event around its text: learnt from the first delta (its data decoded once); after
+        # that a region's text is estimated as (bytes - events * envelope) without reading anything.
+        self._envelope: int | None = None
         self._input: Usage | None = None
         self.usage: Usage | None = None
         self.completion_chars = 0
@@ -109,46 +119,64 @@ class NativeMessagesStream:
         self.done = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._tail + data if self._tail else data
-        if self._parser is not None or b"\r" in buf:
-            return self._feed_general(buf)
-        cut = buf.rfind(b"\n\n") + 2
-        if cut == 1:
-            self._tail = buf
+        region = self._regions.feed(data)
+        if not region:
             return []
-        region = buf[:cut] if cut < len(buf) else buf
-        self._tail = buf[cut:] if cut < len(buf) else b""
-        if not any(marker in region for marker in _WATCHED):
-            events = region.count(b"\n\n")
-            chars = len(region) - events * TEXT_DELTA_ENVELOPE
+        if b"\r" in region:
+            self._read_general(region)
+        elif (b"event: message_" in region or b"event: error" in region or b"event:message_" in region
+              or b"event:error" in region):
+            self._read(region)
+        elif (envelope := self._envelope) is None:
+            self._estimate(region)
+        else:
+            size = len(region)
+            # One event per read is the norm: count events only when the region is clearly several.
+            chars = size - (region.count(b"\n\n") if size > 2 * envelope else 1) * envelope
             if chars > 0:
                 self.completion_chars += chars
-            return [region]
-        self._read(region.split(b"\n\n"))
         return [region]
 
-    def _feed_general(self, buf: bytes) -> list[bytes]:
-        """Streams with "\\r" line ends (never seen from Anthropic; kept correct, not fast)."""
-        self._tail = b""
-        if self._parser is None:
-            self._parser = SSEParser()
-        for event in self._parser.feed(buf):
-            self._event(event.event, event.data.encode())
-        return [buf]
-
-    def _read(self, raws: list[bytes]) -> None:
-        for raw in raws:
-            if raw:
-                self._event(*event_fields(raw))
-
-    def _event(self, name: str, data: bytes) -> None:
-        if name == "content_block_delta":  # only in the few regions read anyway: counted exactly
-            self.completion_chars += _delta_chars(data)
+    def _read(self, region: bytes) -> None:
+        """A region holding some of the events the relay reads: those, and only those, are decoded."""
+        found = find_named(region, _NAMES)
+        if found is None:
+            self._read_general(region)
             return
-        if name not in ("message_start", "message_delta", "message_stop", "error"):
-            return
-        if name == "message_stop":
+        for name, _, data, end in found:
+            self._event(name, region[data:end])
+        if self.usage is None and self.error is None:  # its text counts only for a stream that ends without usage
+            self._estimate(region)
+
+    def _estimate(self, region: bytes) -> None:
+        """Add the text of the region's deltas, estimated from their size (the envelope learnt on the first)."""
+        walked = walk_named(region, _NONE, b"content_block_delta")
+        if walked is None:  # not the plain form: every event counts as a delta
+            chars = len(region) - region.count(b"\n\n") * (self._envelope or TEXT_DELTA_ENVELOPE)
+        else:
+            envelope = self._envelope
+            if envelope is None and walked.first_delta is not None:
+                _, start, data, end = walked.first_delta
+                envelope = self._envelope = max(0, end + 2 - start - _delta_chars(region[data:end]))
+            chars = walked.delta_bytes - walked.deltas * (TEXT_DELTA_ENVELOPE if envelope is None else envelope)
+        if chars > 0:
+            self.completion_chars += chars
+
+    def _read_general(self, raw: bytes) -> None:
+        """Any other form (\\r line ends, several data lines, comments; never seen from Anthropic), and the tail
+        at the end: read with the full parser, correct rather than fast."""
+        parser = SSEParser()
+        for event in parser.feed(raw) + parser.close():
+            if event.event == "content_block_delta":
+                self.completion_chars += _delta_chars(event.data)
+            else:
+                self._event(event.event.encode(), event.data.encode())
+
+    def _event(self, name: bytes, data: bytes) -> None:
+        if name == b"message_stop":
             self.done = True
+            return
+        if name not in (b"message_start", b"message_delta", b"error"):
             return
         try:
             payload: Any = orjson.loads(data)
@@ -156,13 +184,13 @@ class NativeMessagesStream:
             payload = None
         if not isinstance(payload, dict):
             return
-        if name == "message_start":
+        if name == b"message_start":
             message = payload.get("message")
             if isinstance(message, dict):
                 if isinstance(message.get("id"), str):
                     self.upstream_id = message["id"]
                 self._input = usage_of(message.get("usage"))
-        elif name == "message_delta":
+        elif name == b"message_delta":
             raw_usage = payload.get("usage")
             if isinstance(raw_usage, dict):
                 if "input_tokens" in raw_usage or "cache_read_input_tokens" in raw_usage:
@@ -179,10 +207,10 @@ class NativeMessagesStream:
 
     def finish(self) -> list[bytes]:
         out: list[bytes] = []
-        if self._tail:
-            self._read([self._tail])
-            out.append(self._tail)
-            self._tail = b""
+        rest = self._regions.rest()
+        if rest:  # a last event without its blank line still counts; cut-off JSON is ignored
+            self._read_general(rest)
+            out.append(rest)
         if not self.done and self.error is None:
             self.error = {"error": {"message": "the Anthropic stream ended before message_stop",
                                     "type": "api_error", "code": "upstream_stream_truncated", "param": None}}

@@ -19,20 +19,28 @@ from urllib.parse import quote
 import orjson
 
 from webrana_proxy.providers.base import JSON, ChatResult, UpstreamRequest, Usage
-from webrana_proxy.sse import SSEParser, event_fields
+from webrana_proxy.sse import EventRegions, SSEParser, Walked, find_named, walk_named
 
 # Bytes of one output_text.delta event around its text (event line, type, sequence_number, item_id, indexes,
-# logprobs, obfuscation): the text of events relayed unparsed is estimated as their size minus this.
+# logprobs, obfuscation): the text of events relayed unparsed is estimated as their size minus this until the
+# stream's own envelope is learnt from its first delta.
 TEXT_DELTA_ENVELOPE = 200
-# Events the relay must read; every other event goes through without being looked at. Inside JSON strings a
-# newline is escaped, so "\nevent: " never matches text; each marker ends with its line end (no prefix matches).
-_FINAL = ("response.completed", "response.incomplete", "response.failed")
-_WATCHED = tuple(m for name in ("response.created", *_FINAL, "error")
-                 for m in (f"event: {name}\n".encode(), f"event:{name}\n".encode()))
+# The events the relay reads; every other event goes through without being looked at. Inside JSON strings a
+# newline is escaped, so an event line (ending in its newline) is never text.
+_FINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+_NAME_SET = frozenset((b"response.created", *_FINAL, b"error"))
+_NONE: frozenset[bytes] = frozenset()
+_NAMES = re.compile(rb"event: ?(response\.created|response\.completed|response\.incomplete|response\.failed|error)\n")
+# A region larger than this is walked line by line (memchr) instead of scanned: a final response object.
+_LARGE = 16_384
 _USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
+# A JSON object nested at most two deep (a usage object: its details are objects of numbers), strings skipped
+# whole; one match (possessive, so never backtracking) instead of a byte-by-byte walk. Deeper objects fall back
+# to ``_object_end``.
+_STRING = rb'"(?:[^"\\]++|\\.)*+"'
+_SHALLOW_OBJECT = re.compile(rb'\{(?:[^{}"]++|' + _STRING + rb'|\{(?:[^{}"]++|' + _STRING + rb')*+\})*+\}', re.DOTALL)
 _RESPONSE_ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_\-]{1,200})"')
 _SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d{1,18})')
-
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
@@ -55,10 +63,14 @@ def usage_of(value: Any) -> Usage | None:
                  cached_tokens=cached, reasoning_tokens=reasoning)
 
 
-def _object_end(data: bytes, start: int) -> int:
-    """The index after the JSON object starting at ``data[start]`` (``{``), or -1 when it is cut off."""
+def _object_end(data: bytes, start: int, end: int) -> int:
+    """The index after the JSON object starting at ``data[start]`` (``{``) and ending before ``end``, or -1 when
+    it is cut off."""
+    shallow = _SHALLOW_OBJECT.match(data, start, end)
+    if shallow is not None:
+        return shallow.end()
     depth = 0
-    i, end = start, len(data)
+    i = start
     while i < end:
         c = data[i]
         if c == 0x22:  # a string: skip it, escapes included
@@ -75,30 +87,42 @@ def _object_end(data: bytes, start: int) -> int:
     return -1
 
 
-def locate_usage(data: bytes) -> Usage | None:
-    """The response's ``usage`` found in ``data`` (a response object, or the data of its final event) without
-    decoding the rest. The top-level ``usage`` comes after ``output`` and ``tools``, so the last ``"usage":``
-    key holding an object with ``input_tokens`` is it (inside JSON strings quotes are escaped: never a match)."""
-    pos = data.rfind(b'"usage"')
+def locate_usage(data: bytes, start: int = 0, end: int | None = None) -> Usage | None:
+    """The response's ``usage`` found in ``data[start:end]`` (a response object, or the data of its final event)
+    without decoding the rest. The top-level ``usage`` comes after ``output`` and ``tools``, so the last
+    ``"usage":`` key holding an object with ``input_tokens`` is it (inside JSON strings quotes are escaped:
+    never a match). Only the usage object itself is decoded."""
+    stop = len(data) if end is None else end
+    pos = data.rfind(b'"usage"', start, stop)
     while pos >= 0:
-        m = _USAGE_KEY.match(data, pos)
+        m = _USAGE_KEY.match(data, pos, stop)
         if m is not None and data[m.end():m.end() + 1] == b"{":
-            end = _object_end(data, m.end())
-            if end > 0:
+            close = _object_end(data, m.end(), stop)
+            if close > 0:
                 try:
-                    usage = usage_of(orjson.loads(data[m.end():end]))
+                    usage = usage_of(orjson.loads(data[m.end():close]))
                 except orjson.JSONDecodeError:
                     usage = None
                 if usage is not None:
                     return usage
-        pos = data.rfind(b'"usage"', 0, pos)
+        pos = data.rfind(b'"usage"', start, pos)
     return None
 
 
-def response_id_in(data: bytes) -> str | None:
-    """The first ``resp_...`` id in ``data``: a response object (or event) starts with its own id."""
-    m = _RESPONSE_ID.search(data)
+def response_id_in(data: bytes, start: int = 0, end: int | None = None) -> str | None:
+    """The first ``resp_...`` id in ``data[start:end]``: a response object (or event) starts with its own id."""
+    m = _RESPONSE_ID.search(data, start, len(data) if end is None else end)
     return m.group(1).decode() if m else None
+
+
+def _delta_length(data: bytes) -> int:
+    """The length of a delta event's ``delta`` text (0 when it has none)."""
+    try:
+        payload: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    delta = payload.get("delta") if isinstance(payload, dict) else None
+    return len(delta) if isinstance(delta, str) else 0
 
 
 def error_event(sequence: int, message: str, code: str, error_type: str = "server_error") -> bytes:
@@ -129,7 +153,7 @@ class OpenAIResponsesNative:
         return UpstreamRequest(method, f"{url}?{query}" if query else url, _headers(api_key))
 
     def responses_response(self, raw: bytes) -> ChatResult:
-        return ChatResult(body=raw, usage=locate_usage(raw), upstream_id=response_id_in(raw[:400]))
+        return ChatResult(body=raw, usage=locate_usage(raw), upstream_id=response_id_in(raw, 0, 400))
 
     def responses_stream(self) -> NativeResponsesStream:
         return NativeResponsesStream()
@@ -141,15 +165,23 @@ class NativeResponsesStream:
     ``usage`` stays None until the final event (a stream cut before it is billed as an estimate, marked so);
     ``done`` at ``response.completed`` / ``.incomplete``; ``error`` at ``response.failed`` or an ``error``
     event (both forwarded as they are); ``on_id`` is called once with the id from ``response.created``.
+
+    Like the chat passthrough, each read's whole events go out as one region, unparsed. Only ``response.created``
+    (its id), the final event (its usage, located in its bytes) and ``error`` are read; a region that may hold
+    one (``in`` scans, in C) is searched for them with one regex scan, or, when it is large (a final response
+    object), by stepping from line to line with memchr. Every other event is never decoded; its text is
+    estimated from its size (for a stream that ends without usage).
     """
 
-    __slots__ = ("_last", "_parser", "_tail", "completion_chars", "done", "error", "on_id", "response_id",
+    __slots__ = ("_envelope", "_last", "_regions", "completion_chars", "done", "error", "on_id", "response_id",
                  "upstream_id", "usage")
 
     def __init__(self) -> None:
-        self._tail = b""  # bytes after the last complete event
+        self._regions = EventRegions()
+        # Bytes of one delta event around its text: learnt from the first delta (its data decoded once); after
+        # that a region's text is estimated as (bytes - events * envelope) without reading anything.
+        self._envelope: int | None = None
         self._last = b""  # the last complete region relayed: where the last sequence_number is
-        self._parser: SSEParser | None = None  # only for streams whose lines end in "\r"
         self.on_id: Callable[[str], None] | None = None
         self.response_id: str | None = None
         self.usage: Usage | None = None
@@ -159,69 +191,108 @@ class NativeResponsesStream:
         self.done = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._tail + data if self._tail else data
-        if self._parser is not None or b"\r" in buf:
-            return self._feed_general(buf)
-        cut = buf.rfind(b"\n\n") + 2
-        if cut == 1:
-            self._tail = buf
+        region = self._regions.feed(data)
+        if not region:
             return []
-        region = buf[:cut] if cut < len(buf) else buf
-        self._tail = buf[cut:] if cut < len(buf) else b""
         self._last = region
-        if not any(marker in region for marker in _WATCHED):
-            chars = len(region) - region.count(b"\n\n") * TEXT_DELTA_ENVELOPE
-            if chars > 0:
-                self.completion_chars += chars
-            return [region]
-        self._read(region.split(b"\n\n"))
+        size = len(region)
+        if b"\r" in region:
+            self._read_general(region)
+        elif size > _LARGE:
+            self._read_large(region)
+        elif (b"response.c" in region or b"response.failed" in region or b"response.incomplete" in region
+              or b"event: error" in region or b"event:error" in region):
+            self._read(region)
+        elif b".delta\n" in region:  # text deltas; other events (items added and done, parts) are not text
+            envelope = self._envelope
+            if envelope is None or b".done\n" in region or b".added\n" in region:
+                self._estimate(region)
+            else:
+                # One event per read is the norm: count events only when the region is clearly several.
+                chars = size - (region.count(b"\n\n") if size > 2 * envelope else 1) * envelope
+                if chars > 0:
+                    self.completion_chars += chars
         return [region]
 
-    def _feed_general(self, buf: bytes) -> list[bytes]:
-        """Streams with "\\r" line ends (never seen from OpenAI; kept correct, not fast)."""
-        self._tail = b""
-        if self._parser is None:
-            self._parser = SSEParser()
-        for event in self._parser.feed(buf):
-            self._event(event.event, event.data.encode())
-        self._last = buf
-        return [buf]
+    def _read(self, region: bytes) -> None:
+        """A region that may hold some of the events the relay reads: those, and only those, are read."""
+        found = find_named(region, _NAMES)
+        if found is None:
+            self._read_general(region)
+            return
+        for name, _, data, end in found:
+            self._event(name, region, data, end)
+        if self.usage is None and self.error is None:  # its text counts only for a stream that ends without usage
+            self._estimate(region)
 
-    def _read(self, raws: list[bytes]) -> None:
-        for raw in raws:
-            if raw:
-                self._event(*event_fields(raw))
+    def _read_large(self, region: bytes) -> None:
+        """A large region (a final response object, a long instructions text repeated in ``response.created``):
+        stepped through event by event with memchr, never scanned byte by byte."""
+        walked = walk_named(region, _NAME_SET, b".delta")
+        if walked is None:
+            self._read_general(region)
+            return
+        for name, _, data, end in walked.found:
+            self._event(name, region, data, end)
+        if self.usage is None and self.error is None:
+            self._add_deltas(region, walked)
 
-    def _event(self, name: str, data: bytes) -> None:
-        if name.endswith(".delta"):  # only in the few regions read anyway: counted exactly
-            try:
-                payload: Any = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return
-            delta = payload.get("delta") if isinstance(payload, dict) else None
-            self.completion_chars += len(delta) if isinstance(delta, str) else 0
-        elif name == "response.created":
-            found = response_id_in(data[:400])
-            if found is not None and self.response_id is None:
-                self.response_id = self.upstream_id = found
-                if self.on_id is not None:
-                    self.on_id(found)
+    def _estimate(self, region: bytes) -> None:
+        """Add the text of the region's deltas, estimated from their size (the envelope learnt on the first)."""
+        walked = walk_named(region, _NONE, b".delta")
+        if walked is None:  # not the plain form: every event counts as a delta
+            chars = len(region) - region.count(b"\n\n") * (self._envelope or TEXT_DELTA_ENVELOPE)
+            if chars > 0:
+                self.completion_chars += chars
+        else:
+            self._add_deltas(region, walked)
+
+    def _add_deltas(self, region: bytes, walked: Walked) -> None:
+        envelope = self._envelope
+        if envelope is None and walked.first_delta is not None:
+            _, start, data, end = walked.first_delta
+            envelope = self._envelope = max(0, end + 2 - start - _delta_length(region[data:end]))
+        chars = walked.delta_bytes - walked.deltas * (TEXT_DELTA_ENVELOPE if envelope is None else envelope)
+        if chars > 0:
+            self.completion_chars += chars
+
+    def _read_general(self, raw: bytes) -> None:
+        """Any other form (\\r line ends, several data lines, comments; never seen from OpenAI), and the tail at
+        the end: read with the full parser, correct rather than fast."""
+        parser = SSEParser()
+        for event in parser.feed(raw) + parser.close():
+            data = event.data.encode()
+            if event.event.endswith(".delta"):
+                self.completion_chars += _delta_length(data)
+            else:
+                self._event(event.event.encode(), data, 0, len(data))
+
+    def _event(self, name: bytes, region: bytes, start: int, end: int) -> None:
+        """The event ``name`` whose data is ``region[start:end]`` (read in place: it may be megabytes)."""
+        if name == b"response.created":
+            if self.response_id is None:
+                found = response_id_in(region, start, min(end, start + 400))
+                if found is not None:
+                    self.response_id = self.upstream_id = found
+                    if self.on_id is not None:
+                        self.on_id(found)
         elif name in _FINAL:
-            self.usage = locate_usage(data) or self.usage
+            self.usage = locate_usage(region, start, end) or self.usage
             if self.upstream_id is None:
-                self.upstream_id = response_id_in(data[:400])
-            if name == "response.failed":
+                self.upstream_id = response_id_in(region, start, min(end, start + 400))
+            if name == b"response.failed":
                 self.error = {"error": {"message": "the response failed at OpenAI", "type": "api_error",
                                         "code": "response_failed", "param": None}}
             else:
                 self.done = True
-        elif name == "error":
+        elif name == b"error":
             try:
-                payload = orjson.loads(data)
+                parsed: Any = orjson.loads(region[start:end])
             except orjson.JSONDecodeError:
-                payload = None
-            payload = payload if isinstance(payload, dict) else {}
-            err = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+                parsed = None
+            payload: JSON = parsed if isinstance(parsed, dict) else {}
+            nested = payload.get("error")
+            err: JSON = nested if isinstance(nested, dict) else payload
             self.error = {"error": {"message": str(err.get("message") or "OpenAI stream error"),
                                     "type": str(err.get("type") or "api_error"),
                                     "code": str(err.get("code") or "upstream_stream_error"), "param": None}}
@@ -241,11 +312,11 @@ class NativeResponsesStream:
 
     def finish(self) -> list[bytes]:
         out: list[bytes] = []
-        if self._tail:
-            self._read([self._tail])
-            out.append(self._tail)
-            self._last = self._tail
-            self._tail = b""
+        rest = self._regions.rest()
+        if rest:  # a last event without its blank line still counts; cut-off JSON is ignored
+            self._read_general(rest)
+            out.append(rest)
+            self._last = rest
         if not self.done and self.error is None:
             self.error = {"error": {"message": "the OpenAI stream ended before response.completed",
                                     "type": "api_error", "code": "upstream_stream_truncated", "param": None}}
