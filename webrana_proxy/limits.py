@@ -4,7 +4,9 @@
 * ``check_gateway``: per-IP, per-user burst and the plan's monthly quota in ONE round trip for a /v1 call.
   If Redis lost the month's counter, the script says so and the caller seeds it from PostgreSQL (never from 0).
 * ``check_ruled``: the same for a call whose key has rules counted in Redis (a per-key rate, a spend cap on the
-  key or a hard one on the account): per-key rate and spend caps checked in the same ONE round trip, no lease.
+  key or a hard one on the account, a team member's monthly limits): per-key rate, spend caps and member limits
+  checked in the same ONE round trip, no lease; it returns the member's request counter, so their alerts
+  (``on_member_crossing``) cost no extra call.
 * ``check_signup``: sign-ups per address (fixed one-hour windows).
 
 "IP" and "address" here mean the client's limit key (``clientip.limit_key``, computed once per request): an IPv4
@@ -126,7 +128,8 @@ return 0
 # KEYS: ip window, burst window, month quota, key window, key spend, account spend, member requests, member spend.
 # ARGV: ip limit, burst limit, quota limit, window ms, quota ttl s, key rpm (0: none), key cap, account cap
 # (micro-rupiah; 0: none), billable (1, or 0 for count_tokens: no quota, no caps), member request limit, member
-# spend cap (micro-rupiah) (0: none). Returns {verdict, limit, remaining, reset_ms}; verdict as GATEWAY_SCRIPT's
+# spend cap (micro-rupiah) (0: none). Returns {verdict, limit, remaining, reset_ms} (an allowed billable call: plus
+# the member's request counter after it, 0 without a member request limit, for the alerts); verdict as GATEWAY_SCRIPT's
 # plus 4 key rate, 5 key spend cap, 6 account spend cap, 7 member requests, 8 member spend; 9 with limit = the
 # missing counters (1 quota, 2 key spend, 4 account spend, 8 member requests, 16 member spend), which the caller
 # rebuilds from PostgreSQL before asking again. Order: refusals for a minute count like any call in the windows; a
@@ -180,8 +183,9 @@ if mc > 0 and mu >= mc then return {8, mc, 0, month_ms} end
 local limit = tonumber(ARGV[3])
 if q >= limit then return {3, limit, 0, month_ms} end
 redis.call('INCR', KEYS[3])
-if mr > 0 then redis.call('INCR', KEYS[7]) end
-return {0, limit, limit - q - 1, redis.call('PTTL', KEYS[2])}
+local m = 0
+if mr > 0 then m = redis.call('INCR', KEYS[7]) end
+return {0, limit, limit - q - 1, redis.call('PTTL', KEYS[2]), m}
 """
 
 def key_counter(key_id: object, month: str) -> str:
@@ -218,6 +222,18 @@ class QuotaCrossing:
     percent: int
     used: int
     quota: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCrossing:
+    """A team member's monthly request counter in the team passed ``percent`` of their member limit."""
+
+    org_id: str
+    user_id: str
+    month: str
+    percent: int
+    used: int
+    limit: int
 
 
 LIMIT_NAMES = {1: "ip", 2: "burst", 3: "quota", 4: "key_rate", 5: "key_spend", 6: "user_spend",
@@ -415,6 +431,7 @@ class Limiter:
         # woken by the previous grant that have not run yet, which the lease may or may not serve).
         self._waiting: dict[tuple[str, str], int] = {}
         self._quota_watchers: list[Callable[[QuotaCrossing], None]] = []
+        self._member_watchers: list[Callable[[MemberCrossing], None]] = []
 
     def on_quota_crossing(self, callback: Callable[[QuotaCrossing], None]) -> None:
         """Call ``callback`` (sync and cheap: schedule work, don't do it) when a month's request quota counter
@@ -424,6 +441,11 @@ class Limiter:
         deduplicate (the alerts do, per user, month and threshold)."""
         self._quota_watchers.append(callback)
 
+    def on_member_crossing(self, callback: Callable[[MemberCrossing], None]) -> None:
+        """Like ``on_quota_crossing``, for a team member's monthly request counter in the team (their member limit):
+        ``RULED_SCRIPT`` returns where it got to, so this costs no Redis call either."""
+        self._member_watchers.append(callback)
+
     def _quota_moved(self, user_id: str, month: str, before: int, after: int, quota: int) -> None:
         for percent in crossed(before, after, quota):
             crossing = QuotaCrossing(user_id, month, percent, after, quota)
@@ -432,6 +454,15 @@ class Limiter:
                     watcher(crossing)
                 except Exception:  # one broken watcher must not fail the call
                     log.exception("quota crossing watcher failed")
+
+    def _member_moved(self, member: tuple[str, str], month: str, after: int, limit: int) -> None:
+        for percent in crossed(after - 1, after, limit):
+            crossing = MemberCrossing(member[0], member[1], month, percent, after, limit)
+            for watcher in self._member_watchers:
+                try:
+                    watcher(crossing)
+                except Exception:  # one broken watcher must not fail the call
+                    log.exception("member limit crossing watcher failed")
 
     @staticmethod
     def _window(now: float) -> int:
@@ -532,14 +563,18 @@ class Limiter:
         keys = [f"rl:ip:{ip}:{w}", f"rl:burst:{user_id}:{w}", self.quota_key(user_id, month), f"rl:key:{key_id}:{w}",
                 key_counter(key_id, month), user_counter(user_id, month),
                 member_requests_counter(team, person, month), member_counter(team, person, month)]
-        code, limit, remaining, reset_ms = await self._ruled(self._redis, keys, [
+        result = await self._ruled(self._redis, keys, [
             self.ip_limit, burst_limit, quota_limit, WINDOW_MS, month_ttl, rpm or 0, key_cap or 0, user_cap or 0,
             1 if billable else 0, member_requests or 0, member_cap or 0])
+        code, limit, remaining, reset_ms = result[:4]
         if code == 9:
             return int(limit)
-        if code == 0 and billable and self._quota_watchers:  # the quota counter went from limit - remaining - 1
-            after = int(limit) - int(remaining)
-            self._quota_moved(user_id, month, after - 1, after, int(limit))
+        if code == 0 and billable:
+            if self._quota_watchers:  # the quota counter went from limit - remaining - 1
+                after = int(limit) - int(remaining)
+                self._quota_moved(user_id, month, after - 1, after, int(limit))
+            if member_requests and self._member_watchers and member is not None:  # the member's went up by one
+                self._member_moved(member, month, int(result[4]), member_requests)
         return Verdict(code == 0, LIMIT_NAMES.get(int(code), ""), int(limit), int(remaining), _ceil_s(int(reset_ms)))
 
     async def read_counter(self, counter: str) -> int | None:

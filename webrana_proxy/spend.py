@@ -82,14 +82,15 @@ MEMBER_MONTH_SQL = """SELECT coalesce(sum(cost_idr_micro + cost_idr * 1000000), 
 class Crossing:
     """A spend counter passed ``percent`` of its cap with this increment."""
 
-    scope: str  # "key" | "user"
-    user_id: uuid.UUID
-    key_id: uuid.UUID | None  # the key whose call crossed it (for "user", the key that made the call)
+    scope: str  # "key" | "user" | "member" (a team member's spend limit in the team)
+    user_id: uuid.UUID  # the account (for "member", the member)
+    key_id: uuid.UUID | None  # the key whose call crossed it (for "user" and "member", the key that made the call)
     month: str  # YYYY-MM, Asia/Jakarta
     percent: int
     spent_micro: int
     cap_micro: int
-    hard: bool  # the cap stops calls (a key's always does; an account's when hard)
+    hard: bool  # the cap stops calls (a key's and a member's always do; an account's when hard)
+    org_id: uuid.UUID | None = None  # the team of a "member" crossing
 
 
 class SpendCounters:
@@ -153,11 +154,9 @@ class SpendCounters:
                 except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("spend counter not rebuilt yet", extra={"error": type(exc).__name__})
                     continue
-            if scope == "member":  # a member's team limit alerts no one yet (the alerts know keys and accounts)
-                continue
             for percent in crossed(total - cost, total, cap):
                 self._notify(Crossing(scope, principal.user_id, principal.proxy_key_id, month, percent, total,
-                                      cap, hard))
+                                      cap, hard, principal.org_id if scope == "member" else None))
 
     def _notify(self, crossing: Crossing) -> None:
         for watcher in self._watchers:

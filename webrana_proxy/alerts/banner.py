@@ -4,7 +4,9 @@ statement as the user (``api.identity.current_user``'s ``pending_alerts`` column
 index, no round trip), so whatever a console page asks for brings its banner along.
 
 The header is JSON (ASCII: other characters escaped, so a key's name cannot break a header):
-``[{"id", "scope", "percent", "period", "hard", "key_name", "key_prefix"}]``; absent when there are none.
+``[{"id", "scope", "percent", "period", "hard", "key_name", "key_prefix", "team_name"}]`` (``team_name``: a team's
+quota alert, or the user's own member limits in a team: ``member_requests`` / ``member_spend``); absent when there
+are none.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""/api/alerts and /api/webhook: the user's alerts (80 % and 100 % of the request quota and of the spend caps),
+"""/api/alerts and /api/webhook: the user's alerts (80 % and 100 % of the request quota, of the spend caps and of
+their own monthly limits in a team),
 dismissing one (the console's banner shows the undismissed ones), and the one webhook a user may configure.
 
 A webhook's URL is checked when it is saved (its form, and where its host resolves now) and again at every send
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from webrana_proxy.alerts.banner import PENDING
 from webrana_proxy.alerts.delivery import SENDER
-from webrana_proxy.alerts.record import TEST_EVENT, queue_event
+from webrana_proxy.alerts.record import REQUEST_SCOPES, TEST_EVENT, queue_event
 from webrana_proxy.alerts.signing import hint, new_secret
 from webrana_proxy.api.identity import current_user
 from webrana_proxy.errors import NotFound, ValidationFailed
@@ -30,8 +31,9 @@ LIST_LIMIT = 100  # alerts listed at most (newest first)
 RECENT_DELIVERIES = 10  # shown with the webhook
 
 _ALERTS = """SELECT a.id, a.scope, a.percent, a.period, a.used, a.cap, a.hard, a.proxy_key_id, a.dismissed_at,
-                    a.created_at, k.name AS key_name, k.prefix AS key_prefix
+                    a.created_at, k.name AS key_name, k.prefix AS key_prefix, a.org_id, o.name AS org_name
              FROM alerts a LEFT JOIN proxy_api_keys k ON k.id = a.proxy_key_id
+                  LEFT JOIN organisations o ON o.id = a.org_id
              WHERE a.user_id = $1 AND ($2 OR a.dismissed_at IS NULL)
              ORDER BY a.created_at DESC, a.percent DESC LIMIT $3"""
 
@@ -39,9 +41,11 @@ _ALERTS = """SELECT a.id, a.scope, a.percent, a.period, a.used, a.cap, a.hard, a
 def _alert(row: asyncpg.Record) -> dict[str, Any]:
     return {"id": str(row["id"]), "scope": row["scope"], "percent": row["percent"], "period": row["period"],
             "timezone": "Asia/Jakarta", "used": row["used"], "limit": row["cap"],
-            "unit": "requests" if row["scope"] == "quota" else "idr_micro", "hard": row["hard"],
+            "unit": "requests" if row["scope"] in REQUEST_SCOPES else "idr_micro", "hard": row["hard"],
             "key": ({"id": str(row["proxy_key_id"]), "name": row["key_name"], "prefix": row["key_prefix"]}
                     if row["proxy_key_id"] else None),
+            # a team's alert (its quota, or the caller's own member limits in it); name None once it was deleted
+            "team": {"id": str(row["org_id"]), "name": row["org_name"]} if row["org_id"] else None,
             "dismissed_at": row["dismissed_at"].isoformat() if row["dismissed_at"] else None,
             "created_at": row["created_at"].isoformat()}
 
@@ -62,8 +66,9 @@ async def dismiss(request: web.Request) -> web.Response:
         """WITH d AS (UPDATE alerts SET dismissed_at = coalesce(dismissed_at, now()) WHERE id = $1 AND user_id = $2
                       RETURNING *)
            SELECT d.id, d.scope, d.percent, d.period, d.used, d.cap, d.hard, d.proxy_key_id, d.dismissed_at,
-                  d.created_at, k.name AS key_name, k.prefix AS key_prefix
-           FROM d LEFT JOIN proxy_api_keys k ON k.id = d.proxy_key_id""", alert_id, user.id)
+                  d.created_at, k.name AS key_name, k.prefix AS key_prefix, d.org_id, o.name AS org_name
+           FROM d LEFT JOIN proxy_api_keys k ON k.id = d.proxy_key_id
+                  LEFT JOIN organisations o ON o.id = d.org_id""", alert_id, user.id)
     if row is None:
         raise NotFound("alert not found")
     request.pop(PENDING, None)  # this answer's banner must not show the alert just dismissed

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from webrana_proxy.alerts.record import SCOPES
 from webrana_proxy.api.openapi import INT, STR, UUID, _obj, _op, _path_id, _query
 
 DATETIME = {"type": "string", "format": "date-time"}
 NULL_DATETIME = {"type": ["string", "null"], "format": "date-time"}
 ALERT = _obj(["id", "scope", "percent", "period", "used", "limit", "unit", "hard", "key", "created_at"],
-             id=UUID, scope={"type": "string", "enum": ["quota", "user_spend", "key_spend"]},
+             id=UUID, scope={"type": "string", "enum": list(SCOPES)},
              percent={"type": "integer", "enum": [80, 100]}, period={**STR, "description": "YYYY-MM, Asia/Jakarta"},
              timezone=STR, used=INT, limit=INT, unit={"type": "string", "enum": ["requests", "idr_micro"]},
              hard={"type": "boolean", "description": "reaching the limit stops calls"},
              key={"type": ["object", "null"], "properties": {"id": UUID, "name": STR, "prefix": STR}},
+             team={"type": ["object", "null"], "properties": {"id": UUID, "name": {"type": ["string", "null"]}},
+                   "description": "the team of a team's quota alert or of the caller's member limits in it"},
              dismissed_at=NULL_DATETIME, created_at=DATETIME)
 WEBHOOK = _obj(["id", "url", "secret_hint", "created_at"], id=UUID, url=STR, secret_hint=STR, created_at=DATETIME,
                updated_at=DATETIME)
@@ -29,8 +32,9 @@ WEBHOOK_VIEW = _obj(["webhook", "deliveries"], webhook={"oneOf": [WEBHOOK, {"typ
 def alerts_paths() -> dict[str, Any]:
     return {
         "/api/alerts": {"get": _op(
-            "The caller's alerts (80 % and 100 % of the monthly request quota, of the account's spend cap and of "
-            "each key's spend cap), newest first; undismissed ones unless all=true. Every signed-in answer also "
+            "The caller's alerts (80 % and 100 % of the monthly request quota, of the account's spend cap, of "
+            "each key's spend cap and of the caller's monthly request and spend limits in a team: member_requests, "
+            "member_spend), newest first; undismissed ones unless all=true. Every signed-in answer also "
             "carries the undismissed ones (at most 5) in the Webrana-Alerts header",
             params=[_query("all", {"type": "boolean"}, "include dismissed alerts")],
             response=_obj(["data"], data={"type": "array", "items": ALERT}))},

@@ -64,8 +64,10 @@ _SIGNED_IN_USER = """
            u.monthly_requests_override, (u.email_verified_at IS NOT NULL OR u.role = 'admin') AS email_verified,
            u.locale,
            (SELECT json_agg(p)::text FROM (  -- alerts.banner: at most BANNER_ALERTS, newest first
-                SELECT a.id, a.scope, a.percent, a.period, a.hard, k.name AS key_name, k.prefix AS key_prefix
+                SELECT a.id, a.scope, a.percent, a.period, a.hard, k.name AS key_name, k.prefix AS key_prefix,
+                       o.name AS team_name
                 FROM alerts a LEFT JOIN proxy_api_keys k ON k.id = a.proxy_key_id
+                     LEFT JOIN organisations o ON o.id = a.org_id
                 WHERE a.user_id = u.id AND a.dismissed_at IS NULL
                 ORDER BY a.created_at DESC, a.percent DESC LIMIT 5) p) AS pending_alerts,
            EXISTS (SELECT 1 FROM refresh_tokens r

@@ -117,6 +117,64 @@ ALERT_TEMPLATES: Mapping[str, Template] = {  # 80 % and 100 % of a quota or cap 
                    "or the key's cap is raised."),
         },
         button={"id": "Atur kunci", "en": "Edit the key"}, link="path", path="/proxy-keys"),
+    # A team member's own limits in a team (set by the team's owner or a manager): to the member, and to the owner
+    # (``email`` is the member's address); ``path`` is the team's usage page or its members page.
+    "alert_member_requests": Template(
+        subject={"id": "Webrana: {percent}% batas request bulanan Anda di tim {org_name} terpakai",
+                 "en": "Webrana: {percent}% of your monthly request limit in team {org_name} used"},
+        paragraphs={
+            "id": ("Anda telah memakai {percent}% batas request bulanan Anda di tim {org_name} untuk bulan "
+                   "{period_month}: {used} dari {limit} request dengan kunci tim.",
+                   "Batas ini ditetapkan oleh pemilik atau manajer tim. Saat batas tercapai, panggilan Anda dengan "
+                   "kunci tim ditolak (429) sampai bulan berganti (WIB) atau mereka menaikkannya."),
+            "en": ("You have used {percent}% of your monthly request limit in team {org_name} for "
+                   "{period_month}: {used} of {limit} requests with the team's keys.",
+                   "The team's owner or a manager set this limit. Once it is reached, your calls with the team's "
+                   "keys are refused (429) until the month ends (Asia/Jakarta) or they raise it."),
+        },
+        button={"id": "Lihat pemakaian tim", "en": "See team usage"}, link="path", path="/teams"),
+    "alert_member_requests_owner": Template(
+        subject={"id": "Webrana: {email} memakai {percent}% batas request bulanannya di tim {org_name}",
+                 "en": "Webrana: {email} used {percent}% of their monthly request limit in team {org_name}"},
+        paragraphs={
+            "id": ("Anggota {email} telah memakai {percent}% batas request bulanannya di tim {org_name} untuk "
+                   "bulan {period_month}: {used} dari {limit} request.",
+                   "Saat batas tercapai, panggilan anggota ini dengan kunci tim ditolak (429) sampai bulan berganti "
+                   "(WIB) atau batasnya dinaikkan di halaman anggota tim."),
+            "en": ("The member {email} has used {percent}% of their monthly request limit in team {org_name} "
+                   "for {period_month}: {used} of {limit} requests.",
+                   "Once the limit is reached, this member's calls with the team's keys are refused (429) until the "
+                   "month ends (Asia/Jakarta) or the limit is raised on the team's members page."),
+        },
+        button={"id": "Atur anggota", "en": "Manage members"}, link="path", path="/teams"),
+    "alert_member_spend": Template(
+        subject={"id": "Webrana: {percent}% batas belanja bulanan Anda di tim {org_name} terpakai",
+                 "en": "Webrana: {percent}% of your monthly spend limit in team {org_name} used"},
+        paragraphs={
+            "id": ("Anda telah membelanjakan {spent_idr} dengan kunci tim {org_name} pada {period_month}: "
+                   "{percent}% dari batas Anda {cap_idr}.",
+                   "Batas ini ditetapkan oleh pemilik atau manajer tim. Saat batas tercapai, panggilan Anda dengan "
+                   "kunci tim ditolak sampai bulan berganti (WIB) atau mereka menaikkannya."),
+            "en": ("You have spent {spent_idr} with team {org_name}'s keys in {period_month}: {percent}% of your "
+                   "{cap_idr} limit.",
+                   "The team's owner or a manager set this limit. Once it is reached, your calls with the team's "
+                   "keys are refused until the month ends (Asia/Jakarta) or they raise it."),
+        },
+        button={"id": "Lihat pemakaian tim", "en": "See team usage"}, link="path", path="/teams"),
+    "alert_member_spend_owner": Template(
+        subject={"id": "Webrana: {email} memakai {percent}% batas belanja bulanannya di tim {org_name}",
+                 "en": "Webrana: {email} used {percent}% of their monthly spend limit in team {org_name}"},
+        paragraphs={
+            "id": ("Anggota {email} telah membelanjakan {spent_idr} dengan kunci tim {org_name} pada "
+                   "{period_month}: {percent}% dari batasnya {cap_idr}.",
+                   "Saat batas tercapai, panggilan anggota ini dengan kunci tim ditolak sampai bulan berganti (WIB) "
+                   "atau batasnya dinaikkan di halaman anggota tim."),
+            "en": ("The member {email} has spent {spent_idr} with team {org_name}'s keys in {period_month}: "
+                   "{percent}% of their {cap_idr} limit.",
+                   "Once the limit is reached, this member's calls with the team's keys are refused until the month "
+                   "ends (Asia/Jakarta) or the limit is raised on the team's members page."),
+        },
+        button={"id": "Atur anggota", "en": "Manage members"}, link="path", path="/teams"),
 }
 
 TEMPLATES: Mapping[str, Template] = {
