@@ -89,3 +89,21 @@ async def test_the_webhook_is_set_on_the_settings_page_with_its_secret_shown_onc
     resp = await console.post("/settings/webhook/delete")
     assert resp.status == 303
     assert 'id="webhook-delete"' not in await console.get("/settings")
+
+
+async def test_a_members_limit_alert_names_the_team_limit_not_the_quota(console: Console, stack: Stack) -> None:
+    email = "member-alerted@example.co.id"
+    await console.signup(email)
+    pool = await create_pool(stack.db_url)
+    try:
+        user_id = await pool.fetchval("SELECT id FROM users WHERE email = $1", email)
+        org_id = await pool.fetchval("INSERT INTO organisations (name, owner_id) VALUES ('Tim Satu', $1) RETURNING id",
+                                     user_id)
+        await pool.execute("INSERT INTO org_members (org_id, user_id, role) VALUES ($1, $2, 'owner')", org_id, user_id)
+        month, _ = jakarta_month()
+        assert await record(pool, NewAlert(user_id, "member_requests", None, month, 80, 8, 10, True, org_id))
+    finally:
+        await pool.close()
+    html = await console.get("/overview")
+    assert "80% batas request bulanan Anda di tim Tim Satu" in html
+    assert BANNER_ID not in html
