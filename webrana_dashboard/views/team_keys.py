@@ -29,7 +29,7 @@ routes = web.RouteTableDef()
 async def _provider_page(request: web.Request, form: dict[str, str], errors: dict[str, str],
                          status: int = 200) -> web.Response:
     team, keys = await team_with(request, team_api(request).provider_keys())
-    return await render(request, "team_provider_keys.html", {
+    return await render(request, "provider_keys.html", {
         "nav": "team_provider_keys", "team": team.context(), "keys": keys,
         "providers": await provider_ids(request), "form": form, "errors": errors}, status=status)
 
@@ -103,7 +103,7 @@ async def _holders(team: Team) -> dict[str, str]:
 async def _proxy_page(request: web.Request, form: dict[str, str], errors: dict[str, str],
                       status: int = 200) -> web.Response:
     team, keys = await team_with(request, team_api(request).proxy_keys())
-    return await render(request, "team_proxy_keys.html", {
+    return await render(request, "proxy_keys.html", {
         "nav": "team_proxy_keys", "team": team.context(), "keys": keys, "holders": await _holders(team),
         "me": str((require_user(request).user or {}).get("id") or ""), "form": form, "name": form.get("name", ""),
         "providers": await provider_ids(request), "errors": errors}, status=status)
