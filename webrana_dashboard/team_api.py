@@ -3,7 +3,11 @@ bound to one team's path (``/api/orgs/{org_id}/...``), where the API checks the 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from urllib.parse import quote
+
+import aiohttp
 
 from webrana_dashboard.client import ApiClient, Credentials, Json
 
@@ -50,6 +54,15 @@ class TeamApi:
     async def get(self) -> Json:
         """Name, the caller's role, owner and seats; 404 when the caller is not a member."""
         return await self._call("GET")
+
+    async def rename(self, name: str) -> Json:
+        """The owner renames the team."""
+        return await self._call("PATCH", body={"name": name})
+
+    async def delete(self) -> Json:
+        """The owner deletes the team: its members lose it, its keys go, its running subscription goes back to the
+        owner's own account (unless they run one of their own)."""
+        return await self._call("DELETE")
 
     async def members(self) -> list[Json]:
         return await self._data("/members")
@@ -120,6 +133,14 @@ class TeamApi:
     async def usage_summary(self, first: str, last: str) -> Json:
         """Totals, per day, provider, model, member and key; a member's own calls only (``scope`` says which)."""
         return await self._call("GET", "/usage/summary", params={"from": first, "to": last})
+
+    async def usage_requests(self, params: Mapping[str, str]) -> Json:
+        """A page of the request log, newest first; ``member`` filters for managers (a member gets their own)."""
+        return await self._call("GET", "/usage/requests", params=dict(params))
+
+    def usage_export(self, first: str, last: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """The CSV export (every member's rows for managers, a member's own), streamed as the API sends it."""
+        return self._client.stream(self._creds, self._base + "/usage/export.csv", {"from": first, "to": last})
 
     # --- the team's billing (the owner's alone) ---------------------------------------------------------------
 

@@ -30,7 +30,7 @@ RANK: Final = {"member": 1, "manager": 2, "owner": 3}
 OFFERS: Final = {
     "members.manage": "manager", "invitations.manage": "manager", "provider_keys.manage": "manager",
     "proxy_keys.all": "manager", "usage.all": "manager", "org.transfer": "owner", "org.leave": "member",
-    "billing.manage": "owner", "limits.manage": "manager",
+    "billing.manage": "owner", "limits.manage": "manager", "org.rename": "owner", "org.delete": "owner",
 }
 
 

@@ -250,7 +250,7 @@ async def test_team_keys_usage_per_member_and_removal(
                  for p in (base + "/members", base + "/invitations", base + "/provider-keys", base + "/usage",
                            base + "/proxy-keys", "/teams")}
         assert costs == {base + "/members": (200, 2), base + "/invitations": (200, 2),
-                         base + "/provider-keys": (200, 2), base + "/usage": (200, 2),
+                         base + "/provider-keys": (200, 2), base + "/usage": (200, 3),  # the team, summary, log
                          base + "/proxy-keys": (200, 3),  # the holders' e-mails for the owner
                          "/teams": (200, 1)}
         assert await api_calls(stack, rina, base + "/proxy-keys", addresses) == (200, 2)

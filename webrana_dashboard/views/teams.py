@@ -1,5 +1,6 @@
 """Teams: the user's teams and creating one (Team plan), a team's members and roles (change a role, remove,
-transfer ownership, leave). What a role cannot do is not offered; the API refuses it anyway."""
+transfer ownership, leave), renaming and deleting the team (its owner). What a role cannot do is not offered; the
+API refuses it anyway."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from aiohttp import web
 
 from webrana_dashboard.client import ApiError
 from webrana_dashboard.forms import form_text
+from webrana_dashboard.middleware import error_page
 from webrana_dashboard.pages import api, creds, error_text, plans, redirect, render, require_user, t_of
 from webrana_dashboard.session import Session
 from webrana_dashboard.team_api import create_team
-from webrana_dashboard.workspaces import forget_team, org_id_of, refresh_teams, team_api, team_with
+from webrana_dashboard.workspaces import forget_team, org_id_of, refresh_teams, team_api, team_of, team_with
 
 routes = web.RouteTableDef()
 NAME_CHARS = 100  # the API's limit on a team's name
@@ -144,4 +146,57 @@ async def leave(request: web.Request) -> web.Response:
         return redirect(f"/teams/{org_id}/members")
     forget_team(session, org_id)
     session.flash("ok", t("teams.left"))
+    return redirect("/teams")
+
+
+@routes.post("/teams/{org_id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    """The owner renames the team (the API's ``org.rename``); the next page's answer renames it in the switcher."""
+    session = require_user(request)
+    t = t_of(request)
+    org_id = org_id_of(request)
+    name = form_text(await request.post(), "name", NAME_CHARS + 1).strip()
+    if not name:
+        session.flash("error", t("teams.team_name_required"))
+        return redirect(f"/teams/{org_id}/members")
+    try:
+        answer = await team_api(request).rename(name)
+    except ApiError as err:
+        if err.status not in (400, 403, 422):
+            raise
+        session.flash("error", error_text(t, err))
+    else:
+        session.flash("ok", t("teams.renamed", name=answer["name"]))
+    return redirect(f"/teams/{org_id}/members")
+
+
+@routes.get("/teams/{org_id}/delete")
+async def confirm_delete(request: web.Request) -> web.Response:
+    """What deleting the team takes with it, in the team's own numbers (one call: the team)."""
+    require_user(request)
+    team = await team_of(request)
+    if not team.can("org.delete"):
+        return await error_page(request, 403, t_of(request)("teams.delete_owner_only"))
+    return await render(request, "team_delete.html", {
+        "nav": "team_members", "team": team.context(),
+        "others": max(0, int(team.seats.get("members") or 1) - 1),
+        "invitations": int(team.seats.get("pending_invitations") or 0)})
+
+
+@routes.post("/teams/{org_id}/delete")
+async def delete(request: web.Request) -> web.Response:
+    """The owner deletes the team; the API hands its running subscription back to the owner's own account."""
+    session = require_user(request)
+    t = t_of(request)
+    org_id = org_id_of(request)
+    name = form_text(await request.post(), "name", NAME_CHARS + 1)
+    try:
+        await team_api(request).delete()
+    except ApiError as err:
+        if err.status not in (403, 409):
+            raise
+        session.flash("error", error_text(t, err))
+        return redirect(f"/teams/{org_id}/members")
+    forget_team(session, org_id)
+    session.flash("ok", t("teams.deleted", name=name))
     return redirect("/teams")

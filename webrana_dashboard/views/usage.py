@@ -11,13 +11,13 @@ from aiohttp import web
 from webrana_dashboard import formatting
 from webrana_dashboard.charts import bar_chart
 from webrana_dashboard.client import ApiError
+from webrana_dashboard.csv_relay import export_days, relay_csv
 from webrana_dashboard.pages import api, creds, field_errors, render, require_user, t_of
 from webrana_dashboard.usage_view import PRESETS, choose_range, day_bars
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 25  # calls per page of the request log
 MAX_CURSOR_CHARS = 512  # the API's cursors are ~60 characters
-EXPORT_CHUNK = 64 * 1024  # bytes relayed per write while streaming the CSV
 
 
 @routes.get("/usage")
@@ -65,18 +65,6 @@ async def usage(request: web.Request) -> web.Response:
 @routes.get("/usage/export.csv")
 async def export(request: web.Request) -> web.StreamResponse:
     require_user(request)
-    today = formatting.jakarta_today().isoformat()
-    first = request.query.get("from", today)[:10]
-    last = request.query.get("to", today)[:10]
-    async with api(request).usage_export(creds(request), first, last) as upstream:
-        resp = web.StreamResponse(headers={
-            "Content-Type": upstream.headers.get("Content-Type", "text/csv; charset=utf-8"),
-            "Content-Disposition": upstream.headers.get(
-                "Content-Disposition", f'attachment; filename="webrana-usage-{first}-{last}.csv"'),
-        })
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)  # on_prepare writes the (possibly refreshed) session cookie now
-        async for chunk in upstream.content.iter_chunked(EXPORT_CHUNK):
-            await resp.write(chunk)
-        await resp.write_eof()
-    return resp
+    first, last = export_days(request.query)
+    return await relay_csv(request, api(request).usage_export(creds(request), first, last),
+                           f"webrana-usage-{first}-{last}.csv")
