@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from webrana_proxy.usage import LINE_FIELDS, UsageRecord
+from webrana_proxy.usage import LINE_FIELDS, UsageRecord, batch_line, parse_lines, records_of
 from webrana_proxy.usage_journal import Journal, claim_dead
 
 
@@ -87,3 +87,14 @@ def test_the_line_is_an_array_by_position_and_older_lines_still_read() -> None:
     with pytest.raises(ValueError, match="more fields"):
         UsageRecord.from_json(orjson.dumps([*orjson.loads(line), "x"]))
     assert len(LINE_FIELDS) == len(orjson.loads(line))
+
+
+def test_a_batch_line_holds_a_loop_turns_rows_in_order() -> None:
+    rows = [record(i) for i in range(3)]
+    line = batch_line(rows)
+    assert line.count(b"\n") == 1 and line.startswith(b"[[")
+    assert records_of(line.rstrip(b"\n")) == rows
+    assert records_of(rows[0].to_line()) == [rows[0]]  # a line of one row (and the outage stream's lines)
+    assert records_of(orjson.dumps(rows[1], default=str)) == [rows[1]]  # a named row of an older version
+    rows_in_file, bad = parse_lines([line.rstrip(b"\n"), b'[["torn', rows[2].to_line().rstrip(b"\n")])
+    assert rows_in_file == [*rows, rows[2]] and bad == [b'[["torn']

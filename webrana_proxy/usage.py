@@ -121,16 +121,23 @@ class UsageRecord:
 
     @classmethod
     def from_json(cls, raw: bytes) -> UsageRecord:
-        """A row from a journal line: an array (this version's ``to_line``; fields only ever appended, so a line
-        written by an older version, shorter, takes the defaults of the rest) or an object with names (spill
-        files and journals of versions before the array)."""
-        parsed = orjson.loads(raw)
+        """A row from a line of one row: an array (``to_line``) or an object with names (spill files and
+        journals of versions before the array)."""
+        return cls.from_parsed(orjson.loads(raw))
+
+    @classmethod
+    def from_fields(cls, fields: list[Any]) -> UsageRecord:
+        """A row from its array: fields only ever appended, so an array written by an older version, shorter,
+        takes the defaults of the rest."""
+        if len(fields) > len(LINE_FIELDS):
+            raise ValueError("a journal line with more fields than this version knows")
+        return cls.from_parsed(dict(zip(LINE_FIELDS, fields, strict=False)))
+
+    @classmethod
+    def from_parsed(cls, parsed: Any) -> UsageRecord:
         if isinstance(parsed, list):
-            if len(parsed) > len(LINE_FIELDS):
-                raise ValueError("a journal line with more fields than this version knows")
-            d = dict(zip(LINE_FIELDS, parsed, strict=False))
-        else:
-            d = parsed
+            return cls.from_fields(parsed)
+        d = dict(parsed)
         legacy = d.pop("cost_idr", None)  # a row spilled before sql/0006: whole rupiah
         if legacy and not d.get("cost_idr_micro"):
             d["cost_idr_micro"] = legacy * 1_000_000
@@ -144,6 +151,20 @@ class UsageRecord:
 # A journal line's fields, in order. New fields go at the end (a line is read by position).
 LINE_FIELDS = tuple(UsageRecord.__dataclass_fields__)
 _LINE_FIELDS = operator.attrgetter(*LINE_FIELDS)
+
+
+def batch_line(records: list[UsageRecord]) -> bytes:
+    """One journal line holding several rows: a JSON array of ``to_line``'s arrays."""
+    return orjson.dumps([_LINE_FIELDS(r) for r in records], default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def records_of(raw: bytes) -> list[UsageRecord]:
+    """The rows of one journal line: a batch (an array of arrays), one row (an array), or one row with names
+    (spill files and journals of earlier versions)."""
+    parsed = orjson.loads(raw)
+    if isinstance(parsed, list) and parsed and isinstance(parsed[0], list):
+        return [UsageRecord.from_fields(fields) for fields in parsed]
+    return [UsageRecord.from_parsed(parsed)]
 
 
 def _text(value: str | None) -> str | None:
@@ -238,7 +259,7 @@ def parse_lines(lines: list[bytes]) -> tuple[list[UsageRecord], list[bytes]]:
         if not line.strip():
             continue
         try:
-            rows.append(UsageRecord.from_json(line))
+            rows.extend(records_of(line))
         except (ValueError, TypeError, KeyError, AttributeError):
             bad.append(line)
     return rows, bad
@@ -257,6 +278,8 @@ class UsageWriter:
         self.journaled = False  # True once the journal is open: calls write their row before their answer ends
         self._stream = OutageStream(redis) if redis is not None else None
         self._queue: deque[UsageRecord] = deque()
+        self._pending: list[UsageRecord] = []  # recorded this loop turn, journaled at the start of the next
+        self._journal_soon = False  # that write is queued
         self._done = 0  # queue positions committed or handed to the journal's backlog (the journal's trim mark)
         self._backlog: list[Path] = []  # own journal segments memory let go of: replayed from disk
         self._dead: list[DeadJournal] = []  # claimed journals of processes that are gone
@@ -278,17 +301,35 @@ class UsageWriter:
         return len(self._queue)
 
     def record(self, rec: UsageRecord) -> None:
-        """Journal and queue one row. Never blocks, never raises, never touches the database."""
-        if self._journal is not None or self._outage:
-            line = rec.to_line()
-            if self._journal is not None:
-                self._journal.append(line)
-            if self._outage:
-                self._to_mirror.append((rec.request_id, line))
-                self._mirror_wake.set()
+        """Queue one row and have it journaled at the start of the next loop turn, with every other row recorded
+        in this one (one line, one ``write(2)``); ``durable`` waits for that. Never blocks, never raises, never
+        touches the database."""
+        if self._journal is not None:
+            self._pending.append(rec)
+            if not self._journal_soon:
+                self._journal_soon = True
+                asyncio.get_running_loop().call_soon(self._journal_pending)
+        if self._outage:
+            self._to_mirror.append((rec.request_id, rec.to_line()))
+            self._mirror_wake.set()
         self._queue.append(rec)
         if len(self._queue) >= BATCH_MAX:
             self._wake.set()
+
+    def _journal_pending(self) -> None:
+        """The rows recorded since the last turn, as one journal line."""
+        self._journal_soon = False
+        pending = self._pending
+        if pending and self._journal is not None:
+            self._pending = []
+            self._journal.append(batch_line(pending), len(pending))
+
+    async def durable(self) -> None:
+        """Returns once every row recorded so far is in the journal (the page cache): a call awaits this before
+        the last bytes of its answer. The journal's write was queued (``call_soon``) when the first of those rows
+        was recorded, so it runs before this coroutine resumes: one loop turn, shared by every call of that turn."""
+        if self._journal_soon:
+            await asyncio.sleep(0)
 
     async def start(self) -> None:
         if self._folder is not None:
@@ -330,6 +371,7 @@ class UsageWriter:
         for dead in self._dead:
             dead.release()  # someone else replays them
         if self._journal is not None:
+            self._journal_pending()
             clean = not self._queue and not self._backlog
             await asyncio.to_thread(self._journal.close, remove=clean)
 
@@ -401,6 +443,7 @@ class UsageWriter:
     async def _flush_once(self) -> None:
         journal = self._journal
         if journal is not None:
+            self._journal_pending()  # a turn's rows stay in the segment their queue positions say
             journal.rotate()  # the segment in use is sealed at each batch: under steady load too, it gets trimmed
         n = min(BATCH_MAX, len(self._queue))
         batch = [self._queue[i] for i in range(n)]
@@ -463,6 +506,7 @@ class UsageWriter:
             return
         if self._journal is not None and not self._journal.failed:
             # Every queued row is in the journal: let memory go of all of them, replay them from disk later.
+            self._journal_pending()
             self._backlog.extend(self._journal.shed())
             self._done += len(self._queue)
             log.warning("usage queue full; rows wait in the journal until PostgreSQL returns",

@@ -1,8 +1,8 @@
 """The usage journal: every usage row is appended to a file of this process's own before its answer ends.
 
 One folder per process under ``WEBRANA_USAGE_JOURNAL_DIR`` (``journal-<pid>-<random>``), holding a ``lock`` file the
-process keeps ``flock``-ed for its whole life and numbered segments of JSON lines. A row costs one ``write(2)`` of
-its line (the page cache has it: a process crash loses nothing); a thread ``fsync``s every
+process keeps ``flock``-ed for its whole life and numbered segments of JSON lines. The rows recorded in one loop turn
+cost one ``write(2)`` of one line (the page cache has it: a process crash loses nothing); a thread ``fsync``s every
 ``WEBRANA_USAGE_FSYNC_INTERVAL`` (a node crash loses at most that). The writer seals the segment in use before each
 flush and deletes sealed segments once PostgreSQL committed every row in them.
 
@@ -61,8 +61,9 @@ class Journal:
                                         name="usage-journal-fsync")
         self._syncer.start()
 
-    def append(self, line: bytes) -> None:
-        self.rows += 1
+    def append(self, line: bytes, rows: int = 1) -> None:
+        """``line`` holds ``rows`` rows (positions in the writer's queue)."""
+        self.rows += rows
         try:
             written = os.write(self._fd, line)
         except OSError as exc:

@@ -27,6 +27,7 @@ from tests.fakes.scenario import FakeState
 from tests.gateway.conftest import wait_rows
 from tests.hardening.conftest import process_account
 from tests.processes import ProxyProcess, proxy_process
+from webrana_proxy.usage import records_of
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +132,7 @@ async def wait_written(db_url: str, count: int) -> None:
 
 
 def journal_rows(folder: Path) -> int:
-    return sum(len(p.read_bytes().splitlines()) for p in folder.glob("journal-*/*.jsonl"))
+    return sum(len(records_of(line)) for p in folder.glob("journal-*/*.jsonl") for line in p.read_bytes().splitlines())
 
 
 async def test_sigkill_right_after_the_last_answer_loses_no_row(

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import Account, wait_rows
 from webrana_proxy.state import USAGE
-from webrana_proxy.usage import UsageRecord, write_batch
+from webrana_proxy.usage import UsageRecord, records_of, write_batch
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
 
@@ -54,7 +54,8 @@ async def test_rows_beyond_the_queue_bound_wait_in_the_journal_and_all_arrive(
     journal_dir = tmp_path / "spill"  # the journal folder, where old spill files are replayed too
 
     def journaled() -> int:  # rows in this writer's journal segments
-        return sum(len(p.read_bytes().splitlines()) for p in journal_dir.glob("journal-*/*.jsonl"))
+        return sum(len(records_of(line)) for p in journal_dir.glob("journal-*/*.jsonl")
+                   for line in p.read_bytes().splitlines())
 
     conn = await asyncpg.connect(migrated)
     try:

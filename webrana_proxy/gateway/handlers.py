@@ -20,7 +20,7 @@ from webrana_proxy.jsonio import json_response, parse_json_object, read_body
 from webrana_proxy.keycache import Principal, ProviderKey
 from webrana_proxy.middleware import REQUEST_ID, check_ip_limit
 from webrana_proxy.providers.base import Provider
-from webrana_proxy.state import BREAKERS, PRICES, REGISTRY, SETTINGS, UPSTREAM
+from webrana_proxy.state import BREAKERS, PRICES, REGISTRY, SETTINGS, UPSTREAM, USAGE
 
 routes = web.RouteTableDef()
 Work = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
@@ -31,6 +31,7 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
     started = time.perf_counter()
     principal = await authenticate(request)
     call = Call(request[REQUEST_ID], principal, started, endpoint=endpoint, breakers=request.app[BREAKERS])
+    cancelled = False
     try:
         return await work(request, call)
     except WebranaError as err:
@@ -40,6 +41,7 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
             err.headers.update(call.served_headers())
         raise
     except asyncio.CancelledError:  # the client went away: aiohttp cancelled this handler
+        cancelled = True
         call.status = CLIENT_CLOSED
         call.error_type = "client_disconnected"
         raise
@@ -53,6 +55,8 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         # (metrics, log line; the row too when the journal is off) runs on the next loop turn, after the answer.
         seal_early(request.app, call)
         asyncio.get_running_loop().call_soon(record_call, request.app, call)
+        if not cancelled:  # nobody is waiting for an answer of a cancelled call
+            await request.app[USAGE].durable()
 
 
 run_call = _run_call  # the steps every call shares, for the other dialects' handlers (gateway/messages.py)

@@ -223,10 +223,11 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
         call.completion_chars = translator.completion_chars
         call.upstream_id = translator.upstream_id or call.upstream_id
 
-    def seal() -> None:
+    async def seal() -> None:  # before the write that ends the stream: the row is in the journal first
         if journaled and call.sealed is None:
             take_usage()
             seal_call(app, call)
+            await app[USAGE].durable()
 
     open_streams.inc()
     try:
@@ -245,7 +246,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 if hold:
                     raise _early(f"the provider sent nothing for {idle:g} s", "upstream_idle_timeout")
                 call.error_type = "upstream_idle_timeout"
-                seal()
+                await seal()
                 await out.write(inband(error_json(f"the provider sent nothing for {idle:g} s; stream ended",
                                                "timeout", "upstream_idle_timeout")))
                 break
@@ -253,7 +254,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                 if hold:
                     raise _early(f"the provider connection broke: {type(broken).__name__}", "upstream_reset")
                 call.error_type = "upstream_reset"
-                seal()
+                await seal()
                 await out.write(inband(error_json(f"the provider connection broke mid-stream: {type(broken).__name__}",
                                                "api_error", "upstream_reset")))
                 break
@@ -270,7 +271,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
                     await out.prepare(request)
                 if translator.error is not None and call.error_type is None:
                     call.error_type = _stream_error(translator)
-                seal()
+                await seal()
                 if tail:
                     await out.write(b"".join(tail))
                 clean_end = translator.done
@@ -287,14 +288,14 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
             if translator.done or translator.error is not None:  # these chunks end the stream
                 if translator.error is not None:
                     call.error_type = _stream_error(translator)
-                seal()
+                await seal()
             if chunks:
                 await out.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             if translator.error is not None:
                 break
         if clean_end and last is not None:
             await out.write(await last())
-        seal()
+        await seal()
         await out.write_eof()
     except ConnectionResetError:
         call.status = CLIENT_CLOSED
