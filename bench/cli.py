@@ -18,6 +18,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="usage logging throughput: rows/s into PostgreSQL through UsageWriter")
     mode.add_argument("--journal-ab", action="store_true",
                       help="the gateway with and without the usage journal, in interleaved rounds (medians)")
+    mode.add_argument("--paired", action="store_true",
+                      help="journal on/off and Messages/Responses vs chat, each pair measured at the same time on "
+                           "the same core (medians of per-round ratios)")
     mode.add_argument("--big-table", action="store_true",
                       help="10 million proxy_requests rows; EXPLAIN ANALYZE of the dashboard's usage queries")
     mode.add_argument("--profile", action="store_true",
@@ -35,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds per scenario in the dialect rounds (default 2)")
     p.add_argument("--journal-rounds", type=int, default=3,
                    help="--journal-ab: rounds, each measuring journal on and off (default 3)")
+    p.add_argument("--paired-rounds", type=int, default=5, help="--paired: rounds per pair (default 5)")
     p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 scaling scenarios")
     p.add_argument("--rows", type=int, default=10_000_000, help="--big-table: rows to generate (default 10M)")
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.journal_ab import run_journal_ab
 
         code = run_journal_ab(rounds=args.journal_rounds, duration=args.duration, python_load=args.python_load)
+    elif args.paired:
+        from bench.paired import run_paired
+
+        code = run_paired(rounds=args.paired_rounds, duration=args.duration, python_load=args.python_load)
     elif args.big_table:
         from bench.big_table import run_big_table
 
