@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--journal-rounds", type=int, default=3,
                    help="--journal-ab: rounds, each measuring journal on and off (default 3)")
     p.add_argument("--paired-rounds", type=int, default=5, help="--paired: rounds per pair (default 5)")
+    p.add_argument("--paired-only", default="", help="--paired: only these pairs (journal,messages,responses)")
     p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 scaling scenarios")
     p.add_argument("--rows", type=int, default=10_000_000, help="--big-table: rows to generate (default 10M)")
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.paired:
         from bench.paired import run_paired
 
-        code = run_paired(rounds=args.paired_rounds, duration=args.duration, python_load=args.python_load)
+        code = run_paired(rounds=args.paired_rounds, duration=args.duration, python_load=args.python_load,
+                          only=args.paired_only)
     elif args.big_table:
         from bench.big_table import run_big_table
 

@@ -6,7 +6,8 @@ Here the two sides run at once: two one-worker gateways pinned to the same core,
 generator (on the load core) at the same concurrency. Whatever the host does, it does to both; the core's time
 is shared fairly, so at c=64 the side that costs more CPU per call serves fewer calls, and the ratio of calls/s
 (and of CPU per call, from /proc, over the same window) is the ratio of their costs. At c=1 both are mostly idle
-and their added latencies (p50 minus the fake's own, measured right before) are compared the same way.
+and their added latencies (p50 minus the fake's own, measured right before) are compared; for that phase one
+gateway moves to the other core (alternating between rounds), so neither waits for the other's time slices.
 
 Pairs:
 - journal: the same gateway with the usage journal on and off (issue 17: calls/s within 3%, c=1 added latency
@@ -19,6 +20,8 @@ Every round starts both gateways afresh and swaps which one is started first. Me
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -122,15 +125,33 @@ def _direct_p50(h: Harness, side: Side, checks: dict[str, Check], duration: floa
                   duration=duration).p50_ms
 
 
+def _pin_all(pid: int, cores: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cores`` (sched_setaffinity moves one thread)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(tid), cores)
+
+
 def _round(h: Harness, gws: tuple[stack.Proc, stack.Proc], sides: tuple[Side, Side], checks: dict[str, Check],
-           duration: float) -> dict[str, Any]:
-    """Both sides at c=64 together, then at c=1 together; the fake's own c=1 latency for each side first."""
+           duration: float, mover: int) -> dict[str, Any]:
+    """Both sides at c=64 together on the gateway core, then at c=1 together, each on its own core (two processes
+    on one core would wait for each other's time slices, and the one making more system calls more often: at c=1
+    that, not the code, would decide); ``mover`` is the side moved to the load core for that phase (alternate it
+    between rounds). The fake's own c=1 latency for each side first."""
     jobs = [(gw, _url(gw, s), s, checks[s.name], s.gateway_headers) for gw, s in zip(gws, sides, strict=True)]
     for gw, s in zip(gws, sides, strict=True):
         _warm(h, gw, s, checks[s.name])
     high = _together(h, jobs, HIGH, duration)
     direct = [_direct_p50(h, s, checks, duration / 2) for s in sides]
-    low = _together(h, jobs, 1, duration)
+    load, home = h.pinning.load, h.pinning.gateway
+    if load is not None and home is not None:
+        _pin_all(gws[mover].pid, {load})
+        try:
+            low = _together(h, jobs, 1, duration)
+        finally:
+            _pin_all(gws[mover].pid, home)
+    else:
+        low = _together(h, jobs, 1, duration)
     out: dict[str, Any] = {}
     for i, s in enumerate(sides):
         out[f"{i}"] = {"side": s.name, "rate_c64": high[i].load.rate, "cpu_ms_per_call_c64": high[i].cpu_ms_per_call,
@@ -148,7 +169,7 @@ def _checks(h: Harness, sides: dict[str, Side], gw: stack.Proc) -> dict[str, Che
     return checks
 
 
-def run_paired(*, rounds: int, duration: float, python_load: bool) -> int:
+def run_paired(*, rounds: int, duration: float, python_load: bool, only: str = "") -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "rounds": rounds,
                                "duration_s": duration, "pairs": {}}
@@ -165,14 +186,17 @@ def run_paired(*, rounds: int, duration: float, python_load: bool) -> int:
             ("messages", ("messages", "chat"), (True, True)),
             ("responses", ("responses", "chat"), (True, True)),
         ]
+        wanted = {w.strip() for w in only.split(",") if w.strip()}
         for title, (a, b), journals in pairs:
+            if wanted and title.split()[0] not in wanted:
+                continue
             per_round = []
             for r in range(rounds):
                 swap = r % 2 == 1 and journals[0] == journals[1]  # same settings: the sides swap gateways
                 gws = _start_pair(h, journals, first=r % 2)
                 try:
                     order = (sides[b], sides[a]) if swap else (sides[a], sides[b])
-                    got = _round(h, gws, order, checks, duration)
+                    got = _round(h, gws, order, checks, duration, mover=r % 2)
                 finally:
                     _stop(h, *gws)
                 journal_pair = journals[0] != journals[1]

@@ -54,9 +54,11 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         # before its last write), so a crash after the answer cannot lose it. The rest of the bookkeeping
         # (metrics, log line; the row too when the journal is off) runs on the next loop turn, after the answer.
         seal_early(request.app, call)
-        asyncio.get_running_loop().call_soon(record_call, request.app, call)
-        if not cancelled:  # nobody is waiting for an answer of a cancelled call
-            await request.app[USAGE].durable()
+        try:
+            if not cancelled:  # nobody is waiting for an answer of a cancelled call
+                await request.app[USAGE].durable()
+        finally:  # scheduled after that turn, so it runs after the answer is written, not before
+            asyncio.get_running_loop().call_soon(record_call, request.app, call)
 
 
 run_call = _run_call  # the steps every call shares, for the other dialects' handlers (gateway/messages.py)
