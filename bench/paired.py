@@ -12,6 +12,8 @@ gateway moves to the other core (alternating between rounds), so neither waits f
 Pairs:
 - journal: the same gateway with the usage journal on and off (issue 17: calls/s within 3%, c=1 added latency
   within 0.03 ms), json and stream;
+- alias: a stream through a ``wbr/`` alias against the same stream to the alias's model (issue 16: calls/s at
+  least 95%, c=1 added latency at most 0.05 ms more);
 - messages / responses: a Messages (or Responses) passthrough stream on one gateway against a chat passthrough
   stream on the other (issue 12: added latency and CPU per call within 10% of chat's); the sides swap gateways
   every round, so a difference between the two processes cancels out.
@@ -38,6 +40,8 @@ from bench.overhead import HIGH, WARMUP_SECONDS
 JOURNAL_RATE_TOLERANCE = 0.03  # issue 17: calls/s within 3%
 JOURNAL_LATENCY_TOLERANCE_MS = 0.03  # issue 17: c=1 added latency within 0.03 ms
 DIALECT_SLACK = 1.10  # issue 12: within 10% of the chat passthrough's added latency and CPU per call
+ALIAS_RATE_FLOOR = 0.95  # issue 16: an alias's stream calls/s at c=64 at least 95% of its model's
+ALIAS_LATENCY_SLACK_MS = 0.05  # issue 16: and its c=1 added latency at most 0.05 ms more
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ def _sides(h: Harness) -> dict[str, Side]:
     return {
         "chat-json": Side("chat-json", h.json_body, h.direct_url, h.direct_headers, chat, h.gateway_headers),
         "chat": Side("chat", h.stream_body, h.direct_url, h.direct_headers, chat, h.gateway_headers),
+        "alias": Side("alias", h.alias_stream_body, h.direct_url, h.direct_headers, chat, h.gateway_headers),
         "messages": Side("messages", h.messages_body, h.direct_messages_url, h.direct_messages_headers,
                          "/v1/messages?beta=true", h.gateway_messages_headers),
         "responses": Side("responses", h.responses_body, h.direct_responses_url, h.direct_headers,
@@ -185,6 +190,7 @@ def run_paired(*, rounds: int, duration: float, python_load: bool, only: str = "
             ("journal stream", ("chat", "chat"), (True, False)),
             ("messages", ("messages", "chat"), (True, True)),
             ("responses", ("responses", "chat"), (True, True)),
+            ("alias", ("alias", "chat"), (True, True)),
         ]
         wanted = {w.strip() for w in only.split(",") if w.strip()}
         for title, (a, b), journals in pairs:
@@ -227,6 +233,11 @@ def _figures(title: str, rounds: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _verdict(title: str, f: dict[str, Any]) -> str:
+    if title == "alias":
+        ok = f["rate_ratio_c64"] >= ALIAS_RATE_FLOOR and f["added_c1_diff_ms"] <= ALIAS_LATENCY_SLACK_MS
+        return (f"alias vs its model (chat passthrough stream), medians of per-round figures: calls/s at c64 "
+                f"x{f['rate_ratio_c64']:.3f} (CPU per call x{f['cpu_ratio_c64']:.3f}), c1 added latency "
+                f"{f['added_c1_diff_ms']:+.3f} ms: {'PASS' if ok else 'MISS'} (>= x0.95, <= +0.05 ms)")
     if title.startswith("journal"):
         ok = abs(1 - f["rate_ratio_c64"]) <= JOURNAL_RATE_TOLERANCE and \
             abs(f["added_c1_diff_ms"]) <= JOURNAL_LATENCY_TOLERANCE_MS
