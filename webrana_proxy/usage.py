@@ -280,6 +280,8 @@ class UsageWriter:
         self._queue: deque[UsageRecord] = deque()
         self._pending: list[UsageRecord] = []  # recorded this loop turn, journaled at the start of the next
         self._journal_soon = False  # that write is queued
+        self._turn_rows = 0  # rows recorded in this loop turn
+        self._busy = False  # the last turn recorded more than one: batch them all
         self._done = 0  # queue positions committed or handed to the journal's backlog (the journal's trim mark)
         self._backlog: list[Path] = []  # own journal segments memory let go of: replayed from disk
         self._dead: list[DeadJournal] = []  # claimed journals of processes that are gone
@@ -301,20 +303,32 @@ class UsageWriter:
         return len(self._queue)
 
     def record(self, rec: UsageRecord) -> None:
-        """Queue one row and have it journaled at the start of the next loop turn, with every other row recorded
-        in this one (one line, one ``write(2)``); ``durable`` waits for that. Never blocks, never raises, never
-        touches the database."""
+        """Journal and queue one row. Under load the rows recorded in one loop turn are journaled together at the
+        start of the next turn (one line, one ``write(2)``), which ``durable`` waits for; when the last turn had
+        one row at most (low load), the first row of a turn is written at once and its call does not wait. Never
+        blocks, never raises, never touches the database."""
         if self._journal is not None:
-            self._pending.append(rec)
-            if not self._journal_soon:
-                self._journal_soon = True
-                asyncio.get_running_loop().call_soon(self._journal_pending)
+            self._turn_rows += 1
+            first = self._turn_rows == 1
+            if first:
+                asyncio.get_running_loop().call_soon(self._end_turn)
+            if first and not self._busy:  # the last turn had one row at most: this one likely too, write it now
+                self._journal.append(rec.to_line())
+            else:
+                self._pending.append(rec)
+                if not self._journal_soon:
+                    self._journal_soon = True
+                    asyncio.get_running_loop().call_soon(self._journal_pending)
         if self._outage:
             self._to_mirror.append((rec.request_id, rec.to_line()))
             self._mirror_wake.set()
         self._queue.append(rec)
         if len(self._queue) >= BATCH_MAX:
             self._wake.set()
+
+    def _end_turn(self) -> None:
+        self._busy = self._turn_rows > 1
+        self._turn_rows = 0
 
     def _journal_pending(self) -> None:
         """The rows recorded since the last turn, as one journal line."""
@@ -326,8 +340,9 @@ class UsageWriter:
 
     async def durable(self) -> None:
         """Returns once every row recorded so far is in the journal (the page cache): a call awaits this before
-        the last bytes of its answer. The journal's write was queued (``call_soon``) when the first of those rows
-        was recorded, so it runs before this coroutine resumes: one loop turn, shared by every call of that turn."""
+        the last bytes of its answer. Rows waiting for the next turn's write were queued (``call_soon``) when the
+        first of them was recorded, so that write runs before this coroutine resumes: one loop turn, shared by
+        every call of that turn; with nothing waiting, no turn."""
         if self._journal_soon:
             await asyncio.sleep(0)
 
