@@ -10,8 +10,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import PASSWORD
 from tests.dashboard.conftest import Stack
+from tests.dashboard.flows import browser_user_with_keys
 
 pytestmark = pytest.mark.browser
 
@@ -25,27 +25,10 @@ async def test_set_a_keys_cap_in_the_console_and_see_a_call_refused(browser: obj
 
     assert isinstance(browser, Browser)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page: Page = await context.new_page()
-    page.set_default_timeout(STEP_TIMEOUT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    context, page, problems = await browser_user_with_keys(browser, stack, "capped@example.co.id",
+                                                           timeout_ms=STEP_TIMEOUT_MS)
+    assert isinstance(page, Page)
     console = stack.console_url
-
-    await page.goto(console + "/signup")
-    await page.fill("#email", "capped@example.co.id")
-    await page.fill("#password", PASSWORD)
-    await page.fill("#password_confirm", PASSWORD)
-    await page.click("button[type=submit].primary")
-    await page.wait_for_url(console + "/overview")
-    await page.click("nav.mainnav >> text=Kunci provider")
-    await page.select_option("#provider", "openai")
-    await page.fill("#name", "utama")
-    await page.fill("#key", "sk-proj-fakeOPENAI0000000000001")
-    await page.click("button:has-text('Simpan kunci')")
-    await page.click("nav.mainnav >> text=Kunci Webrana")
-    await page.fill("#name", "skrip")
-    await page.click("button:has-text('Buat kunci')")
     key = (await page.locator("#new-key").inner_text()).strip()
 
     # The key's rules page: a cap of Rp 10 a month.
