@@ -5,9 +5,10 @@ this VM's speed moves 20-30% between neighbouring runs, and more when its host i
 Here the two sides run at once: two one-worker gateways pinned to the same core, each driven by its own load
 generator (on the load core) at the same concurrency. Whatever the host does, it does to both; the core's time
 is shared fairly, so at c=64 the side that costs more CPU per call serves fewer calls, and the ratio of calls/s
-(and of CPU per call, from /proc, over the same window) is the ratio of their costs. At c=1 both are mostly idle
-and their added latencies (p50 minus the fake's own, measured right before) are compared; for that phase one
-gateway moves to the other core (alternating between rounds), so neither waits for the other's time slices.
+(and of CPU per call, from /proc, over the same window) is the ratio of their costs. At c=1 the two cannot run at once
+(on one core each waits for the other's time slices; on two cores the core decides, by as much as 1 ms here), so
+each is driven alone in one-second slices in mirrored order (A B B A), both on the gateway core, and their added
+latencies (median of the slices' p50s minus the fake's own, measured right before) are compared.
 
 Pairs:
 - journal: the same gateway with the usage journal on and off (issue 17: calls/s within 3%, c=1 added latency
@@ -22,8 +23,6 @@ Every round starts both gateways afresh and swaps which one is started first. Me
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,30 +78,46 @@ def _url(gw: stack.Proc, side: Side) -> str:
     return f"http://127.0.0.1:{gw.port}{side.path}"
 
 
-def _together(h: Harness, jobs: list[tuple[stack.Proc, str, Side, Check, dict[str, str]]],
-              concurrency: int, duration: float) -> list[Measured]:
+Job = tuple[stack.Proc, str, Side, Check, dict[str, str]]
+C1_SLICES = 4  # one-second c=1 slices per side and round, in mirrored order
+
+
+def _load(h: Harness, jobs: list[Job], i: int, concurrency: int, duration: float) -> LoadResult:
+    _, url, side, check, headers = jobs[i]
+    script_dir = h.logs / f"paired-{i}"
+    script_dir.mkdir(exist_ok=True)
+    if h.wrk:
+        from bench import loadgen
+
+        return loadgen.run_wrk(h.wrk, url, side.body, headers, check, concurrency=concurrency,
+                               duration=duration, script_dir=script_dir, core=h.pinning.load)
+    return h.load(url, side.body, headers, check, concurrency=concurrency, duration=duration)
+
+
+def _together(h: Harness, jobs: list[Job], concurrency: int, duration: float) -> list[Measured]:
     """Run every job's load at once (one load generator each, all on the load core); CPU per call of each
     job's gateway over the same window."""
     before = [procstat.sample([gw.pid]) for gw, *_ in jobs]
-
-    def one(i: int) -> LoadResult:
-        _, url, side, check, headers = jobs[i]
-        script_dir = h.logs / f"paired-{i}"
-        script_dir.mkdir(exist_ok=True)
-        if h.wrk:
-            from bench import loadgen
-
-            return loadgen.run_wrk(h.wrk, url, side.body, headers, check, concurrency=concurrency,
-                                   duration=duration, script_dir=script_dir, core=h.pinning.load)
-        return h.load(url, side.body, headers, check, concurrency=concurrency, duration=duration)
-
     with ThreadPoolExecutor(len(jobs)) as pool:
-        loads = list(pool.map(one, range(len(jobs))))
+        loads = list(pool.map(lambda i: _load(h, jobs, i, concurrency, duration), range(len(jobs))))
     out = []
     for (gw, *_), b, load in zip(jobs, before, loads, strict=True):
         cpu = procstat.sample([gw.pid]).cpu_seconds - b.cpu_seconds
         out.append(Measured(load, round(cpu * 1000 / load.calls, 4) if load.calls else 0.0))
     return out
+
+
+def _alternating_c1(h: Harness, jobs: list[Job]) -> list[tuple[float, int]]:
+    """Each job alone at c=1 in one-second slices, mirrored order (A B B A ...): per job the median of its
+    slices' p50s and its failures. Whatever drifts during the round drifts for both alike."""
+    p50s: list[list[float]] = [[] for _ in jobs]
+    failed = [0] * len(jobs)
+    for k in range(C1_SLICES):
+        for i in (range(len(jobs)) if k % 2 == 0 else reversed(range(len(jobs)))):
+            load = _load(h, jobs, i, 1, 1.0)
+            p50s[i].append(load.p50_ms)
+            failed[i] += load.failures
+    return [(statistics.median(p), f) for p, f in zip(p50s, failed, strict=True)]
 
 
 def _start_pair(h: Harness, journals: tuple[bool, bool], first: int) -> tuple[stack.Proc, stack.Proc]:
@@ -130,39 +145,23 @@ def _direct_p50(h: Harness, side: Side, checks: dict[str, Check], duration: floa
                   duration=duration).p50_ms
 
 
-def _pin_all(pid: int, cores: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cores`` (sched_setaffinity moves one thread)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(tid), cores)
-
-
 def _round(h: Harness, gws: tuple[stack.Proc, stack.Proc], sides: tuple[Side, Side], checks: dict[str, Check],
-           duration: float, mover: int) -> dict[str, Any]:
-    """Both sides at c=64 together on the gateway core, then at c=1 together, each on its own core (two processes
-    on one core would wait for each other's time slices, and the one making more system calls more often: at c=1
-    that, not the code, would decide); ``mover`` is the side moved to the load core for that phase (alternate it
-    between rounds). The fake's own c=1 latency for each side first."""
-    jobs = [(gw, _url(gw, s), s, checks[s.name], s.gateway_headers) for gw, s in zip(gws, sides, strict=True)]
+           duration: float) -> dict[str, Any]:
+    """Both sides at c=64 together on the gateway core, then each alone at c=1 in alternating slices; the
+    fake's own c=1 latency for each side right before."""
+    jobs: list[Job] = [(gw, _url(gw, s), s, checks[s.name], s.gateway_headers)
+                       for gw, s in zip(gws, sides, strict=True)]
     for gw, s in zip(gws, sides, strict=True):
         _warm(h, gw, s, checks[s.name])
     high = _together(h, jobs, HIGH, duration)
     direct = [_direct_p50(h, s, checks, duration / 2) for s in sides]
-    load, home = h.pinning.load, h.pinning.gateway
-    if load is not None and home is not None:
-        _pin_all(gws[mover].pid, {load})
-        try:
-            low = _together(h, jobs, 1, duration)
-        finally:
-            _pin_all(gws[mover].pid, home)
-    else:
-        low = _together(h, jobs, 1, duration)
+    low = _alternating_c1(h, jobs)
     out: dict[str, Any] = {}
     for i, s in enumerate(sides):
         out[f"{i}"] = {"side": s.name, "rate_c64": high[i].load.rate, "cpu_ms_per_call_c64": high[i].cpu_ms_per_call,
-                       "failed_c64": high[i].load.failures, "p50_c1_ms": low[i].load.p50_ms,
-                       "direct_p50_c1_ms": direct[i], "added_c1_ms": round(low[i].load.p50_ms - direct[i], 4),
-                       "failed_c1": low[i].load.failures}
+                       "failed_c64": high[i].load.failures, "p50_c1_ms": low[i][0],
+                       "direct_p50_c1_ms": direct[i], "added_c1_ms": round(low[i][0] - direct[i], 4),
+                       "failed_c1": low[i][1]}
     return out
 
 
@@ -202,7 +201,7 @@ def run_paired(*, rounds: int, duration: float, python_load: bool, only: str = "
                 gws = _start_pair(h, journals, first=r % 2)
                 try:
                     order = (sides[b], sides[a]) if swap else (sides[a], sides[b])
-                    got = _round(h, gws, order, checks, duration, mover=r % 2)
+                    got = _round(h, gws, order, checks, duration)
                 finally:
                     _stop(h, *gws)
                 journal_pair = journals[0] != journals[1]
