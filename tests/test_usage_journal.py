@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from webrana_proxy.usage import LINE_FIELDS, UsageRecord, batch_line, parse_lines, records_of
-from webrana_proxy.usage_journal import Journal, claim_dead
+from webrana_proxy.usage_journal import LOCK_NAME, STAGING_GRACE_SECONDS, STAGING_PREFIX, Journal, claim_dead
 
 
 def record(n: int) -> UsageRecord:
@@ -98,3 +99,30 @@ def test_a_batch_line_holds_a_loop_turns_rows_in_order() -> None:
     assert records_of(orjson.dumps(rows[1], default=str)) == [rows[1]]  # a named row of an older version
     rows_in_file, bad = parse_lines([line.rstrip(b"\n"), b'[["torn', rows[2].to_line().rstrip(b"\n")])
     assert rows_in_file == [*rows, rows[2]] and bad == [b'[["torn']
+
+
+def test_staging_folders_of_processes_that_died_creating_their_journal_are_removed(tmp_path: Path) -> None:
+    def staging(name: str, *, lock: bool, age: float) -> tuple[Path, int | None]:
+        path = tmp_path / f"{STAGING_PREFIX}{name}"
+        path.mkdir()
+        fd = None
+        if lock:
+            fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        old = datetime.now(UTC).timestamp() - age
+        os.utime(path, (old, old))
+        return path, fd
+
+    dead, fd = staging("1-dead", lock=True, age=STAGING_GRACE_SECONDS + 5)
+    assert fd is not None
+    os.close(fd)  # the process died: its lock went with it
+    lockless, _ = staging("2-lockless", lock=False, age=STAGING_GRACE_SECONDS + 5)
+    alive, held = staging("3-alive", lock=True, age=STAGING_GRACE_SECONDS + 5)
+    assert held is not None
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fresh, _ = staging("4-fresh", lock=False, age=0)  # being created right now: renamed in a moment
+    try:
+        assert claim_dead(tmp_path, None, set()) == []
+        assert not dead.exists() and not lockless.exists()
+        assert alive.exists() and fresh.exists()
+    finally:
+        os.close(held)

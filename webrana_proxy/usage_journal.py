@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,9 +170,11 @@ class DeadJournal:
 
 
 def claim_dead(folder: Path, own: Path | None, held: set[Path]) -> list[DeadJournal]:
-    """Journals in ``folder`` whose owner is gone, now locked by us (``held``: those we hold already)."""
+    """Journals in ``folder`` whose owner is gone, now locked by us (``held``: those we hold already). Staging
+    folders of processes that died while creating their journal are removed on the way."""
     if not folder.is_dir():
         return []
+    _remove_dead_staging(folder)
     claimed = []
     for path in sorted(folder.glob(JOURNAL_PREFIX + "*")):
         if path == own or path in held:
@@ -190,3 +193,29 @@ def claim_dead(folder: Path, own: Path | None, held: set[Path]) -> list[DeadJour
             continue
         claimed.append(DeadJournal(path, fd))
     return claimed
+
+
+STAGING_GRACE_SECONDS = 60.0  # a staging folder without a lock this old was left by a crash, not being created
+
+
+def _remove_dead_staging(folder: Path) -> None:
+    """A staging folder never holds rows (segments are made after the rename). One a minute old whose lock is free
+    (or missing) belongs to a process that died between ``mkdir`` and ``rename``: a live one renames it at once."""
+    for path in folder.glob(STAGING_PREFIX + "*"):
+        try:
+            if time.time() - path.stat().st_mtime < STAGING_GRACE_SECONDS:
+                continue
+            fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its process is alive after all
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
