@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,15 @@ import orjson
 import pytest
 
 from webrana_proxy.usage import LINE_FIELDS, UsageRecord, batch_line, parse_lines, records_of
-from webrana_proxy.usage_journal import LOCK_NAME, STAGING_GRACE_SECONDS, STAGING_PREFIX, Journal, claim_dead
+from webrana_proxy.usage_journal import (
+    LOCK_NAME,
+    SEGMENT_BYTES,
+    STAGING_GRACE_SECONDS,
+    STAGING_PREFIX,
+    Journal,
+    claim_dead,
+    segment_bytes,
+)
 
 
 def record(n: int) -> UsageRecord:
@@ -27,14 +36,29 @@ def segments(journal: Journal) -> list[Path]:
     return sorted(journal.path.glob("*.jsonl"))
 
 
+def lines_in(path: Path) -> bytes:
+    return segment_bytes(path.read_bytes())
+
+
+def spare_ready(journal: Journal) -> None:
+    """The syncer makes the next segment ahead, right after it starts."""
+    deadline = time.monotonic() + 10
+    while journal._spare is None:
+        assert time.monotonic() < deadline, "no spare segment made"
+        time.sleep(0.01)
+
+
 def test_a_row_is_in_the_segment_file_as_soon_as_append_returns(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 60.0)  # the syncer never runs during the test
+    journal = Journal(tmp_path, 60.0)  # the syncer makes a spare segment, then sleeps through the test
     try:
         lines = [record(i).to_line() for i in range(3)]
         for line in lines:
             journal.append(line)
-        [segment] = segments(journal)
-        assert segment.read_bytes() == b"".join(lines)  # another reader of the file: the page cache has them
+        in_use = segments(journal)[0]
+        assert lines_in(in_use) == b"".join(lines)  # another reader of the file: the page cache has them
+        # The rows overwrote zeros written ahead: the file's size never changed (no filesystem transaction).
+        assert in_use.stat().st_size == SEGMENT_BYTES
+        assert in_use.read_bytes()[len(b"".join(lines)):] == bytes(SEGMENT_BYTES - len(b"".join(lines)))
     finally:
         journal.close(remove=True)
     assert not journal.path.exists()
@@ -46,16 +70,39 @@ def test_sealed_segments_are_trimmed_once_committed(tmp_path: Path) -> None:
         one, two, three = (record(i).to_line() for i in (1, 2, 3))
         journal.append(one)
         journal.append(two)
+        first = segments(journal)[0]
         journal.rotate()
         journal.rotate()  # nothing new: no empty segment sealed
         journal.append(three)
-        first, second = segments(journal)
-        assert first.read_bytes() == one + two
+        assert lines_in(first) == one + two
         assert journal.trim(1) == []
         assert journal.trim(2) == [first]
+        [second] = [p for p in segments(journal) if p != first and lines_in(p)]
     finally:
         journal.close(remove=False)
-    assert second.read_bytes() == three
+    assert lines_in(second) == three
+    assert [p for p in segments(journal) if not lines_in(p)] == []  # the unused spare is gone
+
+
+def test_a_full_segment_goes_on_in_the_next_and_a_huge_line_gets_its_own(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 60.0)
+    try:
+        spare_ready(journal)
+        line = record(1).to_line()
+        n = SEGMENT_BYTES // len(line) + 5  # more than one segment holds
+        for _ in range(n):
+            journal.append(line)
+        huge = orjson.dumps([list(record(2).to_line().decode())] * 3) + b"\n"  # a line larger than a segment
+        huge = huge * (SEGMENT_BYTES // len(huge) + 1)
+        journal.append(huge)
+        sealed = journal.trim(journal.rows)  # every row counted: every sealed segment listed, oldest first
+        assert len(sealed) == 2
+        assert [len(lines_in(p).splitlines()) for p in sealed] == [SEGMENT_BYTES // len(line), 5]
+        [last] = [p for p in segments(journal) if p not in sealed and lines_in(p)]
+        assert lines_in(last) == huge
+        assert not journal.failed
+    finally:
+        journal.close(remove=True)
 
 
 def test_a_dead_processs_journal_is_claimed_and_read_row_by_row(tmp_path: Path) -> None:
@@ -65,11 +112,11 @@ def test_a_dead_processs_journal_is_claimed_and_read_row_by_row(tmp_path: Path) 
         journal.append(line)
     journal._stop.set()
     journal._syncer.join()
-    os.close(journal._lock_fd)  # what the kernel does for a process killed with -9: the lock goes, the file stays
+    os.close(journal._lock_fd)  # what the kernel does for a process killed with -9: the lock goes, the files stay
     [dead] = claim_dead(tmp_path, None, set())
     try:
-        [segment] = dead.segments()
-        rows = [UsageRecord.from_json(row) for row in segment.read_bytes().splitlines()]
+        found = b"".join(lines_in(p) for p in dead.segments())  # the one in use, and a spare of zeros
+        rows = [UsageRecord.from_json(row) for row in found.splitlines()]
         assert [r.request_id for r in rows] == [f"req_{i:016x}" for i in range(5)]
     finally:
         dead.release()

@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from webrana_proxy.db import Conn
 from webrana_proxy.metrics import Metrics
-from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead
+from webrana_proxy.usage_journal import DeadJournal, Journal, claim_dead, segment_bytes
 from webrana_proxy.usage_redis import OutageStream
 
 log = logging.getLogger("webrana.usage")
@@ -459,7 +459,7 @@ class UsageWriter:
         journal = self._journal
         if journal is not None:
             self._journal_pending()  # a turn's rows stay in the segment their queue positions say
-            journal.rotate()  # the segment in use is sealed at each batch: under steady load too, it gets trimmed
+            journal.rotate_if_due()  # sealed every couple of seconds under steady load too: it gets trimmed
         n = min(BATCH_MAX, len(self._queue))
         batch = [self._queue[i] for i in range(n)]
         inserted = await self._write(batch)
@@ -683,7 +683,7 @@ def _append(path: Path, data: bytes) -> None:
 
 
 def _read_all(path: Path) -> bytes:
-    return path.read_bytes() if path.exists() else b""
+    return segment_bytes(path.read_bytes()) if path.exists() else b""
 
 
 def _unlink_all(paths: list[Path]) -> None:

@@ -28,6 +28,7 @@ from tests.gateway.conftest import wait_rows
 from tests.hardening.conftest import process_account
 from tests.processes import ProxyProcess, proxy_process
 from webrana_proxy.usage import records_of
+from webrana_proxy.usage_journal import segment_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +133,8 @@ async def wait_written(db_url: str, count: int) -> None:
 
 
 def journal_rows(folder: Path) -> int:
-    return sum(len(records_of(line)) for p in folder.glob("journal-*/*.jsonl") for line in p.read_bytes().splitlines())
+    return sum(len(records_of(line)) for p in folder.glob("journal-*/*.jsonl")
+               for line in segment_bytes(p.read_bytes()).splitlines())
 
 
 async def test_sigkill_right_after_the_last_answer_loses_no_row(
@@ -241,7 +243,8 @@ async def test_a_surviving_worker_replays_a_killed_workers_journal(
             # call answered 200 has its row, and the victim below must hold some in its journal.
             answered = statuses.count(200)
             assert answered > 0, statuses
-            held = {w.pid: sum(len(p.read_bytes().splitlines()) for p in journal.glob(f"journal-{w.pid}-*/*.jsonl"))
+            held = {w.pid: sum(len(segment_bytes(p.read_bytes()).splitlines())
+                               for p in journal.glob(f"journal-{w.pid}-*/*.jsonl"))
                     for w in workers_of(proxy)}
             victim = max(held, key=lambda pid: held[pid])
             assert held[victim] > 0, held

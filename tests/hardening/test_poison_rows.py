@@ -21,6 +21,7 @@ from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import Account, wait_rows
 from webrana_proxy.state import USAGE
 from webrana_proxy.usage import UsageRecord, records_of, write_batch
+from webrana_proxy.usage_journal import segment_bytes
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
 
@@ -55,7 +56,7 @@ async def test_rows_beyond_the_queue_bound_wait_in_the_journal_and_all_arrive(
 
     def journaled() -> int:  # rows in this writer's journal segments
         return sum(len(records_of(line)) for p in journal_dir.glob("journal-*/*.jsonl")
-                   for line in p.read_bytes().splitlines())
+                   for line in segment_bytes(p.read_bytes()).splitlines())
 
     conn = await asyncpg.connect(migrated)
     try:
