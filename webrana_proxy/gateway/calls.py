@@ -86,11 +86,14 @@ class Call:
                 "x-webrana-attempts": str(self.attempts)}
 
 
-def seal_early(app: web.Application, call: Call) -> None:
+def seal_early(app: web.Application, call: Call) -> bool:
     """Seal the row now if the journal is on (the answer is about to end); otherwise ``record_call`` does it after
-    the answer, as it always has (nothing would be durable earlier anyway)."""
+    the answer, as it always has (nothing would be durable earlier anyway). True: sealed now, so the caller awaits
+    ``UsageWriter.durable`` before the answer (a row sealed earlier was waited for where it was sealed)."""
     if app[USAGE].journaled and call.sealed is None:
         seal_call(app, call)
+        return True
+    return False
 
 
 def seal_call(app: web.Application, call: Call) -> None:

@@ -51,11 +51,12 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         raise
     finally:
         # The usage row goes to the journal now, before aiohttp writes a JSON or error answer (a stream sealed it
-        # before its last write), so a crash after the answer cannot lose it. The rest of the bookkeeping
-        # (metrics, log line; the row too when the journal is off) runs on the next loop turn, after the answer.
-        seal_early(request.app, call)
+        # before its last write, and waited for it there), so a crash after the answer cannot lose it. The rest of
+        # the bookkeeping (metrics, log line; the row too when the journal is off) runs on the next loop turn, after
+        # the answer.
+        sealed_now = seal_early(request.app, call)
         try:
-            if not cancelled:  # nobody is waiting for an answer of a cancelled call
+            if sealed_now and not cancelled:  # nobody is waiting for an answer of a cancelled call
                 await request.app[USAGE].durable()
         finally:  # scheduled after that turn, so it runs after the answer is written, not before
             asyncio.get_running_loop().call_soon(record_call, request.app, call)
