@@ -192,12 +192,14 @@ class KeyCache:
                 log.error("provider key unreadable; skipped", extra={"key_id": str(kr["id"]), "reason": str(exc)})
                 continue
             by_provider.setdefault(kr["provider"], []).append(ProviderKey(kr["id"], plaintext))
-        team = row["org_id"] is not None
-        workspace_id = row["org_id"] if team else row["user_id"]
+        # Plain uuid.UUIDs (asyncpg's own type is a subclass, equal and hashing alike): orjson writes them
+        # itself, not through a Python callback, when every call's usage row is journaled.
+        user_id, org_id, key_id = _plain(row["user_id"]), _plain_or_none(row["org_id"]), _plain(row["key_id"])
+        workspace_id = org_id if org_id is not None else user_id
         return Principal(
-            user_id=row["user_id"], user_id_str=str(row["user_id"]), workspace_id=workspace_id,
-            workspace_id_str=str(workspace_id), org_id=row["org_id"],
-            proxy_key_id=row["key_id"],
+            user_id=user_id, user_id_str=str(user_id), workspace_id=workspace_id,
+            workspace_id_str=str(workspace_id), org_id=org_id,
+            proxy_key_id=key_id,
             key_prefix=row["prefix"], plan=plan.id, active=row["status"] == "active",
             burst_per_minute=row["burst_per_minute_override"] or plan.burst_per_minute,
             monthly_requests=(row["monthly_requests_override"] if row["monthly_requests_override"] is not None
@@ -207,7 +209,7 @@ class KeyCache:
                                  providers=row["allowed_providers"], rpm=row["rpm_limit"],
                                  key_cap_idr=row["spend_cap_idr"],
                                  # A member's own account cap governs their personal calls, not the team's.
-                                 user_cap_idr=None if team else row["user_cap_idr"],
+                                 user_cap_idr=None if org_id is not None else row["user_cap_idr"],
                                  user_cap_hard=row["spend_cap_hard"], member_requests=row["member_requests"],
                                  member_cap_idr=row["member_cap_idr"]),
             aliases=_aliases(alias_rows))
@@ -302,3 +304,11 @@ async def running_listener(cache: KeyCache) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout=5)
         yield
+
+
+def _plain(value: uuid.UUID) -> uuid.UUID:
+    return uuid.UUID(int=value.int)
+
+
+def _plain_or_none(value: uuid.UUID | None) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(int=value.int)

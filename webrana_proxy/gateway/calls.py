@@ -70,6 +70,7 @@ class Call:
     fallback: bool = False  # an alias hop follows: a failure before the first byte out goes to it
     key_id: uuid.UUID | None = None  # the provider key of the attempt under way
     sealed: Usage | None = None  # the usage its row was written with, once sealed
+    row: UsageRecord | None = None  # that row, while the writer may still hold it in memory
     estimated: bool = False
     cost_idr_micro: int = 0  # what its row charged, once sealed
 
@@ -84,6 +85,17 @@ class Call:
         """Who served (or was tried last): on every answer."""
         return {"x-webrana-provider": self.provider, "x-webrana-model": self.model,
                 "x-webrana-attempts": str(self.attempts)}
+
+
+def client_gone(call: Call) -> None:
+    """The client left before the last bytes of its answer: 499. A row sealed before those bytes (the journal on)
+    is corrected in the writer's memory, where it waits for the next flush; its journal line keeps 200, so only a
+    crash in that instant would replay it as answered."""
+    call.status = CLIENT_CLOSED
+    call.error_type = "client_disconnected"
+    if call.row is not None:
+        call.row.status = CLIENT_CLOSED
+        call.row.error_type = "client_disconnected"
 
 
 def seal_early(app: web.Application, call: Call) -> bool:
@@ -113,7 +125,7 @@ def seal_call(app: web.Application, call: Call) -> None:
     now = datetime.now(UTC)
     priced, unpriced = app[PRICES].price(call.provider, call.model, usage, app[SETTINGS].usd_to_idr, now)
     status = call.status or 500
-    app[USAGE].record(UsageRecord(
+    call.row = row = UsageRecord(
         request_id=call.request_id, user_id=call.principal.user_id, proxy_key_id=call.principal.proxy_key_id,
         provider=call.provider, model=call.model[:200], endpoint=call.endpoint, stream=call.stream,
         status=status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
@@ -124,7 +136,8 @@ def seal_call(app: web.Application, call: Call) -> None:
         price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier, attempt=call.attempts,
-        alias=call.alias, org_id=call.principal.org_id))
+        alias=call.alias, org_id=call.principal.org_id)
+    app[USAGE].record(row)
     if call.failed is not None:
         _record_failed(app, call, now)
     call.sealed = usage

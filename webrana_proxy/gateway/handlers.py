@@ -13,7 +13,7 @@ from webrana_proxy.aliases import is_alias_name
 from webrana_proxy.errors import BadRequest, WebranaError
 from webrana_proxy.gateway import fallback
 from webrana_proxy.gateway.access import authenticate, check_model, enforce_limits, rate_headers
-from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, record_call, seal_early
+from webrana_proxy.gateway.calls import Call, client_gone, record_call, seal_early
 from webrana_proxy.gateway.fallback import Admitted, serve
 from webrana_proxy.gateway.upstream import open_upstream, relay_json, relay_stream
 from webrana_proxy.jsonio import json_response, parse_json_object, read_body
@@ -42,8 +42,7 @@ async def _run_call(request: web.Request, endpoint: str, work: Work) -> web.Stre
         raise
     except asyncio.CancelledError:  # the client went away: aiohttp cancelled this handler
         cancelled = True
-        call.status = CLIENT_CLOSED
-        call.error_type = "client_disconnected"
+        client_gone(call)
         raise
     except Exception:  # a bug: still one row, never none; the middleware answers 500
         call.status = 500

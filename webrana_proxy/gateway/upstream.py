@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from webrana_proxy.errors import BadRequest, UpstreamError, UpstreamTimeout
-from webrana_proxy.gateway.calls import CLIENT_CLOSED, Call, seal_call
+from webrana_proxy.gateway.calls import Call, client_gone, seal_call
 from webrana_proxy.keycache import ProviderKey
 from webrana_proxy.middleware import RESPONSE_STARTED
 from webrana_proxy.providers.base import JSON, ChatResult, Provider, StreamTranslator, UpstreamRequest
@@ -298,8 +298,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
         await seal()
         await out.write_eof()
     except ConnectionResetError:
-        call.status = CLIENT_CLOSED
-        call.error_type = "client_disconnected"
+        client_gone(call)
     finally:
         open_streams.dec()
         watch.cancel()
