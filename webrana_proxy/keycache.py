@@ -311,4 +311,4 @@ def _plain(value: uuid.UUID) -> uuid.UUID:
 
 
 def _plain_or_none(value: uuid.UUID | None) -> uuid.UUID | None:
-    return None if value is None else uuid.UUID(int=value.int)
+    return None if value is None else _plain(value)

@@ -91,10 +91,8 @@ class Journal:
         self.path = folder / f"{JOURNAL_PREFIX}{name}"
         os.rename(staging, self.path)  # visible to scanners only now, already locked
         self._seqs = itertools.count(1)  # segment numbers (next() is atomic: the loop and the syncer both take)
-        self._seg = self._new(SEGMENT_BYTES)
-        self._fd = self._seg.fd  # the hot path's copies of the segment in use
-        self._off = 0  # where the next line goes
-        self._capacity = self._seg.capacity
+        self._seg = self._new(SEGMENT_BYTES)  # in use
+        self._off = 0  # where the next line goes in it
         self._opened = time.monotonic()
         self._spare: _Segment | None = None  # made by the syncer; only the loop takes it
         self.rows = 0  # rows appended since start (also those whose write failed): positions in the writer's queue
@@ -113,18 +111,20 @@ class Journal:
 
     def append(self, line: bytes, rows: int = 1) -> None:
         """``line`` holds ``rows`` rows (positions in the writer's queue)."""
-        if self._off + len(line) > self._capacity:
+        seg = self._seg
+        if self._off + len(line) > seg.capacity:
             self._next(len(line))  # full: sealed, the spare takes over
+            seg = self._seg
         self.rows += rows
         try:
-            written = os.pwrite(self._fd, line, self._off)
+            written = os.pwrite(seg.fd, line, self._off)
         except OSError as exc:
             self._failed(exc)
             return
         self._off += written
         if written != len(line):  # a short write: the disk is full; end the torn line so the next one stays whole
             with contextlib.suppress(OSError):
-                self._off += os.pwrite(self._fd, b"\n", self._off)
+                self._off += os.pwrite(seg.fd, b"\n", self._off)
             self._failed(OSError("short write"))
             return
         self._dirty = True
@@ -146,31 +146,27 @@ class Journal:
     def rotate_if_due(self) -> None:
         """At a flush: seal the segment in use once it is ``ROTATE_SECONDS`` old, or if it is one that grows and a
         spare is ready (so a sealed segment is fully committed soon after, and trimmed)."""
-        if (self._capacity == GROWING and self._spare is not None) or \
+        if (self._seg.capacity == GROWING and self._spare is not None) or \
                 time.monotonic() - self._opened >= ROTATE_SECONDS:
             self.rotate()
 
     def _next(self, need: int) -> None:
         """Seal the segment in use (even empty: it is full) and go on in the syncer's spare, or in a file made here
-        if none is ready or the line is larger than a segment."""
-        spare, self._spare = self._spare, None
-        if spare is None or need > spare.capacity:
-            if spare is not None:
-                self._retire(spare.fd)
-                spare.path.unlink(missing_ok=True)
+        if none is ready or the line is larger than a segment (the spare then stays for later)."""
+        spare = self._spare
+        if spare is not None and need <= spare.capacity:
+            self._spare = None  # the syncer makes the next one
+        else:
             try:
                 spare = self._new(0)
             except OSError as exc:
                 self._failed(exc)
                 return  # the rows stay in memory; the next append tries again
         self._sealed.append((self._seg.path, self.rows))
-        self._retire(self._fd)
-        self._seg, self._fd, self._capacity, self._off = spare, spare.fd, spare.capacity, 0
+        self._retired.append(self._seg.fd)
+        self._seg, self._off = spare, 0
         self._rows_at_open = self.rows
         self._opened = time.monotonic()
-
-    def _retire(self, fd: int) -> None:
-        self._retired.append(fd)
 
     def trim(self, committed: int) -> list[Path]:
         """Sealed segments every row of which is committed (``committed`` = queue positions done): to delete."""
@@ -210,10 +206,11 @@ class Journal:
                 os.fdatasync(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
+        seg = self._seg  # only this thread closes descriptors: one the loop retires meanwhile stays open
         if self._dirty:
             self._dirty = False
             try:
-                os.fdatasync(self._fd)  # the rows and the size that reaches them; not the times
+                os.fdatasync(seg.fd)  # the rows (and a growing segment's size that reaches them); not the times
             except OSError as exc:
                 log.error("usage journal fsync failed", extra={"path": str(self.path), "error": str(exc)})
 
@@ -226,7 +223,7 @@ class Journal:
             self._retired.append(self._spare.fd)
             self._spare.path.unlink(missing_ok=True)
             self._spare = None
-        self._retired.append(self._fd)
+        self._retired.append(self._seg.fd)
         self._dirty = False
         self._sync()
         if remove:

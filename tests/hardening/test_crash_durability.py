@@ -26,9 +26,8 @@ from devstack import free_port
 from tests.fakes.scenario import FakeState
 from tests.gateway.conftest import wait_rows
 from tests.hardening.conftest import process_account
+from tests.hardening.journals import journal_rows
 from tests.processes import ProxyProcess, proxy_process
-from webrana_proxy.usage import records_of
-from webrana_proxy.usage_journal import segment_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -130,11 +129,6 @@ async def assert_exactly(db_url: str, count: int, timeout: float = 15) -> None:
 async def wait_written(db_url: str, count: int) -> None:
     rows = await wait_rows(db_url, count, timeout=10)
     assert len(rows) == count
-
-
-def journal_rows(folder: Path) -> int:
-    return sum(len(records_of(line)) for p in folder.glob("journal-*/*.jsonl")
-               for line in segment_bytes(p.read_bytes()).splitlines())
 
 
 async def test_sigkill_right_after_the_last_answer_loses_no_row(
@@ -243,9 +237,7 @@ async def test_a_surviving_worker_replays_a_killed_workers_journal(
             # call answered 200 has its row, and the victim below must hold some in its journal.
             answered = statuses.count(200)
             assert answered > 0, statuses
-            held = {w.pid: sum(len(segment_bytes(p.read_bytes()).splitlines())
-                               for p in journal.glob(f"journal-{w.pid}-*/*.jsonl"))
-                    for w in workers_of(proxy)}
+            held = {w.pid: journal_rows(journal, str(w.pid)) for w in workers_of(proxy)}
             victim = max(held, key=lambda pid: held[pid])
             assert held[victim] > 0, held
             dying = psutil.Process(victim)

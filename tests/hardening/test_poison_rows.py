@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes.midtrans import FakeMidtrans
 from tests.gateway.conftest import Account, wait_rows
+from tests.hardening.journals import journal_rows
 from webrana_proxy.state import USAGE
-from webrana_proxy.usage import UsageRecord, records_of, write_batch
-from webrana_proxy.usage_journal import segment_bytes
+from webrana_proxy.usage import UsageRecord, write_batch
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
 
@@ -55,8 +55,7 @@ async def test_rows_beyond_the_queue_bound_wait_in_the_journal_and_all_arrive(
     journal_dir = tmp_path / "spill"  # the journal folder, where old spill files are replayed too
 
     def journaled() -> int:  # rows in this writer's journal segments
-        return sum(len(records_of(line)) for p in journal_dir.glob("journal-*/*.jsonl")
-                   for line in segment_bytes(p.read_bytes()).splitlines())
+        return journal_rows(journal_dir)
 
     conn = await asyncpg.connect(migrated)
     try:
