@@ -85,16 +85,19 @@ def test_sealed_segments_are_trimmed_once_committed(tmp_path: Path) -> None:
 
 
 def test_a_full_segment_goes_on_in_the_next_and_a_huge_line_gets_its_own(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 60.0)
+    journal = Journal(tmp_path, 0.05)  # the syncer makes a new spare within 50 ms of one being taken
     try:
         spare_ready(journal)
         line = record(1).to_line()
         n = SEGMENT_BYTES // len(line) + 5  # more than one segment holds
         for _ in range(n):
             journal.append(line)
+        spare_ready(journal)
+        spare = journal._spare
         huge = orjson.dumps([list(record(2).to_line().decode())] * 3) + b"\n"  # a line larger than a segment
         huge = huge * (SEGMENT_BYTES // len(huge) + 1)
         journal.append(huge)
+        assert journal._spare is spare  # too small for it: kept for the next segment, not thrown away
         sealed = journal.trim(journal.rows)  # every row counted: every sealed segment listed, oldest first
         assert len(sealed) == 2
         assert [len(lines_in(p).splitlines()) for p in sealed] == [SEGMENT_BYTES // len(line), 5]
