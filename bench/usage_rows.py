@@ -50,13 +50,18 @@ async def _bench_user(database_url: str) -> tuple[uuid.UUID, uuid.UUID]:
 async def _run(database_url: str, rate: int, duration: float) -> dict[str, Any]:
     from webrana_proxy.db import create_pool
     from webrana_proxy.metrics import Metrics
+    from webrana_proxy.pricing import RowPricer
+    from webrana_proxy.providers.catalogue import load_catalogue
+    from webrana_proxy.providers.pricebook import PriceBook
     from webrana_proxy.usage import BATCH_MAX, UsageRecord, UsageWriter
 
     user, key = await _bench_user(database_url)
     pool = await create_pool(database_url)
     journal = RESULTS / "usage-rows-journal"
     shutil.rmtree(journal, ignore_errors=True)  # a killed earlier run's journal belongs to a database now gone
-    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, journal_dir=str(journal))
+    # The rows come priced, as the gateway's are by the time a flush takes them; the pricer is there for any not.
+    price = RowPricer(PriceBook(load_catalogue()), 16_500, lambda provider, model: None)
+    writer = UsageWriter(pool, Metrics(), max_queue=1_000_000, journal_dir=str(journal), price=price)
     await writer.start()
     offered = 0
     depth: list[tuple[float, int]] = []

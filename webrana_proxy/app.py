@@ -55,7 +55,7 @@ from webrana_proxy.mail.job import mail_ctx
 from webrana_proxy.metrics import Metrics
 from webrana_proxy.middleware import REQUEST_IDS, RequestIds, pipeline
 from webrana_proxy.passwords import Passwords
-from webrana_proxy.pricing import prices_ctx
+from webrana_proxy.pricing import RowPricer, prices_ctx
 from webrana_proxy.providers.catalogue import load_catalogue
 from webrana_proxy.providers.pricebook import PriceBook
 from webrana_proxy.providers.registry import build_registry
@@ -151,8 +151,9 @@ async def _keycache(app: web.Application) -> AsyncIterator[None]:
 
 async def _usage_writer(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
+    price = RowPricer(app[PRICES], s.usd_to_idr, app[GATEWAY].count_unpriced)
     writer = UsageWriter(app[POOL], app[METRICS], max_queue=s.usage_queue_max, journal_dir=s.usage_journal_dir,
-                         fsync_interval=s.usage_fsync_interval, redis=app[REDIS])
+                         price=price, fsync_interval=s.usage_fsync_interval, redis=app[REDIS])
     app[USAGE] = writer
     await writer.start()
     yield
@@ -176,7 +177,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PRICES] = PriceBook(load_catalogue())
     app[GATEWAY] = GatewayRuntime.build(settings, app[METRICS], app[PRICES])
     app[health.SHUTTING_DOWN] = asyncio.Event()
-    app.cleanup_ctx.extend([_passwords, _database, _redis, _upstream_http, _usage_writer, _keycache, prices_ctx,
+    # The usage writer after the price book's overrides: it prices the journals it replays at start.
+    app.cleanup_ctx.extend([_passwords, _database, _redis, _upstream_http, _keycache, prices_ctx, _usage_writer,
                             auth.login_guard_ctx])
     app.cleanup_ctx.append(billing_ctx)  # the Midtrans client; the lifecycle job when background_jobs
     app.cleanup_ctx.append(responses_store_ctx)  # the stored responses' prune job when background_jobs

@@ -26,6 +26,7 @@ import operator
 import os
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -103,6 +104,12 @@ class UsageRecord:
     failed_attempt: bool = False
     alias: str | None = None
     org_id: uuid.UUID | None = None  # the team whose workspace the call was made in (sql/0014); None: personal
+    # Pricing's inputs beyond the tokens, and whether the cost fields are filled in yet: the gateway journals a
+    # row before its answer ends and prices it after; the writer prices any row still unpriced (a replay, an
+    # outage stream's row) before storing it. Not columns.
+    thinking_mode: bool = False
+    provider_cost_usd_nano: int | None = None
+    priced: bool = True
 
     def as_row(self) -> tuple[Any, ...]:
         return (_text(self.request_id), self.user_id, self.proxy_key_id, _text(self.provider),
@@ -165,6 +172,9 @@ def records_of(raw: bytes) -> list[UsageRecord]:
     if isinstance(parsed, list) and parsed and isinstance(parsed[0], list):
         return [UsageRecord.from_fields(fields) for fields in parsed]
     return [UsageRecord.from_parsed(parsed)]
+
+
+Pricer = Callable[[UsageRecord], None]  # fills in an unpriced row's cost fields (``pricing.RowPricer``)
 
 
 def _text(value: str | None) -> str | None:
@@ -236,13 +246,18 @@ WITH ins AS (
 SELECT count(*) FROM ins"""
 
 
-async def write_batch(conn: Conn, batch: list[UsageRecord]) -> int:
+async def write_batch(conn: Conn, batch: list[UsageRecord], price: Pricer | None = None) -> int:
     """Write rows, roll-ups and key counters in one transaction (all or nothing); rows whose request id is already
-    stored are skipped and count nowhere. Returns the rows inserted."""
+    stored are skipped and count nowhere. ``price`` fills in the cost of rows not yet priced (without it they
+    are refused: a row is never stored at a cost it was not priced at). Returns the rows inserted."""
     rows: list[tuple[Any, ...]] = []
     for i, r in enumerate(batch):
         if i % PREP_SLICE == PREP_SLICE - 1:
             await asyncio.sleep(0)  # let calls in flight run between slices
+        if not r.priced:
+            if price is None:
+                raise ValueError("an unpriced usage row and no price book to price it")
+            price(r)
         rows.append(r.as_row())
     async with conn.transaction():
         await conn.execute(STAGE_SQL)
@@ -266,10 +281,12 @@ def parse_lines(lines: list[bytes]) -> tuple[list[UsageRecord], list[bytes]]:
 
 
 class UsageWriter:
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, max_queue: int, journal_dir: str,
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, max_queue: int, journal_dir: str, price: Pricer,
                  fsync_interval: float = 0.1, redis: Redis | None = None) -> None:
-        """``journal_dir`` empty: no journal (rows live only in memory until written; for measurements)."""
+        """``journal_dir`` empty: no journal (rows live only in memory until written; for measurements).
+        ``price``: fills in the cost of a row recorded unpriced (the gateway prices its rows after the answer)."""
         self._pool = pool
+        self.price = price
         self._metrics = metrics
         self._max_queue = max_queue
         self._folder = Path(journal_dir) if journal_dir else None
@@ -483,14 +500,14 @@ class UsageWriter:
         file for an operator, never blocking the rows after them. Returns the rows inserted."""
         async with self._pool.acquire(timeout=5) as conn:
             try:
-                return await write_batch(conn, batch)
+                return await write_batch(conn, batch, self.price)
             except REFUSALS:
                 pass
             refused = []
             inserted = 0
             for row in batch:
                 try:
-                    inserted += await write_batch(conn, [row])
+                    inserted += await write_batch(conn, [row], self.price)
                 except REFUSALS:
                     refused.append(row)
         if refused:

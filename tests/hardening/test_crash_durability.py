@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -118,6 +119,13 @@ async def assert_exactly(db_url: str, count: int, timeout: float = 15) -> None:
     ids = [r["request_id"] for r in rows]
     assert len(ids) == count, f"{len(ids)} usage rows, expected {count}"
     assert len(set(ids)) == count
+    # Rows are journaled before they are priced; replayed ones are priced on the way in, as the live ones were:
+    # every row has a price, and calls with the same tokens cost the same however their row arrived.
+    costs: dict[tuple[Any, ...], set[int]] = {}
+    for r in rows:
+        assert r["price_source"] is not None and r["cost_idr_micro"] > 0, dict(r)
+        costs.setdefault((r["model"], r["prompt_tokens"], r["completion_tokens"]), set()).add(r["cost_idr_micro"])
+    assert all(len(c) == 1 for c in costs.values()), costs
     conn = await asyncpg.connect(db_url)
     try:
         assert await conn.fetchval("SELECT sum(requests) FROM usage_daily") == count, "roll-up out of step"

@@ -1,10 +1,11 @@
 """One gateway call's record: filled in as the call proceeds, turned into exactly one usage row, one set of
 metric observations and one log line when it ends, whatever way it ends.
 
-With the usage journal on, the row is sealed (priced, journaled, queued) before the end of the answer leaves:
-``seal_call`` runs where the last write is about to happen (``handlers.run_call``'s ``finally`` before aiohttp
-writes a JSON or error answer; ``upstream.relay_stream`` before the write that ends a stream). The metrics and the
-log line follow on the next loop turn, after the answer."""
+With the usage journal on, the row is sealed (journaled, queued) before the end of the answer leaves: ``seal_call``
+runs where the last write is about to happen (``handlers.run_call``'s ``finally`` before aiohttp writes a JSON or
+error answer; ``upstream.relay_stream`` before the write that ends a stream). Its price, the spend counters, the
+metrics and the log line follow on the next loop turn, after the answer (``record_call``): the row's tokens and its
+time are all a price needs, so a replayed row is priced the same way."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from webrana_proxy.keycache import Principal
 from webrana_proxy.providers.base import Usage
 from webrana_proxy.providers.estimate import estimate_prompt_tokens, estimate_tokens
 from webrana_proxy.spend import SPEND
-from webrana_proxy.state import PRICES, SETTINGS, USAGE
+from webrana_proxy.state import USAGE
 from webrana_proxy.usage import UsageRecord
 
 log = logging.getLogger("webrana.call")
@@ -72,7 +73,6 @@ class Call:
     sealed: Usage | None = None  # the usage its row was written with, once sealed
     row: UsageRecord | None = None  # that row, while the writer may still hold it in memory
     estimated: bool = False
-    cost_idr_micro: int = 0  # what its row charged, once sealed
 
     def fail_attempt(self, status: int, error_type: str, seconds: float, upstream_id: str | None) -> None:
         """The attempt under way failed: kept for its own usage row (unless it ends up the call's last)."""
@@ -109,7 +109,8 @@ def seal_early(app: web.Application, call: Call) -> bool:
 
 
 def seal_call(app: web.Application, call: Call) -> None:
-    """Price the call and hand its one usage row to the writer (journal + queue). Synchronous: one write(2)."""
+    """Hand the call's one usage row to the writer (journal + queue), unpriced: ``record_call`` prices it after the
+    answer (the writer prices one it gets first). Synchronous: one write(2)."""
     elapsed = time.perf_counter() - call.started
     usage = call.usage
     estimated = call.usage_estimated
@@ -123,7 +124,6 @@ def seal_call(app: web.Application, call: Call) -> None:
     if call.body is not None and call.body.get("enable_thinking") is True:
         usage.thinking_mode = True  # Qwen's thinking mode has its own output price, reasoning reported or not
     now = datetime.now(UTC)
-    priced, unpriced = app[PRICES].price(call.provider, call.model, usage, app[SETTINGS].usd_to_idr, now)
     status = call.status or 500
     call.row = row = UsageRecord(
         request_id=call.request_id, user_id=call.principal.user_id, proxy_key_id=call.principal.proxy_key_id,
@@ -132,34 +132,32 @@ def seal_call(app: web.Application, call: Call) -> None:
         total_tokens=usage.total_tokens, tokens_estimated=estimated,
         latency_ms=int(elapsed * 1000), ttfb_ms=int(call.ttfb * 1000) if call.ttfb is not None else None,
         upstream_request_id=call.upstream_id, error_type=call.error_type, created_at=now,
-        cost_idr_micro=priced.cost_idr_micro, cost_usd_nano=priced.cost_usd_nano, usd_to_idr=priced.usd_to_idr,
-        price_source=priced.source, price_version=priced.version, cached_tokens=usage.cached_tokens,
-        cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        reasoning_tokens=usage.reasoning_tokens, service_tier=usage.service_tier, attempt=call.attempts,
-        alias=call.alias, org_id=call.principal.org_id)
+        cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens, reasoning_tokens=usage.reasoning_tokens,
+        service_tier=usage.service_tier, attempt=call.attempts, alias=call.alias, org_id=call.principal.org_id,
+        thinking_mode=usage.thinking_mode, provider_cost_usd_nano=usage.provider_cost_usd_nano, priced=False)
     app[USAGE].record(row)
     if call.failed is not None:
         _record_failed(app, call, now)
     call.sealed = usage
     call.estimated = estimated
-    call.cost_idr_micro = priced.cost_idr_micro
-    if unpriced:
-        app[GATEWAY].count_unpriced(call.provider, call.model[:200])
 
 
 def record_call(app: web.Application, call: Call) -> None:
-    """Seal the row unless done, observe metrics, write the log line. Synchronous and cheap: no I/O beyond the
-    journal's one write."""
+    """Seal the row unless done, price it, observe metrics, write the log line. Synchronous and cheap: no I/O
+    beyond the journal's one write."""
     if call.sealed is None:
         seal_call(app, call)
     usage = call.sealed
-    assert usage is not None
+    row = call.row
+    assert usage is not None and row is not None
+    app[USAGE].price(row)  # a no-op if the writer priced it first
     estimated = call.estimated
     status = call.status or 500
     elapsed = time.perf_counter() - call.started
     runtime = app[GATEWAY]
-    if call.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
-        app[SPEND].add(call.principal, call.cost_idr_micro, *runtime.months.at(time.time()))
+    if row.cost_idr_micro > 0 and call.principal.rules is not None:  # keys and accounts with a spend cap
+        app[SPEND].add(call.principal, row.cost_idr_micro, *runtime.months.at(time.time()))
     series = runtime.series(call.provider, call.model, status, call.endpoint)
     series.requests.inc()
     series.duration.observe(elapsed)
