@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from webrana_proxy import usage_journal
 from webrana_proxy.usage import LINE_FIELDS, UsageRecord, batch_line, parse_lines, records_of
 from webrana_proxy.usage_journal import (
     LOCK_NAME,
@@ -82,6 +83,18 @@ def test_sealed_segments_are_trimmed_once_committed(tmp_path: Path) -> None:
         journal.close(remove=False)
     assert lines_in(second) == three
     assert [p for p in segments(journal) if not lines_in(p)] == []  # the unused spare is gone
+
+
+@pytest.mark.parametrize("size", [usage_journal.PAGE * 3, usage_journal.PAGE * 2 + 100, 100])
+def test_a_segment_is_made_of_exactly_its_size_in_zeros_and_rows_overwrite_them(tmp_path: Path, size: int) -> None:
+    seg = usage_journal._make_segment(tmp_path / "s.jsonl", size)  # a page per write; a last part page too
+    try:
+        assert (tmp_path / "s.jsonl").read_bytes() == bytes(size) and seg.capacity == size
+        os.pwrite(seg.fd, b"[1]\n", 0)
+        assert (tmp_path / "s.jsonl").stat().st_size == size  # overwritten in place: the file did not grow
+        assert segment_bytes((tmp_path / "s.jsonl").read_bytes()) == b"[1]\n"
+    finally:
+        os.close(seg.fd)
 
 
 def test_a_full_segment_goes_on_in_the_next_and_a_huge_line_gets_its_own(tmp_path: Path) -> None:

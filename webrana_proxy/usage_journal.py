@@ -41,6 +41,7 @@ LOCK_NAME = "lock"
 SEGMENT_SUFFIX = ".jsonl"
 OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 SEGMENT_BYTES = 1 << 20  # ~3,300 rows: under full load a segment lasts about a second
+PAGE = 4096  # a segment's zeros are written a page per write(2) (see _make_segment)
 ROTATE_SECONDS = 2.0  # a segment in use this long is sealed at the writer's next flush, so committed rows leave disk
 GROWING = sys.maxsize  # the capacity of a segment made on the loop when no spare was ready: it grows as rows come
 
@@ -63,12 +64,18 @@ class _Segment:
 
 def _make_segment(path: Path, size: int) -> _Segment:
     """A new segment file: ``size`` zero bytes written and synced, so rows overwrite them in place (0: an empty
-    file that grows, for when no spare is ready)."""
+    file that grows, for when no spare is ready).
+
+    The zeros go a page per write: the page cache then holds the segment in single pages. Written in one piece, a
+    kernel with large folios (Linux 6.x on ext4) keeps it as one 1 MiB folio, and every row written into it walks
+    all of the folio's blocks: 2.8 us instead of 1.3 us per 330-byte ``pwrite`` measured here (Linux 6.18)."""
     fd = os.open(path, OPEN_FLAGS, 0o600)
     try:
         if size:
-            if os.pwrite(fd, bytes(size), 0) != size:
-                raise OSError(errno.ENOSPC, "short write")
+            page = bytes(PAGE)
+            for offset in range(0, size, PAGE):
+                if os.pwrite(fd, page[:size - offset], offset) != min(PAGE, size - offset):
+                    raise OSError(errno.ENOSPC, "short write")
             os.fdatasync(fd)
     except OSError:
         os.close(fd)
