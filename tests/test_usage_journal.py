@@ -85,9 +85,9 @@ def test_sealed_segments_are_trimmed_once_committed(tmp_path: Path) -> None:
     assert [p for p in segments(journal) if not lines_in(p)] == []  # the unused spare is gone
 
 
-@pytest.mark.parametrize("size", [usage_journal.PAGE * 3, usage_journal.PAGE * 2 + 100, 100])
+@pytest.mark.parametrize("size", [usage_journal.ZEROS_PER_WRITE * 3, usage_journal.ZEROS_PER_WRITE * 2 + 100, 100])
 def test_a_segment_is_made_of_exactly_its_size_in_zeros_and_rows_overwrite_them(tmp_path: Path, size: int) -> None:
-    seg = usage_journal._make_segment(tmp_path / "s.jsonl", size)  # a page per write; a last part page too
+    seg = usage_journal._make_segment(tmp_path / "s.jsonl", size)  # in pieces; a last, shorter piece too
     try:
         assert (tmp_path / "s.jsonl").read_bytes() == bytes(size) and seg.capacity == size
         os.pwrite(seg.fd, b"[1]\n", 0)
