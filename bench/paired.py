@@ -16,9 +16,10 @@ Pairs:
 - alias: a stream through a ``wbr/`` alias against the same stream to the alias's model (issue 16: calls/s at
   least 95%, c=1 added latency at most 0.05 ms more);
 - messages / responses: a Messages (or Responses) passthrough stream on one gateway against a chat passthrough
-  stream on the other (issue 12: added latency and CPU per call within 10% of chat's); the sides swap gateways
-  every round, so a difference between the two processes cancels out.
-Every round starts both gateways afresh and swaps which one is started first. Medians of per-round ratios.
+  stream on the other (issue 12: added latency and CPU per call within 10% of chat's).
+Every round starts both gateways afresh and swaps which one is started first; every other round the two sides
+take each other's place (gateway, load generator, warm-up order: a journal pair swaps which gateway has the
+journal), so whatever favours a position cancels out. Medians of per-round ratios.
 """
 
 from __future__ import annotations
@@ -196,16 +197,21 @@ def run_paired(*, rounds: int, duration: float, python_load: bool, only: str = "
             if wanted and title.split()[0] not in wanted:
                 continue
             per_round = []
+            journal_pair = journals[0] != journals[1]
             for r in range(rounds):
-                swap = r % 2 == 1 and journals[0] == journals[1]  # same settings: the sides swap gateways
-                gws = _start_pair(h, journals, first=r % 2)
+                # Every other round the two take each other's place (gateway, load generator, warm-up order), so
+                # nothing about a position favours one of them: same settings swap sides, a journal pair swaps
+                # which gateway has the journal.
+                swap = r % 2 == 1
+                on_off = (journals[1], journals[0]) if swap and journal_pair else journals
+                gws = _start_pair(h, on_off, first=r % 2)
                 try:
-                    order = (sides[b], sides[a]) if swap else (sides[a], sides[b])
+                    order = (sides[b], sides[a]) if swap and not journal_pair else (sides[a], sides[b])
                     got = _round(h, gws, order, checks, duration)
                 finally:
                     _stop(h, *gws)
-                journal_pair = journals[0] != journals[1]
-                by_side = {("on", "off")[int(k)] if journal_pair else got[k]["side"]: got[k] for k in ("0", "1")}
+                by_side = {("off", "on")[on_off[int(k)]] if journal_pair else got[k]["side"]: got[k]
+                           for k in ("0", "1")}
                 per_round.append(by_side)
                 print(f"{title} #{r + 1}: " + "; ".join(
                     f"{name} {v['rate_c64']:.0f}/s {v['cpu_ms_per_call_c64']:.3f} ms cpu, c1 +{v['added_c1_ms']:.3f} ms"
