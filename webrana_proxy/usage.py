@@ -65,7 +65,13 @@ COLUMNS = ("request_id", "user_id", "proxy_key_id", "provider", "model", "endpoi
            "attempt", "failed_attempt", "alias", "org_id")
 # cost_idr (whole rupiah) is left at its default 0: it holds only what rows priced before sql/0006 carry.
 DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)  # this row can never be stored
+
+
+class UnpriceableRow(ValueError):
+    """A row whose tokens cannot be priced (a damaged line of a replayed journal): set aside, never retried."""
+
+
+REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, UnpriceableRow)  # can never be stored
 
 
 @dataclass(slots=True)
@@ -257,7 +263,10 @@ async def write_batch(conn: Conn, batch: list[UsageRecord], price: Pricer | None
         if not r.priced:
             if price is None:
                 raise ValueError("an unpriced usage row and no price book to price it")
-            price(r)
+            try:
+                price(r)
+            except Exception as exc:  # bad values from a damaged line: this row only, never the batch for ever
+                raise UnpriceableRow(f"usage row {r.request_id!r} cannot be priced: {exc!r}") from exc
         rows.append(r.as_row())
     async with conn.transaction():
         await conn.execute(STAGE_SQL)

@@ -142,3 +142,38 @@ async def test_a_replayed_row_is_a_no_op_and_moves_no_counter(
                                    fresh.proxy_key_id) == 4
     finally:
         await conn.close()
+
+
+async def test_a_replayed_row_that_cannot_be_priced_is_set_aside_and_the_rest_priced(
+        gw: TestClient[web.Request, web.Application], account: Account, migrated: str, tmp_path: Path) -> None:
+    """Rows are journaled before they are priced, so a replay prices them. A damaged line whose tokens are not
+    numbers cannot be priced: it is set aside like a row PostgreSQL refuses, and never holds up the good row
+    beside it or the live ones."""
+    import uuid
+    from datetime import UTC, datetime
+
+    def row(request_id: str, prompt: object) -> bytes:
+        return UsageRecord(request_id=request_id, user_id=uuid.UUID(account.user_id), proxy_key_id=None,
+                           provider="openai", model="gpt-4o-mini", endpoint="chat", stream=False, status=200,
+                           prompt_tokens=prompt, completion_tokens=1_000, total_tokens=2_000,  # type: ignore[arg-type]
+                           tokens_estimated=False, latency_ms=5, ttfb_ms=None, upstream_request_id=None,
+                           error_type=None, created_at=datetime.now(UTC), priced=False).to_line()
+
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir(exist_ok=True)
+    (spill_dir / "usage-spill-999998-dead.jsonl").write_bytes(row("req_unpriced_good", 1_000) +
+                                                              row("req_unpriced_bad", "a thousand"))
+    resp = await gw.post("/v1/chat/completions", headers={"Authorization": f"Bearer {account.proxy_key}"},
+                         json=CHAT)
+    assert resp.status == 200, await resp.text()
+    rows = {r["request_id"]: r for r in await wait_rows(migrated, 2, timeout=10)}
+    assert len(rows) == 2 and "req_unpriced_good" in rows, list(rows)
+    good = rows["req_unpriced_good"]
+    # gpt-4o-mini: 0.15 and 0.60 USD per million tokens in and out: 150 + 600 = 750 micro-USD
+    assert (good["price_source"], good["cost_usd_nano"]) == ("catalogue", 750_000)
+    for _ in range(100):
+        if (spill_dir / "usage-refused.jsonl").exists():
+            break
+        await asyncio.sleep(0.05)
+    refused = (spill_dir / "usage-refused.jsonl").read_bytes().splitlines()
+    assert len(refused) == 1 and b"req_unpriced_bad" in refused[0]

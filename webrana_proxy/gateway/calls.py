@@ -151,7 +151,10 @@ def record_call(app: web.Application, call: Call) -> None:
     usage = call.sealed
     row = call.row
     assert usage is not None and row is not None
-    app[USAGE].price(row)  # a no-op if the writer priced it first
+    try:
+        app[USAGE].price(row)  # a no-op if the writer priced it first
+    except Exception:  # a bug: the writer tries again and sets the row aside; the metrics and log line still go
+        log.exception("usage row could not be priced", extra={"request_id": call.request_id})
     estimated = call.estimated
     status = call.status or 500
     elapsed = time.perf_counter() - call.started
