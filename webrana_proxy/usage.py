@@ -254,15 +254,16 @@ SELECT count(*) FROM ins"""
 
 async def write_batch(conn: Conn, batch: list[UsageRecord], price: Pricer | None = None) -> int:
     """Write rows, roll-ups and key counters in one transaction (all or nothing); rows whose request id is already
-    stored are skipped and count nowhere. ``price`` fills in the cost of rows not yet priced (without it they
-    are refused: a row is never stored at a cost it was not priced at). Returns the rows inserted."""
+    stored are skipped and count nowhere. ``price`` fills in the cost of rows not yet priced; a row it cannot
+    price (or any unpriced row, without it) raises ``UnpriceableRow``, one of the ``REFUSALS``: it is never stored
+    at a cost it was not priced at. Returns the rows inserted."""
     rows: list[tuple[Any, ...]] = []
     for i, r in enumerate(batch):
         if i % PREP_SLICE == PREP_SLICE - 1:
             await asyncio.sleep(0)  # let calls in flight run between slices
         if not r.priced:
             if price is None:
-                raise ValueError("an unpriced usage row and no price book to price it")
+                raise UnpriceableRow(f"usage row {r.request_id!r} is unpriced and there is no price book")
             try:
                 price(r)
             except Exception as exc:  # bad values from a damaged line: this row only, never the batch for ever

@@ -88,3 +88,20 @@ def test_a_line_written_before_rows_were_priced_late_reads_as_priced() -> None:
     back = UsageRecord.from_json(old)
     assert (back.priced, back.cost_idr_micro, back.thinking_mode, back.provider_cost_usd_nano) == \
         (True, 46_200_000, False, None)
+
+
+def test_an_unpriced_row_is_refused_before_any_write_when_it_cannot_be_priced(book: PriceBook) -> None:
+    """``write_batch`` prices before it opens a transaction: a row with no price book, or one the book cannot price,
+    is ``UnpriceableRow`` (one of the writer's refusals: set aside, never retried), and nothing is written."""
+    import asyncio
+
+    from webrana_proxy.usage import REFUSALS, UnpriceableRow, write_batch
+
+    assert UnpriceableRow in REFUSALS
+    no_db = None  # never reached: the rows are refused first
+    with pytest.raises(UnpriceableRow, match="no price book"):
+        asyncio.run(write_batch(no_db, [unpriced("qwen", "qwen-plus", 1, 1)]))  # type: ignore[arg-type]
+    damaged = unpriced("qwen", "qwen-plus", 1, 1)
+    damaged.prompt_tokens = "many"  # type: ignore[assignment]
+    with pytest.raises(UnpriceableRow, match="cannot be priced"):
+        asyncio.run(write_batch(no_db, [damaged], RowPricer(book, RATE, lambda p, m: None)))  # type: ignore[arg-type]
