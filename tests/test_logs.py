@@ -1,4 +1,4 @@
-"""The log writer: lines leave the event loop's thread as records and are written in order, in batches."""
+"""The log writer: lines are formatted where they are logged, then written in order, in batches, by its thread."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def test_an_info_line_waits_for_its_batch_and_a_warning_is_written_at_once(monke
         assert [line["msg"] for line in lines(out)] == ["quiet", "loud"]
     finally:
         handler.stop()
+
+
+def test_a_line_shows_its_values_as_they_were_when_it_was_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "BATCH_INTERVAL", 3600.0)  # the writer thread waits until stop
+    handler, out, logger = writer()
+    attempts = ["openai"]
+    logger.info("call", extra={"attempts": attempts})
+    attempts.append("anthropic")  # the caller goes on with its objects; the waiting line does not change
+    handler.stop()
+    assert [line["attempts"] for line in lines(out)] == [["openai"]]
 
 
 def test_a_record_that_cannot_be_formatted_does_not_stop_the_others() -> None:

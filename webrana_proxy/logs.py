@@ -21,17 +21,17 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._stamp = ""
+        self._stamp = (-1, "")  # (second, its text): one object, so threads that log at once never mix them
 
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
-        if second != self._second:  # one strftime a second, not one a line
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamped, stamp = self._stamp
+        if second != stamped:  # one strftime a second, not one a line
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, stamp)
         fields = record.__dict__
         out: dict[str, Any] = {
-            "ts": f"{self._stamp}.{int(record.msecs):03d}Z",
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -56,22 +56,33 @@ class TextFormatter(logging.Formatter):
 
 
 class _BatchingHandler(logging.Handler):
-    """Puts the record on a deque as it is: no lock, no thread woken per line. A writer thread formats and writes
-    what waits every ``BATCH_INTERVAL`` (one ``write`` a batch), at once for a warning or worse, or when
-    ``BATCH_WAKE`` lines wait. So the event loop never does blocking I/O or JSON encoding for a log line, and a
-    busy gateway does not hand the GIL to the writer for every call it logs."""
+    """Formats the record where it is logged (a few microseconds with orjson) and puts the line on a deque: no
+    lock, no thread woken per line. A writer thread writes what waits every ``BATCH_INTERVAL`` (one ``write`` a
+    batch), at once for a warning or worse, or when ``BATCH_WAKE`` lines wait. So the event loop never blocks on
+    the log's file or pipe.
+
+    The writer thread formatted the records itself until the usage journal's measurements showed what that cost:
+    it held the GIL for milliseconds at a time (a batch of JSON lines), which it took whenever the loop let go of it
+    for a system call, and the loop then waited for it. At c=64, journal on / off, json calls/s went from x0.983
+    to x1.003 (`bench/README.md`, "Fifth session"). A line formatted at once also shows the values as they were
+    when it was logged, not as the loop may have changed them since."""
 
     def __init__(self, target: logging.StreamHandler[Any]) -> None:
         super().__init__()
         self._target = target
-        self._pending: deque[logging.LogRecord] = deque()
+        self._pending: deque[str] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, daemon=True, name="log-writer")
         self._thread.start()
 
     def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: deque.append is atomic
-        self._pending.append(record)
+        try:
+            line = self._target.format(record)
+        except Exception:  # a record that cannot be formatted: reported the logging module's way, others go on
+            self._target.handleError(record)
+            return True
+        self._pending.append(line)
         if record.levelno >= logging.WARNING or len(self._pending) >= BATCH_WAKE:
             self._wake.set()
         return True
@@ -90,11 +101,7 @@ class _BatchingHandler(logging.Handler):
         pending, target = self._pending, self._target
         lines = []
         while pending:
-            record = pending.popleft()
-            try:
-                lines.append(target.format(record))
-            except Exception:  # a record that cannot be formatted: reported the logging module's way, others go on
-                target.handleError(record)
+            lines.append(pending.popleft())
         if lines:
             try:
                 target.stream.write("\n".join(lines) + "\n")
