@@ -56,16 +56,16 @@ class TextFormatter(logging.Formatter):
 
 
 class _BatchingHandler(logging.Handler):
-    """Formats the record where it is logged (a few microseconds with orjson) and puts the line on a deque: no
-    lock, no thread woken per line. A writer thread writes what waits every ``BATCH_INTERVAL`` (one ``write`` a
-    batch), at once for a warning or worse, or when ``BATCH_WAKE`` lines wait. So the event loop never blocks on
-    the log's file or pipe.
+    """Formats the record where it is logged (~3 us for a call's line) and puts the line on a deque: no lock, no
+    thread woken per line. A writer thread writes what waits every ``BATCH_INTERVAL`` (one ``write`` a batch), at
+    once for a warning or worse, or when ``BATCH_WAKE`` lines wait. So the event loop never blocks on the log's
+    file or pipe.
 
     The writer thread formatted the records itself until the usage journal's measurements showed what that cost:
-    it held the GIL for milliseconds at a time (a batch of JSON lines), which it took whenever the loop let go of it
-    for a system call, and the loop then waited for it. At c=64, journal on / off, json calls/s went from x0.983
-    to x1.003 (`bench/README.md`, "Fifth session"). A line formatted at once also shows the values as they were
-    when it was logged, not as the loop may have changed them since."""
+    it held the GIL while it formatted a batch (up to hundreds of lines), it took the GIL whenever the loop let go
+    of it for a system call, and the loop then waited for it. At c=64, journal on / off, json calls/s went from
+    x0.983 to x1.003 (`bench/README.md`, "Fifth session"). A line formatted at once also shows the values as they
+    were when it was logged, not as the loop may have changed them since."""
 
     def __init__(self, target: logging.StreamHandler[Any]) -> None:
         super().__init__()
