@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from tests.conftest import PASSWORD, Api
 
@@ -146,9 +147,12 @@ async def test_login_moves_hashes_made_with_old_parameters_to_owasp(api: Api, mi
         await conn.close()
 
 
-async def test_parallel_guesses_cannot_slip_past_the_lockout(api: Api) -> None:
+async def test_parallel_guesses_cannot_slip_past_the_lockout(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     await api.register("paralel@example.com")
     body = {"email": "paralel@example.com", "password": "Wrong-pass1"}
     results = await asyncio.gather(*(api.client.post("/api/auth/login", json=body) for _ in range(15)))
     statuses = sorted(r.status for r in results)
-    assert statuses.count(401) == 5 and statuses.count(429) == 10, statuses
+    # Redis trouble lets an attempt through by design; if it happens here, the failure says which error it was
+    # (once in CI, 2026-12-06: one extra 401 after "sign-in lockout unavailable").
+    redis_errors = [getattr(r, "error", None) for r in caplog.records if r.name == "webrana.loginguard"]
+    assert statuses.count(401) == 5 and statuses.count(429) == 10, (statuses, redis_errors)
