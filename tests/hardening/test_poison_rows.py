@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +26,17 @@ from webrana_proxy.state import USAGE
 from webrana_proxy.usage import UsageRecord, write_batch
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "halo"}]}
+
+
+async def refused_lines(spill_dir: Path, count: int, timeout: float = 5.0) -> list[bytes]:
+    """The lines of the writer's set-aside file once it holds ``count`` of them (or what it holds at the timeout)."""
+    path = spill_dir / "usage-refused.jsonl"
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        lines = path.read_bytes().splitlines() if path.exists() else []
+        if len(lines) >= count or asyncio.get_running_loop().time() > deadline:
+            return lines
+        await asyncio.sleep(0.05)
 
 
 async def test_a_nul_in_the_model_name_does_not_block_the_usage_writer(
@@ -110,7 +123,7 @@ async def test_a_poisoned_spill_file_never_blocks_live_rows(gw: TestClient[web.R
             break
         await asyncio.sleep(0.05)
     assert not list(spill_dir.glob("usage-spill-*"))
-    refused = (spill_dir / "usage-refused.jsonl").read_bytes().splitlines()
+    refused = await refused_lines(spill_dir, 2)
     assert len(refused) == 2 and b"req_ghost" in refused[0] + refused[1]
 
 
@@ -149,9 +162,6 @@ async def test_a_replayed_row_that_cannot_be_priced_is_set_aside_and_the_rest_pr
     """Rows are journaled before they are priced, so a replay prices them. A damaged line whose tokens are not
     numbers cannot be priced: it is set aside like a row PostgreSQL refuses, and never holds up the good row
     beside it or the live ones."""
-    import uuid
-    from datetime import UTC, datetime
-
     def row(request_id: str, prompt: object) -> bytes:
         return UsageRecord(request_id=request_id, user_id=uuid.UUID(account.user_id), proxy_key_id=None,
                            provider="openai", model="gpt-4o-mini", endpoint="chat", stream=False, status=200,
@@ -171,9 +181,5 @@ async def test_a_replayed_row_that_cannot_be_priced_is_set_aside_and_the_rest_pr
     good = rows["req_unpriced_good"]
     # gpt-4o-mini: 0.15 and 0.60 USD per million tokens in and out: 150 + 600 = 750 micro-USD
     assert (good["price_source"], good["cost_usd_nano"]) == ("catalogue", 750_000)
-    for _ in range(100):
-        if (spill_dir / "usage-refused.jsonl").exists():
-            break
-        await asyncio.sleep(0.05)
-    refused = (spill_dir / "usage-refused.jsonl").read_bytes().splitlines()
+    refused = await refused_lines(spill_dir, 1)
     assert len(refused) == 1 and b"req_unpriced_bad" in refused[0]

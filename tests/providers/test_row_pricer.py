@@ -5,6 +5,7 @@ reported. Figures worked out by hand from the list prices (as in test_prices.py)
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ import pytest
 from webrana_proxy.pricing import RowPricer
 from webrana_proxy.providers.catalogue import load_catalogue
 from webrana_proxy.providers.pricebook import PriceBook
-from webrana_proxy.usage import LINE_FIELDS, UsageRecord
+from webrana_proxy.usage import LINE_FIELDS, REFUSALS, UnpriceableRow, UsageRecord, write_batch
 
 RATE = 16_500
 DAY = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
@@ -93,10 +94,6 @@ def test_a_line_written_before_rows_were_priced_late_reads_as_priced() -> None:
 def test_an_unpriced_row_is_refused_before_any_write_when_it_cannot_be_priced(book: PriceBook) -> None:
     """``write_batch`` prices before it opens a transaction: a row with no price book, or one the book cannot price,
     is ``UnpriceableRow`` (one of the writer's refusals: set aside, never retried), and nothing is written."""
-    import asyncio
-
-    from webrana_proxy.usage import REFUSALS, UnpriceableRow, write_batch
-
     assert UnpriceableRow in REFUSALS
     no_db = None  # never reached: the rows are refused first
     with pytest.raises(UnpriceableRow, match="no price book"):
