@@ -26,7 +26,7 @@ import operator
 import os
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -164,6 +164,30 @@ class UsageRecord:
 # A journal line's fields, in order. New fields go at the end (a line is read by position).
 LINE_FIELDS = tuple(UsageRecord.__dataclass_fields__)
 _LINE_FIELDS = operator.attrgetter(*LINE_FIELDS)
+
+
+class _OneTurn:
+    """Awaited, gives the loop one turn: what ``asyncio.sleep(0)`` does, without its two coroutine frames (a call
+    waits for the journal's write at the bottom of a dozen frames, each of which a resumption passes through)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield  # a bare yield: the task is scheduled again (call_soon), after the callbacks queued before it
+
+
+class _NoWait:
+    """Awaited, returns at once."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator, done at its first step
+
+
+ONE_TURN: Awaitable[None] = _OneTurn()
+NO_WAIT: Awaitable[None] = _NoWait()
 
 
 def batch_line(records: list[UsageRecord]) -> bytes:
@@ -306,7 +330,6 @@ class UsageWriter:
         self._stream = OutageStream(redis) if redis is not None else None
         self._queue: deque[UsageRecord] = deque()
         self._pending: list[UsageRecord] = []  # recorded this loop turn, journaled at the start of the next
-        self._journal_soon = False  # that write is queued
         self._turn_rows = 0  # rows recorded in this loop turn
         self._busy = False  # the last turn recorded more than one: batch them all
         self._done = 0  # queue positions committed or handed to the journal's backlog (the journal's trim mark)
@@ -336,16 +359,14 @@ class UsageWriter:
         blocks, never raises, never touches the database."""
         if self._journal is not None:
             self._turn_rows += 1
-            first = self._turn_rows == 1
-            if first:
+            if self._turn_rows == 1:  # the turn's first row: its end is queued, before any call that waits for it
                 asyncio.get_running_loop().call_soon(self._end_turn)
-            if first and not self._busy:  # the last turn had one row at most: this one likely too, write it now
-                self._journal.append(rec.to_line())
+                if not self._busy:  # the last turn had one row at most: this one likely too, write it now
+                    self._journal.append(rec.to_line())
+                else:
+                    self._pending.append(rec)
             else:
                 self._pending.append(rec)
-                if not self._journal_soon:
-                    self._journal_soon = True
-                    asyncio.get_running_loop().call_soon(self._journal_pending)
         if self._outage:
             self._to_mirror.append((rec.request_id, rec.to_line()))
             self._mirror_wake.set()
@@ -354,24 +375,24 @@ class UsageWriter:
             self._wake.set()
 
     def _end_turn(self) -> None:
+        """At the start of the next turn: the turn's rows written, as one line."""
         self._busy = self._turn_rows > 1
         self._turn_rows = 0
+        self._journal_pending()
 
     def _journal_pending(self) -> None:
         """The rows recorded since the last turn, as one journal line."""
-        self._journal_soon = False
         pending = self._pending
         if pending and self._journal is not None:
             self._pending = []
             self._journal.append(batch_line(pending), len(pending))
 
-    async def durable(self) -> None:
-        """Returns once every row recorded so far is in the journal (the page cache): a call awaits this before
-        the last bytes of its answer. Rows waiting for the next turn's write were queued (``call_soon``) when the
-        first of them was recorded, so that write runs before this coroutine resumes: one loop turn, shared by
+    def durable(self) -> Awaitable[None]:
+        """Done once every row recorded so far is in the journal (the page cache): a call awaits this before the
+        last bytes of its answer. The end of the turn (``_end_turn``, which writes the turn's rows) was queued when
+        the turn's first row was recorded, so it runs before the awaiting call resumes: one loop turn, shared by
         every call of that turn; with nothing waiting, no turn."""
-        if self._journal_soon:
-            await asyncio.sleep(0)
+        return ONE_TURN if self._pending else NO_WAIT
 
     async def start(self) -> None:
         if self._folder is not None:

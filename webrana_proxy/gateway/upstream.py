@@ -26,6 +26,7 @@ from webrana_proxy.upstreamhttp import (
     UpstreamPool,
     UpstreamResponse,
 )
+from webrana_proxy.usage import NO_WAIT
 
 ENCODE_DEPTH_LIMIT = 254  # orjson writes at most this many levels of nesting (it parses up to 1,024)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -223,11 +224,12 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse, call: Call,
         call.completion_chars = translator.completion_chars
         call.upstream_id = translator.upstream_id or call.upstream_id
 
-    async def seal() -> None:  # before the write that ends the stream: the row is in the journal first
+    def seal() -> Awaitable[None]:  # before the write that ends the stream: the row is in the journal first
         if journaled and call.sealed is None:
             take_usage()
             seal_call(app, call)
-            await app[USAGE].durable()
+            return app[USAGE].durable()
+        return NO_WAIT
 
     open_streams.inc()
     try:
