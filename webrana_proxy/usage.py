@@ -359,12 +359,11 @@ class UsageWriter:
         blocks, never raises, never touches the database."""
         if self._journal is not None:
             self._turn_rows += 1
-            if self._turn_rows == 1:  # the turn's first row: its end is queued, before any call that waits for it
+            first = self._turn_rows == 1
+            if first:  # the turn's end is queued now, before any call that waits for it
                 asyncio.get_running_loop().call_soon(self._end_turn)
-                if not self._busy:  # the last turn had one row at most: this one likely too, write it now
-                    self._journal.append(rec.to_line())
-                else:
-                    self._pending.append(rec)
+            if first and not self._busy:  # the last turn had one row at most: this one likely too, write it now
+                self._journal.append(rec.to_line())
             else:
                 self._pending.append(rec)
         if self._outage:
